@@ -1,0 +1,159 @@
+"""Bundles: immutable, hash-verified model directories that every stage exchanges.
+
+A bundle is a folder holding `bundle.json` (the manifest) beside the model files. A PyTorch
+bundle's folder is also a Hugging Face model folder (config, weights, tokenizer, modeling code).
+Bundles are written to a temporary folder, fsynced and renamed into place in one step, so a
+process killed mid-write never leaves a half bundle under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from frugalml import __version__
+from frugalml.errors import BundleError
+from frugalml.hashing import sha256_file
+
+MANIFEST = "bundle.json"
+TEMP_PREFIX = ".partial-"
+
+
+@dataclass
+class Bundle:
+    id: str
+    name: str
+    labels: list[str]
+    base_model: str
+    method: str
+    format: str = "torch"  # torch | onnx
+    precision: str = "fp32"
+    task: str = "text-classification"
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parents: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    frugalml_version: str = __version__
+    path: Path | None = field(default=None, compare=False)
+
+    def manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(int(f["bytes"]) for f in self.files.values())
+
+
+def new_bundle_id() -> str:
+    return "b" + uuid.uuid4().hex[:11]
+
+
+def write_bundle(store: Path, bundle: Bundle, populate: Callable[[Path], None]) -> Bundle:
+    """Create bundle `bundle.id` under `store`: `populate(folder)` writes the model files.
+
+    Hashes every file, writes the manifest, fsyncs and atomically renames the folder into place.
+    On any failure the temporary folder is removed and nothing appears under the final name.
+    """
+    store.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(store)
+    final = store / bundle.id
+    if final.exists():
+        raise BundleError(f"bundle {bundle.id} already exists at {final}")
+    temp = store / f"{TEMP_PREFIX}{bundle.id}-{os.getpid()}"
+    temp.mkdir()
+    try:
+        populate(temp)
+        bundle.files = {
+            str(p.relative_to(temp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(temp.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
+        }
+        bundle.created_at = bundle.created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        (temp / MANIFEST).write_text(json.dumps(bundle.manifest(), indent=2) + "\n")
+        _fsync_tree(temp)
+        os.rename(temp, final)
+        _fsync_dir(store)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    bundle.path = final
+    return bundle
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read a bundle's manifest; with `verify`, check every file's size and sha256."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: not a frugalml bundle (no {MANIFEST})")
+    try:
+        data = json.loads(manifest_path.read_text())
+        bundle = Bundle(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise BundleError(f"{path}: {MANIFEST} is malformed ({exc})") from None
+    bundle.path = path
+    if verify:
+        verify_files(bundle)
+    return bundle
+
+
+def verify_files(bundle: Bundle) -> None:
+    assert bundle.path is not None
+    for name, meta in bundle.files.items():
+        file = bundle.path / name
+        if not file.is_file():
+            raise BundleError(f"bundle {bundle.id} is incomplete: {name} is missing")
+        if file.stat().st_size != meta["bytes"]:
+            raise BundleError(
+                f"bundle {bundle.id} is corrupt: {name} has {file.stat().st_size} bytes, "
+                f"expected {meta['bytes']} (truncated or modified)"
+            )
+        if sha256_file(file) != meta["sha256"]:
+            raise BundleError(
+                f"bundle {bundle.id} is corrupt: {name} does not match its sha256 (modified)"
+            )
+
+
+def remove_stale_partials(store: Path) -> None:
+    """Delete temporary folders left by writers that died (their pid no longer runs)."""
+    for temp in store.glob(f"{TEMP_PREFIX}*"):
+        pid = temp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,87 @@
+"""The one dataset type every stage exchanges."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from frugalml.errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Texts with optional labels and stable row ids.
+
+    `sha256` identifies the content the rows came from (the file's bytes); the registry and the
+    pipeline cache use it for lineage.
+    """
+
+    texts: list[str]
+    labels: list[str] | None
+    ids: list[str]
+    source: str = ""
+    sha256: str = ""
+    extra: dict[str, list] = field(default_factory=dict)  # other columns, kept for round trips
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and len(self.labels) != len(self.texts):
+            raise ValueError("texts and labels differ in length")
+        if len(self.ids) != len(self.texts):
+            raise ValueError("texts and ids differ in length")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def label_names(self) -> list[str]:
+        """Sorted distinct labels; the class order every model uses."""
+        return sorted(set(self.require_labels()))
+
+    def require_labels(self) -> list[str]:
+        if self.labels is None:
+            raise DataError(f"{self.source or 'dataset'}: has no label column")
+        return self.labels
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(Counter(self.require_labels()))
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        return Dataset(
+            texts=[self.texts[i] for i in indices],
+            labels=None if self.labels is None else [self.labels[i] for i in indices],
+            ids=[self.ids[i] for i in indices],
+            source=self.source,
+            sha256=self.sha256,
+            extra={k: [v[i] for i in indices] for k, v in self.extra.items()},
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        columns = {"id": self.ids, "text": self.texts}
+        if self.labels is not None:
+            columns["label"] = self.labels
+        return pd.DataFrame({**columns, **self.extra})
+
+    def check_trainable(self) -> None:
+        """Refuse data a classifier cannot learn from, with a message that says why."""
+        counts = self.class_counts()
+        if len(counts) < 2:
+            only = next(iter(counts), "")
+            raise DataError(
+                f"{self.source}: needs at least 2 classes to train, found only {only!r}"
+            )
+
+    def check_labels_known(self, known: Sequence[str]) -> None:
+        """Refuse evaluation data whose labels the model never saw in training."""
+        unseen = sorted(set(self.require_labels()) - set(known))
+        if unseen:
+            shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+            raise DataError(
+                f"{self.source}: {len(unseen)} label(s) not seen in training: {shown}"
+            )

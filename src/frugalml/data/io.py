@@ -1,0 +1,141 @@
+"""Read CSV, JSONL, Parquet files and Hugging Face `datasets` folders into a Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from frugalml.data.dataset import Dataset
+from frugalml.errors import DataError
+from frugalml.hashing import sha256_path
+
+TEXT_COLUMNS = ("text", "sentence", "query", "utterance", "content", "review", "document")
+LABEL_COLUMNS = ("label", "labels", "category", "intent", "class", "target")
+ID_COLUMNS = ("id", "uid", "example_id", "idx")
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    require_labels: bool = True,
+) -> Dataset:
+    """Load a dataset, auto-detecting the text, label and id columns by common names.
+
+    Raises DataError with a one-line reason for any file that cannot serve as a dataset.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    frame = _read_frame(path)
+    if frame.empty:
+        raise DataError(f"{path}: contains no rows")
+    text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
+    label_col = _pick_column(frame, label_column, LABEL_COLUMNS, "label", path, require_labels)
+    id_col = _pick_column(frame, id_column, ID_COLUMNS, "id", path, required=False)
+
+    texts = frame[text_col]
+    blank = texts.isna() | (texts.astype(str).str.strip() == "")
+    if blank.any():
+        raise DataError(f"{path}: empty text in row(s) {_rows(blank)}")
+    labels = None
+    if label_col is not None:
+        missing = frame[label_col].isna()
+        if missing.any():
+            raise DataError(f"{path}: missing label in row(s) {_rows(missing)}")
+        labels = [_label_str(v) for v in frame[label_col]]
+    if id_col is not None:
+        ids = [str(v) for v in frame[id_col]]
+        duplicated = pd.Series(ids).duplicated()
+        if duplicated.any():
+            raise DataError(f"{path}: duplicate id(s) in column {id_col!r}, row(s) {_rows(duplicated)}")
+    else:
+        ids = [str(i) for i in range(len(frame))]
+    used = {text_col, label_col, id_col}
+    extra = {str(c): frame[c].tolist() for c in frame.columns if c not in used}
+    return Dataset(
+        texts=texts.astype(str).tolist(),
+        labels=labels,
+        ids=ids,
+        source=str(path),
+        sha256=sha256_path(path),
+        extra=extra,
+    )
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        return _read_hf_folder(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        known = ", ".join(sorted(FORMATS))
+        raise DataError(f"{path}: unknown format {path.suffix or '(no suffix)'!r}; use one of {known}")
+    try:
+        if kind in ("csv", "tsv"):
+            return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding="utf-8")
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, encoding="utf-8", dtype=False)
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 text (bad byte at offset {exc.start})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: contains no rows") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as {kind}: {reason}") from None
+
+
+def _read_hf_folder(path: Path) -> pd.DataFrame:
+    import datasets  # imported lazily: it is slow to import and only this format needs it
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not a Hugging Face datasets folder (save_to_disk output)") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise DataError(f"{path}: has splits {sorted(loaded)}; point at one split's folder")
+        loaded = loaded["train"]
+    frame = loaded.to_pandas()
+    for column, feature in loaded.features.items():
+        if isinstance(feature, datasets.ClassLabel):  # store class names, not integer codes
+            frame[column] = [feature.int2str(int(v)) for v in frame[column]]
+    return frame
+
+
+def _pick_column(
+    frame: pd.DataFrame, chosen: str | None, candidates: tuple[str, ...], role: str,
+    path: Path, required: bool,
+) -> str | None:
+    if chosen is not None:
+        if chosen not in frame.columns:
+            raise DataError(
+                f"{path}: no {role} column {chosen!r}; columns are {list(map(str, frame.columns))}"
+            )
+        return chosen
+    lowered = {str(c).lower(): c for c in frame.columns}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    if required:
+        raise DataError(
+            f"{path}: no {role} column found (looked for {', '.join(candidates)}); "
+            f"columns are {list(map(str, frame.columns))}; name it with --{role}-column"
+        )
+    return None
+
+
+def _label_str(value: object) -> str:
+    # 3.0 read from a float column is the label "3", not "3.0".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _rows(mask: pd.Series) -> str:
+    rows = [str(i) for i in mask[mask].index[:5]]
+    return ", ".join(rows) + (" ..." if int(mask.sum()) > 5 else "")

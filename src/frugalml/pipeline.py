@@ -1,0 +1,177 @@
+"""YAML pipelines: named steps that chain stages, each skipped when its inputs are unchanged.
+
+    name: quickstart
+    steps:
+      - id: tune
+        tune: {train: data/train.csv, eval: data/test.csv, method: lora}
+      - id: eval
+        eval: {bundle: "${tune.bundle_id}", data: data/test.csv}
+
+Paths are relative to the pipeline file. `${step.key}` refers to an earlier step's output. A
+step's cache key is the hash of its kind, its arguments, the content of every file they name and
+the frugalml version; a step whose key is in the registry (and whose bundle still loads) is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from frugalml import __version__
+from frugalml.bundle import load_bundle
+from frugalml.errors import BundleError, FrugalError
+from frugalml.hashing import sha256_path
+from frugalml.progress import Reporter
+from frugalml.settings import Settings, get_settings
+
+REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
+PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool"}
+
+
+@dataclass
+class StepContext:
+    settings: Settings
+    reporter: Reporter | None
+
+
+StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
+STEPS: dict[str, StepFunction] = {}
+
+
+def step(kind: str) -> Callable[[StepFunction], StepFunction]:
+    """Register a pipeline step kind; later stages add theirs the same way."""
+
+    def register(function: StepFunction) -> StepFunction:
+        STEPS[kind] = function
+        return function
+
+    return register
+
+
+@dataclass
+class StepResult:
+    id: str
+    kind: str
+    outputs: dict[str, Any]
+    cached: bool
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    steps: list[StepResult] = field(default_factory=list)
+
+    def outputs(self, step_id: str) -> dict[str, Any]:
+        return next(s.outputs for s in self.steps if s.id == step_id)
+
+
+def load_pipeline(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FrugalError(f"{path}: no such pipeline file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise FrugalError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
+        raise FrugalError(f"{path}: a pipeline needs a non-empty 'steps' list")
+    seen: set[str] = set()
+    for number, entry in enumerate(spec["steps"], 1):
+        kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
+        if len(kinds) != 1 or kinds[0] not in STEPS:
+            raise FrugalError(
+                f"{path}: step {number} must have an id and exactly one of {sorted(STEPS)}"
+            )
+        entry.setdefault("id", kinds[0])
+        if entry["id"] in seen:
+            raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
+        seen.add(entry["id"])
+    return spec
+
+
+def run_pipeline(path: str | Path, settings: Settings | None = None, reporter: Reporter | None = None,
+                 force: bool = False,
+                 on_step: Callable[[StepResult], None] | None = None) -> PipelineResult:
+    from frugalml import steps as _  # noqa: F401  (registers the built-in step kinds)
+    from frugalml.workflows import open_registry
+
+    path = Path(path)
+    spec = load_pipeline(path)
+    settings = settings or get_settings()
+    registry = open_registry(settings)
+    context = StepContext(settings, reporter)
+    result = PipelineResult(name=spec.get("name", path.stem))
+    done: dict[str, dict[str, Any]] = {}
+    for entry in spec["steps"]:
+        kind = next(k for k in entry if k != "id")
+        args = _resolve(entry[kind] or {}, done, path.parent, entry["id"])
+        key = _cache_key(kind, args)
+        outputs = None if force else registry.cached_step(key)
+        cached = outputs is not None and _still_valid(outputs)
+        if not cached:
+            outputs = STEPS[kind](args, context)
+            registry.cache_step(key, kind, outputs)
+        step_result = StepResult(entry["id"], kind, outputs, cached)
+        result.steps.append(step_result)
+        done[entry["id"]] = outputs
+        if on_step:
+            on_step(step_result)
+    return result
+
+
+def _resolve(args: dict[str, Any], done: dict[str, dict[str, Any]], base: Path, step_id: str) -> dict[str, Any]:
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            def lookup(match: re.Match) -> str:
+                ref, key = match.groups()
+                if ref not in done or key not in done[ref]:
+                    raise FrugalError(f"step {step_id!r}: unknown reference ${{{ref}.{key}}}")
+                return str(done[ref][key])
+
+            return REFERENCE.sub(lookup, value)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v) for k, v in value.items()}
+        return value
+
+    resolved = {k: substitute(v) for k, v in args.items()}
+    for key in PATH_KEYS & resolved.keys():
+        if resolved[key] and not Path(resolved[key]).is_absolute():
+            resolved[key] = str((base / resolved[key]).resolve())
+    return resolved
+
+
+def _cache_key(kind: str, args: dict[str, Any]) -> str:
+    contents = {
+        key: sha256_path(Path(value)) for key, value in args.items()
+        if key in PATH_KEYS and value and Path(value).exists()
+    }
+    payload = json.dumps({"kind": kind, "args": args, "contents": contents,
+                          "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _still_valid(outputs: dict[str, Any]) -> bool:
+    if "bundle_path" not in outputs:
+        return True
+    try:
+        load_bundle(outputs["bundle_path"])
+    except BundleError:
+        return False
+    return True
+
+
+def config_from(args: dict[str, Any], config_type: type, exclude: set[str]) -> Any:
+    """Build a config dataclass from step arguments, refusing unknown keys."""
+    allowed = {f.name for f in fields(config_type)}
+    unknown = set(args) - allowed - exclude
+    if unknown:
+        raise FrugalError(f"unknown argument(s) {sorted(unknown)}; allowed: {sorted(allowed | exclude)}")
+    return config_type(**{k: v for k, v in args.items() if k in allowed})

@@ -1,0 +1,160 @@
+"""SQLite registry: datasets, runs, bundles and pipeline steps, with lineage queries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from frugalml.bundle import Bundle, load_bundle
+from frugalml.data import Dataset
+from frugalml.errors import BundleError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    sha256 TEXT PRIMARY KEY, source TEXT, rows INTEGER, labels INTEGER, registered_at TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, kind TEXT, status TEXT, config TEXT, data_sha256 TEXT,
+    metrics TEXT, started_at TEXT, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS bundles (
+    id TEXT PRIMARY KEY, name TEXT, path TEXT, format TEXT, precision TEXT, method TEXT,
+    base_model TEXT, parent_id TEXT, run_id TEXT, data_sha256 TEXT, size_bytes INTEGER,
+    metrics TEXT, created_at TEXT);
+CREATE TABLE IF NOT EXISTS steps (
+    key TEXT PRIMARY KEY, kind TEXT, outputs TEXT, created_at TEXT);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Registry:
+    """A thin layer over one SQLite file; every call opens its own short transaction."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def _write(self, sql: str, params: tuple) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        with closing(self._connect()) as db:
+            return [_decode(dict(r)) for r in db.execute(sql, params).fetchall()]
+
+    # datasets and runs
+    def add_dataset(self, dataset: Dataset) -> str:
+        labels = len(set(dataset.labels)) if dataset.labels is not None else 0
+        self._write(
+            "INSERT OR IGNORE INTO datasets VALUES (?,?,?,?,?)",
+            (dataset.sha256, dataset.source, len(dataset), labels, _now()),
+        )
+        return dataset.sha256
+
+    def start_run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> str:
+        run_id = "r" + uuid.uuid4().hex[:11]
+        self._write(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, kind, "running", json.dumps(config, default=str), data_sha256, "{}",
+             _now(), None),
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
+        self._write(
+            "UPDATE runs SET status=?, metrics=?, finished_at=? WHERE id=?",
+            (status, json.dumps(metrics or {}, default=str), _now(), run_id),
+        )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE id=?", (run_id,))
+        return rows[0] if rows else None
+
+    # bundles
+    def add_bundle(self, bundle: Bundle, run_id: str = "", data_sha256: str = "") -> None:
+        self._write(
+            "INSERT INTO bundles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (bundle.id, bundle.name, str(Path(bundle.path).resolve()), bundle.format,
+             bundle.precision, bundle.method, bundle.base_model,
+             bundle.parents[0] if bundle.parents else None, run_id, data_sha256,
+             bundle.size_bytes, json.dumps(bundle.metrics), bundle.created_at),
+        )
+
+    def list_bundles(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM bundles ORDER BY created_at, rowid")
+
+    def find_bundle(self, ref: str) -> dict[str, Any]:
+        """The bundle whose id is `ref` or starts with it (a unique prefix)."""
+        rows = self._rows("SELECT * FROM bundles WHERE id LIKE ? || '%'", (ref,))
+        if not rows:
+            raise BundleError(f"no bundle {ref!r} in the registry at {self.path}")
+        if len(rows) > 1:
+            raise BundleError(f"bundle prefix {ref!r} is ambiguous: {[r['id'] for r in rows]}")
+        return rows[0]
+
+    def remove_bundle(self, ref: str) -> dict[str, Any]:
+        row = self.find_bundle(ref)
+        children = self._rows("SELECT id FROM bundles WHERE parent_id=?", (row["id"],))
+        if children:
+            raise BundleError(
+                f"bundle {row['id']} is the parent of {[c['id'] for c in children]}; remove those first"
+            )
+        self._write("DELETE FROM bundles WHERE id=?", (row["id"],))
+        shutil.rmtree(row["path"], ignore_errors=True)
+        return row
+
+    def lineage(self, ref: str) -> list[dict[str, Any]]:
+        """The bundle, then its parent, grandparent ...; each with its run and dataset."""
+        chain, row = [], self.find_bundle(ref)
+        while row is not None:
+            row["run"] = self.get_run(row["run_id"]) if row["run_id"] else None
+            datasets = self._rows("SELECT * FROM datasets WHERE sha256=?", (row["data_sha256"],))
+            row["dataset"] = datasets[0] if datasets else None
+            chain.append(row)
+            parent = row["parent_id"]
+            rows = self._rows("SELECT * FROM bundles WHERE id=?", (parent,)) if parent else []
+            row = rows[0] if rows else None
+        return chain
+
+    # pipeline step cache
+    def cached_step(self, key: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT outputs FROM steps WHERE key=?", (key,))
+        return rows[0]["outputs"] if rows else None
+
+    def cache_step(self, key: str, kind: str, outputs: dict[str, Any]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO steps VALUES (?,?,?,?)",
+            (key, kind, json.dumps(outputs, default=str), _now()),
+        )
+
+
+def resolve_bundle(ref: str | Path, registry: Registry | None = None, verify: bool = True) -> Bundle:
+    """Load a bundle given its folder or its id (or unique id prefix) in the registry."""
+    path = Path(ref)
+    if path.is_dir():
+        return load_bundle(path, verify=verify)
+    if registry is None:
+        raise BundleError(f"{ref}: no such bundle folder")
+    return load_bundle(registry.find_bundle(str(ref))["path"], verify=verify)
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("config", "metrics", "outputs"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row

@@ -1,0 +1,35 @@
+"""Built-in pipeline step kinds: tune and eval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from frugalml.errors import FrugalError
+from frugalml.pipeline import StepContext, config_from, step
+from frugalml.tune import TuneConfig
+from frugalml.workflows import evaluate_bundle, tune_and_register
+
+COLUMN_KEYS = {"text_column", "label_column"}
+
+
+def _columns(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: args[k] for k in COLUMN_KEYS if k in args}
+
+
+@step("tune")
+def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    if "train" not in args:
+        raise FrugalError("tune step: 'train' (a data file) is required")
+    config = config_from(args, TuneConfig, {"train", "eval", "name"} | COLUMN_KEYS)
+    return tune_and_register(args["train"], config, eval_path=args.get("eval"),
+                             name=args.get("name"), columns=_columns(args),
+                             reporter=context.reporter, settings=context.settings)
+
+
+@step("eval")
+def eval_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    missing = {"bundle", "data"} - args.keys()
+    if missing:
+        raise FrugalError(f"eval step: missing {sorted(missing)}")
+    bundle, report = evaluate_bundle(args["bundle"], args["data"], _columns(args), context.settings)
+    return {"bundle_id": bundle.id, **report.summary()}

@@ -1,0 +1,6 @@
+"""Fine-tuning: head-only, full and parameter-efficient (PEFT) methods."""
+
+from frugalml.tune.methods import METHODS, get_method
+from frugalml.tune.trainer import TuneConfig, TuneResult, tune
+
+__all__ = ["METHODS", "TuneConfig", "TuneResult", "get_method", "tune"]

@@ -1,0 +1,81 @@
+"""Tuning methods, one entry each: which parameters train and how (PEFT where it applies)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from frugalml.errors import FrugalError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    prepare: Callable[[nn.Module, dict], nn.Module]  # returns the model to train
+    encoder_lr: float  # default learning rate of the encoder's trainable parameters
+    trains_encoder: bool = True
+
+
+def _head(model: nn.Module, options: dict) -> nn.Module:
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("classifier.")
+    return model
+
+
+def _full(model: nn.Module, options: dict) -> nn.Module:
+    for param in model.parameters():
+        param.requires_grad = True
+    return model
+
+
+def _peft(config_factory: Callable[[dict], object]) -> Callable[[nn.Module, dict], nn.Module]:
+    def prepare(model: nn.Module, options: dict) -> nn.Module:
+        from peft import get_peft_model
+
+        return get_peft_model(model, config_factory(options))
+
+    return prepare
+
+
+def _lora_config(options: dict) -> object:
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=options.get("lora_r", 16),
+        lora_alpha=options.get("lora_alpha", 32),
+        lora_dropout=options.get("lora_dropout", 0.05),
+        target_modules="all-linear",  # every Linear of the encoder; the head is saved whole
+        modules_to_save=["classifier"],
+    )
+
+
+def _ia3_config(options: dict) -> object:
+    from peft import IA3Config, TaskType
+
+    return IA3Config(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=["key", "value", "output.dense"],
+        feedforward_modules=["output.dense"],
+        modules_to_save=["classifier"],
+    )
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("head", "frozen encoder, trained classifier head", _head, 0.0, trains_encoder=False),
+        Method("lora", "LoRA adapters on every encoder Linear (PEFT) + head", _peft(_lora_config), 5e-4),
+        Method("ia3", "IA3 scaling vectors (PEFT) + head", _peft(_ia3_config), 3e-3),
+        Method("full", "every parameter trained", _full, 8e-5),
+    ]
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise FrugalError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]

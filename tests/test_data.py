@@ -1,0 +1,105 @@
+"""Loading data: formats, column detection, and a clear error for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import make_rows, write_csv
+from frugalml.data import load_dataset, stratified_split
+from frugalml.errors import DataError
+
+
+def test_csv_jsonl_parquet_and_hf_folder_load_the_same_rows(tmp_path):
+    rows = make_rows(5, seed=0)
+    frame = pd.DataFrame(rows, columns=["utterance", "intent"])
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "d.parquet")
+    import datasets
+
+    hf = datasets.Dataset.from_pandas(frame)
+    hf = hf.class_encode_column("intent")  # integer codes with names: loaded back as names
+    hf.save_to_disk(str(tmp_path / "hf"))
+
+    loaded = [load_dataset(tmp_path / n) for n in ("d.csv", "d.jsonl", "d.parquet", "hf")]
+    for data in loaded:
+        assert data.texts == [r[0] for r in rows]
+        assert data.labels == [r[1] for r in rows]
+    assert len({d.sha256 for d in loaded}) == 4  # content hashes differ per file
+
+
+def test_explicit_columns_and_ids(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"uid": ["a", "b"], "body": ["x y", "z"], "y": [1, 2]}).to_csv(path, index=False)
+    data = load_dataset(path, text_column="body", label_column="y")
+    assert data.ids == ["a", "b"] and data.labels == ["1", "2"] and data.texts == ["x y", "z"]
+
+
+def test_unlabelled_pool_loads_without_labels(tmp_path):
+    path = write_csv(tmp_path / "pool.csv", [("p1", "some text")], header=("id", "text"))
+    data = load_dataset(path, require_labels=False)
+    assert data.labels is None and data.ids == ["p1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        (None, ".csv", "no such file"),
+        (b"text,label\n", ".csv", "contains no rows"),
+        (b"", ".csv", "contains no rows"),
+        (b"a,b\n1,2\n", ".csv", "no text column found"),
+        (b"text\nhello\n", ".csv", "no label column found"),
+        (b"text,label\nok,\n", ".csv", "missing label in row(s) 0"),
+        (b"text,label\n  ,x\n", ".csv", "empty text in row(s) 0"),
+        (b"text,label\ncaf\xe9,x\n", ".csv", "not valid UTF-8"),
+        (b'{"text": "a", "label": "x"}\n{broken\n', ".jsonl", "cannot be read as jsonl"),
+        (b"not parquet at all", ".parquet", "cannot be read as parquet"),
+        (b"whatever", ".xlsx", "unknown format '.xlsx'"),
+        (b"id,text,label\n1,a,x\n1,b,y\n", ".csv", "duplicate id"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path, content, suffix, message):
+    path = tmp_path / f"data{suffix}"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_dataset(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_named_column_lists_the_columns(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [("a", "x")])
+    with pytest.raises(DataError, match=r"no text column 'body'; columns are \['text', 'label'\]"):
+        load_dataset(path, text_column="body")
+
+
+def test_single_class_and_unseen_eval_labels_are_refused(tmp_path):
+    one = load_dataset(write_csv(tmp_path / "one.csv", [("a", "x"), ("b", "x")]))
+    with pytest.raises(DataError, match="at least 2 classes"):
+        one.check_trainable()
+    test = load_dataset(write_csv(tmp_path / "t.csv", [("a", "x"), ("b", "zzz")]))
+    with pytest.raises(DataError, match="not seen in training: 'zzz'"):
+        test.check_labels_known(["x", "y"])
+
+
+def test_stratified_split_is_deterministic_and_keeps_proportions(tmp_path):
+    rows = [(f"t{i}", "a" if i % 4 else "b") for i in range(200)] + [("single", "c")]
+    data = load_dataset(write_csv(tmp_path / "d.csv", rows))
+    keep1, held1 = stratified_split(data, 0.25, seed=3)
+    keep2, held2 = stratified_split(data, 0.25, seed=3)
+    keep3, _ = stratified_split(data, 0.25, seed=4)
+    assert keep1.ids == keep2.ids and held1.ids == held2.ids
+    assert keep1.ids != keep3.ids
+    assert sorted(keep1.ids + held1.ids, key=int) == data.ids  # a partition of the rows
+    assert held1.class_counts() == {"a": 38, "b": 12}  # 3:1 as in the data
+    assert "single" in keep1.texts  # a class with one example stays on the training side
+
+
+def test_jsonl_with_numeric_labels_reads_them_as_strings(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(4)))
+    assert load_dataset(path).labels == ["0", "1", "0", "1"]

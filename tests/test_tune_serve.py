@@ -1,0 +1,139 @@
+"""Integration on a tiny config-built BERT: tune -> bundle -> eval -> standard HF load -> serve."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import uvicorn
+
+from frugalml.bundle import load_bundle
+from frugalml.data import load_dataset
+from frugalml.runtime import load_predictor
+from frugalml.serve import create_app
+from frugalml.tune import TuneConfig
+from frugalml.workflows import evaluate_bundle, tune_and_register
+
+
+def _tune(tiny_base, files, method, **overrides):
+    config = TuneConfig(method=method, base=str(tiny_base), epochs=overrides.pop("epochs", 3),
+                        batch_size=8, **overrides)
+    return tune_and_register(files["train"], config, eval_path=files["test"])
+
+
+@pytest.mark.parametrize("method", ["head", "lora", "ia3", "full"])
+def test_each_method_learns_and_writes_a_loadable_bundle(tiny_base, intent_files, home, method):
+    summary = _tune(tiny_base, intent_files, method, lr=5e-3 if method != "head" else None)
+    assert summary["metrics"]["accuracy"] >= 0.9  # 3 separable intents
+    bundle = load_bundle(summary["bundle_path"])
+    assert bundle.method == method and bundle.format == "torch"
+    assert (bundle.path / "adapter").is_dir() == (method in ("lora", "ia3"))
+    if method == "head":
+        # Only the head trains: 32 features x 3 classes + 3 biases.
+        assert summary["trainable_params"] == 32 * 3 + 3
+    elif method == "full":
+        assert summary["trainable_params"] == summary["total_params"]
+    else:
+        assert 0 < summary["trainable_params"] < summary["total_params"]
+    _, report = evaluate_bundle(bundle.id, intent_files["test"])
+    assert report.accuracy == pytest.approx(summary["metrics"]["accuracy"])
+
+
+def test_fine_tuning_changes_the_encoder_and_keeps_the_best_epoch(tiny_base, intent_files, home):
+    summary = _tune(tiny_base, intent_files, "full", lr=5e-3, epochs=2)
+    history = load_bundle(summary["bundle_path"]).config["history"]
+    assert history[0]["epoch"] == 0 and "head_c" in history[0]
+    assert [h["epoch"] for h in history[1:]] == list(range(1, len(history)))
+    assert summary["metrics"]["val_accuracy"] == max(h["val_accuracy"] for h in history)
+
+
+STANDARD_LOAD = """
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder = sys.argv[1]
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+batch = tokenizer(json.loads(sys.argv[2]), padding=True, return_tensors="pt")
+with torch.no_grad():
+    print(json.dumps({"logits": model(**batch).logits.tolist(), "id2label": model.config.id2label,
+                      "frugalml_imported": "frugalml" in sys.modules}))
+"""
+
+
+def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, intent_files, home):
+    summary = _tune(tiny_base, intent_files, "lora", lr=5e-3)
+    bundle = load_bundle(summary["bundle_path"])
+    texts = ["refund money back please", "my card was stolen"]
+    expected = load_predictor(bundle).predict_proba(texts)
+
+    # Without frugalml: plain transformers in a fresh interpreter.
+    out = subprocess.run([sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
+                         capture_output=True, text=True, check=True, cwd=str(home.parent))
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not loaded["frugalml_imported"]
+    assert list(loaded["id2label"].values()) == bundle.labels
+    probabilities = torch.softmax(torch.tensor(loaded["logits"]), dim=-1).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+    # The adapter in PEFT's own format, on a fresh base classifier, gives the same model.
+    from peft import PeftModel
+
+    from frugalml.models import load_tokenizer, new_classifier
+
+    base = new_classifier(str(tiny_base), bundle.labels)
+    peft_model = PeftModel.from_pretrained(base, bundle.path / "adapter").eval()
+    tokenizer = load_tokenizer(str(tiny_base))
+    with torch.no_grad():
+        logits = peft_model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_predict_health_ready_and_metrics(tiny_base, intent_files, home):
+    summary = _tune(tiny_base, intent_files, "head")
+    predictor = load_predictor(load_bundle(summary["bundle_path"]))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        texts = [t for t in load_dataset(intent_files["test"]).texts[:5]]
+        response = httpx.post(f"{url}/v1/predict", json={"inputs": texts})
+        assert response.status_code == 200
+        body = response.json()
+        expected = predictor.predict_proba(texts)
+        assert [p["label"] for p in body["predictions"]] == [predictor.labels[i] for i in expected.argmax(1)]
+        assert [p["score"] for p in body["predictions"]] == pytest.approx(expected.max(1).tolist(), abs=1e-6)
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": []}).status_code == 422
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": "not a list"}).status_code == 422
+        assert httpx.post(f"{url}/v1/predict", content=b"{bad json").status_code == 422
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'frugalml_requests_total{model="train",route="/v1/predict",status="200"} 1.0' in metrics
+        assert f'bundle_id="{summary["bundle_id"]}"' in metrics
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
