@@ -76,12 +76,15 @@ def populate(folder):
     (folder / "model.bin").write_bytes(b"x" * 1000)
     print("writing", flush=True)
     time.sleep(60)
-write_bundle(Path(sys.argv[1]), Bundle(id="bkilled", name="k", labels=["a"], base_model="m", method="head"), populate)
+bundle = Bundle(id="bkilled", name="k", labels=["a"], base_model="m", method="head")
+write_bundle(Path(sys.argv[1]), bundle, populate)
 """
 
 
 def test_writer_killed_mid_write_leaves_no_bundle_and_is_cleaned_up(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "writing"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

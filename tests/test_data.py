@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import make_rows, write_csv
+
 from frugalml.data import load_dataset, stratified_split
 from frugalml.errors import DataError
 

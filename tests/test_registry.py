@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_csv
+
 from frugalml.bundle import Bundle, write_bundle
 from frugalml.data import load_dataset
 from frugalml.errors import BundleError
@@ -12,8 +12,15 @@ from frugalml.registry import Registry, resolve_bundle
 
 
 def _write(store, bundle_id, parents=()):
-    bundle = Bundle(id=bundle_id, name=bundle_id, labels=["a"], base_model="m", method="head",
-                    parents=list(parents), metrics={"accuracy": 0.5})
+    bundle = Bundle(
+        id=bundle_id,
+        name=bundle_id,
+        labels=["a"],
+        base_model="m",
+        method="head",
+        parents=list(parents),
+        metrics={"accuracy": 0.5},
+    )
     return write_bundle(store, bundle, lambda f: (f / "w.bin").write_bytes(b"1234"))
 
 

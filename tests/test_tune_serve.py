@@ -24,8 +24,9 @@ from frugalml.workflows import evaluate_bundle, tune_and_register
 
 
 def _tune(tiny_base, files, method, **overrides):
-    config = TuneConfig(method=method, base=str(tiny_base), epochs=overrides.pop("epochs", 3),
-                        batch_size=8, **overrides)
+    config = TuneConfig(
+        method=method, base=str(tiny_base), epochs=overrides.pop("epochs", 3), batch_size=8, **overrides
+    )
     return tune_and_register(files["train"], config, eval_path=files["test"])
 
 
@@ -75,8 +76,13 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
     expected = load_predictor(bundle).predict_proba(texts)
 
     # Without frugalml: plain transformers in a fresh interpreter.
-    out = subprocess.run([sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
-                         capture_output=True, text=True, check=True, cwd=str(home.parent))
+    out = subprocess.run(
+        [sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(home.parent),
+    )
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert not loaded["frugalml_imported"]
     assert list(loaded["id2label"].values()) == bundle.labels
@@ -106,8 +112,9 @@ def test_serve_answers_predict_health_ready_and_metrics(tiny_base, intent_files,
     summary = _tune(tiny_base, intent_files, "head")
     predictor = load_predictor(load_bundle(summary["bundle_path"]))
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -119,9 +119,7 @@ def verify_files(bundle: Bundle) -> None:
                 f"expected {meta['bytes']} (truncated or modified)"
             )
         if sha256_file(file) != meta["sha256"]:
-            raise BundleError(
-                f"bundle {bundle.id} is corrupt: {name} does not match its sha256 (modified)"
-            )
+            raise BundleError(f"bundle {bundle.id} is corrupt: {name} does not match its sha256 (modified)")
 
 
 def remove_stale_partials(store: Path) -> None:

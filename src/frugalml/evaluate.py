@@ -24,8 +24,12 @@ class EvalReport:
     seconds: float
 
     def summary(self) -> dict[str, float | int]:
-        return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
-                "texts_per_second": self.n / self.seconds if self.seconds else 0.0}
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "texts_per_second": self.n / self.seconds if self.seconds else 0.0,
+        }
 
 
 def evaluate(predictor: Predictor, data: Dataset) -> EvalReport:
@@ -47,8 +51,9 @@ def score(truth: list[str], predicted: list[str], labels: list[str], seconds: fl
     return EvalReport(
         n=len(truth),
         accuracy=float(accuracy_score(truth, predicted)),
-        macro_f1=float(f1_score(truth, predicted, labels=sorted(set(truth)), average="macro",
-                                zero_division=0)),
+        macro_f1=float(
+            f1_score(truth, predicted, labels=sorted(set(truth)), average="macro", zero_division=0)
+        ),
         per_class=per_class,
         labels=list(labels),
         confusion=confusion_matrix(truth, predicted, labels=labels).tolist(),

@@ -85,9 +85,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
     for number, entry in enumerate(spec["steps"], 1):
         kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
         if len(kinds) != 1 or kinds[0] not in STEPS:
-            raise FrugalError(
-                f"{path}: step {number} must have an id and exactly one of {sorted(STEPS)}"
-            )
+            raise FrugalError(f"{path}: step {number} must have an id and exactly one of {sorted(STEPS)}")
         entry.setdefault("id", kinds[0])
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
@@ -95,9 +93,13 @@ def load_pipeline(path: Path) -> dict[str, Any]:
     return spec
 
 
-def run_pipeline(path: str | Path, settings: Settings | None = None, reporter: Reporter | None = None,
-                 force: bool = False,
-                 on_step: Callable[[StepResult], None] | None = None) -> PipelineResult:
+def run_pipeline(
+    path: str | Path,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+    force: bool = False,
+    on_step: Callable[[StepResult], None] | None = None,
+) -> PipelineResult:
     from frugalml import steps as _  # noqa: F401  (registers the built-in step kinds)
     from frugalml.workflows import open_registry
 
@@ -125,9 +127,12 @@ def run_pipeline(path: str | Path, settings: Settings | None = None, reporter: R
     return result
 
 
-def _resolve(args: dict[str, Any], done: dict[str, dict[str, Any]], base: Path, step_id: str) -> dict[str, Any]:
+def _resolve(
+    args: dict[str, Any], done: dict[str, dict[str, Any]], base: Path, step_id: str
+) -> dict[str, Any]:
     def substitute(value: Any) -> Any:
         if isinstance(value, str):
+
             def lookup(match: re.Match) -> str:
                 ref, key = match.groups()
                 if ref not in done or key not in done[ref]:
@@ -150,11 +155,15 @@ def _resolve(args: dict[str, Any], done: dict[str, dict[str, Any]], base: Path, 
 
 def _cache_key(kind: str, args: dict[str, Any]) -> str:
     contents = {
-        key: sha256_path(Path(value)) for key, value in args.items()
+        key: sha256_path(Path(value))
+        for key, value in args.items()
         if key in PATH_KEYS and value and Path(value).exists()
     }
-    payload = json.dumps({"kind": kind, "args": args, "contents": contents,
-                          "version": __version__}, sort_keys=True, default=str)
+    payload = json.dumps(
+        {"kind": kind, "args": args, "contents": contents, "version": __version__},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

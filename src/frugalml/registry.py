@@ -70,8 +70,7 @@ class Registry:
         run_id = "r" + uuid.uuid4().hex[:11]
         self._write(
             "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, kind, "running", json.dumps(config, default=str), data_sha256, "{}",
-             _now(), None),
+            (run_id, kind, "running", json.dumps(config, default=str), data_sha256, "{}", _now(), None),
         )
         return run_id
 
@@ -89,10 +88,21 @@ class Registry:
     def add_bundle(self, bundle: Bundle, run_id: str = "", data_sha256: str = "") -> None:
         self._write(
             "INSERT INTO bundles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (bundle.id, bundle.name, str(Path(bundle.path).resolve()), bundle.format,
-             bundle.precision, bundle.method, bundle.base_model,
-             bundle.parents[0] if bundle.parents else None, run_id, data_sha256,
-             bundle.size_bytes, json.dumps(bundle.metrics), bundle.created_at),
+            (
+                bundle.id,
+                bundle.name,
+                str(Path(bundle.path).resolve()),
+                bundle.format,
+                bundle.precision,
+                bundle.method,
+                bundle.base_model,
+                bundle.parents[0] if bundle.parents else None,
+                run_id,
+                data_sha256,
+                bundle.size_bytes,
+                json.dumps(bundle.metrics),
+                bundle.created_at,
+            ),
         )
 
     def list_bundles(self) -> list[dict[str, Any]]:

@@ -21,9 +21,15 @@ def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     if "train" not in args:
         raise FrugalError("tune step: 'train' (a data file) is required")
     config = config_from(args, TuneConfig, {"train", "eval", "name"} | COLUMN_KEYS)
-    return tune_and_register(args["train"], config, eval_path=args.get("eval"),
-                             name=args.get("name"), columns=_columns(args),
-                             reporter=context.reporter, settings=context.settings)
+    return tune_and_register(
+        args["train"],
+        config,
+        eval_path=args.get("eval"),
+        name=args.get("name"),
+        columns=_columns(args),
+        reporter=context.reporter,
+        settings=context.settings,
+    )
 
 
 @step("eval")

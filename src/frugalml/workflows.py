@@ -40,23 +40,32 @@ def tune_and_register(
         test.check_labels_known(train.label_names)
     registry = open_registry(settings)
     registry.add_dataset(train)
-    run_id = registry.start_run("tune", {**asdict(config), "train": str(train_path),
-                                         "eval": str(eval_path or "")}, train.sha256)
+    run_id = registry.start_run(
+        "tune", {**asdict(config), "train": str(train_path), "eval": str(eval_path or "")}, train.sha256
+    )
     try:
         result = tune(train, config, reporter)
         metrics = {"val_accuracy": result.val_accuracy}
         if test is not None:
             report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
             metrics.update(accuracy=report.accuracy, macro_f1=report.macro_f1, eval_n=report.n)
-        bundle = save_tuned(result, settings.bundles_dir, name or Path(train_path).stem, metrics,
-                            data_sha256=train.sha256)
+        bundle = save_tuned(
+            result, settings.bundles_dir, name or Path(train_path).stem, metrics, data_sha256=train.sha256
+        )
         registry.add_bundle(bundle, run_id=run_id, data_sha256=train.sha256)
         summary = {
-            "bundle_id": bundle.id, "bundle_path": str(bundle.path), "method": config.method,
-            "base": config.base, "metrics": metrics, "train_seconds": result.train_seconds,
-            "trainable_params": result.trainable_params, "total_params": result.total_params,
-            "peak_rss_mb": result.peak_rss_mb, "epochs_run": result.epochs_run,
-            "size_bytes": bundle.size_bytes, "run_id": run_id,
+            "bundle_id": bundle.id,
+            "bundle_path": str(bundle.path),
+            "method": config.method,
+            "base": config.base,
+            "metrics": metrics,
+            "train_seconds": result.train_seconds,
+            "trainable_params": result.trainable_params,
+            "total_params": result.total_params,
+            "peak_rss_mb": result.peak_rss_mb,
+            "epochs_run": result.epochs_run,
+            "size_bytes": bundle.size_bytes,
+            "run_id": run_id,
         }
         registry.finish_run(run_id, "done", summary)
         return summary
@@ -65,8 +74,14 @@ def tune_and_register(
         raise
 
 
-def save_tuned(result: TuneResult, store: Path, name: str, metrics: dict[str, Any],
-               data_sha256: str = "", parents: list[str] | None = None) -> Bundle:
+def save_tuned(
+    result: TuneResult,
+    store: Path,
+    name: str,
+    metrics: dict[str, Any],
+    data_sha256: str = "",
+    parents: list[str] | None = None,
+) -> Bundle:
     """Write a tuning result as a bundle: a Hugging Face model folder, plus the PEFT adapter."""
 
     def populate(folder: Path) -> None:
@@ -76,18 +91,28 @@ def save_tuned(result: TuneResult, store: Path, name: str, metrics: dict[str, An
             result.peft_model.save_pretrained(folder / "adapter")
 
     bundle = Bundle(
-        id=new_bundle_id(), name=name, labels=result.labels, base_model=result.config["base"],
+        id=new_bundle_id(),
+        name=name,
+        labels=result.labels,
+        base_model=result.config["base"],
         method=result.config["method"],
-        metrics={**metrics, "trainable_params": result.trainable_params,
-                 "train_seconds": round(result.train_seconds, 2)},
+        metrics={
+            **metrics,
+            "trainable_params": result.trainable_params,
+            "train_seconds": round(result.train_seconds, 2),
+        },
         parents=parents or [],
         config={**result.config, "data_sha256": data_sha256, "history": result.history},
     )
     return write_bundle(store, bundle, populate)
 
 
-def evaluate_bundle(ref: str, data_path: str | Path, columns: dict[str, str | None] | None = None,
-                    settings: Settings | None = None) -> tuple[Bundle, EvalReport]:
+def evaluate_bundle(
+    ref: str,
+    data_path: str | Path,
+    columns: dict[str, str | None] | None = None,
+    settings: Settings | None = None,
+) -> tuple[Bundle, EvalReport]:
     bundle = resolve_bundle(ref, open_registry(settings))
     data = load_dataset(data_path, **(columns or {}))
     return bundle, evaluate(load_predictor(bundle), data)

@@ -73,15 +73,11 @@ class Dataset:
         counts = self.class_counts()
         if len(counts) < 2:
             only = next(iter(counts), "")
-            raise DataError(
-                f"{self.source}: needs at least 2 classes to train, found only {only!r}"
-            )
+            raise DataError(f"{self.source}: needs at least 2 classes to train, found only {only!r}")
 
     def check_labels_known(self, known: Sequence[str]) -> None:
         """Refuse evaluation data whose labels the model never saw in training."""
         unseen = sorted(set(self.require_labels()) - set(known))
         if unseen:
             shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
-            raise DataError(
-                f"{self.source}: {len(unseen)} label(s) not seen in training: {shown}"
-            )
+            raise DataError(f"{self.source}: {len(unseen)} label(s) not seen in training: {shown}")

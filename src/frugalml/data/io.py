@@ -108,8 +108,12 @@ def _read_hf_folder(path: Path) -> pd.DataFrame:
 
 
 def _pick_column(
-    frame: pd.DataFrame, chosen: str | None, candidates: tuple[str, ...], role: str,
-    path: Path, required: bool,
+    frame: pd.DataFrame,
+    chosen: str | None,
+    candidates: tuple[str, ...],
+    role: str,
+    path: Path,
+    required: bool,
 ) -> str | None:
     if chosen is not None:
         if chosen not in frame.columns:

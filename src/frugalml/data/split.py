@@ -10,9 +10,7 @@ from sklearn.model_selection import train_test_split
 from frugalml.data.dataset import Dataset
 
 
-def stratified_split(
-    dataset: Dataset, fraction: float, seed: int = 0
-) -> tuple[Dataset, Dataset]:
+def stratified_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split off `fraction` of the rows, keeping class proportions where every class allows it.
 
     Classes with a single example cannot be stratified; they stay on the first side. The same

@@ -18,7 +18,9 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
 
 
 def length_batches(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None,
+    lengths: Sequence[int],
+    batch_size: int,
+    rng: np.random.Generator | None = None,
     bucket_factor: int = 50,
 ) -> list[np.ndarray]:
     """Index batches of similar length.
@@ -60,8 +62,13 @@ def iterate_batches(
 
 
 @torch.inference_mode()
-def run_model(model: torch.nn.Module, token_ids: Sequence[Sequence[int]], pad_id: int,
-              batch_size: int = 64, pool: bool = False) -> np.ndarray:
+def run_model(
+    model: torch.nn.Module,
+    token_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    pool: bool = False,
+) -> np.ndarray:
     """Logits (or, with `pool`, sentence embeddings) for every row, in input order."""
     was_training = model.training
     model.eval()

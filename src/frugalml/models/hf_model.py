@@ -20,8 +20,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 class FrugalTextClassifierConfig(PretrainedConfig):
     model_type = "frugal-text-classifier"
 
-    def __init__(self, encoder: dict | None = None, normalize: bool = True,
-                 classifier_dropout: float = 0.1, **kwargs):
+    def __init__(
+        self, encoder: dict | None = None, normalize: bool = True, classifier_dropout: float = 0.1, **kwargs
+    ):
         super().__init__(**kwargs)
         self.encoder = dict(encoder or {})  # the base encoder's own config, as a dict
         self.normalize = normalize
@@ -52,8 +53,12 @@ class FrugalTextClassifier(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def pool(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Sentence embedding: mean of the token states under the attention mask."""
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
@@ -61,9 +66,14 @@ class FrugalTextClassifier(PreTrainedModel):
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1) if self.config.normalize else pooled
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **_: object) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **_: object,
+    ) -> SequenceClassifierOutput:
         logits = self.classifier(self.dropout(self.pool(input_ids, attention_mask, token_type_ids)))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

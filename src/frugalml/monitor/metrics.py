@@ -11,26 +11,41 @@ class ServingMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
-            "frugalml_requests", "Inference requests by model, route and HTTP status.",
-            ["model", "route", "status"], registry=self.registry,
+            "frugalml_requests",
+            "Inference requests by model, route and HTTP status.",
+            ["model", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "frugalml_request_seconds", "Request latency from arrival to response.",
-            ["model", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "frugalml_request_seconds",
+            "Request latency from arrival to response.",
+            ["model", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.inference = Histogram(
-            "frugalml_inference_seconds", "Model time per batch.", ["model"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "frugalml_inference_seconds",
+            "Model time per batch.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "frugalml_batch_size", "Texts per model batch.", ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry,
+            "frugalml_batch_size",
+            "Texts per model batch.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
         )
         self.in_flight = Gauge(
-            "frugalml_in_flight_requests", "Requests being handled now.", ["model"],
+            "frugalml_in_flight_requests",
+            "Requests being handled now.",
+            ["model"],
             registry=self.registry,
         )
         self.model_info = Gauge(
-            "frugalml_model_info", "Loaded models (value 1), with their bundle metadata.",
-            ["model", "bundle_id", "format", "precision", "method"], registry=self.registry,
+            "frugalml_model_info",
+            "Loaded models (value 1), with their bundle metadata.",
+            ["model", "bundle_id", "format", "precision", "method"],
+            registry=self.registry,
         )

@@ -51,9 +51,13 @@ def register_format(name: str, factory: Callable[..., Predictor]) -> None:
     _FORMATS[name] = factory
 
 
+def _import_builtin_formats() -> None:
+    from frugalml.runtime import onnx_predictor, torch_predictor  # noqa: F401  (they register)
+
+
 def load_predictor(bundle: Bundle, **options: object) -> Predictor:
-    if not _FORMATS:
-        from frugalml.runtime import torch_predictor  # noqa: F401  (registers "torch")
+    if bundle.format not in _FORMATS:
+        _import_builtin_formats()
     if bundle.format not in _FORMATS:
         raise BundleError(
             f"bundle {bundle.id} has format {bundle.format!r}; this install reads {sorted(_FORMATS)}"

@@ -15,9 +15,15 @@ from frugalml.runtime.predictor import register_format, softmax
 
 
 class TorchPredictor:
-    def __init__(self, model: FrugalTextClassifier, tokenizer: PreTrainedTokenizerBase,
-                 labels: Sequence[str], bundle: Bundle | None = None, batch_size: int = 64,
-                 max_length: int = 128):
+    def __init__(
+        self,
+        model: FrugalTextClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: Sequence[str],
+        bundle: Bundle | None = None,
+        batch_size: int = 64,
+        max_length: int = 128,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = list(labels)

@@ -41,8 +41,9 @@ def create_app(predictor: Predictor, name: str | None = None) -> FastAPI:
         await run_in_threadpool(predictor.warmup)
         bundle = predictor.bundle
         if bundle is not None:
-            metrics.model_info.labels(model_name, bundle.id, bundle.format, bundle.precision,
-                                      bundle.method).set(1)
+            metrics.model_info.labels(
+                model_name, bundle.id, bundle.format, bundle.precision, bundle.method
+            ).set(1)
         state["ready"] = True
         yield
         state["ready"] = False

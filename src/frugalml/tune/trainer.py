@@ -94,8 +94,9 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     c_value, val_acc = _choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels))
     if not method.trains_encoder:
         # Final head on every labelled row, train and validation together.
-        _set_head(model, _fit_head(np.vstack([fit_x, val_x]), np.concatenate([fit_y, val_y]),
-                                   c_value, len(labels)))
+        _set_head(
+            model, _fit_head(np.vstack([fit_x, val_x]), np.concatenate([fit_y, val_y]), c_value, len(labels))
+        )
     else:
         _set_head(model, _fit_head(fit_x, fit_y, c_value, len(labels)))
     history = [{"epoch": 0, "val_accuracy": val_acc, "head_c": c_value}]
@@ -107,23 +108,41 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     epochs_run = 0
     if method.trains_encoder and config.epochs > 0:
         val_acc, epochs_run = _fine_tune(
-            trained, fit_ids, fit_y, val_ids, val_y, pad, config,
-            config.lr if config.lr is not None else method.encoder_lr, rng, reporter, history,
+            trained,
+            fit_ids,
+            fit_y,
+            val_ids,
+            val_y,
+            pad,
+            config,
+            config.lr if config.lr is not None else method.encoder_lr,
+            rng,
+            reporter,
+            history,
         )
     final = _merged(trained) if peft_model is not None else trained
     final.eval()
     for param in final.parameters():
         param.requires_grad = True
     return TuneResult(
-        model=final, tokenizer=tokenizer, labels=labels, peft_model=peft_model,
-        trainable_params=trainable, total_params=total,
-        train_seconds=time.perf_counter() - started, peak_rss_mb=peak_rss_mb(),
-        val_accuracy=val_acc, epochs_run=epochs_run, history=history, config=asdict(config),
+        model=final,
+        tokenizer=tokenizer,
+        labels=labels,
+        peft_model=peft_model,
+        trainable_params=trainable,
+        total_params=total,
+        train_seconds=time.perf_counter() - started,
+        peak_rss_mb=peak_rss_mb(),
+        val_accuracy=val_acc,
+        epochs_run=epochs_run,
+        history=history,
+        config=asdict(config),
     )
 
 
-def _fine_tune(model, fit_ids, fit_y, val_ids, val_y, pad, config, encoder_lr, rng,
-               reporter, history) -> tuple[float, int]:
+def _fine_tune(
+    model, fit_ids, fit_y, val_ids, val_y, pad, config, encoder_lr, rng, reporter, history
+) -> tuple[float, int]:
     head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
     body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
     optimizer = torch.optim.AdamW(
@@ -133,9 +152,7 @@ def _fine_tune(model, fit_ids, fit_y, val_ids, val_y, pad, config, encoder_lr, r
     lengths = [len(ids) for ids in fit_ids]
     steps_per_epoch = len(length_batches(lengths, config.batch_size))
     total_steps = steps_per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup * total_steps), total_steps
-    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total_steps), total_steps)
     best_acc = history[-1]["val_accuracy"]
     best_state = _trainable_state(model)
     stale = epochs = 0

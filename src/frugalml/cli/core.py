@@ -1,0 +1,194 @@
+"""Core commands: tune, eval, predict, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from frugalml import ui
+from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+
+
+@app.command()
+def tune(
+    train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
+    eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
+    method: Annotated[str, typer.Option(help="head | lora | ia3 | full")] = "head",
+    base: Annotated[
+        str, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
+    ] = "minilm",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 4,
+    lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
+    head_lr: Annotated[float, typer.Option(help="Classifier-head learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for splits, shuffling and initialisation.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    json: Json = False,
+) -> None:
+    """Fine-tune a classifier and save it as a registered bundle.
+
+    head trains only a classifier on the frozen encoder (seconds to a minute); lora, ia3 and full
+    also adapt the encoder, starting from that head, with early stopping on a validation split.
+    """
+    quiet_libraries()
+    from frugalml.tune import TuneConfig
+    from frugalml.workflows import tune_and_register
+
+    config = TuneConfig(
+        method=method, base=base, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed
+    )
+    summary = tune_and_register(
+        train,
+        config,
+        eval_path=eval,
+        name=name,
+        columns={"text_column": text_column, "label_column": label_column},
+        reporter=ui.RichReporter(),
+    )
+    if json:
+        ui.emit_json(summary)
+        return
+    ui.out.print(_tune_table(summary))
+    ui.out.print(f"bundle {summary['bundle_id']} at {summary['bundle_path']}")
+    ui.out.print(f"serve it with:  frugalml serve {summary['bundle_id']}")
+
+
+def _tune_table(summary: dict) -> object:
+    metrics = summary["metrics"]
+    rows = [
+        ("method", summary["method"]),
+        ("test accuracy", metrics.get("accuracy")),
+        ("test macro-F1", metrics.get("macro_f1")),
+        ("validation accuracy", metrics.get("val_accuracy")),
+        ("trainable parameters", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
+        ("epochs run", summary["epochs_run"]),
+        ("train wall time", f"{summary['train_seconds']:.1f} s"),
+        ("peak memory (RSS)", f"{summary['peak_rss_mb']:.0f} MB"),
+        ("bundle size", ui.human_bytes(summary["size_bytes"])),
+    ]
+    return ui.table("tune", ["key", "value"], [r for r in rows if r[1] is not None])
+
+
+@app.command("eval")
+def eval_command(
+    bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
+    data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
+    confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    json: Json = False,
+) -> None:
+    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data."""
+    quiet_libraries()
+    from frugalml.evaluate import plot_confusion
+    from frugalml.workflows import evaluate_bundle
+
+    loaded, report = evaluate_bundle(bundle, data, {"text_column": text_column, "label_column": label_column})
+    if confusion:
+        plot_confusion(report, confusion)
+    if json:
+        ui.emit_json(
+            {
+                "bundle_id": loaded.id,
+                **report.summary(),
+                "per_class": report.per_class,
+                "confusion_png": str(confusion) if confusion else None,
+            }
+        )
+        return
+    rows = [
+        (label, s["precision"], s["recall"], s["f1-score"], int(s["support"]))
+        for label, s in report.per_class.items()
+    ]
+    ui.out.print(ui.table(f"per class ({loaded.id})", ["label", "precision", "recall", "f1", "n"], rows))
+    ui.out.print(
+        ui.table(
+            "overall",
+            ["n", "accuracy", "macro-F1", "texts/s"],
+            [(report.n, report.accuracy, report.macro_f1, report.summary()["texts_per_second"])],
+        )
+    )
+    if confusion:
+        ui.out.print(f"confusion matrix: {confusion}")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    json: Json = False,
+) -> None:
+    """Classify texts given on the command line."""
+    quiet_libraries()
+    from frugalml.registry import resolve_bundle
+    from frugalml.runtime import load_predictor
+    from frugalml.runtime.predictor import top_predictions
+    from frugalml.workflows import open_registry
+
+    predictor = load_predictor(resolve_bundle(bundle, open_registry()))
+    predictions = top_predictions(predictor.labels, predictor.predict_proba(texts))
+    if json:
+        ui.emit_json(
+            [{"text": t, "label": p.label, "score": p.score} for t, p in zip(texts, predictions, strict=True)]
+        )
+        return
+    ui.out.print(
+        ui.table(
+            "predictions",
+            ["text", "label", "score"],
+            [(t, p.label, p.score) for t, p in zip(texts, predictions, strict=True)],
+        )
+    )
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    force: Annotated[bool, typer.Option(help="Re-run every step, ignoring the cache.")] = False,
+    json: Json = False,
+) -> None:
+    """Run a pipeline; steps whose inputs are unchanged are reused from the cache."""
+    quiet_libraries()
+    from frugalml.pipeline import run_pipeline
+
+    def show(step) -> None:
+        state = "cached" if step.cached else "done"
+        ui.err.print(f"[bold]step {step.id}[/] ({step.kind}): {state}")
+
+    result = run_pipeline(pipeline, reporter=ui.RichReporter(), force=force, on_step=show)
+    if json:
+        ui.emit_json(
+            {
+                "name": result.name,
+                "steps": [
+                    {"id": s.id, "kind": s.kind, "cached": s.cached, "outputs": s.outputs}
+                    for s in result.steps
+                ],
+            }
+        )
+        return
+    rows = []
+    for s in result.steps:
+        metrics = s.outputs.get("metrics", s.outputs)
+        rows.append(
+            (
+                s.id,
+                s.kind,
+                "cached" if s.cached else "ran",
+                s.outputs.get("bundle_id"),
+                metrics.get("accuracy"),
+                metrics.get("macro_f1"),
+            )
+        )
+    ui.out.print(
+        ui.table(f"pipeline {result.name}", ["id", "kind", "status", "bundle", "accuracy", "macro-F1"], rows)
+    )
+    last_bundle = next(
+        (s.outputs["bundle_id"] for s in reversed(result.steps) if "bundle_id" in s.outputs), None
+    )
+    if last_bundle:
+        ui.out.print(f"serve the result with:  frugalml serve {last_bundle}")

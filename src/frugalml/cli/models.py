@@ -1,0 +1,95 @@
+"""`frugalml models list|show|rm`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from frugalml import ui
+from frugalml.cli import Json, app
+
+models_app = typer.Typer(help="List, inspect and remove registered bundles.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(json: Json = False) -> None:
+    """Registered bundles, oldest first."""
+    from frugalml.workflows import open_registry
+
+    rows = open_registry().list_bundles()
+    if json:
+        ui.emit_json(rows)
+        return
+    ui.out.print(
+        ui.table(
+            "bundles",
+            ["id", "name", "method", "format", "precision", "size", "accuracy", "parent", "created"],
+            [
+                (
+                    r["id"],
+                    r["name"],
+                    r["method"],
+                    r["format"],
+                    r["precision"],
+                    ui.human_bytes(r["size_bytes"]),
+                    r["metrics"].get("accuracy"),
+                    r["parent_id"],
+                    r["created_at"],
+                )
+                for r in rows
+            ],
+        )
+    )
+
+
+@models_app.command("show")
+def models_show(
+    bundle: Annotated[str, typer.Argument(help="Bundle id or unique prefix.")],
+    json: Json = False,
+) -> None:
+    """A bundle's manifest and its whole lineage: parents, runs and data."""
+    from frugalml.registry import resolve_bundle
+    from frugalml.workflows import open_registry
+
+    registry = open_registry()
+    chain = registry.lineage(bundle)
+    manifest = resolve_bundle(chain[0]["path"], verify=False).manifest()
+    if json:
+        ui.emit_json({"bundle": manifest, "lineage": chain})
+        return
+    rows = [
+        (m, manifest[m]) for m in ("id", "name", "method", "base_model", "format", "precision", "created_at")
+    ]
+    rows += [(f"metric {k}", v) for k, v in manifest["metrics"].items()]
+    ui.out.print(ui.table(f"bundle {manifest['id']}", ["key", "value"], rows))
+    lineage = [
+        (
+            r["id"],
+            r["method"],
+            r["format"],
+            (r["dataset"] or {}).get("source"),
+            (r["dataset"] or {}).get("sha256", "")[:12],
+            r["run_id"],
+        )
+        for r in chain
+    ]
+    ui.out.print(
+        ui.table("lineage (newest first)", ["id", "method", "format", "data", "data sha256", "run"], lineage)
+    )
+
+
+@models_app.command("rm")
+def models_rm(
+    bundle: Annotated[str, typer.Argument(help="Bundle id or unique prefix.")],
+    json: Json = False,
+) -> None:
+    """Remove a bundle from the registry and delete its folder."""
+    from frugalml.workflows import open_registry
+
+    row = open_registry().remove_bundle(bundle)
+    if json:
+        ui.emit_json({"removed": row["id"]})
+    else:
+        ui.out.print(f"removed {row['id']} ({row['path']})")
