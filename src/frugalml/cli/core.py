@@ -19,7 +19,10 @@ def tune(
     base: Annotated[
         str, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
     ] = "minilm",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")] = 4,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets)."),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
     head_lr: Annotated[float, typer.Option(help="Classifier-head learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,

@@ -34,7 +34,7 @@ from frugalml.tune.methods import get_method
 class TuneConfig:
     method: str = "head"
     base: str = "minilm"
-    epochs: int = 4
+    epochs: int | None = None  # None = by data size: 3 for 10k rows, up to 10 for a few hundred
     lr: float | None = None  # encoder learning rate; None = the method's default
     head_lr: float = 1e-3
     batch_size: int = 32
@@ -91,21 +91,23 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     with reporter.task("embedding (frozen encoder)", None):
         fit_x = run_model(model, fit_ids, pad, pool=True)
         val_x = run_model(model, val_ids, pad, pool=True)
-    c_value, val_acc = _choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels))
+    c_value, head = _choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels))
+    val_acc, val_loss = _val_scores(val_x @ head[0].T + head[1], val_y)
     if not method.trains_encoder:
         # Final head on every labelled row, train and validation together.
         _set_head(
             model, _fit_head(np.vstack([fit_x, val_x]), np.concatenate([fit_y, val_y]), c_value, len(labels))
         )
     else:
-        _set_head(model, _fit_head(fit_x, fit_y, c_value, len(labels)))
-    history = [{"epoch": 0, "val_accuracy": val_acc, "head_c": c_value}]
+        _set_head(model, head)
+    history = [{"epoch": 0, "val_accuracy": val_acc, "val_loss": val_loss, "head_c": c_value}]
 
     trained = method.prepare(model, asdict(config))
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     peft_model = trained if trained is not model else None
     epochs_run = 0
+    config.epochs = auto_epochs(len(fit_part)) if config.epochs is None else config.epochs
     if method.trains_encoder and config.epochs > 0:
         val_acc, epochs_run = _fine_tune(
             trained,
@@ -153,7 +155,7 @@ def _fine_tune(
     steps_per_epoch = len(length_batches(lengths, config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total_steps), total_steps)
-    best_acc = history[-1]["val_accuracy"]
+    best = (history[-1]["val_accuracy"], -history[-1]["val_loss"])
     best_state = _trainable_state(model)
     stale = epochs = 0
     labels_t = torch.as_tensor(fit_y)
@@ -172,26 +174,40 @@ def _fine_tune(
                 losses.append(loss.item())
                 progress.advance(1, loss=f"{loss.item():.3f}")
             epochs = epoch
-            acc = accuracy_score(val_y, run_model(model, val_ids, pad).argmax(1))
-            history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": acc})
-            if acc > best_acc:
-                best_acc, best_state, stale = acc, _trainable_state(model), 0
+            acc, loss = _val_scores(run_model(model, val_ids, pad), val_y)
+            history.append(
+                {"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": acc, "val_loss": loss}
+            )
+            # Accuracy first; on small validation sets ties are common, so lower loss breaks them.
+            if (acc, -loss) > best:
+                best, best_state, stale = (acc, -loss), _trainable_state(model), 0
             else:
                 stale += 1
                 if stale > config.patience:
                     break
     model.load_state_dict(best_state, strict=False)
-    return best_acc, epochs
+    return best[0], epochs
 
 
-def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int) -> tuple[float, float]:
-    grid = (fixed,) if fixed is not None else HEAD_C_GRID
-    scored = []
-    for c in grid:
-        weight, bias = _fit_head(fit_x, fit_y, c, n_classes)
-        scored.append((accuracy_score(val_y, (val_x @ weight.T + bias).argmax(1)), c))
-    acc, c = max(scored, key=lambda s: (s[0], -s[1]))  # ties: the stronger regularization
-    return c, float(acc)
+def _val_scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
+    return float((logits.argmax(1) == y).mean()), float(-log_probs[np.arange(len(y)), y].mean())
+
+
+def auto_epochs(rows: int) -> int:
+    """Enough passes for about 8,000 training examples in all, between 3 and 10 epochs."""
+    return min(10, max(3, -(-8000 // max(rows, 1))))
+
+
+def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int):
+    """The regularization strength with the best validation accuracy, and its head."""
+    best = None
+    for c in (fixed,) if fixed is not None else HEAD_C_GRID:
+        head = _fit_head(fit_x, fit_y, c, n_classes)
+        acc = accuracy_score(val_y, (val_x @ head[0].T + head[1]).argmax(1))
+        if best is None or acc > best[0]:  # ties keep the stronger regularization (grid order)
+            best = (acc, c, head)
+    return best[1], best[2]
 
 
 def _fit_head(x: np.ndarray, y: np.ndarray, c: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,94 @@
+"""The CLI as a user runs it: JSON on stdout, one-line errors with exit 2, models commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from frugalml.cli import app
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        app(list(args), prog_name="frugalml")
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files, home, tmp_path):
+    code, out, _ = run_cli(
+        capsys,
+        "tune",
+        str(intent_files["train"]),
+        "--eval",
+        str(intent_files["test"]),
+        "--base",
+        str(tiny_base),
+        "--method",
+        "head",
+        "--json",
+    )
+    assert code == 0
+    summary = json.loads(out)
+    for key in ("bundle_id", "bundle_path", "train_seconds", "trainable_params"):
+        assert key in summary
+    assert summary["metrics"]["accuracy"] >= 0.9 and "macro_f1" in summary["metrics"]
+    bundle_id = summary["bundle_id"]
+
+    png = tmp_path / "cm.png"
+    code, out, _ = run_cli(
+        capsys, "eval", bundle_id[:6], str(intent_files["test"]), "--confusion", str(png), "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["n"] == 24 and report["accuracy"] == summary["metrics"]["accuracy"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, out, _ = run_cli(
+        capsys, "predict", bundle_id, "my card was stolen block it", "reset password", "--json"
+    )
+    assert [p["label"] for p in json.loads(out)] == ["lost_card", "password"]
+
+    code, out, _ = run_cli(capsys, "models", "list", "--json")
+    assert [row["id"] for row in json.loads(out)] == [bundle_id]
+    code, out, _ = run_cli(capsys, "models", "show", bundle_id, "--json")
+    shown = json.loads(out)
+    assert shown["bundle"]["id"] == bundle_id
+    assert shown["lineage"][0]["dataset"]["source"] == str(intent_files["train"])
+    assert shown["lineage"][0]["run"]["config"]["method"] == "head"
+    code, out, _ = run_cli(capsys, "models", "rm", bundle_id, "--json")
+    assert json.loads(out) == {"removed": bundle_id}
+    code, _, err = run_cli(capsys, "models", "show", bundle_id)
+    assert code == 2 and "no bundle" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tune", "missing.csv"], "missing.csv: no such file or directory"),
+        (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
+        (["tune", "{single}"], "needs at least 2 classes"),
+        (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
+        (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),
+        (["tune", "{train}", "--base", "/nonexistent/model"], "unknown base model"),
+        (["run", "{bad_yaml}"], "not valid YAML"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_path, args, message):
+    single = tmp_path / "single.csv"
+    single.write_text("text,label\na,x\nb,x\n")
+    unseen = tmp_path / "unseen.csv"
+    unseen.write_text("text,label\nrefund please,refund\nsomething,weird_label\n")
+    bad_yaml = tmp_path / "p.yaml"
+    bad_yaml.write_text("steps: [unclosed\n")
+    paths = {"train": intent_files["train"], "single": single, "unseen": unseen, "bad_yaml": bad_yaml}
+    code, out, err = run_cli(capsys, *[a.format(**paths) for a in args])
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (home / "bundles").exists() or not any(
+        p for p in (home / "bundles").iterdir() if not p.name.startswith(".")
+    )

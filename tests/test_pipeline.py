@@ -1,0 +1,66 @@
+"""Pipelines: steps chain through references and are reused when their inputs are unchanged."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import make_rows, write_csv
+
+from frugalml.errors import FrugalError
+from frugalml.pipeline import run_pipeline
+
+PIPELINE = """
+name: tiny
+steps:
+  - id: tune
+    tune: {{train: train.csv, eval: test.csv, method: head, base: "{base}"}}
+  - id: check
+    eval: {{bundle: "${{tune.bundle_id}}", data: test.csv}}
+"""
+
+
+def test_second_run_is_cached_and_a_data_change_reruns(tiny_base, intent_files, home, tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    first = run_pipeline(spec)
+    assert [s.cached for s in first.steps] == [False, False]
+    assert first.outputs("check")["bundle_id"] == first.outputs("tune")["bundle_id"]
+    assert first.outputs("check")["accuracy"] == first.outputs("tune")["metrics"]["accuracy"]
+
+    second = run_pipeline(spec)
+    assert [s.cached for s in second.steps] == [True, True]
+    assert second.outputs("tune") == first.outputs("tune")
+
+    write_csv(intent_files["train"], make_rows(20, seed=99))  # same path, new content
+    third = run_pipeline(spec)
+    assert [s.cached for s in third.steps] == [False, False]
+    assert third.outputs("tune")["bundle_id"] != first.outputs("tune")["bundle_id"]
+
+
+def test_a_deleted_bundle_is_rebuilt_not_reused(tiny_base, intent_files, home, tmp_path):
+    import shutil
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    first = run_pipeline(spec)
+    shutil.rmtree(first.outputs("tune")["bundle_path"])
+    again = run_pipeline(spec)
+    assert again.steps[0].cached is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: []", "non-empty 'steps' list"),
+        ("steps:\n  - id: a\n    bake: {}", "exactly one of"),
+        ("steps:\n  - id: a\n    eval: {bundle: '${nope.bundle_id}', data: x.csv}", "unknown reference"),
+        ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown argument(s) ['learning_rate']"),
+        ("steps:\n  - id: a\n    tune: {train: t.csv}\n  - id: a\n    tune: {train: t.csv}", "used twice"),
+    ],
+)
+def test_bad_pipelines_are_refused(tmp_path, intent_files, home, text, message):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(text)
+    with pytest.raises(FrugalError, match=re.escape(message)):
+        run_pipeline(spec)
