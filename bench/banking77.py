@@ -134,7 +134,7 @@ def print_table(rows: list[dict]) -> None:
         table.add_row(r["method"], r["data"], str(r["seeds"]), f"{100 * r['accuracy']:.2f}{spread}",
                       f"{100 * r['macro_f1']:.2f}", f"{r['train_seconds'] / 60:.1f} min",
                       f"{r['peak_rss_mb']:.0f} MB", f"{r['trainable_params']:,}")
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

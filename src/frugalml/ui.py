@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -53,6 +56,15 @@ class RichReporter:
             yield _Task()
             if total is None:
                 progress.update(task_id, total=1, completed=1)
+
+
+def command_name() -> str:
+    """How the user can invoke this program again: `frugalml` if it is on PATH, else its path."""
+    me = Path(sys.argv[0]).resolve()
+    found = shutil.which("frugalml")
+    if found and Path(found).resolve() == me:
+        return "frugalml"
+    return os.path.relpath(me) if me.exists() else "frugalml"
 
 
 def emit_json(document: Any) -> None:

@@ -57,7 +57,7 @@ def tune(
         return
     ui.out.print(_tune_table(summary))
     ui.out.print(f"bundle {summary['bundle_id']} at {summary['bundle_path']}")
-    ui.out.print(f"serve it with:  frugalml serve {summary['bundle_id']}")
+    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary['bundle_id']}")
 
 
 def _tune_table(summary: dict) -> object:
@@ -194,4 +194,4 @@ def run(
         (s.outputs["bundle_id"] for s in reversed(result.steps) if "bundle_id" in s.outputs), None
     )
     if last_bundle:
-        ui.out.print(f"serve the result with:  frugalml serve {last_bundle}")
+        ui.out.print(f"serve the result with:  {ui.command_name()} serve {last_bundle}")

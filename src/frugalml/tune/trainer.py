@@ -66,7 +66,7 @@ class TuneResult:
     config: dict = field(default_factory=dict)
 
 
-HEAD_C_GRID = (0.01, 0.1, 1.0)
+HEAD_C_GRID = (0.01, 0.03, 0.1, 0.3)  # for standardized features; strongest first
 
 
 def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -> TuneResult:
@@ -200,12 +200,18 @@ def auto_epochs(rows: int) -> int:
 
 
 def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int):
-    """The regularization strength with the best validation accuracy, and its head."""
+    """The regularization strength with the best validation accuracy, and its head.
+
+    One estimator walks the grid from strong to weak regularization, warm-starting each fit
+    from the previous solution, which costs far fewer iterations than fitting each C afresh.
+    """
+    scaler = _Standardizer(fit_x)
+    clf = LogisticRegression(max_iter=3000, warm_start=True)
     best = None
     for c in (fixed,) if fixed is not None else HEAD_C_GRID:
-        head = _fit_head(fit_x, fit_y, c, n_classes)
+        head = _as_linear(clf.set_params(C=c).fit(scaler(fit_x), fit_y), scaler, n_classes)
         acc = accuracy_score(val_y, (val_x @ head[0].T + head[1]).argmax(1))
-        if best is None or acc > best[0]:  # ties keep the stronger regularization (grid order)
+        if best is None or acc > best[0]:  # ties keep the stronger regularization
             best = (acc, c, head)
     return best[1], best[2]
 
@@ -216,18 +222,31 @@ def _fit_head(x: np.ndarray, y: np.ndarray, c: float, n_classes: int) -> tuple[n
     Standardizing first makes one C grid fit any encoder: sentence vectors often share a large
     common direction that leaves the class signal in small coordinates.
     """
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=c, max_iter=3000)
-    clf.fit((x - mean) / std, y)
+    scaler = _Standardizer(x)
+    return _as_linear(LogisticRegression(C=c, max_iter=3000).fit(scaler(x), y), scaler, n_classes)
+
+
+class _Standardizer:
+    def __init__(self, x: np.ndarray):
+        self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.std
+
+
+def _as_linear(
+    clf: LogisticRegression, scaler: _Standardizer, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and bias of one Linear layer equal to scaler + logistic regression."""
     if len(clf.classes_) == 2:  # sklearn keeps one row for two classes
         coef = np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
         intercept = np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
     else:
         coef, intercept = clf.coef_, clf.intercept_
-    weight = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
-    bias = np.full(n_classes, -1e4, dtype=np.float32)  # classes absent from x: never predicted
-    weight[clf.classes_] = coef / std
-    bias[clf.classes_] = intercept - (coef / std) @ mean
+    weight = np.zeros((n_classes, coef.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -1e4, dtype=np.float32)  # classes absent from training: never predicted
+    weight[clf.classes_] = coef / scaler.std
+    bias[clf.classes_] = intercept - (coef / scaler.std) @ scaler.mean
     return weight, bias
 
 
