@@ -55,7 +55,9 @@ def run_one(method: str, shots: int, seed: int) -> dict:
 
     train = DATA / "train.csv" if shots == 0 else few_shot_file(shots, seed)
     summary = tune_and_register(
-        train, TuneConfig(method=method, seed=seed), eval_path=DATA / "test.csv",
+        train,
+        TuneConfig(method=method, seed=seed),
+        eval_path=DATA / "test.csv",
         name=f"banking77-{method}-{'full' if shots == 0 else f'{shots}shot'}",
     )
     return {"method": method, "shots": shots, "seed": seed, **summary}
@@ -74,17 +76,24 @@ def aggregate(runs: list[dict]) -> dict:
         return float(np.mean([(r[inside] if inside else r)[key] for r in runs]))
 
     return {
-        "method": runs[0]["method"], "data": "full" if runs[0]["shots"] == 0 else f"{runs[0]['shots']} per intent",
-        "seeds": len(runs), "accuracy": mean("accuracy", "metrics"),
+        "method": runs[0]["method"],
+        "data": "full" if runs[0]["shots"] == 0 else f"{runs[0]['shots']} per intent",
+        "seeds": len(runs),
+        "accuracy": mean("accuracy", "metrics"),
         "accuracy_std": float(np.std([r["metrics"]["accuracy"] for r in runs])),
-        "macro_f1": mean("macro_f1", "metrics"), "train_seconds": mean("train_seconds"),
-        "peak_rss_mb": mean("peak_rss_mb"), "trainable_params": runs[0]["trainable_params"],
-        "epochs_run": mean("epochs_run"), "bundle_ids": [r["bundle_id"] for r in runs],
+        "macro_f1": mean("macro_f1", "metrics"),
+        "train_seconds": mean("train_seconds"),
+        "peak_rss_mb": mean("peak_rss_mb"),
+        "trainable_params": runs[0]["trainable_params"],
+        "epochs_run": mean("epochs_run"),
+        "bundle_ids": [r["bundle_id"] for r in runs],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(METHODS), help="comma-separated methods to run")
     parser.add_argument("--data", default="full,10", help="'full' and/or shots per intent, comma-separated")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the few-shot rows")
@@ -104,21 +113,39 @@ def main() -> None:
         shots = 0 if data == "full" else int(data)
         for method in args.only.split(","):
             seeds = [0] if shots == 0 else list(range(args.seeds))
-            print(f"running {method} on {'full data' if shots == 0 else f'{shots} per intent'} "
-                  f"({len(seeds)} seed(s)) ...", flush=True)
+            print(
+                f"running {method} on {'full data' if shots == 0 else f'{shots} per intent'} "
+                f"({len(seeds)} seed(s)) ...",
+                flush=True,
+            )
             row = aggregate([spawn(method, shots, s) for s in seeds])
             rows[(row["method"], row["data"])] = row
             print(f"  accuracy {row['accuracy']:.4f}  train {row['train_seconds']:.0f} s", flush=True)
+            ordered = save(rows)  # after every row, so an interrupted run keeps what it measured
+    print_table(ordered)
 
+
+def save(rows: dict) -> list[dict]:
     ordered = sorted(rows.values(), key=lambda r: (r["data"] != "full", METHODS.index(r["method"])))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "banking77", "base": "minilm (all-MiniLM-L6-v2)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
-        "anchors_test_accuracy_percent": ANCHORS, "rows": ordered,
-    }, indent=2) + "\n")
-    print_table(ordered)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "banking77",
+                "base": "minilm (all-MiniLM-L6-v2)",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine(),
+                },
+                "anchors_test_accuracy_percent": ANCHORS,
+                "rows": ordered,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return ordered
 
 
 def print_table(rows: list[dict]) -> None:
@@ -126,14 +153,29 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="BANKING77 test set (3,080 queries, 77 intents), MiniLM-L6 on 2 CPU cores")
-    for column in ("method", "train data", "seeds", "accuracy %", "macro-F1 %", "train time", "peak RSS",
-                   "trainable params"):
+    for column in (
+        "method",
+        "train data",
+        "seeds",
+        "accuracy %",
+        "macro-F1 %",
+        "train time",
+        "peak RSS",
+        "trainable params",
+    ):
         table.add_column(column, justify="left" if column in ("method", "train data") else "right")
     for r in rows:
         spread = f" ± {100 * r['accuracy_std']:.1f}" if r["seeds"] > 1 else ""
-        table.add_row(r["method"], r["data"], str(r["seeds"]), f"{100 * r['accuracy']:.2f}{spread}",
-                      f"{100 * r['macro_f1']:.2f}", f"{r['train_seconds'] / 60:.1f} min",
-                      f"{r['peak_rss_mb']:.0f} MB", f"{r['trainable_params']:,}")
+        table.add_row(
+            r["method"],
+            r["data"],
+            str(r["seeds"]),
+            f"{100 * r['accuracy']:.2f}{spread}",
+            f"{100 * r['macro_f1']:.2f}",
+            f"{r['train_seconds'] / 60:.1f} min",
+            f"{r['peak_rss_mb']:.0f} MB",
+            f"{r['trainable_params']:,}",
+        )
     Console(width=150).print(table)
 
 
