@@ -2,31 +2,89 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from frugalml import ui
 from frugalml.cli import app, quiet_libraries
+from frugalml.errors import FrugalError
 
 
 @app.command()
 def serve(
-    bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
+    bundles: Annotated[
+        list[str],
+        typer.Argument(help="Bundle ids (or unique prefixes) or folders; NAME=REF serves REF under NAME."),
+    ],
     host: Annotated[
         str, typer.Option(help="Address to bind; loopback unless you mean otherwise.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model copy.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Model threads per worker (default: (cores - 1) / workers).")
+    ] = None,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Texts per model call.")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="Longest a queued text waits for companions (never when idle).")
+    ] = 10.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Queued texts before 503 + Retry-After.")] = 1024,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Per-request deadline in seconds (504).")] = 30.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
+    max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
+    max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRUGALML_API_KEY", help="Require 'Authorization: Bearer KEY' on inference routes."
+        ),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    drain: Annotated[
+        float, typer.Option(min=0, help="Seconds to finish in-flight requests on SIGTERM.")
+    ] = 30.0,
 ) -> None:
-    """Serve a bundle over HTTP: POST /v1/predict, /healthz, /readyz, /metrics."""
-    quiet_libraries()
-    import uvicorn
+    """Serve bundles over HTTP: /v1/predict, Open Inference Protocol v2, /metrics, /readyz.
 
+    Bundles with the same name become versions of one model. SIGTERM drains in-flight requests
+    and exits 0.
+    """
+    # PyTorch's OpenMP threads busy-wait after each operation by default; beside an event loop and
+    # on shared cores that spinning starves the very threads it waits for (a lone MiniLM call took
+    # 490 ms instead of 17 ms on a busy 2-core machine). Must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_libraries()
     from frugalml.registry import resolve_bundle
-    from frugalml.runtime import load_predictor
-    from frugalml.serve import create_app
+    from frugalml.serve.config import ServeConfig
+    from frugalml.serve.runner import ServeSpec
+    from frugalml.serve.runner import serve as run_server
     from frugalml.workflows import open_registry
 
-    predictor = load_predictor(resolve_bundle(bundle, open_registry()))
-    ui.err.print(f"serving {predictor.bundle.id} ({predictor.bundle.name}) on http://{host}:{port}")
-    uvicorn.run(create_app(predictor), host=host, port=port, log_level="warning")
+    registry = open_registry()
+    models = []
+    for ref in bundles:
+        name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
+        bundle = resolve_bundle(target, registry)
+        models.append((name or bundle.name, str(bundle.path)))
+        ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
+    try:
+        config = ServeConfig(
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            timeout_s=timeout,
+            max_body_bytes=max_body_bytes,
+            max_items=max_items,
+            max_text_chars=max_text_chars,
+            api_key=api_key or None,
+            access_log=access_log,
+        )
+    except ValueError as exc:
+        raise FrugalError(str(exc)) from None
+    # One core stays with the event loop, the tokenizer and the network: on 2 cores one model
+    # thread served MiniLM faster (146 vs 112 req/s at concurrency 32) than two fighting them.
+    threads = threads or max(1, ((os.cpu_count() or 1) - 1) // workers)
+    ui.err.print(f"on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)")
+    run_server(ServeSpec(models, config, threads), host=host, port=port, workers=workers, drain_s=drain)

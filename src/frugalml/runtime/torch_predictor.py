@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,11 +12,29 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
-from frugalml.models.batching import run_model, tokenize
-from frugalml.runtime.predictor import register_format, softmax
+from frugalml.models.batching import collate, tokenize
+from frugalml.runtime.predictor import register_format
+from frugalml.runtime.tokenized import TokenizedPredictor, usable_length
+
+log = logging.getLogger("frugalml.runtime")
 
 
-class TorchPredictor:
+class _Logits(torch.nn.Module):
+    """(input_ids, attention_mask) -> logits: the positional signature tracing needs."""
+
+    def __init__(self, model: FrugalTextClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class TorchPredictor(TokenizedPredictor):
+    """`jit=True` runs a frozen TorchScript trace of the model (checked against eager at load):
+    one call into C++ per batch instead of Python between every operation, which is faster
+    and, in a server, leaves the GIL to the event loop for the whole call."""
+
     def __init__(
         self,
         model: FrugalTextClassifier,
@@ -23,33 +43,55 @@ class TorchPredictor:
         bundle: Bundle | None = None,
         batch_size: int = 64,
         max_length: int = 128,
+        jit: bool = False,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.bundle = bundle
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.max_length = usable_length(max_length, tokenizer, model.config.encoder)
+        self.traced = self._trace() if jit else None
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, **options) -> TorchPredictor:
         assert bundle.path is not None
         if threads:
+            # Process-wide in PyTorch: the server runs one model call at a time anyway.
             torch.set_num_threads(threads)
         config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
         model = FrugalTextClassifier.from_pretrained(bundle.path, config=config)
         tokenizer = AutoTokenizer.from_pretrained(bundle.path)
         return cls(model, tokenizer, bundle.labels, bundle=bundle, **options)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        ids = tokenize(self.tokenizer, texts, self.max_length)
-        logits = run_model(self.model, ids, self.tokenizer.pad_token_id, self.batch_size)
-        return softmax(logits)
+    def _probe(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return collate(tokenize(self.tokenizer, texts, self.max_length), self.tokenizer.pad_token_id)
 
-    def warmup(self) -> None:
-        self.predict_proba(["warm up"] * 2)
+    @torch.inference_mode()
+    def _trace(self) -> torch.jit.ScriptModule | None:
+        # Traced on a padded batch, so the attention-mask path is the one recorded; checked on
+        # another shape, since tracing silently bakes in any shape-dependent Python branch.
+        example = self._probe(["a short one", "a somewhat longer text to pad the other row"])
+        check = self._probe(["one", "two words", "and a third text, longer than both of them"])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.freeze(
+                    torch.jit.trace(_Logits(self.model).eval(), tuple(example.values()))
+                )
+            expected = self.model(**check).logits
+            if torch.allclose(traced(*check.values()), expected, atol=1e-4):
+                return traced
+            log.warning("traced model disagrees with eager; serving the eager model")
+        except Exception as exc:  # a model tracing cannot capture still serves, only slower
+            log.warning("model cannot be traced (%s); serving the eager model", exc)
+        return None
+
+    @torch.inference_mode()
+    def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        if self.traced is not None:
+            return self.traced(batch["input_ids"], batch["attention_mask"]).float().numpy()
+        return self.model(**batch).logits.float().numpy()
 
 
 register_format("torch", TorchPredictor.from_bundle)

@@ -1,87 +1,140 @@
-"""ASGI app: `POST /v1/predict`, health, readiness and Prometheus metrics."""
+"""The ASGI app: v1 and Open Inference Protocol v2 routes over one or more models, plus health,
+readiness, Prometheus metrics and an OpenAPI document with the request and response schemas."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
+from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
 
+from frugalml import __version__
 from frugalml.monitor.metrics import ServingMetrics
-from frugalml.runtime.predictor import Predictor, top_predictions
+from frugalml.runtime.predictor import Predictor
+from frugalml.serve.access import RequestContext
+from frugalml.serve.auth import api_key_dependencies
+from frugalml.serve.catalog import Catalog
+from frugalml.serve.config import ServeConfig
+from frugalml.serve.errors import install_error_handlers
+from frugalml.serve.http import json_response
+from frugalml.serve.lifecycle import Lifecycle
+from frugalml.serve.schemas import ErrorResponse, request_models
+from frugalml.serve.v1 import add_v1_routes
+from frugalml.serve.v2 import add_v2_routes
+
+ERROR_STATUSES = {
+    400: "Malformed JSON or body not UTF-8",
+    401: "Missing or wrong API key",
+    404: "Unknown model or version",
+    413: "Body larger than the limit",
+    422: "Body of the wrong shape, or over the text or item limits",
+    503: "Queue full or shutting down (see Retry-After)",
+    504: "Deadline passed",
+}
 
 
-class PredictRequest(BaseModel):
-    inputs: list[str] = Field(min_length=1, max_length=256, description="Texts to classify.")
+def _named(models: Predictor | Sequence[Predictor | tuple[str, Predictor]], name: str | None):
+    items = [models] if hasattr(models, "predict_proba") else list(models)
+    named = []
+    for item in items:
+        if isinstance(item, tuple):
+            named.append(item)
+        else:
+            bundle = item.bundle
+            named.append((name or (bundle.name if bundle else "model"), item))
+    return named
 
 
-class LabelScore(BaseModel):
-    label: str
-    score: float
+def create_app(
+    models: Predictor | Sequence[Predictor | tuple[str, Predictor]],
+    config: ServeConfig | None = None,
+    name: str | None = None,
+) -> FastAPI:
+    """An app serving `models` (predictors, or (name, predictor) pairs).
 
-
-class PredictResponse(BaseModel):
-    model: str
-    predictions: list[LabelScore]
-
-
-def create_app(predictor: Predictor, name: str | None = None) -> FastAPI:
-    """An app serving one loaded predictor; ready once it has been warmed up."""
-    model_name = name or (predictor.bundle.name if predictor.bundle else "model")
+    Bundles that share a name become versions of one model. The app is ready once every model
+    has been warmed up; it runs one model call at a time on a dedicated inference thread.
+    """
+    config = config or ServeConfig()
     metrics = ServingMetrics()
-    state = {"ready": False}
-    lock = asyncio.Lock()  # one batch at a time: the model already uses every core
+    catalog = Catalog(_named(models, name), metrics, config)
+    lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(predictor.warmup)
-        bundle = predictor.bundle
-        if bundle is not None:
-            metrics.model_info.labels(
-                model_name, bundle.id, bundle.format, bundle.precision, bundle.method
-            ).set(1)
-        state["ready"] = True
-        yield
-        state["ready"] = False
-
-    app = FastAPI(title="frugalml", lifespan=lifespan)
-
-    @app.post("/v1/predict", response_model=PredictResponse)
-    async def predict(body: PredictRequest) -> PredictResponse:
-        started = time.perf_counter()
-        metrics.in_flight.labels(model_name).inc()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugalml-inference")
+        loop = asyncio.get_running_loop()
+        for model in catalog:
+            await loop.run_in_executor(executor, model.predictor.warmup)
+            bundle = model.predictor.bundle
+            if bundle is not None:
+                metrics.model_info.labels(
+                    model.name, model.version, bundle.id, bundle.format, bundle.precision, bundle.method
+                ).set(1)
+            model.batcher.start(executor)
+            model.ready = True
+        lifecycle.started = True
+        lifecycle.drain_on_signals()
         try:
-            async with lock:
-                begun = time.perf_counter()
-                probabilities = await run_in_threadpool(predictor.predict_proba, body.inputs)
-                metrics.inference.labels(model_name).observe(time.perf_counter() - begun)
-                metrics.batch_size.labels(model_name).observe(len(body.inputs))
+            yield
         finally:
-            metrics.in_flight.labels(model_name).dec()
-        predictions = top_predictions(predictor.labels, probabilities)
-        metrics.requests.labels(model_name, "/v1/predict", "200").inc()
-        metrics.latency.labels(model_name, "/v1/predict").observe(time.perf_counter() - started)
-        return PredictResponse(
-            model=model_name,
-            predictions=[LabelScore(label=p.label, score=p.score) for p in predictions],
-        )
+            lifecycle.draining = True
+            for model in catalog:
+                await model.batcher.close()
+                model.ready = False
+            executor.shutdown(wait=False)
+            ServingMetrics.process_exited(os.getpid())
 
-    @app.get("/healthz")
+    app = FastAPI(
+        title="frugalml",
+        version=__version__,
+        summary="Text classification: a simple v1 API and the Open Inference Protocol v2.",
+        lifespan=lifespan,
+    )
+    app.state.catalog = catalog
+    app.state.lifecycle = lifecycle
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    schemas = request_models(config)
+    errors = {
+        status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()
+    }
+    guard = api_key_dependencies(config.api_key)
+    add_v1_routes(app, catalog, config, lifecycle, schemas, guard, errors)
+    add_v2_routes(app, catalog, config, lifecycle, schemas, guard, errors)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        if not state["ready"]:
-            raise HTTPException(status_code=503, detail="model not loaded yet")
-        return {"status": "ready"}
+    @app.get("/readyz", tags=["operations"], summary="Readiness", responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Response:
+        if lifecycle.ready:
+            return json_response({"status": "ready"})
+        reason = "shutting down" if lifecycle.draining else "models not loaded yet"
+        return json_response({"error": reason}, 503)
 
-    @app.get("/metrics")
-    async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.content_type)
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in (schemas.predict, schemas.infer):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                components[model.__name__] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi
+    app.add_middleware(RequestContext, metrics=metrics, log_requests=config.access_log)
     return app

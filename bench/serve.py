@@ -1,0 +1,430 @@
+"""Serving benchmark: frugalml (PyTorch, ONNX Runtime fp32, int8) vs LitServe vs plain FastAPI.
+
+Same MiniLM BANKING77 intent model (a `head` bundle), one BANKING77 test query per request, closed-
+loop load from a separate process on loopback at concurrency 1, 8, 32 and 64, a bounded number of
+requests per level. Every server gets the same machine, one after another, in one run.
+
+    .venv/bin/python bench/serve.py            # writes bench/results/serve.json
+
+Run it under the shared CPU lock (`flock /tmp/frugalml-cpu.lock ...`) on a shared machine.
+The same file is also the LitServe and plain-FastAPI servers (--server) and the load generator
+(--load), so that each runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
+HOME = ROOT / "bench" / ".home"
+RESULTS = ROOT / "bench" / "results" / "serve.json"
+MAX_BATCH, MAX_WAIT_MS = 32, 10
+REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
+ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "FRUGALML_HOME": str(HOME)}
+
+
+# ---------------------------------------------------------------- competitor servers (--server)
+
+
+def _torch_predictor(bundle_path: str):
+    from frugalml.bundle import load_bundle
+    from frugalml.runtime import load_predictor
+
+    # BENCH_JIT=1: the TorchScript forward that `frugalml serve` uses, to compare engines alone.
+    return load_predictor(load_bundle(bundle_path), jit=os.environ.get("BENCH_JIT") == "1")
+
+
+try:
+    import litserve as ls
+except ImportError:  # only the LitServe server needs it
+    ls = None
+
+if ls is not None:
+
+    class IntentAPI(ls.LitAPI):
+        """The same predictor behind LitServe's hooks; LitServe hands `predict` a batch of texts."""
+
+        def __init__(self, bundle_path: str, **options):
+            super().__init__(**options)
+            self.bundle_path = bundle_path
+
+        def setup(self, device):
+            self.predictor = _torch_predictor(self.bundle_path)
+            self.predictor.warmup()
+
+        def decode_request(self, request):
+            return request["inputs"][0]
+
+        def predict(self, texts):
+            probabilities = self.predictor.predict_proba(texts)
+            labels = self.predictor.labels
+            return [{"label": labels[row.argmax()], "score": float(row.max())} for row in probabilities]
+
+        def encode_response(self, output):
+            return {"predictions": [output]}
+
+
+def run_litserve(bundle_path: str, port: int) -> None:
+    api = IntentAPI(bundle_path, max_batch_size=MAX_BATCH, batch_timeout=MAX_WAIT_MS / 1000)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
+    server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
+
+
+class PlainBody(BaseModel):
+    inputs: list[str]
+
+
+def run_fastapi(bundle_path: str, port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    predictor = _torch_predictor(bundle_path)
+    predictor.warmup()
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    def predict(body: PlainBody) -> dict:  # a plain def: FastAPI runs it in its thread pool
+        probabilities = predictor.predict_proba(body.inputs)
+        labels = predictor.labels
+        return {
+            "predictions": [{"label": labels[r.argmax()], "score": float(r.max())} for r in probabilities]
+        }
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------------- load generator (--load)
+
+
+async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> dict:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def phase(total: int) -> tuple[list[float], int, float]:
+            latencies: list[float] = []
+            errors = 0
+            sent = 0
+
+            async def user() -> None:
+                nonlocal sent, errors
+                while sent < total:
+                    text = texts[sent % len(texts)]
+                    sent += 1
+                    began = time.perf_counter()
+                    try:
+                        async with session.post(url, json={"inputs": [text]}) as response:
+                            await response.read()
+                            ok = response.status == 200
+                    except (aiohttp.ClientError, TimeoutError):
+                        ok = False
+                    if ok:
+                        latencies.append(time.perf_counter() - began)
+                    else:
+                        errors += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(user() for _ in range(concurrency)))
+            return latencies, errors, time.perf_counter() - started
+
+        await phase(max(2 * concurrency, 20))  # connections, caches, first batches
+        latencies, errors, wall = await phase(requests)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return (
+            round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else 0
+        )
+
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "ok": len(latencies),
+        "errors": errors,
+        "wall_s": round(wall, 3),
+        "rps": round(len(latencies) / wall, 1),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+    }
+
+
+def load_texts(seed: int = 0) -> list[str]:
+    with (DATA / "test.csv").open(newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    random.Random(seed).shuffle(texts)
+    return texts
+
+
+def run_load(url: str, concurrency: int, requests: int) -> None:
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    print(json.dumps(runner(_load(url, load_texts(), concurrency, requests))))
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def prepare_bundles() -> dict[str, str]:
+    """Bundle folders for torch fp32, ONNX fp32 and (when frugalml.compress has it) ONNX int8."""
+    os.environ.update(ENV)
+    cache = HOME / "serve-bundles.json"
+    if cache.exists():
+        paths = json.loads(cache.read_text())
+        if all(Path(p).is_dir() for p in paths.values()):
+            return paths
+    from frugalml.bundle import load_bundle
+    from frugalml.compress import export_onnx
+    from frugalml.data import load_dataset
+    from frugalml.settings import get_settings
+    from frugalml.tune import TuneConfig
+    from frugalml.workflows import open_registry, tune_and_register
+
+    store = get_settings().bundles_dir
+    registry = open_registry()
+    train = load_dataset(DATA / "train.csv")
+    # Any MiniLM head already tuned on this exact training set will do: serving cost does not
+    # depend on how the head was trained.
+    known = [
+        b
+        for b in registry.list_bundles()
+        if (b["format"], b["method"], b["base_model"], b["data_sha256"])
+        == ("torch", "head", "minilm", train.sha256)
+    ]
+    if known:
+        torch_bundle = load_bundle(known[-1]["path"])
+    else:
+        print("preparing: tune a MiniLM head on BANKING77 train ...", flush=True)
+        summary = tune_and_register(
+            DATA / "train.csv", TuneConfig(method="head", base="minilm"), name="banking77-serve"
+        )
+        torch_bundle = load_bundle(summary["bundle_path"])
+    print(f"preparing: ONNX export (and int8) of {torch_bundle.id} ...", flush=True)
+    onnx_bundle = export_onnx(torch_bundle, store)
+    registry.add_bundle(onnx_bundle)
+    paths = {"torch": str(torch_bundle.path), "onnx": str(onnx_bundle.path)}
+    int8 = _int8_bundle(torch_bundle, onnx_bundle, store, train)
+    if int8 is not None:
+        registry.add_bundle(int8)
+        paths["int8"] = str(int8.path)
+    cache.write_text(json.dumps(paths, indent=2))
+    return paths
+
+
+def _int8_bundle(torch_bundle, onnx_bundle, store, train):
+    try:
+        from frugalml.compress import CompressContext, apply_technique, available_techniques
+    except ImportError:
+        return None
+    if "int8" not in available_techniques():
+        return None
+    context = CompressContext(store=store, train=train, teacher=torch_bundle)
+    return apply_technique("int8", onnx_bundle, context)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {HOME / 'logs'}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not healthy within {timeout} s")
+
+
+def servers(bundles: dict[str, str]) -> list[dict]:
+    frugalml = str(Path(sys.executable).with_name("frugalml"))
+    batching = ["--max-batch-size", str(MAX_BATCH), "--max-wait-ms", str(MAX_WAIT_MS)]
+    entries = [
+        {"name": f"frugalml {kind}", "cmd": [frugalml, "serve", bundles[key], *batching]}
+        for kind, key in (("torch fp32", "torch"), ("onnx fp32", "onnx"), ("onnx int8", "int8"))
+        if key in bundles
+    ]
+    # The default leaves one core to the event loop; this variant gives the model every core.
+    every_core = ["--threads", str(os.cpu_count() or 1)]
+    entries.insert(1, {"name": "frugalml torch all-cores", "cmd": [*entries[0]["cmd"], *every_core]})
+    me = [sys.executable, str(Path(__file__).resolve())]
+    for framework in ("litserve", "fastapi"):
+        command = [*me, "--server", framework, bundles["torch"]]
+        entries.append({"name": f"{framework} torch fp32", "cmd": command})
+        # The same server with the model settings of `frugalml serve` (threads, OpenMP threads
+        # that sleep instead of spinning, the traced forward): engine against engine.
+        same = {
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) - 1)),
+            "BENCH_JIT": "1",
+        }
+        entries.append({"name": f"{framework} +same model", "cmd": command, "env": same})
+    for entry in entries:
+        ours = entry["name"].startswith("frugalml")
+        entry["health"], entry["path"] = ("/readyz", "/v1/predict") if ours else ("/health", "/predict")
+    return entries
+
+
+def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    logs = HOME / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = (logs / f"{entry['name'].replace(' ', '-')}.log").open("w")
+    # A session of its own: LitServe starts worker processes, and all of them must stop.
+    process = subprocess.Popen(
+        [*entry["cmd"], "--port", str(port)],
+        env={**os.environ, **ENV, **entry.get("env", {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    rows = []
+    try:
+        _wait_healthy(base + entry["health"], process)
+        for concurrency, count in requests.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--load", base + entry["path"], str(concurrency), str(count)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            row = {"server": entry["name"], **json.loads(out.stdout.strip().splitlines()[-1])}
+            print(
+                f"  {entry['name']:<22} c={concurrency:<3} {row['rps']:>7.1f} req/s  "
+                f"p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>8.1f} ms  errors {row['errors']}",
+                flush=True,
+            )
+            rows.append(row)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+    return rows
+
+
+def _ratios(rows: list[dict]) -> dict:
+    at = {(r["server"], r["concurrency"]): r for r in rows}
+
+    def ratio(server: str, baseline: str, c: int, key: str) -> float | None:
+        a, b = at.get((server, c)), at.get((baseline, c))
+        return round(a[key] / b[key], 2) if a and b and b[key] else None
+
+    ours = ("frugalml torch fp32", "frugalml torch all-cores", "frugalml onnx fp32", "frugalml onnx int8")
+    ratios = {}
+    for baseline in ("litserve torch fp32", "litserve +same model"):
+        for server in ours:
+            ratios[f"c32 req/s  {server} / {baseline}"] = ratio(server, baseline, 32, "rps")
+            ratios[f"c32 p99    {server} / {baseline}"] = ratio(server, baseline, 32, "p99_ms")
+    for baseline in ("fastapi torch fp32", "fastapi +same model"):
+        for server in ours:
+            ratios[f"c1 p50     {server} / {baseline}"] = ratio(server, baseline, 1, "p50_ms")
+    return {k: v for k, v in ratios.items() if v is not None}
+
+
+def orchestrate(quick: bool = False) -> None:
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} not found (the shared BANKING77 data)")
+        return
+    from frugalml import ui
+
+    bundles = prepare_bundles()
+    requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
+    rows = []
+    for entry in servers(bundles):
+        print(f"{entry['name']}:", flush=True)
+        rows += measure(entry, requests)
+    ratios = _ratios(rows)
+    ui.out.print(
+        ui.table(
+            "serving: one BANKING77 query per request, MiniLM intent model, loopback",
+            ["server", "conc.", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"],
+            [
+                (r["server"], r["concurrency"], r["rps"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["errors"])
+                for r in rows
+            ],
+        )
+    )
+    ui.out.print(ui.table("ratios", ["comparison", "value"], [(k, v) for k, v in ratios.items()]))
+    if "int8" not in bundles:
+        print("int8: pending (frugalml.compress offers no int8 technique yet)")
+    if quick:
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "settings": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "requests": REQUESTS},
+                "bundles": bundles,
+                "results": rows,
+                "ratios": ratios,
+                "int8": "measured" if "int8" in bundles else "pending",
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["litserve", "fastapi"], help="run a competitor server")
+    parser.add_argument("--load", nargs=3, metavar=("URL", "CONCURRENCY", "REQUESTS"), help="generate load")
+    parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--quick", action="store_true", help="a few requests per level; writes nothing")
+    args = parser.parse_args()
+    if args.server:
+        {"litserve": run_litserve, "fastapi": run_fastapi}[args.server](args.bundle, args.port)
+    elif args.load:
+        url, concurrency, requests = args.load
+        run_load(url, int(concurrency), int(requests))
+    else:
+        orchestrate(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Dynamic batcher: requests queue up while the model is busy and run together when it is free.
+
+Policy, in order of importance:
+- One model call at a time, on one inference thread shared by every served model: the model
+  already uses every core, and two calls at once would only fight over them.
+- A lone request on an idle server runs at once. Waiting (up to `max_wait`, counted from the
+  oldest queued request) only happens when the previous batch held several requests, i.e. when
+  concurrent load makes companions likely.
+- The queue is bounded in texts; when full, `Overloaded` carries a Retry-After estimate from the
+  measured throughput. A request past its deadline, or whose client went away, is dropped from
+  the queue if its batch has not started, so it costs no model time.
+- Length grouping and batched tokenization happen in the predictor (one tokenizer call per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from frugalml.monitor.metrics import ServingMetrics
+from frugalml.runtime.predictor import Predictor
+
+log = logging.getLogger("frugalml.serve")
+
+
+class Overloaded(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"queue full; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Pending:
+    texts: Sequence[str]
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+    started: bool = False
+    dropped: bool = False
+
+
+class Batcher:
+    def __init__(
+        self,
+        predictor: Predictor,
+        metrics: ServingMetrics,
+        model: str,
+        max_batch_size: int = 32,
+        max_wait: float = 0.01,
+        max_queue: int = 1024,
+    ):
+        self.predictor = predictor
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        self._queue: deque[_Pending] = deque()
+        self._queued = 0  # texts waiting, dropped ones excluded
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_batch_requests = 0
+        self._texts_per_second = 0.0  # moving average, for Retry-After
+        self._task: asyncio.Task | None = None
+        self._executor: Executor | None = None
+        self._depth = metrics.queue_depth.labels(model)
+        self._in_flight = metrics.in_flight.labels(model)
+        self._queue_wait = metrics.queue_wait.labels(model)
+        self._inference = metrics.inference.labels(model)
+        self._batch_size = metrics.batch_size.labels(model)
+
+    def start(self, executor: Executor) -> None:
+        self._executor = executor
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="frugalml-batcher")
+
+    async def close(self) -> None:
+        """Finish every queued and running request, then stop."""
+        await self._idle.wait()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def predict(
+        self, texts: Sequence[str], timeout: float, gone: asyncio.Future | None = None
+    ) -> np.ndarray:
+        """Class probabilities for `texts`, batched with whatever else is queued.
+
+        Raises Overloaded (queue full), DeadlineExceeded (not done within `timeout` seconds) or
+        ClientGone (`gone` finished first: the client disconnected).
+        """
+        if self._queued + len(texts) > self.max_queue:
+            raise Overloaded(self._retry_after())
+        pending = _Pending(texts, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._queued += len(texts)
+        self._depth.set(self._queued)
+        self._idle.clear()
+        self._arrived.set()
+        waiters = [pending.future] if gone is None else [pending.future, gone]
+        self._in_flight.inc()
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if pending.future.done():
+                return pending.future.result()
+            raise ClientGone() if gone in done else DeadlineExceeded()
+        finally:
+            self._in_flight.dec()
+            if not pending.future.done():
+                self._drop(pending)
+
+    def _drop(self, pending: _Pending) -> None:
+        pending.future.cancel()
+        if not pending.started and not pending.dropped:
+            pending.dropped = True
+            self._queued -= len(pending.texts)
+            self._depth.set(self._queued)
+
+    def _retry_after(self) -> int:
+        rate = self._texts_per_second or 1.0
+        return max(1, math.ceil(self._queued / rate))
+
+    async def _loop(self) -> None:
+        while True:
+            while self._queue and self._queue[0].dropped:
+                self._queue.popleft()
+            if not self._queue:
+                self._arrived.clear()
+                self._idle.set()
+                await self._arrived.wait()
+                continue
+            if self.max_wait > 0 and self._last_batch_requests > 1:
+                await self._wait_for_companions()
+            batch = self._take()
+            if batch:
+                await self._run(batch)
+
+    async def _wait_for_companions(self) -> None:
+        deadline = self._queue[0].enqueued + self.max_wait
+        while self._queued < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Pending]:
+        """Oldest live requests up to max_batch_size texts (one larger request runs alone)."""
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.dropped:
+                self._queue.popleft()
+                continue
+            if batch and rows + len(head.texts) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            batch.append(head)
+            rows += len(head.texts)
+        self._queued -= rows
+        self._depth.set(self._queued)
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
+        texts: list[str] = []
+        for pending in batch:
+            pending.started = True
+            self._queue_wait.observe(started - pending.enqueued)
+            texts.extend(pending.texts)
+        loop = asyncio.get_running_loop()
+        try:
+            probabilities = await loop.run_in_executor(self._executor, self.predictor.predict_proba, texts)
+        except Exception as exc:  # one bad batch fails its requests, not the server
+            log.exception("model call failed for a batch of %d texts", len(texts))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        finally:
+            elapsed = time.monotonic() - started
+            self._inference.observe(elapsed)
+            self._batch_size.observe(len(texts))
+            self._last_batch_requests = len(batch)
+        rate = len(texts) / max(elapsed, 1e-6)
+        self._texts_per_second = (
+            rate if not self._texts_per_second else 0.8 * self._texts_per_second + 0.2 * rate
+        )
+        offset = 0
+        for pending in batch:
+            end = offset + len(pending.texts)
+            if not pending.future.done():
+                pending.future.set_result(probabilities[offset:end])
+            offset = end

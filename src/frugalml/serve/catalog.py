@@ -1,0 +1,79 @@
+"""The models one server holds: names, versions (bundle ids) and their batchers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from frugalml.monitor.metrics import ServingMetrics
+from frugalml.runtime.predictor import Predictor
+from frugalml.serve.batcher import Batcher
+from frugalml.serve.config import ServeConfig
+from frugalml.serve.errors import ApiError
+
+PLATFORMS = {"torch": "pytorch_frugalml", "onnx": "onnxruntime_onnx"}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    predictor: Predictor
+    batcher: Batcher
+    ready: bool = False
+
+    @property
+    def platform(self) -> str:
+        bundle = self.predictor.bundle
+        return PLATFORMS.get(bundle.format, bundle.format) if bundle else "pytorch_frugalml"
+
+
+class Catalog:
+    """Models by name; bundles sharing a name are versions of it, the first listed the default."""
+
+    def __init__(
+        self,
+        predictors: Sequence[tuple[str, Predictor]],
+        metrics: ServingMetrics,
+        config: ServeConfig,
+    ):
+        if not predictors:
+            raise ValueError("serve at least one model")
+        self._by_name: dict[str, list[ServedModel]] = {}
+        for name, predictor in predictors:
+            version = predictor.bundle.id if predictor.bundle else "1"
+            if any(m.version == version for m in self._by_name.get(name, [])):
+                raise ValueError(f"model {name!r} version {version} is listed twice")
+            batcher = Batcher(
+                predictor,
+                metrics,
+                name,
+                max_batch_size=config.max_batch_size,
+                max_wait=config.max_wait_ms / 1000,
+                max_queue=config.max_queue,
+            )
+            self._by_name.setdefault(name, []).append(ServedModel(name, version, predictor, batcher))
+        self.default = next(iter(self._by_name.values()))[0]
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        for versions in self._by_name.values():
+            yield from versions
+
+    def versions(self, name: str) -> list[ServedModel]:
+        if name not in self._by_name:
+            raise ApiError(404, f"unknown model {name!r}; serving: {', '.join(self._by_name)}")
+        return self._by_name[name]
+
+    def get(self, name: str | None = None, version: str | None = None) -> ServedModel:
+        if name is None:
+            if len(self._by_name) > 1:
+                raise ApiError(422, f"several models are served; name one of: {', '.join(self._by_name)}")
+            name = self.default.name
+        versions = self.versions(name)
+        if version is None:
+            return versions[0]
+        for model in versions:
+            if model.version == version:
+                return model
+        known = ", ".join(m.version for m in versions)
+        raise ApiError(404, f"model {name!r} has no version {version!r}; versions: {known}")

@@ -1,0 +1,27 @@
+"""Serving settings: batching, queue, deadlines, request limits and the optional API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    max_batch_size: int = 32  # texts per model call
+    max_wait_ms: float = 10.0  # longest a queued text waits for companions (never when idle)
+    max_queue: int = 1024  # texts waiting; beyond it requests get 503 + Retry-After
+    timeout_s: float = 30.0  # per-request deadline (clients may ask for less); past it, 504
+    max_body_bytes: int = 1 << 20  # 413 beyond
+    max_items: int = 256  # texts per request; 422 beyond
+    max_text_chars: int = 10_000  # characters per text; 422 beyond
+    api_key: str | None = None  # when set, inference routes need `Authorization: Bearer <key>`
+    access_log: bool = True  # one JSON line per request on the `frugalml.access` logger
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_queue", "max_body_bytes", "max_items", "max_text_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_items > self.max_queue:
+            raise ValueError("max_items must not exceed max_queue (such a request could never be queued)")
+        if self.max_wait_ms < 0 or self.timeout_s <= 0:
+            raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")

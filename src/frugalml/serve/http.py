@@ -1,0 +1,91 @@
+"""Request plumbing shared by the v1 and v2 routes: bounded body reads, parsing, inference calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import numpy as np
+from fastapi import Request, Response
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+
+from frugalml.serve.batcher import ClientGone, DeadlineExceeded, Overloaded
+from frugalml.serve.catalog import ServedModel
+from frugalml.serve.config import ServeConfig
+from frugalml.serve.errors import ApiError, invalid_body
+from frugalml.serve.lifecycle import Lifecycle
+
+TIMEOUT_HEADER = "X-Request-Timeout"
+
+
+def json_response(payload: dict, status: int = 200) -> Response:
+    # Handlers build plain dicts: skipping FastAPI's response-model pass saves time per request.
+    return Response(
+        json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json"
+    )
+
+
+def body_schema(model: type[BaseModel]) -> dict:
+    """`openapi_extra` declaring `model` as the JSON request body (parsed by `parse_body`)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"body is {int(declared)} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(499, "client closed the request") from None
+    return b"".join(chunks)
+
+
+def parse_body(model: type[BaseModel], raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid_body(exc, raw) from None
+
+
+async def _disconnect(request: Request) -> None:
+    # Once the body is read, the next ASGI message can only be the client disconnecting.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def infer(
+    request: Request,
+    model: ServedModel,
+    texts: Sequence[str],
+    config: ServeConfig,
+    lifecycle: Lifecycle,
+    timeout: float | None,
+) -> np.ndarray:
+    """Run `texts` through `model`'s batcher; every way it can fail becomes an ApiError."""
+    if lifecycle.draining:
+        raise ApiError(503, "server is shutting down", headers={"Retry-After": "1", "Connection": "close"})
+    if not model.ready:
+        raise ApiError(503, f"model {model.name!r} is not ready yet", headers={"Retry-After": "1"})
+    budget = min(timeout, config.timeout_s) if timeout else config.timeout_s
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        return await model.batcher.predict(texts, budget, gone)
+    except Overloaded as exc:
+        raise ApiError(
+            503, f"server overloaded: {exc}", headers={"Retry-After": str(exc.retry_after)}
+        ) from None
+    except DeadlineExceeded:
+        raise ApiError(504, f"no answer within the deadline of {budget:g} s") from None
+    except ClientGone:
+        raise ApiError(499, "client closed the request") from None
+    finally:
+        gone.cancel()

@@ -1,0 +1,131 @@
+"""Run the app under uvicorn: one process, or several workers sharing one socket.
+
+Workers are fresh interpreters (uvicorn spawns them); each rebuilds the app from a JSON spec in
+the environment and loads the bundles itself. Their metrics meet in PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+
+import uvicorn
+
+from frugalml.monitor.metrics import MULTIPROC_ENV
+from frugalml.serve.config import ServeConfig
+
+SPEC_ENV = "FRUGALML_SERVE_SPEC"
+
+
+@dataclass
+class ServeSpec:
+    """What to serve: (name, bundle folder) pairs, the settings and threads per worker."""
+
+    models: list[tuple[str, str]]
+    config: ServeConfig = field(default_factory=ServeConfig)
+    threads: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"models": self.models, "config": asdict(self.config), "threads": self.threads})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSpec:
+        data = json.loads(text)
+        models = [(name, path) for name, path in data["models"]]
+        return cls(models, ServeConfig(**data["config"]), data["threads"])
+
+
+def build_app(spec: ServeSpec):
+    from frugalml.bundle import load_bundle
+    from frugalml.runtime import load_predictor
+    from frugalml.serve.app import create_app
+
+    predictors = []
+    for name, path in spec.models:
+        bundle = load_bundle(path)
+        options: dict = {"threads": spec.threads} if spec.threads else {}
+        if bundle.format == "torch":
+            options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
+        predictors.append((name, load_predictor(bundle, **options)))
+    return create_app(predictors, spec.config)
+
+
+def app_from_env():
+    """uvicorn factory for worker processes."""
+    return build_app(ServeSpec.from_json(os.environ[SPEC_ENV]))
+
+
+def log_config(access_log: bool) -> dict:
+    """uvicorn's own logs at warning; the JSON access lines (already JSON) as they are."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(message)s"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "frugalml.serve": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "frugalml.access": {
+                "handlers": ["stderr"],
+                "level": "INFO" if access_log else "WARNING",
+                "propagate": False,
+            },
+        },
+    }
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's graceful shutdown, plus readiness false at once, and exit status 0 on SIGTERM."""
+
+    def handle_exit(self, sig, frame) -> None:
+        lifecycle = getattr(getattr(self.config.app, "state", None), "lifecycle", None)
+        if lifecycle is not None:  # also reached off the main thread, unlike signal handlers
+            lifecycle.draining = True
+        super().handle_exit(sig, frame)
+
+    def run(self, sockets=None) -> None:
+        # uvicorn re-raises the signal that stopped it once it has drained. A drain is a clean
+        # stop, so that re-raised SIGTERM meets a no-op handler and the process exits 0.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: None)
+        super().run(sockets=sockets)
+
+
+def serve(
+    spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, drain_s: float = 30
+) -> None:
+    options = dict(
+        host=host,
+        port=port,
+        log_config=log_config(spec.config.access_log),
+        access_log=False,
+        timeout_graceful_shutdown=drain_s,
+        server_header=False,
+    )
+    if workers <= 1:
+        app = build_app(spec)
+        DrainingServer(uvicorn.Config(app, **options)).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    own_dir = not os.environ.get(MULTIPROC_ENV)
+    if own_dir:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="frugalml-metrics-")
+    os.environ[SPEC_ENV] = spec.to_json()
+    try:
+        # Workers run uvicorn's own Server; their apps chain onto its signal handlers to drain.
+        config = uvicorn.Config(
+            "frugalml.serve.runner:app_from_env", factory=True, workers=workers, **options
+        )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

@@ -1,0 +1,128 @@
+"""Request and response bodies of the v1 API and the Open Inference Protocol v2 REST API.
+
+Request models are built per app so that the configured limits (texts per request, characters
+per text) are both enforced by validation and published in /openapi.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from frugalml.serve.config import ServeConfig
+
+V2_OUTPUTS = ("label", "score", "probabilities")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What was wrong, in one line.")
+    detail: list[dict[str, Any]] | None = Field(None, description="Validation errors, when there are any.")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(description="Probability of the label.")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    predictions: list[LabelScore] = Field(description="Top label per input, in input order.")
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["label", "score", "probabilities"]
+    parameters: dict[str, Any] | None = None
+
+
+class InferOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Literal["BYTES", "FP32"]
+    data: list[str] | list[float]
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[InferOutput]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    predict: type[BaseModel]
+    infer: type[BaseModel]
+
+
+def request_models(config: ServeConfig) -> RequestModels:
+    text = Annotated[str, StringConstraints(max_length=config.max_text_chars)]
+    texts = Annotated[
+        list[text],
+        Field(min_length=1, max_length=config.max_items, description="Texts to classify."),
+    ]
+    forbid = ConfigDict(extra="forbid")
+    predict = create_model(
+        "PredictRequest",
+        __config__=forbid,
+        inputs=(texts, ...),
+        model=(str | None, Field(None, description="Served model name; needed when several are served.")),
+        version=(str | None, Field(None, description="Model version (bundle id); default: the first.")),
+    )
+    infer_input = create_model(
+        "InferInput",
+        __config__=forbid,
+        name=(str, Field(max_length=256)),
+        shape=(list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
+        datatype=(Literal["BYTES"], ...),
+        data=(texts, ...),
+        parameters=(dict[str, Any] | None, None),
+    )
+    infer = create_model(
+        "InferenceRequest",
+        __config__=forbid,
+        id=(str | None, Field(None, max_length=256)),
+        parameters=(dict[str, Any] | None, None),
+        inputs=(
+            list[infer_input],
+            Field(min_length=1, max_length=1, description="One BYTES tensor of texts."),
+        ),
+        outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
+    )
+    return RequestModels(predict=predict, infer=infer)

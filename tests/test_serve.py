@@ -1,0 +1,377 @@
+"""The serving engine on a real loopback server: APIs, batching, overload, deadlines, auth, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from conftest import make_rows, write_csv
+from test_serve_support import GatedPredictor, metric, running, tune_tiny_bundle, wait_until
+
+from frugalml import client as fc
+from frugalml.bundle import load_bundle
+from frugalml.runtime import load_predictor
+from frugalml.serve import ServeConfig, create_app
+
+TEXTS = ["refund money back please", "my card was stolen", "forgot password reset", "i need the card"]
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tiny_base, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("serve")
+    files = {
+        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
+    }
+    return tune_tiny_bundle(tiny_base, files, folder / "home")
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle_path):
+    return load_predictor(load_bundle(bundle_path))
+
+
+LIMITS = ServeConfig(max_items=4, max_text_chars=60, max_body_bytes=2000)
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    """One shared server (with small limits) for the tests that do not change server state."""
+    with running(create_app(predictor, LIMITS)) as (url, _):
+        yield url
+
+
+def test_v1_predict_matches_the_predictor_and_is_counted(server, predictor):
+    response = httpx.post(f"{server}/v1/predict", json={"inputs": TEXTS})
+    assert response.status_code == 200
+    body = response.json()
+    expected = predictor.predict_proba(TEXTS)
+    assert body["model"] == "train" and body["version"] == predictor.bundle.id
+    assert [p["label"] for p in body["predictions"]] == [predictor.labels[i] for i in expected.argmax(1)]
+    assert [p["score"] for p in body["predictions"]] == pytest.approx(expected.max(1).tolist(), abs=1e-6)
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    text = httpx.get(f"{server}/metrics").text
+    assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="200") >= 1
+    assert metric(text, "frugalml_model_info", bundle_id=predictor.bundle.id, format="torch") == 1
+    assert metric(text, "frugalml_request_seconds_count", model="train", route="/v1/predict") >= 1
+
+
+def test_v2_open_inference_protocol(server, predictor):
+    bundle = predictor.bundle
+    assert httpx.get(f"{server}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{server}/v2/health/ready").json() == {"ready": True}
+    assert httpx.get(f"{server}/v2").json()["name"] == "frugalml"
+    meta = httpx.get(f"{server}/v2/models/train").json()
+    assert meta["versions"] == [bundle.id] and meta["inputs"][0]["datatype"] == "BYTES"
+    assert httpx.get(f"{server}/v2/models/train/ready").json() == {"name": "train", "ready": True}
+    assert httpx.get(f"{server}/v2/models/train/versions/{bundle.id}/ready").status_code == 200
+
+    request = {
+        "id": "r1",
+        "inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": TEXTS[:2]}],
+        "outputs": [{"name": "label"}, {"name": "probabilities"}],
+    }
+    for path in ("/v2/models/train/infer", f"/v2/models/train/versions/{bundle.id}/infer"):
+        response = httpx.post(server + path, json=request)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model_name"] == "train" and body["model_version"] == bundle.id and body["id"] == "r1"
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert list(outputs) == ["label", "probabilities"]
+        expected = predictor.predict_proba(TEXTS[:2])
+        assert outputs["label"]["data"] == [predictor.labels[i] for i in expected.argmax(1)]
+        assert outputs["probabilities"]["shape"] == [2, len(predictor.labels)]
+        probabilities = np.array(outputs["probabilities"]["data"]).reshape(2, -1)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    default = httpx.post(f"{server}/v2/models/train/infer", json={"inputs": request["inputs"]}).json()
+    assert [o["name"] for o in default["outputs"]] == ["label", "score"]
+    assert default["outputs"][1]["datatype"] == "FP32"
+
+
+BAD_REQUESTS = [
+    ("malformed JSON", "/v1/predict", b"{bad json", 400, "not valid JSON"),
+    ("not UTF-8", "/v1/predict", b'{"inputs": ["\xff\xfe"]}', 400, "UTF-8"),
+    ("empty body", "/v1/predict", b"", 400, "not valid JSON"),
+    ("not an object", "/v1/predict", b"[1, 2]", 422, "object"),
+    ("inputs not a list", "/v1/predict", {"inputs": "not a list"}, 422, "inputs"),
+    ("empty list", "/v1/predict", {"inputs": []}, 422, "at least 1"),
+    ("wrong item type", "/v1/predict", {"inputs": [1]}, 422, "inputs.0"),
+    ("unknown field", "/v1/predict", {"inputs": ["a"], "top_k": 3}, 422, "top_k"),
+    ("too many items", "/v1/predict", {"inputs": ["a"] * 5}, 422, "at most 4"),
+    ("text too long", "/v1/predict", {"inputs": ["a" * 61]}, 422, "at most 60"),
+    ("body too large", "/v1/predict", {"inputs": ["a" * 50] * 40}, 413, "limit is 2000"),
+    ("unknown model", "/v1/predict", {"inputs": ["a"], "model": "nope"}, 404, "unknown model"),
+    ("unknown version", "/v1/predict", {"inputs": ["a"], "version": "nope"}, 404, "no version"),
+    ("v2 unknown model", "/v2/models/nope/infer", {"inputs": []}, 404, "unknown model"),
+    (
+        "v2 wrong datatype",
+        "/v2/models/train/infer",
+        {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": ["a"]}]},
+        422,
+        "datatype",
+    ),
+    (
+        "v2 shape mismatch",
+        "/v2/models/train/infer",
+        {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a"]}]},
+        400,
+        "shape",
+    ),
+    ("v2 no inputs", "/v2/models/train/infer", {"inputs": []}, 422, "at least 1"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, case):
+    _, path, body, status, says = case
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    response = httpx.post(server + path, **kwargs)
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+    assert httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}).status_code == 200
+
+
+def test_routes_and_headers_errors_are_json(server):
+    assert httpx.get(f"{server}/nope").json() == {"error": "Not Found"}
+    assert httpx.get(f"{server}/v1/predict").status_code == 405
+    bad = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}, headers={"X-Request-Timeout": "soon"})
+    assert bad.status_code == 422 and "X-Request-Timeout" in bad.json()["error"]
+
+
+def test_openapi_documents_the_schemas_and_limits(server):
+    document = httpx.get(f"{server}/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["PredictRequest"]["properties"]["inputs"]["maxItems"] == 4
+    assert schemas["PredictRequest"]["properties"]["inputs"]["items"]["maxLength"] == 60
+    assert "InferenceRequest" in schemas and "InferenceResponse" in schemas
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
+    assert {"413", "422", "503", "504"} <= set(document["paths"]["/v1/predict"]["post"]["responses"])
+
+
+def test_access_log_is_json_with_request_ids(server, caplog):
+    with caplog.at_level(logging.INFO, logger="frugalml.access"):
+        given = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}, headers={"X-Request-ID": "abc-1"})
+        fresh = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]})
+        wait_until(lambda: len(caplog.records) >= 2, what="two access log lines")
+    assert given.headers["x-request-id"] == "abc-1"
+    assert len(fresh.headers["x-request-id"]) == 32
+    lines = [json.loads(r.getMessage()) for r in caplog.records]
+    assert {line["request_id"] for line in lines} >= {"abc-1", fresh.headers["x-request-id"]}
+    assert all(line["status"] == 200 and line["path"] == "/v1/predict" for line in lines)
+
+
+def _post_async(url: str, bodies: list[dict], headers: dict | None = None) -> list[httpx.Response]:
+    async def go():
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await asyncio.gather(*(http.post(url, json=b, headers=headers) for b in bodies))
+
+    return asyncio.run(go())
+
+
+def _in_background(fn, *args) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _predict(url: str, texts: list[str]) -> httpx.Response:
+    return httpx.post(f"{url}/v1/predict", json={"inputs": texts}, timeout=30)
+
+
+def _metrics(url: str) -> str:
+    return httpx.get(f"{url}/metrics").text
+
+
+def test_concurrent_requests_are_batched(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated)) as (url, _):
+        # The first request starts at once (idle server) and holds the model...
+        first, _ = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        # ...so eight concurrent ones queue up behind it and run as one batch.
+        bodies = [{"inputs": [t]} for t in TEXTS * 2]
+        rest, answers = _in_background(_post_async, f"{url}/v1/predict", bodies)
+        wait_until(lambda: metric(_metrics(url), "frugalml_queue_depth", model="train") == 8, what="8 queued")
+        gated.gate.set()
+        rest.join(30)
+        first.join(30)
+        assert [r.status_code for r in answers[0]] == [200] * 8
+        text = _metrics(url)
+    assert gated.calls == [1, 8]
+    assert metric(text, "frugalml_batch_size_count", model="train") == 2
+    assert metric(text, "frugalml_batch_size_sum", model="train") == 9
+    assert metric(text, "frugalml_queue_wait_seconds_count", model="train") == 9
+    assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="200") == 9
+
+
+def test_full_queue_answers_503_with_retry_after_and_the_client_retries(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated, ServeConfig(max_queue=2, max_items=2))) as (url, _):
+        first, _ = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        queued, _ = _in_background(_predict, url, ["a", "b"])
+        wait_until(
+            lambda: metric(_metrics(url), "frugalml_queue_depth", model="train") == 2, what="queue full"
+        )
+        refused = httpx.post(f"{url}/v1/predict", json={"inputs": ["c"]})
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "overloaded" in refused.json()["error"]
+        with pytest.raises(fc.Overloaded):
+            fc.Client(url, retries=0).predict(["c"])
+        # A retrying client gets through once the queue moves.
+        retrying, result = _in_background(fc.Client(url, retries=5, max_backoff=0.5).predict, ["c"])
+        gated.gate.set()
+        for thread in (first, queued, retrying):
+            thread.join(30)
+        assert len(result[0]) == 1
+        text = _metrics(url)
+    assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="503") >= 2
+
+
+def test_deadline_gives_504_and_expired_requests_cost_no_model_time(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated)) as (url, _):
+        first, out = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        late = httpx.post(f"{url}/v1/predict", json={"inputs": ["b"]}, headers={"X-Request-Timeout": "0.2"})
+        assert late.status_code == 504 and "deadline" in late.json()["error"]
+        with pytest.raises(fc.DeadlineExceeded):
+            fc.Client(url, timeout=0.2).predict(["c"])  # the client sends its deadline along
+        assert metric(_metrics(url), "frugalml_queue_depth", model="train") == 0
+        gated.gate.set()
+        first.join(30)
+        assert out[0].status_code == 200
+        text = _metrics(url)
+    assert gated.calls == [1]  # the expired requests never reached the model
+    assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="504") >= 1
+
+
+def test_disconnected_client_costs_no_model_time(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated)) as (url, _):
+        first, _ = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/predict", json={"inputs": ["b", "c"]}, timeout=0.3)
+        # The client hung up: its texts leave the queue before any model call.
+        wait_until(lambda: metric(_metrics(url), "frugalml_queue_depth", model="train") == 0, what="dropped")
+        gated.gate.set()
+        first.join(30)
+        text = _metrics(url)
+    assert gated.calls == [1]
+    assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="499") == 1
+
+
+def test_api_key_guards_inference_routes_only(predictor):
+    key = "s3cret-key"
+    with running(create_app(predictor, ServeConfig(api_key=key))) as (url, _):
+        body = {"inputs": ["a"]}
+        missing = httpx.post(f"{url}/v1/predict", json=body)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert "API key" in missing.json()["error"]
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(f"{url}/v1/predict", json=body, headers=wrong).status_code == 401
+        assert httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": key}).status_code == 401
+        good = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(f"{url}/v1/predict", json=body, headers=good).status_code == 200
+        v2 = {"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+        assert httpx.post(f"{url}/v2/models/train/infer", json=v2).status_code == 401
+        assert httpx.post(f"{url}/v2/models/train/infer", json=v2, headers=good).status_code == 200
+        assert httpx.get(f"{url}/v2/models/train").status_code == 401
+        for open_path in ("/healthz", "/readyz", "/metrics", "/v2/health/ready", "/v2/models/train/ready"):
+            assert httpx.get(url + open_path).status_code == 200, open_path
+        with pytest.raises(fc.AuthError):
+            fc.Client(url).predict(["a"])
+        with fc.Client(url, api_key=key) as client:
+            assert client.predict(["a"])[0].label in predictor.labels
+
+
+def test_sigterm_handling_drains_in_flight_requests_and_turns_readiness_off(predictor):
+    gated = GatedPredictor(predictor)
+    app = create_app(gated)
+    with running(app) as (url, server):
+        first, out = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn calls on SIGTERM
+
+        async def readiness():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                return await http.get("/readyz"), await http.post("/v1/predict", json={"inputs": ["b"]})
+
+        ready, refused = asyncio.run(readiness())
+        assert ready.status_code == 503 and ready.json() == {"error": "shutting down"}
+        assert refused.status_code == 503
+        gated.gate.set()
+        first.join(30)
+        assert out[0].status_code == 200  # the in-flight request was finished, not dropped
+
+
+def test_several_models_and_versions(predictor, bundle_path, tmp_path):
+    from frugalml.compress import export_onnx
+
+    onnx_bundle = export_onnx(load_bundle(bundle_path), tmp_path)
+    onnx = load_predictor(onnx_bundle)
+    app = create_app([("intent", predictor), ("intent", onnx), ("other", predictor)])
+    with running(app) as (url, _):
+        assert "several models" in httpx.post(f"{url}/v1/predict", json={"inputs": ["a"]}).json()["error"]
+        for model, version, bundle in [
+            ("intent", None, predictor.bundle),
+            ("intent", onnx_bundle.id, onnx_bundle),
+            ("other", None, predictor.bundle),
+        ]:
+            body = {"inputs": TEXTS, "model": model, "version": version}
+            answer = httpx.post(f"{url}/v1/predict", json=body).json()
+            assert (answer["model"], answer["version"]) == (model, bundle.id)
+            expected = predictor.predict_proba(TEXTS)
+            assert [p["score"] for p in answer["predictions"]] == pytest.approx(expected.max(1), abs=1e-4)
+        meta = httpx.get(f"{url}/v2/models/intent").json()
+        assert meta["versions"] == [predictor.bundle.id, onnx_bundle.id]
+        assert httpx.get(f"{url}/v2/models/intent/versions/{onnx_bundle.id}").json()["platform"] == (
+            "onnxruntime_onnx"
+        )
+        assert httpx.get(f"{url}/v2/models/intent/versions/nope/ready").status_code == 404
+        text = _metrics(url)
+    assert metric(text, "frugalml_model_info", model="intent", format="onnx") == 1
+    assert metric(text, "frugalml_requests_total", model="other", route="/v1/predict", status="200") == 1
+
+
+def test_async_client_predicts_and_raises_clear_errors(server, predictor):
+    async def go():
+        async with fc.AsyncClient(server) as client:
+            predictions = await client.predict(TEXTS)
+            with pytest.raises(fc.BadRequest) as bad:
+                await client.predict(["a" * 61])
+            return predictions, bad.value
+
+    predictions, error = asyncio.run(go())
+    expected = predictor.predict_proba(TEXTS)
+    assert [p.label for p in predictions] == [predictor.labels[i] for i in expected.argmax(1)]
+    assert error.status == 422 and "at most 60" in str(error)
+    with pytest.raises(fc.Unreachable):
+        fc.Client("http://127.0.0.1:9", retries=1, backoff=0.01).predict(["a"])
+    with pytest.raises(TypeError):
+        fc.Client(server).predict("one string")
+
+
+def test_settings_that_cannot_work_are_refused():
+    with pytest.raises(ValueError, match="max_items"):
+        ServeConfig(max_items=10, max_queue=5)
+    with pytest.raises(ValueError, match="at least 1"):
+        ServeConfig(max_batch_size=0)
+
+
+def test_traced_torch_predictor_matches_eager(bundle_path, predictor):
+    traced = load_predictor(load_bundle(bundle_path), jit=True)
+    assert traced.traced is not None
+    texts = [*TEXTS, "refund", "please help me my card was stolen today and i need a new one"]
+    np.testing.assert_allclose(traced.predict_proba(texts), predictor.predict_proba(texts), atol=1e-6)

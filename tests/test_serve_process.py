@@ -1,0 +1,107 @@
+"""`frugalml serve` as a real process: SIGTERM drains and exits 0; workers share their metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import make_rows, write_csv
+from test_serve_support import free_port, metric, tune_tiny_bundle, wait_ready, wait_until
+
+# The real CLI, with the torch format wrapped so that texts containing "slow" take a while:
+# a request is then surely in flight when the signal arrives.
+SLOW_CLI = """
+import sys, time
+from frugalml.runtime import register_format
+from frugalml.runtime.torch_predictor import TorchPredictor
+
+class Slow(TorchPredictor):
+    def predict_proba(self, texts):
+        if any("slow" in t for t in texts):
+            time.sleep(1.5)
+        return super().predict_proba(texts)
+
+register_format("torch", Slow.from_bundle)
+from frugalml.cli import app
+app(sys.argv[1:], prog_name="frugalml")
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tiny_base, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("serve-process")
+    files = {
+        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
+    }
+    return tune_tiny_bundle(tiny_base, files, folder / "home")
+
+
+def _start(bundle_path: str, *options: str, home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "FRUGALML_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI, "serve", bundle_path, "--port", str(port), *options],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, timeout=120)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(process.communicate()[1][-3000:]) from None
+    return process, url
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(bundle_path, tmp_path):
+    process, url = _start(bundle_path, home=tmp_path)
+    try:
+        answers: list[httpx.Response] = []
+        request = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(f"{url}/v1/predict", json={"inputs": ["slow refund"]}, timeout=30)
+            )
+        )
+        request.start()
+        wait_until(
+            lambda: metric(httpx.get(f"{url}/metrics").text, "frugalml_in_flight_requests") == 1,
+            what="request in flight",
+        )
+        process.send_signal(signal.SIGTERM)
+        request.join(30)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert answers and answers[0].status_code == 200, stderr[-2000:]
+    assert process.returncode == 0, stderr[-2000:]
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(r["path"] == "/v1/predict" and r["status"] == 200 and r["request_id"] for r in logged)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz")
+
+
+def test_worker_processes_report_one_merged_set_of_metrics(bundle_path, tmp_path):
+    process, url = _start(bundle_path, "--workers", "2", "--no-access-log", home=tmp_path)
+    try:
+        for _ in range(12):  # a new connection each time: the kernel spreads them over the workers
+            assert httpx.post(f"{url}/v1/predict", json={"inputs": ["refund please"]}).status_code == 200
+        scrapes = [httpx.get(f"{url}/metrics").text for _ in range(6)]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    for text in scrapes:  # whichever worker answers, the counts cover both
+        assert metric(text, "frugalml_requests_total", model="train", status="200") == 12
+        assert metric(text, "frugalml_batch_size_count", model="train") == 12
+        assert metric(text, "frugalml_model_info", model="train") == 1
+    assert process.returncode == 0, stderr[-2000:]
