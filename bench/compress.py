@@ -1,0 +1,235 @@
+"""BANKING77 compression benchmark: every `frugalml compress` candidate against the fp32 PyTorch
+teacher, measured side by side on this machine (2 threads per candidate, each in a fresh process).
+
+    flock /tmp/frugalml-cpu.lock .venv/bin/python bench/compress.py     # about 20 min on 2 cores
+
+Teacher: the best `full` or `lora` MiniLM bundle trained on the whole BANKING77 train set and
+registered in bench/.home (best by its validation accuracy); if there is none, one is trained
+(`full`, 3 epochs, about 10 min). Selection split: the teacher's own validation split of the train
+set, which its weights never trained on; the candidates are built from the rest of the train set
+and selected on that split. The test set is only reported, never used to choose anything.
+
+Writes bench/results/compress.json, compress.md (the table) and compress.png (accuracy against
+latency, marker area = bytes on disk), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
+HOME = ROOT / "bench" / ".home"
+RESULTS = ROOT / "bench" / "results"
+GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
+
+
+def find_teacher(registry, train_sha256: str):
+    """The best registered full/lora bundle trained on exactly this training file, or None."""
+    from frugalml.bundle import load_bundle
+
+    rows = [
+        r
+        for r in registry.list_bundles()
+        if r["method"] in ("full", "lora") and r["format"] == "torch" and r["data_sha256"] == train_sha256
+    ]
+    rows = [r for r in rows if Path(r["path"]).is_dir()]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: (r["metrics"].get("val_accuracy", 0), r["created_at"]))
+    return load_bundle(best["path"])
+
+
+def train_teacher(settings):
+    from frugalml.bundle import load_bundle
+    from frugalml.tune import TuneConfig
+    from frugalml.ui import RichReporter
+    from frugalml.workflows import tune_and_register
+
+    print("no full/lora teacher registered in bench/.home: training one (full, 3 epochs)", flush=True)
+    summary = tune_and_register(
+        DATA / "train.csv",
+        TuneConfig(method="full", epochs=3),
+        eval_path=DATA / "test.csv",
+        name="banking77-full-teacher",
+        reporter=RichReporter(),
+        settings=settings,
+    )
+    return load_bundle(summary["bundle_path"])
+
+
+def selection_split(teacher, train) -> tuple[Path, Path]:
+    """fit.csv and dev.csv: the teacher's own train/validation split of the training file."""
+    from frugalml.data import stratified_split
+
+    fraction, seed = teacher.config.get("val_fraction", 0.1), teacher.config.get("seed", 0)
+    fit, dev = stratified_split(train, fraction, seed)
+    paths = (HOME / "data" / f"banking77_fit_{seed}.csv", HOME / "data" / f"banking77_dev_{seed}.csv")
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for part, path in zip((fit, dev), paths, strict=True):
+        part.to_frame()[["text", "label"]].to_csv(path, index=False)
+    return paths
+
+
+def test_accuracy(entries: list[dict], test, threads: int) -> None:
+    """Add `test_accuracy` and `test_macro_f1` to each entry whose bundle is on disk."""
+    from frugalml.bundle import load_bundle
+    from frugalml.evaluate import evaluate
+    from frugalml.runtime import load_predictor
+
+    for entry in entries:
+        if Path(entry["bundle_path"]).is_dir():
+            report = evaluate(load_predictor(load_bundle(entry["bundle_path"]), threads=threads), test)
+            entry["test_accuracy"], entry["test_macro_f1"] = report.accuracy, report.macro_f1
+
+
+COLUMNS = (
+    "variant",
+    "format",
+    "size MB",
+    "× smaller",
+    "p50 ms (b=1)",
+    "× faster (b=1)",
+    "texts/s (b=32)",
+    "× throughput (b=32)",
+    "dev acc %",
+    "Δ dev pts",
+    "test acc %",
+    "Δ test pts",
+    "agree %",
+    "peak RSS MB",
+)
+
+
+def rows(result: dict) -> list[list]:
+    teacher = result["baseline"]
+    selected = result["selected"]["bundle_id"]
+    out = []
+    for e in [teacher, *result["candidates"]]:
+        name = "fp32 PyTorch teacher" if e is teacher else e["recipe"]
+        if e["bundle_id"] == selected and e is not teacher:
+            name += "  ← selected"
+        test = e.get("test_accuracy")
+        out.append(
+            [
+                name,
+                f"{e['format']} {e['precision']}",
+                f"{e['size_bytes'] / 1e6:.1f}",
+                f"{e['size_ratio']:.2f}",
+                f"{e['p50_ms']:.2f}",
+                f"{e['latency_ratio']:.2f}",
+                f"{e['batch32_per_s']:.0f}",
+                f"{e['throughput_ratio']:.2f}",
+                f"{100 * e['accuracy']:.2f}",
+                f"{-e['accuracy_drop']:+.2f}",
+                "" if test is None else f"{100 * test:.2f}",
+                "" if test is None else f"{100 * (test - teacher['test_accuracy']):+.2f}",
+                f"{100 * e['agreement']:.1f}",
+                f"{e['peak_rss_mb']:.0f}",
+            ]
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--techniques", default="onnx,int8,int8-static,trim,prune,distill")
+    parser.add_argument("--layers", default="3", help="student depths, comma-separated")
+    parser.add_argument("--heads", type=float, default=1.0, help="fraction of heads kept per layer")
+    parser.add_argument("--ffn", type=float, default=1.0, help="fraction of FFN neurons kept per layer")
+    parser.add_argument("--distill-epochs", type=int, default=3)
+    parser.add_argument("--augment", type=int, default=1, help="perturbed copies per training text")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-drop", type=float, default=GOAL["max_drop"])
+    args = parser.parse_args()
+    if not (DATA / "train.csv").exists():
+        print(f"skipped: BANKING77 not found at {DATA}")
+        return
+    os.environ["FRUGALML_HOME"] = str(HOME)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from frugalml.cli import quiet_libraries
+
+    quiet_libraries()
+    import torch
+
+    from frugalml.compress import CompressConfig, compress_and_register
+    from frugalml.compress.report import markdown_table, plot
+    from frugalml.data import load_dataset
+    from frugalml.settings import get_settings
+    from frugalml.ui import RichReporter, out, table
+    from frugalml.workflows import open_registry
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    settings = get_settings()
+    train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
+    teacher = find_teacher(open_registry(settings), train.sha256) or train_teacher(settings)
+    print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
+    fit_path, dev_path = selection_split(teacher, train)
+
+    config = CompressConfig(
+        techniques=tuple(args.techniques.split(",")),
+        max_drop=args.max_drop,
+        layers=tuple(int(k) for k in args.layers.split(",")),
+        heads=args.heads,
+        ffn=args.ffn,
+        distill_epochs=args.distill_epochs,
+        augment_copies=args.augment,
+        threads=args.threads,
+        keep="all",  # the benchmark reports every variant
+    )
+    result = compress_and_register(
+        teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
+    )
+    test_accuracy([result["baseline"], *result["candidates"]], test, args.threads)
+
+    selected = result["selected"]
+    goal = {
+        **GOAL,
+        "met": selected["size_ratio"] >= GOAL["size_ratio"]
+        and selected["throughput_ratio"] >= GOAL["throughput_ratio"]
+        and selected["accuracy_drop"] <= GOAL["max_drop"],
+    }
+    document = {
+        "benchmark": "compress",
+        "data": "BANKING77: candidates built from the train set minus the selection split",
+        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version()},
+        "teacher": {"bundle_id": teacher.id, "name": teacher.name, "method": teacher.method},
+        "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
+        "config": {k: v for k, v in vars(args).items()},
+        "goal": goal,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "columns": list(COLUMNS),
+        "rows": rows(result),
+        **result,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "compress.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (RESULTS / "compress.md").write_text(markdown_table(COLUMNS, rows(result)))
+    plot(result, RESULTS / "compress.png")
+    out.print(
+        table(
+            f"BANKING77 compression vs the fp32 PyTorch teacher ({args.threads} threads)",
+            COLUMNS,
+            rows(result),
+        )
+    )
+    out.print(
+        f"selected {selected['recipe']}: {selected['size_ratio']:.1f}x smaller, "
+        f"{selected['throughput_ratio']:.1f}x batch-32 throughput, "
+        f"{selected['latency_ratio']:.1f}x faster at batch 1, {-selected['accuracy_drop']:+.2f} dev points, "
+        f"{100 * (selected['test_accuracy'] - result['baseline']['test_accuracy']):+.2f} test points; "
+        f"goal (>= 10x smaller, >= 4x throughput, <= 1 point) {'met' if goal['met'] else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Measure a bundle on this machine: accuracy, macro-F1, bytes, latency, throughput, peak memory.
+
+Every bundle is measured in a fresh Python process (`python -m frugalml.compress.measure`) with
+the same thread count, so one candidate's allocator, thread pools and caches never colour
+another's figures, and peak RSS is the candidate's own. Latency is end to end (tokenize, run,
+softmax) for one text at a time; throughput is texts per second in batches of 32 texts drawn in
+random order (mixed lengths, as a server sees them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from frugalml.data import Dataset
+from frugalml.errors import FrugalError
+
+
+def measure(
+    bundle_path: Path,
+    texts: list[str],
+    labels: list[str],
+    threads: int,
+    latency_runs: int = 200,
+    min_seconds: float = 2.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Figures for one bundle, measured in this process (the worker side)."""
+    from frugalml.bundle import load_bundle
+    from frugalml.evaluate import score
+    from frugalml.runtime import load_predictor
+
+    bundle = load_bundle(bundle_path)
+    started = time.perf_counter()
+    predictor = load_predictor(bundle, threads=threads)
+    predictor.warmup()
+    load_seconds = time.perf_counter() - started
+
+    probabilities = predictor.predict_proba(texts)
+    predicted = probabilities.argmax(1)
+    report = score(labels, [predictor.labels[i] for i in predicted], predictor.labels)
+
+    order = np.random.default_rng(seed).permutation(len(texts))
+    latencies = []
+    for i in order[:latency_runs]:
+        tick = time.perf_counter()
+        predictor.predict_proba([texts[i]])
+        latencies.append(time.perf_counter() - tick)
+
+    batches = [[texts[i] for i in order[j : j + 32]] for j in range(0, min(len(order), 1024), 32)]
+    done, tick = 0, time.perf_counter()
+    while True:  # whole passes, until at least min_seconds have gone by
+        for batch in batches:
+            predictor.predict_proba(batch)
+            done += len(batch)
+        if time.perf_counter() - tick >= min_seconds:
+            break
+    throughput = done / (time.perf_counter() - tick)
+
+    return {
+        "bundle_id": bundle.id,
+        "format": bundle.format,
+        "precision": bundle.precision,
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
+        "size_bytes": bundle.size_bytes,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000),
+        "p90_ms": float(np.percentile(latencies, 90) * 1000),
+        "batch32_per_s": float(throughput),
+        "peak_rss_mb": peak_rss_mb(),
+        "load_seconds": load_seconds,
+        "threads": threads,
+        "predictions": predicted.tolist(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    Linux's ru_maxrss survives fork and exec, so a child spawned by a big parent would report
+    the parent's peak; the kernel's per-address-space high-water mark (VmHWM) is the child's own.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_in_subprocess(
+    bundle_path: Path, data: Dataset, threads: int, timeout: float = 1800, **options: Any
+) -> dict[str, Any]:
+    """`measure` in a fresh interpreter; raises FrugalError with the worker's last words on failure."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        request = Path(scratch) / "request.json"
+        request.write_text(
+            json.dumps({"texts": data.texts, "labels": data.require_labels(), "threads": threads, **options})
+        )
+        command = [sys.executable, "-m", "frugalml.compress.measure", str(bundle_path), str(request)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise FrugalError(f"measuring {bundle_path} took over {timeout:.0f} s; gave up") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FrugalError(f"measuring {bundle_path} failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Measure one bundle (frugalml compress runs this).")
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("request", type=Path, help="JSON: texts, labels, threads and measure() options")
+    args = parser.parse_args(argv)
+    request = json.loads(args.request.read_text())
+    result = measure(args.bundle, **request)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Dynamic int8 quantization of an ONNX bundle: int8 weights, activations quantized on the fly.
+
+Weights are quantized per output channel: one scale per row keeps MiniLM's logits close to fp32
+(min cosine about 0.99 on intent text), where one scale per tensor does not (about 0.93). The
+new bundle's metrics say how often it agrees with its fp32 source on the domain's text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import onnx
+from transformers import AutoTokenizer
+
+from frugalml.bundle import Bundle
+from frugalml.compress.checks import agreement, onnx_logits, sample_texts
+from frugalml.compress.onnx_export import ONNX_FILE, copy_companions
+from frugalml.compress.techniques import CompressContext, derived_bundle, technique
+
+# The quantizer cannot infer types through ONNX Runtime's fused (com.microsoft) operators.
+FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+
+
+@contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """The quantizer logs advice on the root logger (pre-processing hints); keep it off the terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_file(source: Path, target: Path, per_channel: bool = True) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_quantizer():
+        quantize_dynamic(
+            source, target, per_channel=per_channel, weight_type=QuantType.QInt8, extra_options=FLOAT_DEFAULT
+        )
+
+
+def quantized_bundle(
+    source: Bundle,
+    context: CompressContext,
+    technique_name: str,
+    quantize: Callable[[Path, Path], None],
+    options: dict,
+    check_texts: int,
+) -> Bundle:
+    """Write `quantize(source_file, target_file)`'s output as an int8 bundle, with its agreement."""
+    assert source.path is not None
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    sample = sample_texts(context.corpus, check_texts, context.seed)
+    reference = onnx_logits(source.path / ONNX_FILE, tokenizer, sample)
+    metrics: dict = {}
+
+    def populate(folder: Path) -> None:
+        quantize(source.path / ONNX_FILE, folder / ONNX_FILE)
+        copy_companions(source.path, folder)
+        metrics.update(agreement(reference, onnx_logits(folder / ONNX_FILE, tokenizer, sample)))
+
+    return derived_bundle(
+        source,
+        technique_name,
+        populate,
+        context.store,
+        format="onnx",
+        precision="int8",
+        options=options,
+        metrics=metrics,
+    )
+
+
+@technique("int8", "dynamic int8: per-channel int8 weights, activations quantized at run time", "onnx")
+def int8_dynamic(
+    source: Bundle, context: CompressContext, per_channel: bool = True, check_texts: int = 256
+) -> Bundle:
+    return quantized_bundle(
+        source,
+        context,
+        "int8",
+        lambda src, dst: quantize_file(src, dst, per_channel),
+        {"per_channel": per_channel},
+        check_texts,
+    )

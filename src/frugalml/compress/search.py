@@ -1,0 +1,102 @@
+"""The search space and the selection rule, as plain functions.
+
+A recipe is a chain of technique steps applied to the source bundle, e.g.
+`prune(layers=3) -> distill -> trim -> onnx -> int8`. Recipes share prefixes, so each distinct
+prefix is built once. After measuring, the Pareto front is kept (no other candidate is at least
+as good on every axis and better on one) and the selected candidate is the smallest, then
+fastest, whose accuracy drop from the baseline is within the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Step = tuple[str, tuple[tuple[str, Any], ...]]  # (technique, sorted options): hashable, so prefixes share
+Recipe = tuple[Step, ...]
+
+DEFAULT_TECHNIQUES = ("onnx", "int8", "int8-static", "trim", "prune", "distill")
+
+
+def step(name: str, **options: Any) -> Step:
+    return name, tuple(sorted(options.items()))
+
+
+def describe(recipe: Recipe) -> str:
+    """`prune(layers=3) + distill + trim + onnx + int8`: a recipe as people read it."""
+    parts = []
+    for name, options in recipe:
+        shown = ",".join(f"{k}={v}" for k, v in options)
+        parts.append(f"{name}({shown})" if shown else name)
+    return " + ".join(parts) or "baseline"
+
+
+def recipes(
+    techniques: Sequence[str],
+    source_format: str,
+    layers: Sequence[int] = (),
+    heads: float = 1.0,
+    ffn: float = 1.0,
+) -> list[Recipe]:
+    """Every recipe the enabled `techniques` allow, for a source bundle of `source_format`.
+
+    PyTorch-level prefixes (none; trim; prune -> distill -> trim for each student depth in
+    `layers`) are each followed by the ONNX-level suffixes (onnx; onnx -> int8;
+    onnx -> int8-static). A PyTorch-level prefix alone is a candidate too. An ONNX source only
+    gets the quantization steps.
+    """
+    enabled = set(techniques)
+    quantizers = [[step(q)] for q in ("int8", "int8-static") if q in enabled]
+    if source_format == "onnx":
+        return [tuple(q) for q in quantizers]
+    suffixes = [[step("onnx")], *[[step("onnx"), *q] for q in quantizers]] if "onnx" in enabled else []
+    trim = [step("trim")] if "trim" in enabled else []
+    prefixes: list[list[Step]] = [[]]
+    if trim:
+        prefixes.append(trim)
+    if "prune" in enabled:
+        width = {k: v for k, v in (("heads", heads), ("ffn", ffn)) if v < 1}
+        for depth in layers:
+            student = [step("prune", layers=depth, **width)]
+            if "distill" in enabled:
+                student.append(step("distill"))
+            prefixes.append(student + trim)
+    out: list[Recipe] = []
+    for prefix in prefixes:
+        if prefix:
+            out.append(tuple(prefix))
+        out += [tuple(prefix + suffix) for suffix in suffixes]
+    return out
+
+
+def pareto_mask(accuracy: Sequence[float], size: Sequence[float], latency: Sequence[float]) -> np.ndarray:
+    """True for the points no other point dominates (higher accuracy, smaller size, lower latency)."""
+    points = np.column_stack(
+        [-np.asarray(accuracy, float), np.asarray(size, float), np.asarray(latency, float)]
+    )
+    keep = np.ones(len(points), dtype=bool)
+    for i, point in enumerate(points):
+        dominated_by = np.all(points <= point, axis=1) & np.any(points < point, axis=1)
+        keep[i] = not dominated_by.any()
+    return keep
+
+
+def select_candidate(
+    accuracy: Sequence[float],
+    size: Sequence[float],
+    latency: Sequence[float],
+    baseline_accuracy: float,
+    max_drop: float,
+) -> int | None:
+    """Index of the smallest (then fastest) point whose accuracy is within `max_drop` points.
+
+    Accuracies are fractions (0.93); `max_drop` is in percentage points (1.0 = one point).
+    None when no point is within the budget.
+    """
+    floor = baseline_accuracy - max_drop / 100 - 1e-12  # equality counts as within
+    eligible = [i for i, a in enumerate(accuracy) if a >= floor]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda i: (size[i], latency[i]))

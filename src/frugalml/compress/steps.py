@@ -1,0 +1,49 @@
+"""The `compress` pipeline step.
+
+    - id: compress
+      compress: {bundle: "${tune.bundle_id}", train: data/fit.csv, eval: data/dev.csv, max_drop: 1.0}
+
+Outputs the selected bundle (`bundle_id`, `bundle_path`, `accuracy`, `size_bytes`), the baseline
+id and the report paths; later steps refer to `${compress.bundle_id}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from frugalml.compress.workflow import CompressConfig, compress_and_register
+from frugalml.errors import FrugalError
+from frugalml.pipeline import StepContext, config_from, step
+from frugalml.steps import COLUMN_KEYS
+
+INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
+
+
+@step("compress")
+def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    missing = {"bundle", "train", "eval"} - args.keys()
+    if missing:
+        raise FrugalError(f"compress step: missing {sorted(missing)}")
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    config = config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
+    result = compress_and_register(
+        args["bundle"],
+        args["train"],
+        args["eval"],
+        config,
+        unlabelled_path=args.get("unlabelled"),
+        columns={k: args[k] for k in COLUMN_KEYS if k in args},
+        out_dir=args.get("out"),
+        reporter=context.reporter,
+        settings=context.settings,
+    )
+    selected = result["selected"]
+    return {
+        "bundle_id": selected["bundle_id"],
+        "bundle_path": selected["bundle_path"],
+        "accuracy": selected["accuracy"],
+        "macro_f1": selected["macro_f1"],
+        "size_bytes": selected["size_bytes"],
+        "baseline_id": result["baseline"]["bundle_id"],
+        "report": result["report"]["json"],
+    }

@@ -1,0 +1,277 @@
+"""Compression techniques on a tiny config-built BERT: shapes, agreement, bundle round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import make_rows, write_csv
+from transformers import AutoTokenizer
+
+from frugalml.bundle import Bundle, load_bundle, new_bundle_id, write_bundle
+from frugalml.compress import CompressContext, apply_technique
+from frugalml.compress.distill import augment, distillation_loss
+from frugalml.compress.prune import (
+    head_scores,
+    keep_top,
+    layer_indices,
+    live_heads,
+    live_neurons,
+    neuron_scores,
+    remove_masked_structure,
+)
+from frugalml.compress.search import describe, pareto_mask, recipes, select_candidate, step
+from frugalml.compress.techniques import load_torch
+from frugalml.compress.vocab_trim import trimmed_tokenizer_spec
+from frugalml.data import Dataset, load_dataset
+from frugalml.errors import BundleError, FrugalError
+from frugalml.runtime import load_predictor
+from frugalml.settings import Settings
+from frugalml.tune import TuneConfig
+from frugalml.workflows import tune_and_register
+
+TEXTS = [
+    "refund my money back please",
+    "my card was stolen block it",
+    "forgot password reset login",
+    "i want help",
+]
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_base, tmp_path_factory) -> Bundle:
+    """A tiny fully fine-tuned 3-intent classifier, shared by the technique tests."""
+    root = tmp_path_factory.mktemp("compress")
+    train = write_csv(root / "train.csv", make_rows(20, seed=1))
+    config = TuneConfig(method="full", base=str(tiny_base), epochs=3, batch_size=8, lr=5e-3)
+    summary = tune_and_register(train, config, settings=Settings(home=root / "home"))
+    return load_bundle(summary["bundle_path"])
+
+
+@pytest.fixture()
+def context(tuned, tmp_path) -> CompressContext:
+    train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(20, seed=1)))
+    return CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
+
+
+@pytest.fixture(scope="module")
+def onnx_bundle(tuned, tmp_path_factory) -> Bundle:
+    root = tmp_path_factory.mktemp("onnx")
+    train = load_dataset(write_csv(root / "train.csv", make_rows(20, seed=1)))
+    return apply_technique("onnx", tuned, CompressContext(store=root / "bundles", train=train, teacher=tuned))
+
+
+def probabilities(bundle: Bundle, texts: list[str]) -> np.ndarray:
+    return load_predictor(load_bundle(bundle.path)).predict_proba(texts)
+
+
+def test_onnx_export_is_fused_matches_torch_and_round_trips(tuned, onnx_bundle):
+    assert onnx_bundle.format == "onnx" and onnx_bundle.parents == [tuned.id]
+    assert onnx_bundle.metrics["max_abs_diff"] < 1e-4
+    # ONNX Runtime's transformer fusions took: one fused attention per layer.
+    assert onnx_bundle.metrics["fused_ops"]["Attention"] == 2
+    graph = onnx.load(onnx_bundle.path / "model.onnx").graph
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "sequence"]
+    np.testing.assert_allclose(probabilities(onnx_bundle, TEXTS), probabilities(tuned, TEXTS), atol=1e-5)
+
+
+def test_int8_dynamic_is_smaller_and_reports_agreement(onnx_bundle, context):
+    quantized = apply_technique("int8", onnx_bundle, context)
+    assert quantized.precision == "int8" and quantized.parents == [onnx_bundle.id]
+    assert quantized.files["model.onnx"]["bytes"] < onnx_bundle.files["model.onnx"]["bytes"]
+    assert {"agreement", "min_cosine", "max_abs_diff"} <= quantized.metrics.keys()
+    assert quantized.metrics["agreement"] >= 0.95 and quantized.metrics["min_cosine"] > 0.99
+    ops = {node.op_type for node in onnx.load(quantized.path / "model.onnx").graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
+    fp32, int8 = probabilities(onnx_bundle, TEXTS), probabilities(quantized, TEXTS)
+    assert (fp32.argmax(1) == int8.argmax(1)).all()
+    np.testing.assert_allclose(int8, fp32, atol=0.05)
+
+
+def test_int8_static_calibrates_activation_ranges(onnx_bundle, context):
+    quantized = apply_technique("int8-static", onnx_bundle, context, calibration_texts=32)
+    assert quantized.precision == "int8" and quantized.config["options"]["calibration_texts"] == 32
+    ops = [node.op_type for node in onnx.load(quantized.path / "model.onnx").graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert quantized.metrics["agreement"] >= 0.95
+    fp32, int8 = probabilities(onnx_bundle, TEXTS), probabilities(quantized, TEXTS)
+    np.testing.assert_allclose(int8, fp32, atol=0.05)
+
+
+def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, tmp_path):
+    # A corpus of two intents: the lost-card words are not in it.
+    rows = [r for r in make_rows(20, seed=1) if r[1] != "lost_card"]
+    train = load_dataset(write_csv(tmp_path / "two.csv", rows))
+    context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
+    trimmed = apply_technique("trim", tuned, context)
+
+    loaded = load_bundle(trimmed.path)
+    model, tokenizer = load_torch(loaded)
+    rows_kept = model.encoder.get_input_embeddings().weight.shape[0]
+    assert rows_kept == trimmed.metrics["vocab_size"] < trimmed.metrics["vocab_size_before"]
+    assert len(tokenizer.get_vocab()) == rows_kept and not (loaded.path / "vocab.txt").exists()
+    # Identical predictions on the corpus (also checked before the bundle was written).
+    np.testing.assert_allclose(
+        probabilities(trimmed, train.texts), probabilities(tuned, train.texts), atol=1e-6
+    )
+    # A word outside the corpus maps to [UNK], never to an id past the embedding matrix.
+    ids = AutoTokenizer.from_pretrained(loaded.path)("my card was stolen")["input_ids"]
+    assert tokenizer.unk_token_id in ids and max(ids) < rows_kept
+    assert probabilities(trimmed, ["my card was stolen"]).shape == (1, 3)
+
+
+def test_trim_refuses_tokenizers_it_cannot_rewrite():
+    with pytest.raises(FrugalError, match="WordPiece"):
+        trimmed_tokenizer_spec({"model": {"type": "BPE", "vocab": {}}}, [0])
+
+
+def test_prune_drops_layers_and_zeroes_weak_heads_and_neurons(tuned, context):
+    pruned = apply_technique("prune", tuned, context, layers=1, heads=0.5, ffn=0.5)
+    model, _ = load_torch(load_bundle(pruned.path))
+    assert model.config.encoder["num_hidden_layers"] == 1 and len(model.encoder.encoder.layer) == 1
+    layer = model.encoder.encoder.layer[0]
+    assert len(live_heads(layer)) == 1 and len(live_neurons(layer)) == 32
+    assert pruned.metrics["parameters"] < pruned.metrics["parameters_before"]
+
+    # Slicing the zeroed structure out gives smaller dense kernels and the same function.
+    sliced = remove_masked_structure(model)
+    small = sliced.encoder.encoder.layer[0]
+    assert small.attention.self.query.out_features == 16 and small.intermediate.dense.out_features == 32
+    batch = {
+        "input_ids": torch.tensor([[2, 7, 9, 11, 3]]),
+        "attention_mask": torch.ones(1, 5, dtype=torch.long),
+    }
+    with torch.no_grad():
+        torch.testing.assert_close(sliced(**batch).logits, model(**batch).logits, atol=1e-5, rtol=1e-5)
+    # ...and the ONNX export of the pruned model is the sliced one.
+    exported = apply_technique("onnx", pruned, context)
+    weights = {i.name: list(i.dims) for i in onnx.load(exported.path / "model.onnx").graph.initializer}
+    assert any(dims == [32, 16 * 3] or dims == [32, 16] for dims in weights.values())
+    np.testing.assert_allclose(probabilities(exported, TEXTS), probabilities(pruned, TEXTS), atol=1e-5)
+
+
+def test_importance_scores_and_layer_choice_are_plain_functions():
+    context = np.ones((4, 4))
+    weight = np.concatenate([np.ones((3, 2)), np.zeros((3, 2))], axis=1)  # head 1 writes nothing
+    scores = head_scores(context, weight, n_heads=2)
+    assert scores[1] == 0 and scores[0] > 0
+    activations = np.array([[1.0, 0.0, -2.0], [1.0, 0.0, 2.0]])
+    assert neuron_scores(activations, np.ones((2, 3))).tolist() == pytest.approx([2 * 2**0.5, 0, 4 * 2**0.5])
+    assert keep_top(np.array([0.1, 0.9, 0.5, 0.7]), 0.5).tolist() == [1, 3]
+    assert keep_top(np.array([0.1, 0.9]), 0.01).tolist() == [1]  # never below one
+    assert layer_indices(6, 3) == [0, 2, 5] and layer_indices(6, 1) == [0] and layer_indices(2, 2) == [0, 1]
+    with pytest.raises(FrugalError):
+        layer_indices(6, 7)
+
+
+def test_distillation_recovers_the_teacher_and_keeps_pruned_blocks_at_zero(tuned, context):
+    pruned = apply_technique("prune", tuned, context, layers=1, ffn=0.5)
+    student = apply_technique("distill", pruned, context, epochs=4, lr=5e-3)
+    assert student.parents == [pruned.id] and student.config["techniques"] == ["prune", "distill"]
+    assert student.metrics["teacher_agreement"] >= 0.95
+    assert student.metrics["distill_texts"] > len(context.train)  # labelled + perturbed copies
+    model, _ = load_torch(load_bundle(student.path))
+    assert len(live_neurons(model.encoder.encoder.layer[0])) == 32  # still pruned
+
+
+def test_augment_is_seeded_and_uses_only_corpus_words():
+    texts = ["refund my money now", "card lost please help me", "reset my password today please"]
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    first, second = augment(texts, 2, rng_a), augment(texts, 2, rng_b)
+    assert first == second and 0 < len(first) <= 6
+    vocabulary = {w for t in texts for w in t.split()}
+    assert all(set(t.split()) <= vocabulary for t in first)
+
+
+def test_distillation_loss_is_ce_at_alpha_one_and_zero_when_student_is_teacher():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, -1])  # the second row has no label
+    expected = torch.nn.functional.cross_entropy(logits[:1], labels[:1])
+    assert distillation_loss(logits, logits.log_softmax(-1), labels, 2.0, 1.0).item() == pytest.approx(
+        expected.item()
+    )
+    unlabelled = torch.tensor([-1, -1])
+    assert distillation_loss(logits, logits, unlabelled, 2.0, 0.5).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_recipes_follow_the_enabled_techniques():
+    assert recipes(["onnx", "int8"], "torch") == [(step("onnx"),), (step("onnx"), step("int8"))]
+    every = recipes(["onnx", "int8", "int8-static", "trim", "prune", "distill"], "torch", layers=(3,))
+    described = [describe(r) for r in every]
+    assert "prune(layers=3) + distill + trim + onnx + int8" in described
+    assert "trim + onnx + int8-static" in described and "prune(layers=3) + distill + trim" in described
+    assert len(described) == len(set(described)) == 11
+    assert [describe(r) for r in recipes(["prune", "onnx"], "torch", layers=(1,), ffn=0.5)] == [
+        "onnx",
+        "prune(ffn=0.5,layers=1)",
+        "prune(ffn=0.5,layers=1) + onnx",
+    ]
+    # An ONNX bundle can only be quantized further.
+    assert recipes(["onnx", "int8", "trim"], "onnx") == [(step("int8"),)]
+
+
+def test_pareto_front_and_budget_selection():
+    accuracy = [0.930, 0.931, 0.925, 0.918, 0.925]
+    size = [90e6, 23e6, 8e6, 5e6, 9e6]
+    latency = [9.0, 5.0, 3.0, 2.5, 3.5]
+    # The last point is dominated by the third (same accuracy, bigger and slower).
+    assert pareto_mask(accuracy, size, latency).tolist() == [False, True, True, True, False]
+    # 1 point of budget from 0.930: 0.918 is out, 0.925 is the smallest within.
+    assert select_candidate(accuracy, size, latency, 0.930, 1.0) == 2
+    assert select_candidate(accuracy, size, latency, 0.930, 1.2) == 3  # the budget edge counts as within
+    assert select_candidate(accuracy, size, latency, 0.935, 0.0) is None
+    # Equal sizes: the faster one.
+    assert select_candidate([0.9, 0.9], [5, 5], [2.0, 1.0], 0.9, 1.0) == 1
+
+
+def test_corrupted_onnx_bundles_are_refused_with_a_clear_error(onnx_bundle, context, tmp_path):
+    # Bytes changed after writing: the hash check refuses the bundle.
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(onnx_bundle.path, copy)
+    with (copy / "model.onnx").open("r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00garbage\x00")
+    with pytest.raises(BundleError, match="corrupt"):
+        load_bundle(copy)
+
+    # A bundle whose model.onnx was never a valid graph (hashes match what was written).
+    def populate(folder):
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(onnx_bundle.path / name, folder / name)
+        (folder / "model.onnx").write_bytes(b"this is not an onnx graph")
+
+    broken = write_bundle(
+        tmp_path / "store",
+        Bundle(
+            id=new_bundle_id(),
+            name="broken",
+            labels=onnx_bundle.labels,
+            base_model="x",
+            method="full",
+            format="onnx",
+        ),
+        populate,
+    )
+    with pytest.raises(BundleError, match="model.onnx cannot be loaded"):
+        load_predictor(load_bundle(broken.path))
+    with pytest.raises(BundleError, match="not a loadable ONNX model"):
+        apply_technique("int8", broken, context)
+
+
+def test_techniques_refuse_unknown_names_and_wrong_formats(tuned, onnx_bundle, context):
+    with pytest.raises(FrugalError, match="unknown technique"):
+        apply_technique("sparsify", tuned, context)
+    with pytest.raises(FrugalError, match="reads onnx bundles"):
+        apply_technique("int8", tuned, context)
+    with pytest.raises(FrugalError, match="reads torch bundles"):
+        apply_technique("trim", onnx_bundle, context)
+
+
+def test_context_corpus_is_training_then_unlabelled_text(tuned, tmp_path):
+    train = Dataset(texts=["a b", "c d"], labels=["refund", "password"], ids=["1", "2"])
+    context = CompressContext(store=tmp_path, train=train, teacher=tuned, unlabelled=["e f"])
+    assert context.corpus == ["a b", "c d", "e f"]

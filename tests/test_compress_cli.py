@@ -1,0 +1,134 @@
+"""`frugalml compress` as a user runs it, and the `compress` pipeline step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_cli import run_cli
+
+from frugalml.bundle import load_bundle
+from frugalml.pipeline import run_pipeline
+from frugalml.registry import Registry
+from frugalml.settings import get_settings
+
+FAST = ("--threads", "1", "--latency-runs", "5", "--measure-seconds", "0.05")
+
+
+def _tune(capsys, tiny_base, files) -> str:
+    code, out, _ = run_cli(
+        capsys, "tune", str(files["train"]), "--base", str(tiny_base), "--method", "full", "--json"
+    )
+    assert code == 0
+    return json.loads(out)["bundle_id"]
+
+
+def test_compress_selects_within_budget_registers_lineage_and_serves(capsys, tiny_base, intent_files, home):
+    teacher = _tune(capsys, tiny_base, intent_files)
+    train, dev = str(intent_files["train"]), str(intent_files["test"])
+    code, out, err = run_cli(
+        capsys,
+        "compress",
+        teacher,
+        "--data",
+        train,
+        "--eval",
+        dev,
+        "--techniques",
+        "onnx,int8",
+        "--keep",
+        "all",
+        *FAST,
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["baseline"]["bundle_id"] == teacher
+    assert [c["recipe"] for c in result["candidates"]] == ["onnx", "onnx + int8"]
+    for entry in [result["baseline"], *result["candidates"]]:
+        for key in (
+            "accuracy",
+            "macro_f1",
+            "size_bytes",
+            "p50_ms",
+            "batch32_per_s",
+            "peak_rss_mb",
+            "agreement",
+        ):
+            assert entry[key] is not None
+    # The selection rule: the smallest candidate within one accuracy point of the baseline.
+    floor = result["baseline"]["accuracy"] - 0.01
+    within = [c for c in [result["baseline"], *result["candidates"]] if c["accuracy"] >= floor - 1e-12]
+    selected = result["selected"]
+    assert selected["bundle_id"] == min(within, key=lambda c: c["size_bytes"])["bundle_id"]
+    assert {"bundle_id", "bundle_path", "accuracy", "size_bytes"} <= selected.keys()
+
+    # Every candidate is registered, with its parent chain back to the teacher.
+    registry = Registry(get_settings().registry_path)
+    int8 = result["candidates"][1]["bundle_id"]
+    chain = [row["id"] for row in registry.lineage(int8)]
+    assert chain == [int8, result["candidates"][0]["bundle_id"], teacher]
+    assert registry.find_bundle(int8)["metrics"]["accuracy"] == result["candidates"][1]["accuracy"]
+
+    # The report: JSON, Markdown table and PNG plot side by side.
+    report = {kind: Path(path) for kind, path in result["report"].items()}
+    assert report["json"].parent == report["png"].parent == report["md"].parent
+    assert json.loads(report["json"].read_text())["selected"]["bundle_id"] == selected["bundle_id"]
+    assert report["png"].read_bytes()[:4] == b"\x89PNG" and "onnx + int8" in report["md"].read_text()
+
+    # The compressed bundle works in eval and predict with no extra flags.
+    code, out, _ = run_cli(capsys, "eval", int8, dev, "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == result["candidates"][1]["accuracy"]
+    code, out, _ = run_cli(capsys, "predict", int8, "my card was stolen block it", "--json")
+    assert code == 0 and json.loads(out)[0]["label"] == "lost_card"
+
+
+def test_compress_refuses_selecting_on_training_data_and_unknown_techniques(
+    capsys, tiny_base, intent_files, home
+):
+    teacher = _tune(capsys, tiny_base, intent_files)
+    train = str(intent_files["train"])
+    code, _, err = run_cli(capsys, "compress", teacher, "--data", train, "--eval", train)
+    assert code == 2 and "held-out" in err
+    code, _, err = run_cli(
+        capsys,
+        "compress",
+        teacher,
+        "--data",
+        train,
+        "--eval",
+        str(intent_files["test"]),
+        "--techniques",
+        "zip",
+    )
+    assert code == 2 and "unknown technique" in err
+
+
+PIPELINE = """
+steps:
+  - id: tune
+    tune: {{train: train.csv, method: full, base: "{base}"}}
+  - id: compress
+    compress:
+      bundle: "${{tune.bundle_id}}"
+      train: train.csv
+      eval: test.csv
+      techniques: [onnx]
+      threads: 1
+      latency_runs: 5
+      measure_seconds: 0.05
+"""
+
+
+def test_compress_pipeline_step_outputs_the_selected_bundle_and_caches(
+    tiny_base, intent_files, home, tmp_path
+):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    first = run_pipeline(spec)
+    outputs = first.outputs("compress")
+    assert outputs["baseline_id"] == first.outputs("tune")["bundle_id"]
+    assert load_bundle(outputs["bundle_path"]).id == outputs["bundle_id"]
+    assert {"accuracy", "size_bytes", "report"} <= outputs.keys()
+    again = run_pipeline(spec)
+    assert [s.cached for s in again.steps] == [True, True]
