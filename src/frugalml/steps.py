@@ -39,3 +39,7 @@ def eval_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         raise FrugalError(f"eval step: missing {sorted(missing)}")
     bundle, report = evaluate_bundle(args["bundle"], args["data"], _columns(args), context.settings)
     return {"bundle_id": bundle.id, **report.summary()}
+
+
+from frugalml.compress import steps as _compress_steps  # noqa: E402,F401  (registers "compress")
+from frugalml.label import steps as _label_steps  # noqa: E402,F401  (registers the label_* step kinds)

@@ -56,4 +56,4 @@ def quiet_libraries() -> None:
 
 
 # Stage modules register their commands on import.
-from frugalml.cli import core, models, serve  # noqa: E402,F401
+from frugalml.cli import compress, core, label, models, serve  # noqa: E402,F401

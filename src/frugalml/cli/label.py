@@ -1,0 +1,280 @@
+"""`frugalml label auto|suggest|import|issues|augment`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from frugalml import ui
+from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+
+label_app = typer.Typer(
+    help="Cut labelling cost: auto-label, pick rows for humans, find wrong labels, augment.",
+    no_args_is_help=True,
+)
+app.add_typer(label_app, name="label")
+
+IdColumn = Annotated[str | None, typer.Option(help="Id column (default: auto-detect; else row numbers).")]
+Base = Annotated[str, typer.Option(help="Encoder for embeddings: 'minilm' or a local HF model folder.")]
+BundleRef = Annotated[
+    str | None, typer.Option("--bundle", help="Embed with a tuned torch bundle's encoder instead of --base.")
+]
+Labels = Annotated[
+    str | None, typer.Option(help="The label set: comma-separated, or a file with one label per line.")
+]
+
+
+def _columns(text_column: str | None, label_column: str | None, id_column: str | None) -> dict:
+    return {"text_column": text_column, "label_column": label_column, "id_column": id_column}
+
+
+@label_app.command("auto")
+def auto(
+    labelled: Annotated[Path, typer.Argument(help="Human-labelled seed rows.")],
+    unlabelled: Annotated[Path, typer.Argument(help="Unlabelled pool to label.")],
+    target_precision: Annotated[float, typer.Option(help="Precision the accepted labels must reach.")] = 0.95,
+    rounds: Annotated[int, typer.Option(help="Self-training rounds after the first pass.")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
+    review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
+    labels: Labels = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds on the labelled rows.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
+    base: Base = "minilm",
+    bundle: BundleRef = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    id_column: IdColumn = None,
+    json: Json = False,
+) -> None:
+    """Label a pool with calibrated confidence; accept what meets the target precision.
+
+    The threshold comes from cross-validation on the labelled rows; accepted rows retrain the
+    model for --rounds rounds. Writes the labelled rows (label, confidence, source human/auto)
+    and a review queue of the rest, most confident first.
+    """
+    quiet_libraries()
+    from frugalml.label.workflows import AutoLabelConfig, auto_label_files, parse_labels
+
+    out = out or Path(f"{unlabelled.stem}.labelled.csv")
+    review = review or Path(f"{unlabelled.stem}.review.csv")
+    config = AutoLabelConfig(
+        target_precision=target_precision,
+        rounds=rounds,
+        folds=folds,
+        seed=seed,
+        base=base,
+        bundle=bundle,
+        labels=parse_labels(labels),
+    )
+    summary = auto_label_files(
+        labelled,
+        unlabelled,
+        out,
+        review,
+        config,
+        _columns(text_column, label_column, id_column),
+        ui.RichReporter(),
+    )
+    if json:
+        ui.emit_json(summary)
+        return
+    rows = [
+        ("pool rows", summary["pool"]),
+        ("accepted", summary["accepted"]),
+        ("coverage", summary["coverage"]),
+        ("estimated precision", summary["estimated_precision"]),
+        ("target precision", summary["target_precision"]),
+        ("confidence threshold", summary["threshold"]),
+        ("left for review", summary["review"]),
+    ]
+    ui.out.print(ui.table("auto-label", ["key", "value"], rows))
+    if "note" in summary:
+        ui.err.print(f"[yellow]note:[/] {summary['note']}")
+    ui.out.print(f"labelled data: {summary['out']}\nreview queue:  {summary['review_out']}")
+
+
+@label_app.command("suggest")
+def suggest(
+    pool: Annotated[Path, typer.Argument(help="Unlabelled rows to choose from.")],
+    budget: Annotated[int, typer.Option(help="How many rows to suggest.")],
+    strategy: Annotated[
+        str, typer.Option(help="margin (best on BANKING77) | entropy | kcenter | hybrid | random")
+    ] = "margin",
+    labelled: Annotated[
+        Path | None, typer.Option(help="Rows already labelled: excluded, and they train the model.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Label Studio tasks JSON to write.")] = Path("suggested.json"),
+    labels: Labels = None,
+    dup_threshold: Annotated[
+        float, typer.Option(help="Cosine similarity at which two texts count as near-duplicates.")
+    ] = 0.95,
+    seed: Annotated[int, typer.Option(help="Seed (random strategy).")] = 0,
+    base: Base = "minilm",
+    bundle: BundleRef = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    id_column: IdColumn = None,
+    json: Json = False,
+) -> None:
+    """The rows most worth a human's time, as Label Studio tasks with pre-annotations.
+
+    margin and entropy rank by a model trained on --labelled; kcenter (and hybrid) also work
+    from nothing, for a cold start.
+    Never suggests a labelled row or a near-duplicate of one, or two near-duplicates.
+    """
+    quiet_libraries()
+    from frugalml.label.embeddings import Encoder
+    from frugalml.label.workflows import parse_labels, suggest_files
+
+    summary = suggest_files(
+        pool,
+        budget,
+        out,
+        strategy=strategy,
+        labelled_path=labelled,
+        encoder=Encoder(base, bundle),
+        labels=parse_labels(labels),
+        dup_threshold=dup_threshold,
+        seed=seed,
+        columns=_columns(text_column, label_column, id_column),
+        reporter=ui.RichReporter(),
+    )
+    if json:
+        ui.emit_json(summary)
+        return
+    ui.out.print(
+        ui.table(
+            f"suggested ({strategy})",
+            ["id", "text", "predicted", "score"],
+            [(r["id"], r["text"], r["predicted_label"], r["score"]) for r in summary["rows"]],
+        )
+    )
+    ui.out.print(f"Label Studio tasks: {summary['tasks']}")
+    if summary["label_config"]:
+        ui.out.print(f"labelling config:   {summary['label_config']}")
+
+
+@label_app.command("import")
+def import_command(
+    export: Annotated[Path, typer.Argument(help="Label Studio export (JSON or JSON-MIN).")],
+    out: Annotated[Path, typer.Option(help="Dataset to write (.csv, .jsonl, .parquet).")] = Path(
+        "imported.csv"
+    ),
+    labels: Labels = None,
+    json: Json = False,
+) -> None:
+    """Read a Label Studio export back into a labelled dataset (ids, texts, labels, columns)."""
+    from frugalml.label.workflows import import_export, parse_labels
+
+    summary = import_export(export, out, parse_labels(labels))
+    if json:
+        ui.emit_json(summary)
+        return
+    ui.out.print(ui.table("imported labels", ["label", "rows"], sorted(summary["labels"].items())))
+    skipped = summary["skipped_unannotated"]
+    ui.out.print(
+        f"{summary['rows']} rows to {summary['out']}"
+        + (f" ({skipped} unannotated skipped)" if skipped else "")
+    )
+
+
+@label_app.command("issues")
+def issues(
+    data: Annotated[Path, typer.Argument(help="Labelled data to check.")],
+    report: Annotated[Path | None, typer.Option(help="Write every finding here (.csv or .html).")] = None,
+    folds: Annotated[int, typer.Option(help="Folds for out-of-fold probabilities.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
+    dup_threshold: Annotated[
+        float, typer.Option(help="Cosine similarity at which two texts count as near-duplicates.")
+    ] = 0.95,
+    top: Annotated[int, typer.Option(help="Rows to show per table (the report has all).")] = 20,
+    base: Base = "minilm",
+    bundle: BundleRef = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    id_column: IdColumn = None,
+    json: Json = False,
+) -> None:
+    """Likely label errors with a suggested label (cleanlab), conflicting near-duplicates, outliers."""
+    quiet_libraries()
+    from frugalml.data import load_dataset
+    from frugalml.label.embeddings import Encoder
+    from frugalml.label.workflows import check_outputs, label_issues, write_issues_report
+
+    if report:
+        check_outputs([data], [report])
+    dataset = load_dataset(data, **_columns(text_column, label_column, id_column))
+    found = label_issues(dataset, Encoder(base, bundle), folds, seed, dup_threshold, ui.RichReporter())
+    if report:
+        write_issues_report(found, report, str(data))
+        found["report"] = str(report)
+    if json:
+        ui.emit_json(found)
+        return
+    ui.out.print(
+        ui.table(
+            f"likely label errors: {len(found['issues'])} of {found['rows']} rows",
+            ["id", "text", "given", "suggested", "score"],
+            [
+                (r["id"], r["text"], r["given_label"], r["suggested_label"], r["score"])
+                for r in found["issues"][:top]
+            ],
+        )
+    )
+    ui.out.print(
+        ui.table(
+            f"near-duplicates with different labels: {len(found['near_duplicates'])}",
+            ["id", "label", "other id", "other label", "similarity"],
+            [
+                (r["id"], r["label"], r["other_id"], r["other_label"], r["similarity"])
+                for r in found["near_duplicates"][:top]
+            ],
+        )
+    )
+    ui.out.print(
+        ui.table(
+            f"outliers: {len(found['outliers'])}",
+            ["id", "text", "label", "distance"],
+            [(r["id"], r["text"], r["label"], r["distance"]) for r in found["outliers"][:top]],
+        )
+    )
+    if report:
+        ui.out.print(f"report: {report}")
+
+
+@label_app.command("augment")
+def augment(
+    data: Annotated[Path, typer.Argument(help="Data to augment (labelled or not).")],
+    out: Annotated[Path, typer.Option(help="Dataset to write (.csv, .jsonl, .parquet).")] = Path(
+        "augmented.csv"
+    ),
+    per_row: Annotated[int, typer.Option(help="Most synthetic rows per original (1-10).")] = 2,
+    operations: Annotated[str, typer.Option(help="Comma-separated: swap, delete, duplicate, typo.")] = (
+        "swap,delete,typo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    id_column: IdColumn = None,
+    json: Json = False,
+) -> None:
+    """Add synthetic variants of each text (token swaps, deletions, typos), marked synthetic."""
+    from frugalml.data import load_dataset
+    from frugalml.label.workflows import augment_dataset, check_outputs, write_frame
+
+    check_outputs([data], [out])
+    dataset = load_dataset(data, **_columns(text_column, label_column, id_column), require_labels=False)
+    frame = augment_dataset(dataset, per_row, [o.strip() for o in operations.split(",") if o.strip()], seed)
+    write_frame(frame, out)
+    summary = {
+        "rows": len(frame),
+        "original": len(dataset),
+        "synthetic": int(frame["synthetic"].sum()),
+        "out": str(out),
+    }
+    if json:
+        ui.emit_json(summary)
+        return
+    ui.out.print(f"{summary['synthetic']} synthetic rows added to {summary['original']}: {out}")

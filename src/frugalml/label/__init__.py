@@ -1,0 +1,1 @@
+"""Low-cost labelling."""

@@ -1,0 +1,178 @@
+"""Active learning: the pool rows most worth a human's time, one module-level registry of strategies.
+
+Every strategy returns distinct picks: a row whose embedding is within `dup_threshold` cosine
+similarity of a labelled row or of an earlier pick is never returned, so a budget is not spent
+twice on the same question. Plain functions over arrays; embeddings are L2-normalized vectors.
+
+- margin:  smallest gap between the two most probable classes (uncertainty sampling)
+- entropy: highest predictive entropy
+- kcenter: greedy k-center (Sener & Savarese 2018): each pick is the row farthest from everything
+           labelled or picked so far; needs no model, so it also serves a cold start
+- hybrid:  the `HYBRID_FACTOR` x budget most uncertain rows by margin, then k-center among them, so a
+           batch is both uncertain and spread out (Zhdanov 2019's diverse mini-batch idea)
+- random:  the baseline every strategy has to beat
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from frugalml.errors import FrugalError
+
+HYBRID_FACTOR = 5
+CHUNK = 2048  # rows per similarity block: bounds memory at CHUNK x n_labelled floats
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    description: str
+    needs_model: bool
+    select: Callable[..., np.ndarray]
+
+
+def suggest(
+    strategy: str,
+    x_pool: np.ndarray,
+    budget: int,
+    proba: np.ndarray | None = None,
+    x_labelled: np.ndarray | None = None,
+    dup_threshold: float = 0.95,
+    seed: int = 0,
+) -> np.ndarray:
+    """Indices into `x_pool` of up to `budget` rows to label, best first.
+
+    `proba` (pool class probabilities from a model trained on the labelled rows) is required by
+    the uncertainty strategies; `x_labelled` holds the embeddings of rows already labelled. Fewer
+    than `budget` come back only when every remaining row is a near-duplicate.
+    """
+    chosen = get_strategy(strategy)
+    if budget < 1:
+        raise FrugalError(f"budget must be at least 1, got {budget}")
+    if chosen.needs_model and proba is None:
+        raise FrugalError(
+            f"strategy {strategy!r} ranks by model uncertainty: it needs labelled rows "
+            "(or use 'kcenter' for a cold start)"
+        )
+    x_pool = _normalized(x_pool)
+    x_labelled = _normalized(x_labelled) if x_labelled is not None and len(x_labelled) else None
+    return chosen.select(
+        x_pool=x_pool,
+        budget=budget,
+        proba=proba,
+        x_labelled=x_labelled,
+        dup_threshold=dup_threshold,
+        rng=np.random.default_rng(seed),
+    )
+
+
+def margin_scores(proba: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability: small means the model hesitates between two classes."""
+    top = np.sort(proba, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def entropy_scores(proba: np.ndarray) -> np.ndarray:
+    return -(proba * np.log(np.clip(proba, 1e-12, None))).sum(axis=1)
+
+
+def max_similarity(x: np.ndarray, others: np.ndarray | None) -> np.ndarray:
+    """For each row of `x`, its highest cosine similarity to any row of `others` (-1 if none)."""
+    if others is None or len(others) == 0:
+        return np.full(len(x), -1.0)
+    return np.concatenate([(x[i : i + CHUNK] @ others.T).max(axis=1) for i in range(0, len(x), CHUNK)])
+
+
+def take_distinct(
+    order: np.ndarray,
+    x_pool: np.ndarray,
+    budget: int,
+    x_labelled: np.ndarray | None,
+    dup_threshold: float,
+) -> np.ndarray:
+    """The first `budget` rows of `order` that are no near-duplicate of a labelled row or a pick."""
+    picked: list[int] = []
+    for start in range(0, len(order), CHUNK):
+        block = order[start : start + CHUNK]
+        block = block[max_similarity(x_pool[block], x_labelled) < dup_threshold]
+        for row in block:
+            if picked and (x_pool[picked] @ x_pool[row]).max() >= dup_threshold:
+                continue
+            picked.append(int(row))
+            if len(picked) == budget:
+                return np.array(picked)
+    return np.array(picked, dtype=int)
+
+
+def kcenter_greedy(
+    x_pool: np.ndarray, budget: int, x_labelled: np.ndarray | None, dup_threshold: float
+) -> np.ndarray:
+    """Farthest-first traversal in cosine distance, starting from the labelled rows.
+
+    With nothing labelled, the first pick is the most typical row (closest to the pool's mean).
+    """
+    distance = 1.0 - max_similarity(x_pool, x_labelled)
+    if x_labelled is None:
+        distance[:] = np.inf
+        distance[int(np.argmax(x_pool @ x_pool.mean(axis=0)))] = np.finfo(float).max
+    picked: list[int] = []
+    while len(picked) < budget:
+        row = int(np.argmax(distance))
+        if distance[row] <= 1.0 - dup_threshold:
+            break  # everything left is a near-duplicate of something labelled or picked
+        picked.append(row)
+        distance = np.minimum(distance, 1.0 - x_pool @ x_pool[row])
+    return np.array(picked, dtype=int)
+
+
+def _margin(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray:
+    return take_distinct(
+        np.argsort(margin_scores(proba), kind="stable"), x_pool, budget, x_labelled, dup_threshold
+    )
+
+
+def _entropy(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray:
+    order = np.argsort(-entropy_scores(proba), kind="stable")
+    return take_distinct(order, x_pool, budget, x_labelled, dup_threshold)
+
+
+def _random(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray:
+    return take_distinct(rng.permutation(len(x_pool)), x_pool, budget, x_labelled, dup_threshold)
+
+
+def _kcenter(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray:
+    return kcenter_greedy(x_pool, budget, x_labelled, dup_threshold)
+
+
+def _hybrid(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray:
+    if proba is None:  # cold start: no model yet, so diversity alone
+        return kcenter_greedy(x_pool, budget, x_labelled, dup_threshold)
+    order = np.argsort(margin_scores(proba), kind="stable")
+    candidates = take_distinct(order, x_pool, HYBRID_FACTOR * budget, x_labelled, dup_threshold)
+    return candidates[kcenter_greedy(x_pool[candidates], budget, x_labelled, dup_threshold)]
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in [
+        Strategy("margin", "smallest top-1 minus top-2 probability", True, _margin),
+        Strategy("entropy", "highest predictive entropy", True, _entropy),
+        Strategy("kcenter", "farthest from everything labelled (diversity only)", False, _kcenter),
+        Strategy("hybrid", f"k-center among the {HYBRID_FACTOR}x budget most uncertain", False, _hybrid),
+        Strategy("random", "uniform sample (baseline)", False, _random),
+    ]
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise FrugalError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)

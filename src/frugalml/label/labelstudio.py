@@ -1,0 +1,159 @@
+"""Label Studio I/O: tasks with pre-annotations out, annotated exports back in, losslessly.
+
+A task keeps the row's id in `data.frugalml_id` and every other column in `data`, so an export
+comes back as the same rows. Existing labels travel as annotations and model guesses as
+predictions (Label Studio shows those as pre-annotations). `read_export` accepts Label Studio's
+JSON export (tasks with annotations) and its JSON-MIN export (one flat object per task).
+Set the project up with the XML from `label_config`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from frugalml.data import Dataset
+from frugalml.errors import DataError
+
+FROM_NAME = "label"  # the Choices control
+TO_NAME = "text"  # the Text object, and the data key that holds the text
+ID_KEY = "frugalml_id"
+
+
+def label_config(labels: Sequence[str]) -> str:
+    """Label Studio labelling config: one text, one single-choice question over `labels`."""
+    choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
+    return (
+        "<View>\n"
+        f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInLine="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def _choice(label: str) -> dict[str, Any]:
+    return {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}
+
+
+def to_tasks(
+    dataset: Dataset,
+    predictions: Sequence[tuple[str, float]] | None = None,
+    model_version: str = "frugalml",
+) -> list[dict[str, Any]]:
+    """Label Studio tasks for `dataset`; labels become annotations, `predictions` pre-annotations."""
+    tasks = []
+    for row, (row_id, text) in enumerate(zip(dataset.ids, dataset.texts, strict=True)):
+        extra = {k: _plain(v[row]) for k, v in dataset.extra.items() if k not in (TO_NAME, ID_KEY)}
+        task: dict[str, Any] = {"data": {TO_NAME: text, ID_KEY: row_id, **extra}}
+        if dataset.labels is not None:
+            task["annotations"] = [{"result": [_choice(dataset.labels[row])]}]
+        if predictions is not None:
+            label, score = predictions[row]
+            task["predictions"] = [
+                {"model_version": model_version, "score": float(score), "result": [_choice(label)]}
+            ]
+        tasks.append(task)
+    return tasks
+
+
+def write_tasks(tasks: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    temp.write_text(json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    temp.replace(path)
+    return path
+
+
+def read_export(path: str | Path, labels: Sequence[str] | None = None) -> tuple[Dataset, int]:
+    """(the annotated rows as a labelled Dataset, number of tasks skipped as unannotated).
+
+    The latest annotation that was not cancelled wins. With `labels`, a label outside that set
+    is an error, as are duplicate ids, empty texts and multi-choice answers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a Label Studio JSON export ({exc})") from None
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise DataError(f"{path}: a Label Studio export is a JSON list of task objects")
+    if not tasks:
+        raise DataError(f"{path}: contains no tasks")
+    ids, texts, answers, extras, skipped = [], [], [], [], 0
+    for number, task in enumerate(tasks):
+        data, label = _json_task(task) if "data" in task else _min_task(task)
+        if label is None:
+            skipped += 1
+            continue
+        text = data.get(TO_NAME)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}: task {number} has no '{TO_NAME}' in its data")
+        ids.append(str(data.get(ID_KEY, task.get("id", number))))
+        texts.append(text)
+        answers.append(label)
+        extras.append({k: v for k, v in data.items() if k not in (TO_NAME, ID_KEY)})
+    if not ids:
+        raise DataError(f"{path}: none of its {len(tasks)} tasks has an annotation")
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise DataError(f"{path}: duplicate task id(s) {duplicated[:5]}")
+    if labels is not None:
+        unknown = sorted(set(answers) - set(labels))
+        if unknown:
+            raise DataError(f"{path}: label(s) {unknown[:5]} are not in the label set {list(labels)}")
+    columns = sorted({k for e in extras for k in e})
+    dataset = Dataset(
+        texts=texts,
+        labels=answers,
+        ids=ids,
+        source=str(path),
+        extra={k: [e.get(k) for e in extras] for k in columns},
+    )
+    return dataset, skipped
+
+
+def _json_task(task: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    annotations.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
+    for annotation in reversed(annotations):
+        for result in annotation.get("result") or []:
+            if result.get("type") == "choices" and result.get("from_name", FROM_NAME) == FROM_NAME:
+                return task["data"], _single(result.get("value", {}).get("choices"), task)
+    return task["data"], None
+
+
+def _min_task(task: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    data = {k: v for k, v in task.items() if k not in _MIN_META and k != FROM_NAME}
+    value = task.get(FROM_NAME)
+    if isinstance(value, dict):
+        value = value.get("choices")
+    return data, None if value is None else _single(value, task)
+
+
+# Keys JSON-MIN adds to each task besides its data and answers.
+_MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
+
+
+def _single(choices: Any, task: dict[str, Any]) -> str:
+    if isinstance(choices, str):
+        return choices
+    if not isinstance(choices, list) or len(choices) != 1:
+        raise DataError(f"task {task.get('id', '?')}: expected exactly one choice, got {choices!r}")
+    return str(choices[0])
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe cell: NaN (pandas' missing value) becomes null, numpy scalars plain Python."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

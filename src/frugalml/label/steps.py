@@ -1,0 +1,173 @@
+"""Pipeline step kinds for labelling: label_auto, label_suggest, label_import, label_issues, label_augment.
+
+    - id: label
+      label_auto: {labelled: data/train.csv, unlabelled: data/pool.csv, target_precision: 0.95}
+    - id: tune
+      tune: {train: "${label.data}", eval: data/test.csv}
+
+Files a step writes go to `out` when given, else under FRUGALML_HOME/labels/<hash of the step's
+arguments and input files>/, so a re-run with the same inputs rewrites the same paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from frugalml.data import load_dataset
+from frugalml.errors import FrugalError
+from frugalml.hashing import sha256_path
+from frugalml.label.embeddings import Encoder
+from frugalml.label.workflows import (
+    AutoLabelConfig,
+    augment_dataset,
+    auto_label_files,
+    check_outputs,
+    import_export,
+    label_issues,
+    parse_labels,
+    suggest_files,
+    write_frame,
+    write_issues_report,
+)
+from frugalml.pipeline import StepContext, config_from, step
+
+COLUMN_KEYS = ("text_column", "label_column", "id_column")
+
+
+def _require(kind: str, args: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if not args.get(n)]
+    if missing:
+        raise FrugalError(f"{kind} step: {', '.join(repr(m) for m in missing)} required")
+
+
+def _allow(kind: str, args: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(args) - allowed)
+    if unknown:
+        raise FrugalError(f"{kind} step: unknown argument(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _columns(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: args[k] for k in COLUMN_KEYS if k in args}
+
+
+def _workdir(kind: str, args: dict[str, Any], context: StepContext, inputs: list[str]) -> Path:
+    """A folder named by the hash of the step's arguments and the content of its input files."""
+    payload = json.dumps(
+        {"kind": kind, "args": args, "inputs": [sha256_path(Path(p)) for p in inputs if Path(p).exists()]},
+        sort_keys=True,
+        default=str,
+    )
+    return context.settings.home / "labels" / hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _encoder(args: dict[str, Any]) -> Encoder:
+    return Encoder(base=args.get("base", "minilm"), bundle=args.get("bundle"))
+
+
+@step("label_auto")
+def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    _require("label_auto", args, "labelled", "unlabelled")
+    files = {"labelled", "unlabelled", "out", "review", *COLUMN_KEYS}
+    config = config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig, files)
+    folder = _workdir("label_auto", args, context, [args["labelled"], args["unlabelled"]])
+    out = Path(args.get("out") or folder / "labelled.csv")
+    review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
+    summary = auto_label_files(
+        args["labelled"],
+        args["unlabelled"],
+        out,
+        review,
+        config,
+        _columns(args),
+        context.reporter,
+        context.settings,
+    )
+    return {**summary, "data": str(out)}
+
+
+@step("label_suggest")
+def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    _require("label_suggest", args, "pool", "budget")
+    allowed = {
+        "pool",
+        "budget",
+        "strategy",
+        "labelled",
+        "out",
+        "base",
+        "bundle",
+        "labels",
+        "dup_threshold",
+        "seed",
+        *COLUMN_KEYS,
+    }
+    _allow("label_suggest", args, allowed)
+    inputs = [args["pool"], *([args["labelled"]] if args.get("labelled") else [])]
+    out = Path(args.get("out") or _workdir("label_suggest", args, context, inputs) / "tasks.json")
+    summary = suggest_files(
+        args["pool"],
+        int(args["budget"]),
+        out,
+        strategy=args.get("strategy", "margin"),
+        labelled_path=args.get("labelled"),
+        encoder=_encoder(args),
+        labels=parse_labels(args.get("labels")),
+        dup_threshold=float(args.get("dup_threshold", 0.95)),
+        seed=int(args.get("seed", 0)),
+        columns=_columns(args),
+        reporter=context.reporter,
+    )
+    return {k: v for k, v in summary.items() if k != "rows"} | {"ids": [r["id"] for r in summary["rows"]]}
+
+
+@step("label_import")
+def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    _require("label_import", args, "data")
+    _allow("label_import", args, {"data", "out", "labels"})
+    out = Path(args.get("out") or _workdir("label_import", args, context, [args["data"]]) / "imported.csv")
+    summary = import_export(args["data"], out, parse_labels(args.get("labels")))
+    return {**summary, "data": str(out)}
+
+
+@step("label_issues")
+def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    _require("label_issues", args, "data")
+    _allow(
+        "label_issues",
+        args,
+        {"data", "report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
+    )
+    data = load_dataset(args["data"], **_columns(args))
+    report = label_issues(
+        data,
+        _encoder(args),
+        int(args.get("folds", 5)),
+        int(args.get("seed", 0)),
+        float(args.get("dup_threshold", 0.95)),
+        context.reporter,
+    )
+    path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
+    write_issues_report(report, path, str(args["data"]))
+    return {
+        "rows": report["rows"],
+        "label_issues": len(report["issues"]),
+        "near_duplicates": len(report["near_duplicates"]),
+        "outliers": len(report["outliers"]),
+        "report": str(path),
+    }
+
+
+@step("label_augment")
+def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    _require("label_augment", args, "data")
+    _allow("label_augment", args, {"data", "out", "per_row", "operations", "seed", *COLUMN_KEYS})
+    data = load_dataset(args["data"], **_columns(args), require_labels=False)
+    operations = args.get("operations", ["swap", "delete", "typo"])
+    frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
+    out = Path(args.get("out") or _workdir("label_augment", args, context, [args["data"]]) / "augmented.csv")
+    check_outputs([args["data"]], [out])
+    write_frame(frame, out)
+    return {"data": str(out), "rows": len(frame), "synthetic": int(frame["synthetic"].sum())}

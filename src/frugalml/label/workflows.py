@@ -1,0 +1,481 @@
+"""Labelling entry points shared by the CLI and the pipeline: load data, run a technique, write files.
+
+The algorithms (autolabel, active, issues, augment) work on arrays; this module turns Datasets
+into arrays and results back into tables, checks the inputs, and writes every output atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from frugalml.data import Dataset, load_dataset
+from frugalml.errors import DataError, FrugalError
+from frugalml.label import active, augment, labelstudio
+from frugalml.label.autolabel import self_train
+from frugalml.label.embeddings import Encoder, embed
+from frugalml.label.issues import conflicting_duplicates, find_issues, neighbours, outliers
+from frugalml.label.probe import LinearProbe
+from frugalml.progress import Reporter
+from frugalml.settings import Settings, get_settings
+
+Columns = dict[str, str | None]
+
+
+# ---------------------------------------------------------------- shared helpers
+def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
+    """A label set from a list, a comma-separated string, or a file with one label per line."""
+    if value is None or isinstance(value, list | tuple):
+        return list(value) if value is not None else None
+    path = Path(value)
+    items = path.read_text(encoding="utf-8").splitlines() if path.is_file() else value.split(",")
+    labels = [item.strip() for item in items if item.strip()]
+    if not labels:
+        raise FrugalError(f"empty label set {value!r}")
+    return labels
+
+
+def has_row_number_ids(dataset: Dataset) -> bool:
+    """True when the data had no id column: the loader then numbers the rows 0, 1, 2 ..."""
+    return dataset.ids == [str(i) for i in range(len(dataset))]
+
+
+def row_ref(dataset: Dataset, row: int) -> str | int:
+    """How reports name a row: its id when the data has an id column, else its 0-based index."""
+    return row if has_row_number_ids(dataset) else dataset.ids[row]
+
+
+def text_key(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV, JSONL or Parquet by suffix, atomically: a crash leaves the old file or none."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".parquet"):
+        raise FrugalError(f"{path}: write .csv, .jsonl or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        if suffix == ".csv":
+            frame.to_csv(temp, index=False)
+        elif suffix == ".jsonl":
+            frame.to_json(temp, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(temp, index=False)
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path]) -> None:
+    """Refuse to overwrite an input file, or to write two outputs to one path."""
+    sources = {Path(p).resolve() for p in inputs if p}
+    targets = [Path(p).resolve() for p in outputs]
+    clash = [str(t) for t in targets if t in sources]
+    if clash or len(set(targets)) < len(targets):
+        raise FrugalError(
+            f"output {clash[0] if clash else targets[0]} would overwrite an input or another output"
+        )
+
+
+def _class_index(dataset: Dataset, labels: list[str] | None) -> tuple[list[str], np.ndarray]:
+    """The label set (sorted) and each row's class index; refuses labels outside `labels`."""
+    given = dataset.require_labels()
+    if labels is not None:
+        unknown = sorted(set(given) - set(labels))
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise DataError(f"{dataset.source}: label(s) {shown} are not in the label set {labels}")
+    names = sorted(set(labels or given))
+    index = {label: i for i, label in enumerate(names)}
+    return names, np.array([index[label] for label in given])
+
+
+# ---------------------------------------------------------------- auto-label
+@dataclass
+class AutoLabelConfig:
+    target_precision: float = 0.95
+    rounds: int = 2
+    folds: int = 5
+    seed: int = 0
+    c: float = 0.1
+    base: str = "minilm"
+    bundle: str | None = None
+    labels: list[str] | None = None
+
+
+@dataclass
+class AutoLabelResult:
+    dataset: pd.DataFrame  # id, text, label, confidence, source (+ the inputs' other columns)
+    review: pd.DataFrame  # id, text, suggested_label, confidence: the rows left for a human
+    summary: dict[str, Any]
+
+
+def auto_label(
+    seed: Dataset, pool: Dataset, config: AutoLabelConfig, reporter: Reporter | None = None
+) -> AutoLabelResult:
+    """Label `pool` from the human-labelled `seed` rows (see label.autolabel for the method)."""
+    if not 0.5 <= config.target_precision < 1:
+        raise FrugalError(f"target precision must be in [0.5, 1), got {config.target_precision}")
+    if config.rounds < 0:
+        raise FrugalError(f"rounds must be 0 or more, got {config.rounds}")
+    seed.check_trainable()
+    if len(seed) < 4:
+        raise DataError(f"{seed.source}: needs at least 4 labelled rows to cross-validate a threshold")
+    seed, pool = _disjoint_ids(seed, pool)
+    names, y = _class_index(seed, config.labels)
+    vectors = embed(seed.texts + pool.texts, Encoder(config.base, config.bundle), reporter=reporter)
+    result = self_train(
+        vectors[: len(seed)],
+        y,
+        vectors[len(seed) :],
+        len(names),
+        config.target_precision,
+        config.rounds,
+        config.folds,
+        config.seed,
+        config.c,
+    )
+    human = seed.to_frame()
+    human["confidence"] = seed.extra.get("confidence", [1.0] * len(seed))
+    human["source"] = seed.extra.get("source", ["human"] * len(seed))  # a re-run keeps earlier "auto"
+    guessed = pool.to_frame().drop(columns=["label"], errors="ignore")
+    guessed.insert(2, "label", [names[i] for i in result.labels])
+    guessed.insert(3, "confidence", result.confidence.round(6))
+    guessed.insert(4, "source", "auto")
+    accepted = guessed[result.accepted]
+    review = guessed[~result.accepted].rename(columns={"label": "suggested_label"}).drop(columns="source")
+    review = review.sort_values("confidence", ascending=False, kind="stable")
+    dataset = pd.concat([human, accepted], ignore_index=True)
+    n_accepted = int(result.accepted.sum())
+    summary = {
+        "labelled": len(seed),
+        "pool": len(pool),
+        "accepted": n_accepted,
+        "coverage": n_accepted / len(pool),
+        "estimated_precision": result.estimated_precision,
+        "target_precision": config.target_precision,
+        "threshold": result.threshold,
+        "review": len(review),
+        "rounds": result.history,
+        "accepted_per_label": {k: int(v) for k, v in accepted["label"].value_counts().sort_index().items()},
+        "labels_without_seed_rows": sorted(set(names) - set(seed.labels)),
+        "encoder": Encoder(config.base, config.bundle).describe(),
+    }
+    if result.threshold is None:
+        summary["note"] = (
+            f"no confidence threshold reaches precision {config.target_precision} on the labelled "
+            "rows; nothing was accepted (label more rows or lower --target-precision)"
+        )
+    return AutoLabelResult(dataset, review, summary)
+
+
+def _disjoint_ids(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset]:
+    overlap = set(seed.ids) & set(pool.ids)
+    if not overlap:
+        return seed, pool
+    # Row numbers are not ids: files without an id column are told apart by a prefix.
+    if has_row_number_ids(pool):
+        return seed, _prefixed(pool, "pool-")
+    if has_row_number_ids(seed):
+        return _prefixed(seed, "seed-"), pool
+    shown = sorted(overlap)[:5]
+    raise DataError(
+        f"{pool.source}: {len(overlap)} id(s) also appear in the labelled set {seed.source}, e.g. "
+        f"{shown}; an id must name one row (remove labelled rows from the pool)"
+    )
+
+
+def _prefixed(dataset: Dataset, prefix: str) -> Dataset:
+    return Dataset(
+        dataset.texts,
+        dataset.labels,
+        [prefix + i for i in dataset.ids],
+        dataset.source,
+        dataset.sha256,
+        dataset.extra,
+    )
+
+
+def auto_label_files(
+    labelled: str | Path,
+    unlabelled: str | Path,
+    out: str | Path,
+    review_out: str | Path,
+    config: AutoLabelConfig,
+    columns: Columns | None = None,
+    reporter: Reporter | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Auto-label files, write the labelled dataset and the review queue, record a registry run."""
+    from frugalml.workflows import open_registry
+
+    check_outputs([labelled, unlabelled], [out, review_out])
+    columns = columns or {}
+    seed = load_dataset(labelled, **columns)
+    pool = load_dataset(unlabelled, **{**columns, "label_column": None}, require_labels=False)
+    registry = open_registry(settings or get_settings())
+    registry.add_dataset(seed)
+    registry.add_dataset(pool)
+    run_id = registry.start_run(
+        "label", {**asdict(config), "labelled": str(labelled), "unlabelled": str(unlabelled)}, seed.sha256
+    )
+    try:
+        result = auto_label(seed, pool, config, reporter)
+        write_frame(result.dataset, out)
+        write_frame(result.review, review_out)
+        registry.add_dataset(load_dataset(out))
+        summary = {**result.summary, "out": str(out), "review_out": str(review_out), "run_id": run_id}
+        registry.finish_run(run_id, "done", summary)
+        return summary
+    except BaseException:
+        registry.finish_run(run_id, "failed")
+        raise
+
+
+# ---------------------------------------------------------------- suggest (active learning)
+@dataclass
+class SuggestResult:
+    rows: Dataset  # the picked pool rows, best first
+    predictions: list[tuple[str, float]] | None  # the seed model's guess for each, if any
+    labels: list[str] | None
+    excluded: int  # pool rows skipped because they are already labelled
+
+
+def suggest_rows(
+    pool: Dataset,
+    budget: int,
+    strategy: str = "margin",
+    labelled: Dataset | None = None,
+    encoder: Encoder | None = None,
+    labels: list[str] | None = None,
+    dup_threshold: float = 0.95,
+    seed: int = 0,
+    reporter: Reporter | None = None,
+) -> SuggestResult:
+    """The `budget` pool rows most worth labelling, never one already labelled or a near-copy."""
+    if pool.is_labelled:
+        raise DataError(
+            f"{pool.source}: has a label column; suggest picks from unlabelled rows "
+            "(pass the labelled ones as the labelled set)"
+        )
+    active.get_strategy(strategy)  # fail fast, before any encoding
+    known_ids = set(labelled.ids) if labelled is not None and not has_row_number_ids(labelled) else set()
+    known_texts = {text_key(t) for t in labelled.texts} if labelled is not None else set()
+    eligible = [
+        i
+        for i, (row_id, text) in enumerate(zip(pool.ids, pool.texts, strict=True))
+        if row_id not in known_ids and text_key(text) not in known_texts
+    ]
+    if not eligible:
+        raise DataError(f"{pool.source}: all {len(pool)} rows are already in the labelled set")
+    candidates = pool.subset(eligible)
+    texts = candidates.texts + (labelled.texts if labelled is not None else [])
+    vectors = embed(texts, encoder or Encoder(), reporter=reporter)
+    x_pool, x_seen = vectors[: len(candidates)], vectors[len(candidates) :]
+    names, proba = None, None
+    if labelled is not None:
+        labelled.check_trainable()
+        names, y = _class_index(labelled, labels)
+        proba = LinearProbe(len(names)).fit(x_seen, y).predict_proba(x_pool)
+    picked = active.suggest(strategy, x_pool, budget, proba, x_seen, dup_threshold, seed)
+    predictions = None
+    if proba is not None:
+        predictions = [(names[int(proba[i].argmax())], float(proba[i].max())) for i in picked]
+    return SuggestResult(
+        candidates.subset(picked.tolist()), predictions, names or labels, len(pool) - len(eligible)
+    )
+
+
+def suggest_files(
+    pool_path: str | Path,
+    budget: int,
+    out: str | Path,
+    strategy: str = "margin",
+    labelled_path: str | Path | None = None,
+    encoder: Encoder | None = None,
+    labels: list[str] | None = None,
+    dup_threshold: float = 0.95,
+    seed: int = 0,
+    columns: Columns | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
+    check_outputs([pool_path, labelled_path], [out])
+    columns = columns or {}
+    pool = load_dataset(pool_path, **columns, require_labels=False)
+    labelled = load_dataset(labelled_path, **columns) if labelled_path else None
+    result = suggest_rows(pool, budget, strategy, labelled, encoder, labels, dup_threshold, seed, reporter)
+    out = Path(out)
+    labelstudio.write_tasks(labelstudio.to_tasks(result.rows, result.predictions), out)
+    config_path = None
+    if result.labels:
+        config_path = out.with_suffix(".label_config.xml")
+        config_path.write_text(labelstudio.label_config(result.labels), encoding="utf-8")
+    rows = []
+    for i, (row_id, text) in enumerate(zip(result.rows.ids, result.rows.texts, strict=True)):
+        guess = result.predictions[i] if result.predictions else (None, None)
+        rows.append({"id": row_id, "text": text, "predicted_label": guess[0], "score": guess[1]})
+    return {
+        "strategy": strategy,
+        "budget": budget,
+        "suggested": len(rows),
+        "excluded_already_labelled": result.excluded,
+        "rows": rows,
+        "tasks": str(out),
+        "label_config": str(config_path) if config_path else None,
+    }
+
+
+def import_export(export: str | Path, out: str | Path, labels: list[str] | None = None) -> dict[str, Any]:
+    """Read a Label Studio export and write it as a labelled dataset file."""
+    check_outputs([export], [out])
+    dataset, skipped = labelstudio.read_export(export, labels)
+    write_frame(dataset.to_frame(), out)
+    return {
+        "rows": len(dataset),
+        "skipped_unannotated": skipped,
+        "labels": dataset.class_counts(),
+        "out": str(out),
+    }
+
+
+# ---------------------------------------------------------------- label issues
+def label_issues(
+    data: Dataset,
+    encoder: Encoder | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    dup_threshold: float = 0.95,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Likely label errors (ranked, with a suggested label), conflicting near-duplicates, outliers."""
+    data.check_trainable()
+    names, y = _class_index(data, None)
+    x = embed(data.texts, encoder or Encoder(), reporter=reporter)
+    found = find_issues(x, y, len(names), folds, seed)
+    near = neighbours(x)
+    flagged, distance = outliers(near)
+    given = data.require_labels()
+    return {
+        "rows": len(data),
+        "issues": [
+            {
+                "id": row_ref(data, i),
+                "text": data.texts[i],
+                "given_label": given[i],
+                "suggested_label": names[found.suggested[i]],
+                "score": round(float(found.quality[i]), 6),
+                "suggested_confidence": round(float(found.pred_probs[i].max()), 6),
+            }
+            for i in found.rows.tolist()
+        ],
+        "near_duplicates": [
+            {
+                "id": row_ref(data, i),
+                "other_id": row_ref(data, j),
+                "label": given[i],
+                "other_label": given[j],
+                "similarity": round(s, 6),
+                "text": data.texts[i],
+                "other_text": data.texts[j],
+            }
+            for i, j, s in conflicting_duplicates(near, y, dup_threshold)
+        ],
+        "outliers": [
+            {
+                "id": row_ref(data, i),
+                "text": data.texts[i],
+                "label": given[i],
+                "distance": round(float(distance[i]), 6),
+            }
+            for i in flagged.tolist()
+        ],
+        "probe_c": found.c,
+    }
+
+
+def issues_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """One table of every finding, for the CSV / HTML report."""
+    rows = [
+        {
+            "kind": "label_error",
+            "id": r["id"],
+            "text": r["text"],
+            "label": r["given_label"],
+            "suggested_label": r["suggested_label"],
+            "score": r["score"],
+        }
+        for r in report["issues"]
+    ]
+    rows += [
+        {
+            "kind": "conflicting_duplicate",
+            "id": r["id"],
+            "text": r["text"],
+            "label": r["label"],
+            "other_id": r["other_id"],
+            "other_label": r["other_label"],
+            "score": r["similarity"],
+        }
+        for r in report["near_duplicates"]
+    ]
+    rows += [
+        {"kind": "outlier", "id": r["id"], "text": r["text"], "label": r["label"], "score": r["distance"]}
+        for r in report["outliers"]
+    ]
+    columns = ["kind", "id", "text", "label", "suggested_label", "other_id", "other_label", "score"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def write_issues_report(report: dict[str, Any], path: str | Path, source: str = "") -> Path:
+    path = Path(path)
+    frame = issues_frame(report)
+    if path.suffix.lower() != ".html":
+        return write_frame(frame, path)
+    counts = frame["kind"].value_counts().to_dict()
+    html = (
+        "<!doctype html><meta charset='utf-8'><title>frugalml label issues</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
+        f"<h1>Label issues: {source}</h1><p>{report['rows']} rows; "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+        + "</p>"
+        + frame.to_html(index=False, na_rep="", border=0)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    temp.write_text(html, encoding="utf-8")
+    temp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- augmentation
+def augment_dataset(
+    data: Dataset, per_row: int = 2, operations: Sequence[str] = ("swap", "delete", "typo"), seed: int = 0
+) -> pd.DataFrame:
+    """The original rows plus at most `per_row` synthetic variants of each, marked `synthetic`."""
+    variants = augment.augment_texts(data.texts, per_row, operations, seed)
+    original = data.to_frame()
+    original["synthetic"] = False
+    original["origin_id"] = data.ids
+    taken = set(data.ids)
+    made = []
+    for row, texts in enumerate(variants):
+        for k, text in enumerate(texts, 1):
+            new_id = f"{data.ids[row]}-aug{k}"
+            if new_id in taken:
+                raise DataError(f"{data.source}: id {new_id!r} already exists; cannot name synthetic rows")
+            entry = {"id": new_id, "text": text, "synthetic": True, "origin_id": data.ids[row]}
+            if data.labels is not None:
+                entry["label"] = data.labels[row]
+            made.append(entry)
+    return pd.concat([original, pd.DataFrame(made, columns=list(original.columns))], ignore_index=True)

@@ -1,0 +1,363 @@
+"""Labelling commands end to end on a tiny config-built BERT: files in, files and JSON out."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from conftest import INTENTS, make_rows, write_csv
+
+from frugalml.cli import app
+from frugalml.data import Dataset, load_dataset
+from frugalml.label import labelstudio
+from frugalml.pipeline import run_pipeline
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run the real `frugalml` entry point in-process (its error handling included)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            app([str(a) for a in args], prog_name="frugalml")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return code, out.getvalue() + err.getvalue()
+
+
+def ok_json(*args: str) -> dict:
+    code, output = invoke(*args, "--json")
+    assert code == 0, output
+    return json.loads(output[output.index("{") : output.rindex("}") + 1])
+
+
+@pytest.fixture()
+def seed_and_pool(tmp_path) -> dict[str, Path]:
+    seed = write_csv(tmp_path / "seed.csv", make_rows(12, seed=1))
+    pool_rows = [(f"u{i:03d}", text) for i, (text, _) in enumerate(make_rows(30, seed=2))]
+    pool = write_csv(tmp_path / "pool.csv", pool_rows, header=("id", "text"))
+    return {"seed": seed, "pool": pool}
+
+
+# ------------------------------------------------------------------ auto
+def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, home, tmp_path):
+    out, review = tmp_path / "out.csv", tmp_path / "review.csv"
+    summary = ok_json(
+        "label",
+        "auto",
+        seed_and_pool["seed"],
+        seed_and_pool["pool"],
+        "--base",
+        tiny_base,
+        "--out",
+        out,
+        "--review",
+        review,
+        "--target-precision",
+        "0.9",
+        "--rounds",
+        "1",
+    )
+    assert summary["pool"] == 90 and summary["labelled"] == 36
+    assert summary["accepted"] + summary["review"] == 90
+    assert summary["coverage"] == pytest.approx(summary["accepted"] / 90)
+    assert len(summary["rounds"]) <= 2
+    labelled = load_dataset(out)
+    frame = labelled.to_frame()
+    assert list(frame.columns) == ["id", "text", "label", "confidence", "source"]
+    assert (frame["source"] == "human").sum() == 36 and (frame["source"] == "auto").sum() == summary[
+        "accepted"
+    ]
+    auto_rows = frame[frame["source"] == "auto"]
+    if summary["accepted"]:
+        assert summary["estimated_precision"] >= 0.9
+        assert auto_rows["confidence"].min() >= summary["threshold"] - 1e-6
+        assert set(auto_rows["label"]) <= set(INTENTS)
+    queue = load_dataset(review, require_labels=False)
+    assert set(queue.ids) | set(auto_rows["id"]) == {f"u{i:03d}" for i in range(90)}
+    assert queue.extra["confidence"] == sorted(queue.extra["confidence"], reverse=True)
+
+
+def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, home, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,text\n")
+    code, output = invoke("label", "auto", seed_and_pool["seed"], empty, "--base", tiny_base)
+    assert code == 2 and "contains no rows" in output
+
+    code, output = invoke(
+        "label",
+        "auto",
+        seed_and_pool["seed"],
+        seed_and_pool["pool"],
+        "--base",
+        tiny_base,
+        "--labels",
+        "refund,lost_card",
+    )
+    assert code == 2 and "'password'" in output and "not in the label set" in output
+
+    seed_with_ids = write_csv(
+        tmp_path / "seed_ids.csv",
+        [("u001", "refund money back", "refund"), ("x1", "card lost", "lost_card")]
+        + [(f"s{i}", t, y) for i, (t, y) in enumerate(make_rows(4, seed=5))],
+        header=("id", "text", "label"),
+    )
+    code, output = invoke("label", "auto", seed_with_ids, seed_and_pool["pool"], "--base", tiny_base)
+    assert code == 2 and "'u001'" in output and "also appear in the labelled set" in output
+    assert "Traceback" not in output
+    assert not list(tmp_path.glob("*.labelled.csv"))  # nothing half-written
+
+    before = seed_and_pool["seed"].read_bytes()
+    code, output = invoke(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--out", seed_and_pool["seed"]
+    )
+    assert code == 2 and "would overwrite" in output and seed_and_pool["seed"].read_bytes() == before
+
+
+def test_files_without_id_columns_get_distinct_ids(tiny_base, home, tmp_path):
+    seed = write_csv(tmp_path / "seed.csv", make_rows(6, seed=1))
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(5, seed=3)], header=("text",))
+    out = tmp_path / "out.csv"
+    ok_json("label", "auto", seed, pool, "--base", tiny_base, "--out", out, "--review", tmp_path / "r.csv")
+    ids = load_dataset(out).ids  # loading refuses duplicate ids
+    assert all(i.startswith("pool-") for i in ids[18:])
+
+
+# ------------------------------------------------------------------ suggest and Label Studio
+def test_suggest_never_returns_labelled_rows_or_duplicates(tiny_base, home, tmp_path):
+    labelled_rows = make_rows(5, seed=1)
+    seed = write_csv(
+        tmp_path / "seed.csv",
+        [(f"l{i}", t, y) for i, (t, y) in enumerate(labelled_rows)],
+        header=("id", "text", "label"),
+    )
+    fresh = [t for t, _ in make_rows(20, seed=9)]
+    pool_rows = [(f"p{i}", t) for i, t in enumerate(fresh)]
+    pool_rows += [(f"d{i}", t) for i, t in enumerate(fresh[:10])]  # exact duplicates inside the pool
+    pool_rows += [(f"c{i}", t.upper()) for i, (t, _) in enumerate(labelled_rows)]  # copies of labelled
+    pool_rows += [("l0", "some new text about my card")]  # id of a labelled row
+    pool = write_csv(tmp_path / "pool.csv", pool_rows, header=("id", "text"))
+    for strategy in ("margin", "entropy", "kcenter", "hybrid", "random"):
+        out = tmp_path / f"{strategy}.json"
+        summary = ok_json(
+            "label",
+            "suggest",
+            pool,
+            "--budget",
+            "40",
+            "--strategy",
+            strategy,
+            "--labelled",
+            seed,
+            "--base",
+            tiny_base,
+            "--out",
+            out,
+        )
+        ids = [r["id"] for r in summary["rows"]]
+        texts = [r["text"].casefold() for r in summary["rows"]]
+        assert len(ids) == len(set(ids)) and len(texts) == len(set(texts))
+        assert not any(i.startswith("c") or i == "l0" for i in ids)
+        assert summary["excluded_already_labelled"] == 16
+        tasks = json.loads(out.read_text())
+        assert [t["data"]["frugalml_id"] for t in tasks] == ids
+        assert all(t["predictions"][0]["result"][0]["value"]["choices"][0] in INTENTS for t in tasks)
+    assert 'Choice value="refund"' in (tmp_path / "random.label_config.xml").read_text()
+
+
+def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base, home, tmp_path):
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(10, seed=4)], header=("text",))
+    for strategy in ("kcenter", "hybrid", "random"):
+        summary = ok_json(
+            "label",
+            "suggest",
+            pool,
+            "--budget",
+            "5",
+            "--strategy",
+            strategy,
+            "--base",
+            tiny_base,
+            "--out",
+            tmp_path / "t.json",
+        )
+        assert summary["suggested"] == 5 and summary["label_config"] is None
+    code, output = invoke("label", "suggest", pool, "--budget", "5", "--base", tiny_base)  # margin
+    assert code == 2 and "needs labelled rows" in output
+
+
+TRICKY = Dataset(
+    texts=['comma, "quotes" and\nnewline', "ünïcödé ✓ 日本", "  padded  ", "plain"],
+    labels=["refund", "lost_card", "refund", "password"],
+    ids=["007", "a,b", "x-1", "42"],
+    extra={"channel": ["email", None, "chat", "phone"], "priority": [1, 2, 3, 4]},
+)
+
+
+def test_label_studio_round_trip_is_lossless(tmp_path):
+    path = labelstudio.write_tasks(labelstudio.to_tasks(TRICKY), tmp_path / "tasks.json")
+    back, skipped = labelstudio.read_export(path)
+    assert skipped == 0
+    assert (back.ids, back.texts, back.labels, back.extra) == (
+        TRICKY.ids,
+        TRICKY.texts,
+        TRICKY.labels,
+        TRICKY.extra,
+    )
+
+
+def test_import_reads_a_label_studio_export_of_suggested_tasks(tmp_path):
+    unlabelled = Dataset(texts=TRICKY.texts, labels=None, ids=TRICKY.ids)
+    guesses = [("refund", 0.5)] * 4
+    tasks = labelstudio.to_tasks(unlabelled, guesses)
+    # What Label Studio adds on export: its own ids, annotation metadata, cancelled and repeated work.
+    for number, (task, label) in enumerate(zip(tasks, TRICKY.labels, strict=True)):
+        task["id"] = 100 + number
+        task["annotations"] = [
+            {
+                "id": 1,
+                "was_cancelled": True,
+                "created_at": "2026-01-02",
+                "result": [labelstudio._choice("password")],
+            },
+            {
+                "id": 2,
+                "completed_by": 7,
+                "created_at": "2026-01-01",
+                "result": [labelstudio._choice("lost_card")],
+            },
+            {"id": 3, "completed_by": 7, "created_at": "2026-01-03", "result": [labelstudio._choice(label)]},
+        ]
+    tasks.append({"id": 999, "data": {"text": "never labelled", "frugalml_id": "n1"}, "annotations": []})
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    out = tmp_path / "imported.csv"
+    summary = ok_json("label", "import", export, "--out", out)
+    assert summary["rows"] == 4 and summary["skipped_unannotated"] == 1
+    back = load_dataset(out, id_column="id")
+    assert back.texts == TRICKY.texts and back.labels == TRICKY.labels
+    assert back.ids == TRICKY.ids
+    out_jsonl = tmp_path / "imported.jsonl"
+    ok_json("label", "import", export, "--out", out_jsonl)
+    rows = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert [r["id"] for r in rows] == TRICKY.ids
+
+
+def test_import_reads_json_min_and_refuses_bad_exports(tmp_path):
+    minimal = [
+        {"id": 5, "text": "refund money back", "label": "refund", "annotator": 1, "lead_time": 3.2},
+        {"id": 6, "text": "card lost", "label": {"choices": ["lost_card"]}, "annotation_id": 2},
+    ]
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps(minimal))
+    back, _ = labelstudio.read_export(path)
+    assert (back.ids, back.labels, back.extra) == (["5", "6"], ["refund", "lost_card"], {})
+
+    code, output = invoke("label", "import", path, "--labels", "refund,password")
+    assert code == 2 and "'lost_card'" in output
+    path.write_text(json.dumps(minimal + [dict(minimal[0])]))
+    code, output = invoke("label", "import", path)
+    assert code == 2 and "duplicate task id" in output
+    path.write_text("{not json")
+    code, output = invoke("label", "import", path)
+    assert code == 2 and "not a Label Studio JSON export" in output
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "data": {"text": "x"},
+                    "annotations": [
+                        {"result": [labelstudio._choice("a") | {"value": {"choices": ["a", "b"]}}]}
+                    ],
+                }
+            ]
+        )
+    )
+    code, output = invoke("label", "import", path)
+    assert code == 2 and "exactly one choice" in output
+
+
+# ------------------------------------------------------------------ issues and augment
+def test_issues_names_flagged_rows_by_id_with_given_and_suggested_labels(tiny_base, home, tmp_path):
+    rows = make_rows(40, seed=11)
+    flipped = {3: "password", 17: "refund", 29: "lost_card", 44: "password", 58: "refund", 71: "lost_card"}
+    noisy = []
+    for i, (text, label) in enumerate(rows):
+        wrong = flipped.get(i)
+        noisy.append((f"r{i}", text, wrong if wrong and wrong != label else label))
+    truly_flipped = {f"r{i}" for i in flipped if noisy[i][2] != rows[i][1]}
+    data = write_csv(tmp_path / "data.csv", noisy, header=("id", "text", "label"))
+    report = tmp_path / "issues.html"
+    found = ok_json("label", "issues", data, "--base", tiny_base, "--report", report)
+    assert found["rows"] == 120
+    flagged = {r["id"]: r for r in found["issues"]}
+    assert len(truly_flipped & set(flagged)) >= len(truly_flipped) - 1
+    for row_id in truly_flipped & set(flagged):
+        index = int(row_id[1:])
+        assert flagged[row_id]["given_label"] == noisy[index][2]
+        assert flagged[row_id]["suggested_label"] == rows[index][1]
+    scores = [r["score"] for r in found["issues"]]
+    assert scores == sorted(scores)
+    assert "<table" in report.read_text() and "label_error" in report.read_text()
+
+
+def test_issues_without_an_id_column_uses_row_indices(tiny_base, home, tmp_path):
+    rows = make_rows(20, seed=12)
+    rows[5] = (rows[5][0], "password" if rows[5][1] != "password" else "refund")
+    rows.append((rows[0][0], "password" if rows[0][1] != "password" else "refund"))  # conflicting copy
+    data = write_csv(tmp_path / "data.csv", rows)
+    found = ok_json(
+        "label",
+        "issues",
+        data,
+        "--base",
+        tiny_base,
+        "--report",
+        tmp_path / "r.csv",
+        "--dup-threshold",
+        "0.99999",
+    )
+    assert all(isinstance(r["id"], int) for r in found["issues"])
+    assert {(d["id"], d["other_id"]) for d in found["near_duplicates"]} == {(0, 60)}
+    assert (tmp_path / "r.csv").read_text().startswith("kind,id,text")
+
+
+def test_augment_caps_and_marks_synthetic_rows(home, tmp_path):
+    data = write_csv(tmp_path / "data.csv", make_rows(5, seed=1))
+    out = tmp_path / "aug.csv"
+    summary = ok_json("label", "augment", data, "--out", out, "--per-row", "2")
+    frame = load_dataset(out).to_frame()
+    synthetic = frame[frame["synthetic"]]
+    assert summary["synthetic"] == len(synthetic) <= 30 and summary["original"] == 15
+    assert synthetic.groupby("origin_id").size().max() <= 2
+    original = frame[~frame["synthetic"]].set_index("id")
+    assert all(original.loc[str(r.origin_id), "label"] == r.label for r in synthetic.itertuples())
+    assert not set(synthetic["text"]) & set(original["text"])
+
+
+# ------------------------------------------------------------------ pipeline
+def test_pipeline_labels_the_pool_then_tunes_on_the_result(tiny_base, seed_and_pool, home, tmp_path):
+    spec = tmp_path / "pipe.yaml"
+    spec.write_text(
+        f"""
+name: label-then-tune
+steps:
+  - id: label
+    label_auto: {{labelled: {seed_and_pool["seed"]}, unlabelled: {seed_and_pool["pool"]},
+                 base: {tiny_base}, target_precision: 0.9, rounds: 1}}
+  - id: issues
+    label_issues: {{data: "${{label.data}}", base: {tiny_base}}}
+  - id: tune
+    tune: {{train: "${{label.data}}", base: {tiny_base}, method: head}}
+"""
+    )
+    first = run_pipeline(spec)
+    label = first.outputs("label")
+    assert Path(label["data"]).is_file() and label["accepted"] + label["review"] == 90
+    assert Path(first.outputs("issues")["report"]).is_file()
+    assert first.outputs("tune")["bundle_id"]
+    second = run_pipeline(spec)
+    assert [s.cached for s in second.steps] == [True, True, True]
