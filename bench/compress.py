@@ -223,6 +223,10 @@ def main() -> None:
         )
     )
     out.print(
+        f"baseline drift over the measuring phase: p50 {100 * result['drift']['p50_ms']:+.0f}%, "
+        f"batch-32 throughput {100 * result['drift']['batch32_per_s']:+.0f}% (large values: a busy machine)"
+    )
+    out.print(
         f"selected {selected['recipe']}: {selected['size_ratio']:.1f}x smaller, "
         f"{selected['throughput_ratio']:.1f}x batch-32 throughput, "
         f"{selected['latency_ratio']:.1f}x faster at batch 1, {-selected['accuracy_drop']:+.2f} dev points, "

@@ -200,8 +200,8 @@ def test_recipes_follow_the_enabled_techniques():
     assert recipes(["onnx", "int8"], "torch") == [(step("onnx"),), (step("onnx"), step("int8"))]
     every = recipes(["onnx", "int8", "int8-static", "trim", "prune", "distill"], "torch", layers=(3,))
     described = [describe(r) for r in every]
-    assert "prune(layers=3) + distill + trim + onnx + int8" in described
-    assert "trim + onnx + int8-static" in described and "prune(layers=3) + distill + trim" in described
+    assert "prune(layers=3) + trim + distill + onnx + int8" in described
+    assert "trim + onnx + int8-static" in described and "prune(layers=3) + trim + distill" in described
     assert len(described) == len(set(described)) == 11
     assert [describe(r) for r in recipes(["prune", "onnx"], "torch", layers=(1,), ffn=0.5)] == [
         "onnx",

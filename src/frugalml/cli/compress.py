@@ -10,6 +10,7 @@ import typer
 from frugalml import ui
 from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
 
+DRIFT_WARNING = 0.15
 TECHNIQUES_HELP = "Comma-separated: onnx, int8, int8-static, trim, prune, distill (default: all)."
 
 
@@ -100,6 +101,12 @@ def compress(
     ui.out.print(
         ui.table(f"compression candidates ({result['threads']} threads)", COLUMNS, table_rows(result))
     )
+    drift = max(abs(v) for v in result["drift"].values())
+    if drift > DRIFT_WARNING:
+        ui.err.print(
+            f"[yellow]warning:[/] the baseline measured {100 * drift:.0f}% differently at the end than at "
+            "the start: the machine's load changed while measuring, so the speed ratios are unreliable"
+        )
     for failure in result["failed"]:
         ui.err.print(f"[yellow]not built:[/] {failure['recipe']}: {failure['error']}")
     selected = result["selected"]

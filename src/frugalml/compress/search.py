@@ -1,7 +1,7 @@
 """The search space and the selection rule, as plain functions.
 
 A recipe is a chain of technique steps applied to the source bundle, e.g.
-`prune(layers=3) -> distill -> trim -> onnx -> int8`. Recipes share prefixes, so each distinct
+`prune(layers=3) -> trim -> distill -> onnx -> int8`. Recipes share prefixes, so each distinct
 prefix is built once. After measuring, the Pareto front is kept (no other candidate is at least
 as good on every axis and better on one) and the selected candidate is the smallest, then
 fastest, whose accuracy drop from the baseline is within the budget.
@@ -25,7 +25,7 @@ def step(name: str, **options: Any) -> Step:
 
 
 def describe(recipe: Recipe) -> str:
-    """`prune(layers=3) + distill + trim + onnx + int8`: a recipe as people read it."""
+    """`prune(layers=3) + trim + distill + onnx + int8`: a recipe as people read it."""
     parts = []
     for name, options in recipe:
         shown = ",".join(f"{k}={v}" for k, v in options)
@@ -42,7 +42,7 @@ def recipes(
 ) -> list[Recipe]:
     """Every recipe the enabled `techniques` allow, for a source bundle of `source_format`.
 
-    PyTorch-level prefixes (none; trim; prune -> distill -> trim for each student depth in
+    PyTorch-level prefixes (none; trim; prune -> trim -> distill for each student depth in
     `layers`) are each followed by the ONNX-level suffixes (onnx; onnx -> int8;
     onnx -> int8-static). A PyTorch-level prefix alone is a candidate too. An ONNX source only
     gets the quantization steps.
@@ -59,10 +59,12 @@ def recipes(
     if "prune" in enabled:
         width = {k: v for k, v in (("heads", heads), ("ffn", ffn)) if v < 1}
         for depth in layers:
-            student = [step("prune", layers=depth, **width)]
+            # Trim before distilling: the student then trains a corpus-sized embedding matrix, not
+            # 30k rows of which the corpus never touches most.
+            student = [step("prune", layers=depth, **width), *trim]
             if "distill" in enabled:
                 student.append(step("distill"))
-            prefixes.append(student + trim)
+            prefixes.append(student)
     out: list[Recipe] = []
     for prefix in prefixes:
         if prefix:

@@ -1,7 +1,7 @@
 """The registry of compression techniques: one module per technique, one entry point.
 
 A technique reads one bundle and writes a new one whose parent is the source, so techniques
-chain (`prune` -> `distill` -> `trim` -> `onnx` -> `int8`) and the registry records every arrow.
+chain (`prune` -> `trim` -> `distill` -> `onnx` -> `int8`) and the registry records every arrow.
 Each technique module registers itself with `@technique(...)`; `apply_technique` is the one way
 to run any of them.
 """

@@ -95,22 +95,7 @@ def compress_and_register(
     try:
         failed = _build(plan, baseline, context, config, built)
         candidates = [(recipe, built[recipe]) for recipe in plan if recipe in built]
-        with reporter.task("measuring candidates", len(candidates) + 1) as progress:
-            for recipe, bundle in [((), baseline), *candidates]:
-                try:
-                    measured[bundle.id] = measure_in_subprocess(
-                        bundle.path,
-                        dev,
-                        threads,
-                        latency_runs=config.latency_runs,
-                        min_seconds=config.measure_seconds,
-                        seed=config.seed,
-                    )
-                except FrugalError as exc:
-                    if bundle is baseline:
-                        raise
-                    failed.append({"recipe": describe(recipe), "error": str(exc)})
-                progress.advance(1)
+        repeat = _measure(baseline, candidates, dev, threads, config, reporter, measured, failed)
         candidates = [(recipe, bundle) for recipe, bundle in candidates if bundle.id in measured]
     except BaseException:
         _register(registry, built.values(), measured, run_id, train.sha256)
@@ -118,12 +103,51 @@ def compress_and_register(
         raise
     _register(registry, built.values(), measured, run_id, train.sha256)
     result = _result(baseline, candidates, measured, config, failed, run_id)
+    first = measured[baseline.id]
+    result["drift"] = {  # relative change of the baseline's figures from first to last measurement
+        "p50_ms": repeat["p50_ms"] / first["p50_ms"] - 1,
+        "batch32_per_s": repeat["batch32_per_s"] / first["batch32_per_s"] - 1,
+    }
     if config.keep == "front":
         _remove_dominated(registry, result, built.values())
     folder = Path(out_dir) if out_dir else settings.home / "reports" / run_id
     result["report"] = write_report(result, folder)
     registry.finish_run(run_id, "done", {"selected": (result["selected"] or {}).get("bundle_id")})
     return result
+
+
+def _measure(
+    baseline: Bundle,
+    candidates: list[tuple[Recipe, Bundle]],
+    dev,
+    threads: int,
+    config: CompressConfig,
+    reporter: Reporter,
+    measured: dict[str, dict[str, Any]],
+    failed: list[dict[str, str]],
+) -> dict[str, Any]:
+    """Measure the baseline, then each candidate, then the baseline again (returned).
+
+    A candidate that cannot be measured is listed in `failed`; the baseline must be measurable.
+    """
+    options = {
+        "latency_runs": config.latency_runs,
+        "min_seconds": config.measure_seconds,
+        "seed": config.seed,
+    }
+    with reporter.task("measuring candidates", len(candidates) + 2) as progress:
+        for recipe, bundle in [((), baseline), *candidates]:
+            try:
+                measured[bundle.id] = measure_in_subprocess(bundle.path, dev, threads, **options)
+            except FrugalError as exc:
+                if bundle is baseline:
+                    raise
+                failed.append({"recipe": describe(recipe), "error": str(exc)})
+            progress.advance(1)
+        # The baseline again, last: if the machine got busier or quieter meanwhile, it shows.
+        repeat = measure_in_subprocess(baseline.path, dev, threads, **options)
+        progress.advance(1)
+    return repeat
 
 
 def _check_config(config: CompressConfig) -> None:
