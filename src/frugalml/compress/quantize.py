@@ -1,7 +1,10 @@
 """Dynamic int8 quantization of an ONNX bundle: int8 weights, activations quantized on the fly.
 
-Weights are quantized per output channel: one scale per row keeps MiniLM's logits close to fp32
-(min cosine about 0.99 on intent text), where one scale per tensor does not (about 0.93). The
+The encoder is quantized (fused attention, matrix products, embeddings); weights per output
+channel, which keeps the logits closer to fp32 than one scale per tensor (min cosine 0.995 against
+0.96 on BANKING77). The classification head stays fp32: it reads L2-normalized sentence vectors
+through weights scaled by 1/std (the standardized logistic-regression warm start), so int8
+activations there cost whole points (BANKING77: 81 % instead of 93 %) for a 118 KB saving. The
 new bundle's metrics say how often it agrees with its fp32 source on the domain's text.
 """
 
@@ -36,12 +39,27 @@ def quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the classification head's nodes (those reading the classifier's weights).
+
+    Both spellings: the dynamic quantizer first rewrites a Gemm into a MatMul named `NAME_MatMul`.
+    """
+    weights = {tensor.name for tensor in model.graph.initializer if "classifier" in tensor.name}
+    names = [node.name for node in model.graph.node if weights & set(node.input)]
+    return names + [f"{name}_MatMul" for name in names]
+
+
 def quantize_file(source: Path, target: Path, per_channel: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with quiet_quantizer():
         quantize_dynamic(
-            source, target, per_channel=per_channel, weight_type=QuantType.QInt8, extra_options=FLOAT_DEFAULT
+            source,
+            target,
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=head_nodes(onnx.load(source)),
+            extra_options=FLOAT_DEFAULT,
         )
 
 

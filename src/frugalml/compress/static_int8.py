@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts
-from frugalml.compress.quantize import FLOAT_DEFAULT, quantized_bundle, quiet_quantizer
+from frugalml.compress.quantize import FLOAT_DEFAULT, head_nodes, quantized_bundle, quiet_quantizer
 from frugalml.compress.techniques import CompressContext, technique
 from frugalml.models.batching import iterate_batches, tokenize
 
@@ -53,9 +53,9 @@ def quantize_static_file(source: Path, target: Path, calibration: CalibrationDat
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            # The encoder's matrix products; ONNX Runtime's fused attention has no QDQ form, and the
-            # head reads L2-normalized vectors whose bias cannot take an int32 scale.
+            # The encoder's matrix products (fused attention has no QDQ form); the head stays fp32.
             op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=head_nodes(typed),
             extra_options=FLOAT_DEFAULT,
         )
 
