@@ -212,6 +212,29 @@ def test_concurrent_requests_are_batched(predictor):
     assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="200") == 9
 
 
+def test_parallel_model_calls_run_side_by_side_with_correct_results(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated, ServeConfig(parallel=2))) as (url, _):
+        first, _ = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        # The second call starts while the first still holds its inference thread...
+        second, _ = _in_background(_predict, url, ["b", "c"])
+        wait_until(lambda: gated.calls == [1, 2], what="second model call beside the first")
+        # ...and with both busy, later requests queue up and run together once a thread frees.
+        bodies = [{"inputs": [t]} for t in TEXTS]
+        rest, answers = _in_background(_post_async, f"{url}/v1/predict", bodies)
+        wait_until(
+            lambda: metric(_metrics(url), "frugalml_queue_depth", model="train") == len(TEXTS),
+            what="requests queued behind two running calls",
+        )
+        gated.gate.set()
+        for thread in (first, second, rest):
+            thread.join(30)
+    assert gated.calls == [1, 2, len(TEXTS)]
+    expected = [predictor.labels[i] for i in predictor.predict_proba(TEXTS).argmax(1)]
+    assert [r.json()["predictions"][0]["label"] for r in answers[0]] == expected
+
+
 def test_full_queue_answers_503_with_retry_after_and_the_client_retries(predictor):
     gated = GatedPredictor(predictor)
     with running(create_app(gated, ServeConfig(max_queue=2, max_items=2))) as (url, _):
@@ -368,6 +391,8 @@ def test_settings_that_cannot_work_are_refused():
         ServeConfig(max_items=10, max_queue=5)
     with pytest.raises(ValueError, match="at least 1"):
         ServeConfig(max_batch_size=0)
+    with pytest.raises(ValueError, match="parallel must be at least 1"):
+        ServeConfig(parallel=0)
 
 
 def test_traced_torch_predictor_matches_eager(bundle_path, predictor):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,8 @@ class TokenizedPredictor:
     batch_size: int = 64
     max_length: int = 128
     call_overhead: float = 32.0
+    # A fast tokenizer is one Rust object: concurrent calls may fail with "Already borrowed".
+    _tokenizer_lock = threading.Lock()
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         raise NotImplementedError
@@ -38,7 +41,8 @@ class TokenizedPredictor:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        ids = tokenize(self.tokenizer, texts, self.max_length)
+        with self._tokenizer_lock:
+            ids = tokenize(self.tokenizer, texts, self.max_length)
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         pad = self.tokenizer.pad_token_id
         for index in padding_groups([len(row) for row in ids], self.batch_size, self.call_overhead):

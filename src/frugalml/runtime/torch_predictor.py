@@ -57,7 +57,7 @@ class TorchPredictor(TokenizedPredictor):
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, **options) -> TorchPredictor:
         assert bundle.path is not None
         if threads:
-            # Process-wide in PyTorch: the server runs one model call at a time anyway.
+            # Process-wide in PyTorch: threads per model call, whichever thread makes the call.
             torch.set_num_threads(threads)
         config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
         model = FrugalTextClassifier.from_pretrained(bundle.path, config=config)

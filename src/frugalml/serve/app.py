@@ -57,7 +57,7 @@ def create_app(
     """An app serving `models` (predictors, or (name, predictor) pairs).
 
     Bundles that share a name become versions of one model. The app is ready once every model
-    has been warmed up; it runs one model call at a time on a dedicated inference thread.
+    has been warmed up; model calls run on `config.parallel` dedicated inference threads.
     """
     config = config or ServeConfig()
     metrics = ServingMetrics()
@@ -66,7 +66,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frugalml-inference")
+        executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="frugalml-inference")
         loop = asyncio.get_running_loop()
         for model in catalog:
             await loop.run_in_executor(executor, model.predictor.warmup)

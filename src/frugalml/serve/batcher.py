@@ -1,8 +1,10 @@
 """Dynamic batcher: requests queue up while the model is busy and run together when it is free.
 
 Policy, in order of importance:
-- One model call at a time, on one inference thread shared by every served model: the model
-  already uses every core, and two calls at once would only fight over them.
+- At most `parallel` model calls at once (default one), each on a thread of the executor that
+  every served model shares. Two single-threaded calls side by side keep two cores busy while
+  each waits on its own Python work (tokenizing, splitting results), which one call with two
+  intra-op threads does not.
 - A lone request on an idle server runs at once. Waiting (up to `max_wait`, counted from the
   oldest queued request) only happens when the previous batch held several requests, i.e. when
   concurrent load makes companions likely.
@@ -63,19 +65,23 @@ class Batcher:
         max_batch_size: int = 32,
         max_wait: float = 0.01,
         max_queue: int = 1024,
+        parallel: int = 1,
     ):
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.max_queue = max_queue
+        self.parallel = parallel
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # texts waiting, dropped ones excluded
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_batch_requests = 0
-        self._texts_per_second = 0.0  # moving average, for Retry-After
+        self._texts_per_second = 0.0  # moving average per model call, for Retry-After
         self._task: asyncio.Task | None = None
+        self._slots = asyncio.Semaphore(parallel)
+        self._running: set[asyncio.Task] = set()
         self._executor: Executor | None = None
         self._depth = metrics.queue_depth.labels(model)
         self._in_flight = metrics.in_flight.labels(model)
@@ -92,7 +98,7 @@ class Batcher:
         await self._idle.wait()
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.gather(self._task, *self._running, return_exceptions=True)
 
     async def predict(
         self, texts: Sequence[str], timeout: float, gone: asyncio.Future | None = None
@@ -130,7 +136,7 @@ class Batcher:
             self._depth.set(self._queued)
 
     def _retry_after(self) -> int:
-        rate = self._texts_per_second or 1.0
+        rate = (self._texts_per_second or 1.0) * self.parallel
         return max(1, math.ceil(self._queued / rate))
 
     async def _loop(self) -> None:
@@ -139,14 +145,26 @@ class Batcher:
                 self._queue.popleft()
             if not self._queue:
                 self._arrived.clear()
-                self._idle.set()
+                if not self._running:
+                    self._idle.set()
                 await self._arrived.wait()
                 continue
+            await self._slots.acquire()  # while every slot is busy, the queue gathers a batch
             if self.max_wait > 0 and self._last_batch_requests > 1:
                 await self._wait_for_companions()
             batch = self._take()
-            if batch:
-                await self._run(batch)
+            if not batch:  # everything queued was dropped meanwhile
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        if not self._running and self._queued == 0:
+            self._idle.set()
 
     async def _wait_for_companions(self) -> None:
         deadline = self._queue[0].enqueued + self.max_wait

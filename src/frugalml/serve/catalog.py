@@ -51,6 +51,7 @@ class Catalog:
                 max_batch_size=config.max_batch_size,
                 max_wait=config.max_wait_ms / 1000,
                 max_queue=config.max_queue,
+                parallel=config.parallel,
             )
             self._by_name.setdefault(name, []).append(ServedModel(name, version, predictor, batcher))
         self.default = next(iter(self._by_name.values()))[0]
