@@ -49,6 +49,19 @@ def test_a_deleted_bundle_is_rebuilt_not_reused(tiny_base, intent_files, home, t
     assert again.steps[0].cached is False
 
 
+def test_a_deleted_output_file_is_rewritten_not_reused(intent_files, home, tmp_path):
+    from pathlib import Path
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text("steps:\n  - id: more\n    label_augment: {data: train.csv, per_row: 1}\n")
+    first = run_pipeline(spec)
+    written = Path(first.outputs("more")["data"])
+    assert run_pipeline(spec).steps[0].cached is True
+    written.unlink()
+    again = run_pipeline(spec)
+    assert again.steps[0].cached is False and written.exists()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -167,7 +167,13 @@ def _cache_key(kind: str, args: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+FILE_OUTPUTS = ("data", "report", "tasks", "review", "out")  # step outputs that name a written file
+
+
 def _still_valid(outputs: dict[str, Any]) -> bool:
+    """A cached step is reused only if what it wrote is still there (and bundles still verify)."""
+    if any(isinstance(outputs.get(k), str) and not Path(outputs[k]).exists() for k in FILE_OUTPUTS):
+        return False
     if "bundle_path" not in outputs:
         return True
     try:
