@@ -3,7 +3,8 @@
     python bench/labelling.py            # about 5-8 minutes on 2 cores (embeddings cached after run 1)
 
 (a) 10 labelled examples per intent + the rest of train as the pool: test accuracy of a `head`
-    tune on seed + accepted auto-labels, beside a `head` tune on the 10-shot seed alone.
+    tune on seed + accepted auto-labels, beside a `head` tune on the 10-shot seed alone; mean
+    and std over three different seed sets (one draw alone swings by about 2 points).
 (b) precision and coverage of the accepted auto-labels (target 0.95), against the true labels.
 (c) 10 % and 20 % of train labels flipped at random: precision / recall / F1 of the flagged rows,
     beside cleanlab's usual recipe (out-of-fold logistic regression on TF-IDF features).
@@ -45,6 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="active-learning runs per strategy (seeds)")
     parser.add_argument("--rounds", type=int, default=2, help="self-training rounds")
+    parser.add_argument("--draws", type=int, default=3, help="10-per-intent seed sets for (a) and (b)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: BANKING77 not found at {DATA}")
@@ -73,7 +75,9 @@ def main() -> int:
         "embedding_seconds": round(embed_seconds, 1),
         "full_data_probe_accuracy": full_accuracy,
     }
-    results["auto_label"] = bench_auto_label(train, test, x, y, x_test, y_test, names, args.rounds)
+    results["auto_label"] = bench_auto_label(
+        train, test, x, y, x_test, y_test, names, args.rounds, args.draws
+    )
     results["label_issues"] = bench_label_issues(train, x, y, names)
     results["active_learning"] = bench_active_learning(x, y, x_test, y_test, full_accuracy, args.repeats)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -100,17 +104,46 @@ def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- (a) + (b)
-def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds) -> dict:
+def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws) -> dict:
+    """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by 2 points."""
+    runs = [auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) for seed in range(draws)]
+    metrics = {
+        "ten_shot_test_accuracy": ("ten_shot_head", "test_accuracy"),
+        "self_trained_test_accuracy": ("wilson_z1", "head_tune", "test_accuracy"),
+        **{f"{rule}_{k}": (rule, k) for rule in ("wilson_z1", "point_estimate_z0") for k in PRECISION_KEYS},
+    }
+    mean = {}
+    for name, path in metrics.items():
+        values = [_dig(run, path) for run in runs]
+        mean[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return {
+        "draws": draws,
+        "seed_rows": runs[0]["seed_rows"],
+        "pool_rows": runs[0]["pool_rows"],
+        "target_precision": 0.95,
+        "mean": mean,
+        "runs": runs,
+    }
+
+
+PRECISION_KEYS = ("estimated_precision", "measured_precision", "coverage")
+
+
+def _dig(tree: dict, path: tuple[str, ...]):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) -> dict:
     from frugalml.data import Dataset
     from frugalml.label.autolabel import self_train
 
-    seed_rows = per_class_sample(y, SEED_PER_INTENT, seed=0)
+    seed_rows = per_class_sample(y, SEED_PER_INTENT, seed=seed)
     pool_rows = np.setdiff1d(np.arange(len(y)), seed_rows)
     seed_set = train.subset(seed_rows.tolist())
-    out: dict = {"seed_rows": len(seed_rows), "pool_rows": len(pool_rows), "target_precision": 0.95}
-
-    tuned = head_tune(seed_set, x_test, y_test, test)
-    out["ten_shot_head"] = tuned
+    out: dict = {"draw": seed, "seed_rows": len(seed_rows), "pool_rows": len(pool_rows)}
+    out["ten_shot_head"] = head_tune(seed_set, x_test, y_test, test)
 
     for label, z in (("wilson_z1", 1.0), ("point_estimate_z0", 0.0)):
         t0 = time.perf_counter()
@@ -137,6 +170,11 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds) -> dict:
             )
             entry["head_tune"] = head_tune(augmented, x_test, y_test, test)
         out[label] = entry
+    print(
+        f"(a) draw {seed}: 10-shot {out['ten_shot_head']['test_accuracy']:.4f}, "
+        f"self-trained {out['wilson_z1']['head_tune']['test_accuracy']:.4f}",
+        flush=True,
+    )
     return out
 
 
@@ -309,19 +347,22 @@ def plot_curves(active: dict, path: Path) -> None:
 
 def print_tables(r: dict) -> None:
     a = r["auto_label"]
-    z1, z0 = a["wilson_z1"], a["point_estimate_z0"]
-    print(f"\n(a) test accuracy, 10 labels per intent ({a['seed_rows']} rows), pool {a['pool_rows']} rows")
-    print(f"  head tune on 10-shot seed            {a['ten_shot_head']['test_accuracy']:.4f}")
+    m = a["mean"]
+
+    def pm(name: str) -> str:
+        return f"{m[name]['mean']:.4f} ± {m[name]['std']:.4f}"
+
     print(
-        f"  head tune on seed + auto-labels      {z1['head_tune']['test_accuracy']:.4f}"
-        f"  ({z1['head_tune']['train_rows']} rows)"
+        f"\n(a) test accuracy, 10 labels per intent ({a['seed_rows']} rows), pool {a['pool_rows']} rows, "
+        f"mean ± std over {a['draws']} seed sets"
     )
+    print(f"  head tune on 10-shot seed            {pm('ten_shot_test_accuracy')}")
+    print(f"  head tune on seed + auto-labels      {pm('self_trained_test_accuracy')}")
     print(f"  full-data probe (reference)          {r['full_data_probe_accuracy']:.4f}")
     print("\n(b) accepted auto-labels at target precision 0.95")
-    print("  threshold rule        estimated  measured  coverage")
-    for name, e in (("Wilson bound (default)", z1), ("point estimate", z0)):
-        figures = f"{e['estimated_precision']:.4f}    {e['measured_precision']:.4f}    {e['coverage']:.4f}"
-        print(f"  {name:22s} {figures}")
+    print("  threshold rule          estimated         measured          coverage")
+    for name, rule in (("Wilson bound (default)", "wilson_z1"), ("point estimate", "point_estimate_z0")):
+        print(f"  {name:22s}  " + "  ".join(pm(f"{rule}_{k}") for k in PRECISION_KEYS))
     print("\n(c) label-error detection (flagged rows vs flipped rows)")
     print("  noise  method                               precision  recall  F1")
     for noise, e in r["label_issues"].items():

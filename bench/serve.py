@@ -277,9 +277,12 @@ def servers(bundles: dict[str, str]) -> list[dict]:
         for kind, key in (("torch fp32", "torch"), ("onnx fp32", "onnx"), ("onnx int8", "int8"))
         if key in bundles
     ]
-    # The default leaves one core to the event loop; this variant gives the model every core.
-    every_core = ["--threads", str(os.cpu_count() or 1)]
-    entries.insert(1, {"name": "frugalml torch all-cores", "cmd": [*entries[0]["cmd"], *every_core]})
+    # The default leaves one core to the event loop; --parallel runs one single-threaded model
+    # call per core side by side instead.
+    cores = str(os.cpu_count() or 1)
+    for entry in list(entries):
+        parallel = {"name": f"{entry['name']} parallel {cores}", "cmd": [*entry["cmd"], "--parallel", cores]}
+        entries.insert(entries.index(entry) + 1, parallel)
     me = [sys.executable, str(Path(__file__).resolve())]
     for framework in ("litserve", "fastapi"):
         command = [*me, "--server", framework, bundles["torch"]]
@@ -348,7 +351,7 @@ def _ratios(rows: list[dict]) -> dict:
         a, b = at.get((server, c)), at.get((baseline, c))
         return round(a[key] / b[key], 2) if a and b and b[key] else None
 
-    ours = ("frugalml torch fp32", "frugalml torch all-cores", "frugalml onnx fp32", "frugalml onnx int8")
+    ours = sorted({r["server"] for r in rows if r["server"].startswith("frugalml")})
     ratios = {}
     for baseline in ("litserve torch fp32", "litserve +same model"):
         for server in ours:
@@ -360,7 +363,7 @@ def _ratios(rows: list[dict]) -> dict:
     return {k: v for k, v in ratios.items() if v is not None}
 
 
-def orchestrate(quick: bool = False) -> None:
+def orchestrate(quick: bool = False, only: str | None = None) -> None:
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (the shared BANKING77 data)")
         return
@@ -370,6 +373,8 @@ def orchestrate(quick: bool = False) -> None:
     requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
     rows = []
     for entry in servers(bundles):
+        if only and not any(part in entry["name"] for part in only.split(",")):
+            continue
         print(f"{entry['name']}:", flush=True)
         rows += measure(entry, requests)
     ratios = _ratios(rows)
@@ -386,7 +391,7 @@ def orchestrate(quick: bool = False) -> None:
     ui.out.print(ui.table("ratios", ["comparison", "value"], [(k, v) for k, v in ratios.items()]))
     if "int8" not in bundles:
         print("int8: pending (frugalml.compress offers no int8 technique yet)")
-    if quick:
+    if quick or only:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -416,6 +421,7 @@ def main() -> None:
     parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--quick", action="store_true", help="a few requests per level; writes nothing")
+    parser.add_argument("--only", help="servers named with any of these comma-separated parts (no JSON)")
     args = parser.parse_args()
     if args.server:
         {"litserve": run_litserve, "fastapi": run_fastapi}[args.server](args.bundle, args.port)
@@ -423,7 +429,7 @@ def main() -> None:
         url, concurrency, requests = args.load
         run_load(url, int(concurrency), int(requests))
     else:
-        orchestrate(quick=args.quick)
+        orchestrate(quick=args.quick, only=args.only)
 
 
 if __name__ == "__main__":
