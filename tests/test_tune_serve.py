@@ -94,3 +94,21 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
     with torch.no_grad():
         logits = peft_model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-5)
+
+
+def test_fine_tuned_head_is_refitted_on_every_row_validation_included(tiny_base, intent_files):
+    from frugalml.data import load_dataset
+    from frugalml.models.batching import run_model, tokenize
+    from frugalml.tune import tune
+    from frugalml.tune.trainer import _fit_head
+
+    data = load_dataset(intent_files["train"])
+    result = tune(data, TuneConfig(method="full", base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3))
+    assert result.epochs_run > 0
+    index = {label: i for i, label in enumerate(result.labels)}
+    ids = tokenize(result.tokenizer, data.texts, 128)
+    features = run_model(result.model, ids, result.tokenizer.pad_token_id, pool=True)
+    y = np.array([index[label] for label in data.labels])
+    weight, bias = _fit_head(features, y, result.history[0]["head_c"], len(result.labels))
+    np.testing.assert_allclose(result.model.classifier.weight.detach().numpy(), weight, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.model.classifier.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
