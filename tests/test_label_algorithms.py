@@ -76,6 +76,16 @@ def test_a_higher_target_accepts_fewer_rows_and_an_impossible_one_none():
     assert hopeless.threshold is None and not hopeless.accepted.any() and len(hopeless.history) == 1
 
 
+def test_self_training_runs_on_two_labels_per_class():
+    # Cross-validation cannot have more folds than a class has rows: 2 labels per class, 2 folds.
+    x, y = clusters(50, spread=0.3, seed=3)
+    seed_rows = np.concatenate([np.flatnonzero(y == k)[:2] for k in range(6)])
+    pool = np.setdiff1d(np.arange(len(y)), seed_rows)
+    result = self_train(x[seed_rows], y[seed_rows], x[pool], 6, target_precision=0.5, rounds=1)
+    assert len(result.labels) == len(pool)
+    assert (result.labels == y[pool]).mean() > 0.9  # well separated clusters
+
+
 # ------------------------------------------------------------------ active learning
 def _pool_with_duplicates():
     x, y = clusters(40, seed=2)

@@ -57,7 +57,8 @@ class LinearProbe:
 
 def folds_for(y: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds; classes smaller than `folds` simply miss from some training folds."""
-    folds = max(2, min(folds, len(y) // 2))
+    # StratifiedKFold refuses more folds than the largest class has rows (2 labels per class: 2).
+    folds = max(2, min(folds, len(y) // 2, int(np.unique(y, return_counts=True)[1].max())))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
