@@ -282,6 +282,7 @@ def servers(bundles: dict[str, str]) -> list[dict]:
     cores = str(os.cpu_count() or 1)
     for entry in list(entries):
         parallel = {"name": f"{entry['name']} parallel {cores}", "cmd": [*entry["cmd"], "--parallel", cores]}
+        entry["cmd"] += ["--parallel", "1"]
         entries.insert(entries.index(entry) + 1, parallel)
     me = [sys.executable, str(Path(__file__).resolve())]
     for framework in ("litserve", "fastapi"):
