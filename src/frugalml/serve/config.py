@@ -10,7 +10,7 @@ class ServeConfig:
     max_batch_size: int = 32  # texts per model call
     max_wait_ms: float = 10.0  # longest a queued text waits for companions (never when idle)
     max_queue: int = 1024  # texts waiting; beyond it requests get 503 + Retry-After
-    parallel: int = 1  # model calls at once per model, each on its own inference thread
+    parallel: int = 1  # model calls at once: inference threads, shared by every served model
     timeout_s: float = 30.0  # per-request deadline (clients may ask for less); past it, 504
     max_body_bytes: int = 1 << 20  # 413 beyond
     max_items: int = 256  # texts per request; 422 beyond
