@@ -47,6 +47,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="active-learning runs per strategy (seeds)")
     parser.add_argument("--rounds", type=int, default=2, help="self-training rounds")
     parser.add_argument("--draws", type=int, default=3, help="10-per-intent seed sets for (a) and (b)")
+    parser.add_argument(
+        "--fine-tune",
+        choices=["lora", "full"],
+        help="(a) also tunes this method on the 10-shot seed and on seed + auto-labels (minutes per draw)",
+    )
+    parser.add_argument("--parts", default="a,c,d", help="parts to run; the others keep their last results")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: BANKING77 not found at {DATA}")
@@ -75,11 +81,23 @@ def main() -> int:
         "embedding_seconds": round(embed_seconds, 1),
         "full_data_probe_accuracy": full_accuracy,
     }
-    results["auto_label"] = bench_auto_label(
-        train, test, x, y, x_test, y_test, names, args.rounds, args.draws
+    previous = (
+        json.loads((RESULTS / "labelling.json").read_text()) if (RESULTS / "labelling.json").exists() else {}
     )
-    results["label_issues"] = bench_label_issues(train, x, y, names)
-    results["active_learning"] = bench_active_learning(x, y, x_test, y_test, full_accuracy, args.repeats)
+    parts = args.parts.split(",")
+    results["auto_label"] = (
+        bench_auto_label(train, test, x, y, x_test, y_test, names, args.rounds, args.draws, args.fine_tune)
+        if "a" in parts
+        else previous["auto_label"]
+    )
+    results["label_issues"] = (
+        bench_label_issues(train, x, y, names) if "c" in parts else previous["label_issues"]
+    )
+    results["active_learning"] = (
+        bench_active_learning(x, y, x_test, y_test, full_accuracy, args.repeats)
+        if "d" in parts
+        else previous["active_learning"]
+    )
     results["total_seconds"] = round(time.perf_counter() - started, 1)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -104,14 +122,20 @@ def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- (a) + (b)
-def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws) -> dict:
+def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune=None) -> dict:
     """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by 2 points."""
-    runs = [auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) for seed in range(draws)]
+    runs = [
+        auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine_tune)
+        for seed in range(draws)
+    ]
     metrics = {
         "ten_shot_test_accuracy": ("ten_shot_head", "test_accuracy"),
         "self_trained_test_accuracy": ("wilson_z1", "head_tune", "test_accuracy"),
         **{f"{rule}_{k}": (rule, k) for rule in ("wilson_z1", "point_estimate_z0") for k in PRECISION_KEYS},
     }
+    if fine_tune:
+        metrics["ten_shot_fine_tuned_test_accuracy"] = ("ten_shot_fine_tune", "test_accuracy")
+        metrics["self_trained_fine_tuned_test_accuracy"] = ("wilson_z1", "fine_tune", "test_accuracy")
     mean = {}
     for name, path in metrics.items():
         values = [_dig(run, path) for run in runs]
@@ -121,6 +145,7 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws) ->
         "seed_rows": runs[0]["seed_rows"],
         "pool_rows": runs[0]["pool_rows"],
         "target_precision": 0.95,
+        "fine_tune": fine_tune,
         "mean": mean,
         "runs": runs,
     }
@@ -135,7 +160,7 @@ def _dig(tree: dict, path: tuple[str, ...]):
     return tree
 
 
-def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) -> dict:
+def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine_tune=None) -> dict:
     from frugalml.data import Dataset
     from frugalml.label.autolabel import self_train
 
@@ -144,6 +169,8 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) -> d
     seed_set = train.subset(seed_rows.tolist())
     out: dict = {"draw": seed, "seed_rows": len(seed_rows), "pool_rows": len(pool_rows)}
     out["ten_shot_head"] = head_tune(seed_set, x_test, y_test, test)
+    if fine_tune:
+        out["ten_shot_fine_tune"] = method_tune(seed_set, fine_tune, test)
 
     for label, z in (("wilson_z1", 1.0), ("point_estimate_z0", 0.0)):
         t0 = time.perf_counter()
@@ -169,13 +196,32 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed) -> d
                 ids=seed_set.ids + [train.ids[i] for i in pool_rows[accepted]],
             )
             entry["head_tune"] = head_tune(augmented, x_test, y_test, test)
+            if fine_tune:
+                entry["fine_tune"] = method_tune(augmented, fine_tune, test)
         out[label] = entry
     print(
         f"(a) draw {seed}: 10-shot {out['ten_shot_head']['test_accuracy']:.4f}, "
-        f"self-trained {out['wilson_z1']['head_tune']['test_accuracy']:.4f}",
+        f"self-trained {out['wilson_z1']['head_tune']['test_accuracy']:.4f}"
+        + (f", {fine_tune} {out['wilson_z1']['fine_tune']['test_accuracy']:.4f}" if fine_tune else ""),
         flush=True,
     )
     return out
+
+
+def method_tune(dataset, method: str, test) -> dict:
+    """frugalml.tune with `method` and its default recipe; accuracy of the tuned model on test."""
+    from frugalml.evaluate import evaluate
+    from frugalml.runtime.torch_predictor import TorchPredictor
+    from frugalml.tune import TuneConfig, tune
+
+    result = tune(dataset, TuneConfig(method=method))
+    report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
+    return {
+        "method": method,
+        "train_rows": len(dataset),
+        "test_accuracy": report.accuracy,
+        "train_seconds": round(result.train_seconds, 1),
+    }
 
 
 def head_tune(dataset, x_test, y_test, test) -> dict:
@@ -358,6 +404,10 @@ def print_tables(r: dict) -> None:
     )
     print(f"  head tune on 10-shot seed            {pm('ten_shot_test_accuracy')}")
     print(f"  head tune on seed + auto-labels      {pm('self_trained_test_accuracy')}")
+    if a.get("fine_tune"):
+        method = a["fine_tune"]
+        print(f"  {f'{method} tune on 10-shot seed':36s} {pm('ten_shot_fine_tuned_test_accuracy')}")
+        print(f"  {f'{method} tune on seed + auto-labels':36s} {pm('self_trained_fine_tuned_test_accuracy')}")
     print(f"  full-data probe (reference)          {r['full_data_probe_accuracy']:.4f}")
     print("\n(b) accepted auto-labels at target precision 0.95")
     print("  threshold rule          estimated         measured          coverage")
