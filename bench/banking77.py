@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import DATA, HOME, ROOT, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "banking77"
-HOME = ROOT / "bench" / ".home"
 RESULTS = ROOT / "bench" / "results" / "banking77.json"
 METHODS = ("head", "lora", "full")
 ANCHORS = {  # Casanueva et al. 2020, BANKING77 test accuracy (%)
@@ -127,23 +125,19 @@ def main() -> None:
 
 def save(rows: dict) -> list[dict]:
     ordered = sorted(rows.values(), key=lambda r: (r["data"] != "full", METHODS.index(r["method"])))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "banking77",
-                "base": "minilm (all-MiniLM-L6-v2)",
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine(),
-                },
-                "anchors_test_accuracy_percent": ANCHORS,
-                "rows": ordered,
+    write_results(
+        RESULTS,
+        {
+            "benchmark": "banking77",
+            "base": "minilm (all-MiniLM-L6-v2)",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "processor": platform.processor() or platform.machine(),
             },
-            indent=2,
-        )
-        + "\n"
+            "anchors_test_accuracy_percent": ANCHORS,
+            "rows": ordered,
+        },
     )
     return ordered
 

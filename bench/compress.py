@@ -23,11 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, HOME, RESULTS, in_repo, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
-HOME = ROOT / "bench" / ".home"
-RESULTS = ROOT / "bench" / "results"
 GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
 
 
@@ -151,12 +148,12 @@ def remeasure(rounds: int, threads: int) -> None:
 
     document = json.loads((RESULTS / "compress.json").read_text())
     entries = [document["baseline"], *document["candidates"]]
-    dev = load_dataset(document["splits"]["selection"])
+    dev = load_dataset(in_repo(document["splits"]["selection"]))
     runs: dict[str, list[dict]] = {e["bundle_id"]: [] for e in entries}
     for round_number in range(rounds):
         for e in entries:
             print(f"round {round_number + 1}/{rounds}: {e['recipe']}", flush=True)
-            runs[e["bundle_id"]].append(measure_in_subprocess(Path(e["bundle_path"]), dev, threads))
+            runs[e["bundle_id"]].append(measure_in_subprocess(in_repo(e["bundle_path"]), dev, threads))
     for e in entries:
         for key in ("p50_ms", "p90_ms", "batch32_per_s"):
             e[key] = float(np.median([r[key] for r in runs[e["bundle_id"]]]))
@@ -179,7 +176,7 @@ def remeasure(rounds: int, threads: int) -> None:
     )
     document["remeasured"] = {"rounds": rounds, "threads": threads, "statistic": "median"}
     document["rows"] = rows(document)
-    (RESULTS / "compress.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    write_results(RESULTS / "compress.json", document)
     (RESULTS / "compress.md").write_text(markdown_table(COLUMNS, document["rows"]))
     plot(document, RESULTS / "compress.png")
     print(markdown_table(COLUMNS, document["rows"]))
@@ -266,8 +263,7 @@ def main() -> None:
         "rows": rows(result),
         **result,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compress.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    write_results(RESULTS / "compress.json", document)
     (RESULTS / "compress.md").write_text(markdown_table(COLUMNS, rows(result)))
     plot(result, RESULTS / "compress.png")
     out.print(

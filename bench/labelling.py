@@ -27,11 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import DATA, HOME, RESULTS, write_results
 
-BENCH = Path(__file__).resolve().parent
-DATA = BENCH.parents[1] / "shared" / "data" / "banking77"
-RESULTS = BENCH / "results"
-os.environ.setdefault("FRUGALML_HOME", str(BENCH / ".home"))
+os.environ.setdefault("FRUGALML_HOME", str(HOME))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -102,7 +100,7 @@ def main() -> int:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot_curves(results["active_learning"], RESULTS / "labelling_curves.png")
-    (RESULTS / "labelling.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS / "labelling.json", results)
     print_tables(results)
     print(
         f"\nwrote {RESULTS / 'labelling.json'} and labelling_curves.png in {results['total_seconds']:.0f} s"

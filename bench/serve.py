@@ -27,11 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+from _common import DATA, HOME, ROOT, write_results
 from pydantic import BaseModel
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
-HOME = ROOT / "bench" / ".home"
 RESULTS = ROOT / "bench" / "results" / "serve.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
@@ -394,23 +392,20 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
         print("int8: pending (frugalml.compress offers no int8 technique yet)")
     if quick or only:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "settings": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "requests": REQUESTS},
-                "bundles": bundles,
-                "results": rows,
-                "ratios": ratios,
-                "int8": "measured" if "int8" in bundles else "pending",
+    write_results(
+        RESULTS,
+        {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
             },
-            indent=2,
-        )
+            "settings": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "requests": REQUESTS},
+            "bundles": bundles,
+            "results": rows,
+            "ratios": ratios,
+            "int8": "measured" if "int8" in bundles else "pending",
+        },
     )
     print(f"wrote {RESULTS}")
 

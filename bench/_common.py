@@ -1,0 +1,34 @@
+"""What the benchmark scripts share: where things are, and results files free of machine paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+DATA = ROOT.parent / "shared" / "data" / "banking77"
+HOME = ROOT / "bench" / ".home"  # FRUGALML_HOME of every benchmark: bundles, registry, caches
+RESULTS = ROOT / "bench" / "results"
+
+
+def portable(value: Any) -> Any:
+    """`value` with every absolute path under the workspace made relative to the repository."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith(str(ROOT.parent) + os.sep):
+        return os.path.relpath(value, ROOT)
+    return value
+
+
+def in_repo(path: str) -> Path:
+    """A path from a results file, back to one this process can open."""
+    return ROOT / path if not os.path.isabs(path) else Path(path)
+
+
+def write_results(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(portable(document), indent=2, default=str) + "\n")
