@@ -96,15 +96,16 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-5)
 
 
-def test_fine_tuned_head_is_refitted_on_every_row_validation_included(tiny_base, intent_files):
+@pytest.mark.parametrize("method", ["head", "full"])
+def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent_files, method):
     from frugalml.data import load_dataset
     from frugalml.models.batching import run_model, tokenize
     from frugalml.tune import tune
     from frugalml.tune.trainer import _fit_head
 
     data = load_dataset(intent_files["train"])
-    result = tune(data, TuneConfig(method="full", base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3))
-    assert result.epochs_run > 0
+    result = tune(data, TuneConfig(method=method, base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3))
+    assert result.epochs_run == (2 if method == "full" else 0)
     index = {label: i for i, label in enumerate(result.labels)}
     ids = tokenize(result.tokenizer, data.texts, 128)
     features = run_model(result.model, ids, result.tokenizer.pad_token_id, pool=True)

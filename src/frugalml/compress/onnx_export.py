@@ -28,6 +28,7 @@ from frugalml.compress.prune import head_counts, remove_masked_structure
 from frugalml.compress.techniques import CompressContext, derived_bundle, load_torch, technique
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier
+from frugalml.models.batching import PositionalLogits
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
@@ -40,17 +41,6 @@ PROBE_TEXTS = (
     "Why was I charged twice for the same purchase yesterday evening?",
 )
 MAX_ABS_DIFF = 1e-3  # fp32 export: fused kernels reorder sums, nothing more
-
-
-class _LogitsOnly(torch.nn.Module):
-    """The classifier as a function of (input_ids, attention_mask) -> logits."""
-
-    def __init__(self, model: FrugalTextClassifier):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
 def export_model(model: FrugalTextClassifier, path: Path, opset: int = 17) -> dict[str, int]:
@@ -66,7 +56,7 @@ def export_model(model: FrugalTextClassifier, path: Path, opset: int = 17) -> di
         raw = Path(scratch) / "raw.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                _LogitsOnly(sliced),
+                PositionalLogits(sliced),
                 example,
                 str(raw),
                 input_names=list(INPUTS),

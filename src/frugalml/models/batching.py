@@ -81,3 +81,15 @@ def run_model(
     model.train(was_training)
     assert out is not None, "no rows to run"
     return out
+
+
+class PositionalLogits(torch.nn.Module):
+    """The classifier as a function of (input_ids, attention_mask) -> logits: the positional
+    signature that TorchScript tracing and ONNX export need."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

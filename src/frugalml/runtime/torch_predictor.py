@@ -12,22 +12,11 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
-from frugalml.models.batching import collate, tokenize
+from frugalml.models.batching import PositionalLogits, collate, tokenize
 from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor, usable_length
 
 log = logging.getLogger("frugalml.runtime")
-
-
-class _Logits(torch.nn.Module):
-    """(input_ids, attention_mask) -> logits: the positional signature tracing needs."""
-
-    def __init__(self, model: FrugalTextClassifier):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
 class TorchPredictor(TokenizedPredictor):
@@ -77,7 +66,7 @@ class TorchPredictor(TokenizedPredictor):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.freeze(
-                    torch.jit.trace(_Logits(self.model).eval(), tuple(example.values()))
+                    torch.jit.trace(PositionalLogits(self.model).eval(), tuple(example.values()))
                 )
             expected = self.model(**check).logits
             if torch.allclose(traced(*check.values()), expected, atol=1e-4):
