@@ -96,8 +96,9 @@ def serve(
         )
     except ValueError as exc:
         raise FrugalError(str(exc)) from None
-    # One core stays with the event loop, the tokenizer and the network: on 2 cores one model
-    # thread served MiniLM faster (146 vs 112 req/s at concurrency 32) than two fighting them.
+    # One core stays with the event loop, the tokenizer and the network: on 2 cores a model call
+    # with one thread served MiniLM faster than one with two (bench/serve.py, "all-cores" rows
+    # in bench/results/serve.json at commit 8a84022: 114 vs 91 req/s at concurrency 32).
     threads = threads or max(1, ((os.cpu_count() or 1) - 1) // (workers * parallel))
     ui.err.print(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "
