@@ -185,6 +185,54 @@ def run_load(url: str, concurrency: int, requests: int) -> None:
     print(json.dumps(runner(_load(url, load_texts(), concurrency, requests))))
 
 
+# --------------------------------------------------------------- the model alone (--ceiling)
+
+
+def run_ceiling(bundle_path: str, seconds: float = 3.0) -> None:
+    """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
+    side (as `frugalml serve --parallel <cores>` runs it), at half and full batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from frugalml.serve.runner import serving_predictor
+
+    callers = os.cpu_count() or 1
+    predictor = serving_predictor(bundle_path, threads=1)
+    predictor.warmup()
+    texts = load_texts()
+
+    def work(batch: int, start: int) -> int:
+        done, deadline = 0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            at = (start + done * callers) % (len(texts) - batch)
+            predictor.predict_proba(texts[at : at + batch])
+            done += batch
+        return done
+
+    rates = {}
+    for batch in (MAX_BATCH // 2, MAX_BATCH):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(callers) as pool:
+            total = sum(pool.map(work, [batch] * callers, [k * batch for k in range(callers)]))
+        rates[f"batch {batch}"] = round(total / (time.perf_counter() - started), 1)
+    print(json.dumps(rates))
+
+
+def model_ceilings(bundles: dict[str, str]) -> dict[str, dict]:
+    ceilings = {}
+    for kind, path in bundles.items():
+        out = subprocess.run(
+            [sys.executable, __file__, "--ceiling", path],
+            env={**os.environ, **ENV, "OMP_WAIT_POLICY": "PASSIVE"},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        ceilings[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  model alone, {kind}: {ceilings[kind]} texts/s", flush=True)
+    return ceilings
+
+
 # ----------------------------------------------------------------------------- orchestration
 
 
@@ -271,7 +319,7 @@ def servers(bundles: dict[str, str]) -> list[dict]:
     frugalml = str(Path(sys.executable).with_name("frugalml"))
     batching = ["--max-batch-size", str(MAX_BATCH), "--max-wait-ms", str(MAX_WAIT_MS)]
     entries = [
-        {"name": f"frugalml {kind}", "cmd": [frugalml, "serve", bundles[key], *batching]}
+        {"name": f"frugalml {kind}", "bundle": key, "cmd": [frugalml, "serve", bundles[key], *batching]}
         for kind, key in (("torch fp32", "torch"), ("onnx fp32", "onnx"), ("onnx int8", "int8"))
         if key in bundles
     ]
@@ -279,13 +327,17 @@ def servers(bundles: dict[str, str]) -> list[dict]:
     # call per core side by side instead.
     cores = str(os.cpu_count() or 1)
     for entry in list(entries):
-        parallel = {"name": f"{entry['name']} parallel {cores}", "cmd": [*entry["cmd"], "--parallel", cores]}
+        parallel = {
+            **entry,
+            "name": f"{entry['name']} parallel {cores}",
+            "cmd": [*entry["cmd"], "--parallel", cores],
+        }
         entry["cmd"] += ["--parallel", "1"]
         entries.insert(entries.index(entry) + 1, parallel)
     me = [sys.executable, str(Path(__file__).resolve())]
     for framework in ("litserve", "fastapi"):
         command = [*me, "--server", framework, bundles["torch"]]
-        entries.append({"name": f"{framework} torch fp32", "cmd": command})
+        entries.append({"name": f"{framework} torch fp32", "bundle": "torch", "cmd": command})
         # The same server with the model settings of `frugalml serve` (threads, OpenMP threads
         # that sleep instead of spinning, the traced forward): engine against engine.
         same = {
@@ -293,7 +345,7 @@ def servers(bundles: dict[str, str]) -> list[dict]:
             "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) - 1)),
             "BENCH_JIT": "1",
         }
-        entries.append({"name": f"{framework} +same model", "cmd": command, "env": same})
+        entries.append({"name": f"{framework} +same model", "bundle": "torch", "cmd": command, "env": same})
     for entry in entries:
         ours = entry["name"].startswith("frugalml")
         entry["health"], entry["path"] = ("/readyz", "/v1/predict") if ours else ("/health", "/predict")
@@ -325,7 +377,11 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
                 check=True,
                 timeout=600,
             )
-            row = {"server": entry["name"], **json.loads(out.stdout.strip().splitlines()[-1])}
+            row = {
+                "server": entry["name"],
+                "bundle": entry["bundle"],
+                **json.loads(out.stdout.strip().splitlines()[-1]),
+            }
             print(
                 f"  {entry['name']:<22} c={concurrency:<3} {row['rps']:>7.1f} req/s  "
                 f"p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>8.1f} ms  errors {row['errors']}",
@@ -343,7 +399,7 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
     return rows
 
 
-def _ratios(rows: list[dict]) -> dict:
+def _ratios(rows: list[dict], ceilings: dict[str, dict]) -> dict:
     at = {(r["server"], r["concurrency"]): r for r in rows}
 
     def ratio(server: str, baseline: str, c: int, key: str) -> float | None:
@@ -359,6 +415,11 @@ def _ratios(rows: list[dict]) -> dict:
     for baseline in ("fastapi torch fp32", "fastapi +same model"):
         for server in ours:
             ratios[f"c1 p50     {server} / {baseline}"] = ratio(server, baseline, 1, "p50_ms")
+    # How much of what the model alone can do (no HTTP, batch MAX_BATCH) each server delivers.
+    for row in rows:
+        alone = ceilings.get(row["bundle"], {}).get(f"batch {MAX_BATCH}")
+        if row["concurrency"] == 32 and alone:
+            ratios[f"c32 req/s  {row['server']} / its model alone"] = round(row["rps"] / alone, 2)
     return {k: v for k, v in ratios.items() if v is not None}
 
 
@@ -370,13 +431,15 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
 
     bundles = prepare_bundles()
     requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
+    print("the model alone, no HTTP:", flush=True)
+    ceilings = model_ceilings(bundles)
     rows = []
     for entry in servers(bundles):
         if only and not any(part in entry["name"] for part in only.split(",")):
             continue
         print(f"{entry['name']}:", flush=True)
         rows += measure(entry, requests)
-    ratios = _ratios(rows)
+    ratios = _ratios(rows, ceilings)
     ui.out.print(
         ui.table(
             "serving: one BANKING77 query per request, MiniLM intent model, loopback",
@@ -402,6 +465,7 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
             },
             "settings": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "requests": REQUESTS},
             "bundles": bundles,
+            "model_alone_texts_per_s": ceilings,
             "results": rows,
             "ratios": ratios,
             "int8": "measured" if "int8" in bundles else "pending",
@@ -414,6 +478,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["litserve", "fastapi"], help="run a competitor server")
     parser.add_argument("--load", nargs=3, metavar=("URL", "CONCURRENCY", "REQUESTS"), help="generate load")
+    parser.add_argument("--ceiling", metavar="BUNDLE", help="texts/s of the model alone, no HTTP")
     parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--quick", action="store_true", help="a few requests per level; writes nothing")
@@ -424,6 +489,8 @@ def main() -> None:
     elif args.load:
         url, concurrency, requests = args.load
         run_load(url, int(concurrency), int(requests))
+    elif args.ceiling:
+        run_ceiling(args.ceiling)
     else:
         orchestrate(quick=args.quick, only=args.only)
 

@@ -7,17 +7,22 @@ import json
 import logging
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
+import torch
 from conftest import make_rows, write_csv
 from test_serve_support import GatedPredictor, metric, running, tune_tiny_bundle, wait_until
 
 from frugalml import client as fc
 from frugalml.bundle import load_bundle
+from frugalml.monitor.metrics import ServingMetrics
 from frugalml.runtime import load_predictor
+from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.serve import ServeConfig, create_app
+from frugalml.serve.batcher import Batcher
 
 TEXTS = ["refund money back please", "my card was stolen", "forgot password reset", "i need the card"]
 
@@ -220,7 +225,7 @@ def test_parallel_model_calls_run_side_by_side_with_correct_results(predictor):
         # The second call starts while the first still holds its inference thread...
         second, _ = _in_background(_predict, url, ["b", "c"])
         wait_until(lambda: gated.calls == [1, 2], what="second model call beside the first")
-        # ...and with both busy, later requests queue up and run together once a thread frees.
+        # ...and with both busy, later requests queue up and run in batches once threads free.
         bodies = [{"inputs": [t]} for t in TEXTS]
         rest, answers = _in_background(_post_async, f"{url}/v1/predict", bodies)
         wait_until(
@@ -230,9 +235,59 @@ def test_parallel_model_calls_run_side_by_side_with_correct_results(predictor):
         gated.gate.set()
         for thread in (first, second, rest):
             thread.join(30)
-    assert gated.calls == [1, 2, len(TEXTS)]
+    # One batch of four, or two of two when both threads freed at once (see the next test).
+    assert gated.calls[:2] == [1, 2] and sorted(gated.calls[2:]) in ([len(TEXTS)], [2, 2])
     expected = [predictor.labels[i] for i in predictor.predict_proba(TEXTS).argmax(1)]
     assert [r.json()["predictions"][0]["label"] for r in answers[0]] == expected
+
+
+def test_queued_requests_are_spread_over_idle_inference_threads(predictor):
+    async def scenario() -> list[int]:
+        recorder = GatedPredictor(predictor)
+        recorder.gate.set()
+        batcher = Batcher(recorder, ServingMetrics(), "m", max_batch_size=32, parallel=2)
+        queued = [asyncio.ensure_future(batcher.predict([t], timeout=30)) for t in TEXTS * 2]
+        await asyncio.sleep(0)  # all eight are queued before the batcher looks
+        with ThreadPoolExecutor(2) as executor:
+            batcher.start(executor)
+            results = await asyncio.gather(*queued)
+            await batcher.close()
+        expected = predictor.predict_proba(TEXTS * 2)
+        assert np.allclose(np.concatenate(results), expected, atol=1e-5)
+        return recorder.calls
+
+    # Two half batches side by side rather than one full batch while the other thread idles.
+    assert asyncio.run(scenario()) == [4, 4]
+
+
+def test_a_torch_call_alone_uses_its_lone_threads_and_calls_side_by_side_their_own(bundle_path, predictor):
+    class Recording(TorchPredictor):
+        """Notes each call's intra-op threads; the call from a background thread holds."""
+
+        seen: dict[str, int] = {}
+        entered = threading.Event()
+        release = threading.Event()
+
+        def logits(self, batch):
+            main = threading.current_thread() is threading.main_thread()
+            self.seen["beside" if main else "first"] = torch.get_num_threads()
+            if not main:
+                self.entered.set()
+                self.release.wait(30)
+            return super().logits(batch)
+
+    previous = torch.get_num_threads()
+    try:
+        recording = Recording.from_bundle(load_bundle(bundle_path), threads=1, lone_threads=2)
+        first, out = _in_background(recording.predict_proba, TEXTS[:1])
+        assert recording.entered.wait(30)
+        beside = recording.predict_proba(TEXTS[1:2])  # while the first call is still running
+        recording.release.set()
+        first.join(30)
+        assert recording.seen == {"first": 2, "beside": 1}
+        assert np.allclose(np.vstack([out[0], beside]), predictor.predict_proba(TEXTS[:2]), atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_full_queue_answers_503_with_retry_after_and_the_client_retries(predictor):

@@ -104,4 +104,7 @@ def serve(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "
         f"{threads} thread(s) each)"
     )
-    run_server(ServeSpec(models, config, threads), host=host, port=port, workers=workers, drain_s=drain)
+    # A PyTorch call that runs alone may use every core of its worker (the event loop is idle).
+    lone_threads = max(threads, (os.cpu_count() or 1) // workers)
+    spec = ServeSpec(models, config, threads, lone_threads)
+    run_server(spec, host=host, port=port, workers=workers, drain_s=drain)

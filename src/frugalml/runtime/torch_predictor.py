@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -22,7 +23,11 @@ log = logging.getLogger("frugalml.runtime")
 class TorchPredictor(TokenizedPredictor):
     """`jit=True` runs a frozen TorchScript trace of the model (checked against eager at load):
     one call into C++ per batch instead of Python between every operation, which is faster
-    and, in a server, leaves the GIL to the event loop for the whole call."""
+    and, in a server, leaves the GIL to the event loop for the whole call.
+
+    `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
+    on an idle server), where the usual per-call count (set at load) would leave cores idle.
+    """
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class TorchPredictor(TokenizedPredictor):
         batch_size: int = 64,
         max_length: int = 128,
         jit: bool = False,
+        lone_threads: int | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -41,6 +47,10 @@ class TorchPredictor(TokenizedPredictor):
         self.batch_size = batch_size
         self.max_length = usable_length(max_length, tokenizer, model.config.encoder)
         self.traced = self._trace() if jit else None
+        self.threads = torch.get_num_threads()
+        self.lone_threads = lone_threads
+        self._running = 0
+        self._running_lock = threading.Lock()
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, threads: int | None = None, **options) -> TorchPredictor:
@@ -75,6 +85,21 @@ class TorchPredictor(TokenizedPredictor):
         except Exception as exc:  # a model tracing cannot capture still serves, only slower
             log.warning("model cannot be traced (%s); serving the eager model", exc)
         return None
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if not self.lone_threads or self.lone_threads == self.threads:
+            return super().predict_proba(texts)
+        with self._running_lock:
+            self._running += 1
+            alone = self._running == 1
+        # PyTorch keeps the intra-op thread count per calling thread once set there, so this
+        # call's count does not change a call running beside it on another thread.
+        torch.set_num_threads(self.lone_threads if alone else self.threads)
+        try:
+            return super().predict_proba(texts)
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     @torch.inference_mode()
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:

@@ -4,7 +4,8 @@ Policy, in order of importance:
 - At most `parallel` model calls at once (default one), each on a thread of the executor that
   every served model shares. Two single-threaded calls side by side keep two cores busy while
   each waits on its own Python work (tokenizing, splitting results), which one call with two
-  intra-op threads does not.
+  intra-op threads does not. What is queued when slots free up is spread over them (32 queued,
+  two idle slots: two batches of 16), not run as one batch while the other slot idles.
 - A lone request on an idle server runs at once. Waiting (up to `max_wait`, counted from the
   oldest queued request) only happens when the previous batch held several requests, i.e. when
   concurrent load makes companions likely.
@@ -152,7 +153,9 @@ class Batcher:
             await self._slots.acquire()  # while every slot is busy, the queue gathers a batch
             if self.max_wait > 0 and self._last_batch_requests > 1:
                 await self._wait_for_companions()
-            batch = self._take()
+            # Spread over the idle slots: two half batches side by side finish sooner than one.
+            idle_slots = self.parallel - len(self._running)
+            batch = self._take(max(1, min(self.max_batch_size, math.ceil(self._queued / idle_slots))))
             if not batch:  # everything queued was dropped meanwhile
                 self._slots.release()
                 continue
@@ -178,8 +181,8 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _take(self) -> list[_Pending]:
-        """Oldest live requests up to max_batch_size texts (one larger request runs alone)."""
+    def _take(self, limit: int) -> list[_Pending]:
+        """Oldest live requests up to `limit` texts (one larger request runs alone)."""
         batch: list[_Pending] = []
         rows = 0
         while self._queue:
@@ -187,7 +190,7 @@ class Batcher:
             if head.dropped:
                 self._queue.popleft()
                 continue
-            if batch and rows + len(head.texts) > self.max_batch_size:
+            if batch and rows + len(head.texts) > limit:
                 break
             self._queue.popleft()
             batch.append(head)

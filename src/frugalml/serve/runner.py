@@ -24,34 +24,51 @@ SPEC_ENV = "FRUGALML_SERVE_SPEC"
 
 @dataclass
 class ServeSpec:
-    """What to serve: (name, bundle folder) pairs, the settings and threads per worker."""
+    """What to serve: (name, bundle folder) pairs, the settings, threads per model call, and
+    threads for a call that runs alone (PyTorch bundles; see TorchPredictor)."""
 
     models: list[tuple[str, str]]
     config: ServeConfig = field(default_factory=ServeConfig)
     threads: int | None = None
+    lone_threads: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"models": self.models, "config": asdict(self.config), "threads": self.threads})
+        return json.dumps(
+            {
+                "models": self.models,
+                "config": asdict(self.config),
+                "threads": self.threads,
+                "lone_threads": self.lone_threads,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ServeSpec:
         data = json.loads(text)
         models = [(name, path) for name, path in data["models"]]
-        return cls(models, ServeConfig(**data["config"]), data["threads"])
+        return cls(models, ServeConfig(**data["config"]), data["threads"], data["lone_threads"])
+
+
+def serving_predictor(path: str, threads: int | None = None, lone_threads: int | None = None):
+    """The predictor `frugalml serve` runs for the bundle at `path`."""
+    from frugalml.bundle import load_bundle
+    from frugalml.runtime import load_predictor
+
+    bundle = load_bundle(path)
+    options: dict = {"threads": threads} if threads else {}
+    if bundle.format == "torch":
+        options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
+        if lone_threads:
+            options["lone_threads"] = lone_threads
+    return load_predictor(bundle, **options)
 
 
 def build_app(spec: ServeSpec):
-    from frugalml.bundle import load_bundle
-    from frugalml.runtime import load_predictor
     from frugalml.serve.app import create_app
 
-    predictors = []
-    for name, path in spec.models:
-        bundle = load_bundle(path)
-        options: dict = {"threads": spec.threads} if spec.threads else {}
-        if bundle.format == "torch":
-            options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
-        predictors.append((name, load_predictor(bundle, **options)))
+    predictors = [
+        (name, serving_predictor(path, spec.threads, spec.lone_threads)) for name, path in spec.models
+    ]
     return create_app(predictors, spec.config)
 
 
