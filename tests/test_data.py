@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import make_rows, write_csv
 
-from frugalml.data import load_dataset, stratified_split
+from frugalml.data import load_dataset, stratified_split, validation_split
 from frugalml.errors import DataError
 
 
@@ -97,6 +97,28 @@ def test_stratified_split_is_deterministic_and_keeps_proportions(tmp_path):
     assert sorted(keep1.ids + held1.ids, key=int) == data.ids  # a partition of the rows
     assert held1.class_counts() == {"a": 38, "b": 12}  # 3:1 as in the data
     assert "single" in keep1.texts  # a class with one example stays on the training side
+
+
+def test_validation_split_holds_out_human_rows_only(tmp_path):
+    # As `frugalml label auto` writes it: 40 human rows, 160 accepted auto-labels.
+    frame = pd.DataFrame(
+        {
+            "id": range(200),
+            "text": [f"t{i}" for i in range(200)],
+            "label": ["a" if i % 2 else "b" for i in range(200)],
+            "source": ["human"] * 40 + ["auto"] * 160,
+        }
+    )
+    frame.to_csv(tmp_path / "labelled.csv", index=False)
+    data = load_dataset(tmp_path / "labelled.csv")
+    fit, val = validation_split(data, 0.25, seed=0)
+    assert set(val.extra["source"]) == {"human"} and len(val) == 10  # a quarter of the human rows
+    assert val.class_counts() == {"a": 5, "b": 5}
+    assert fit.extra["source"].count("auto") == 160
+    assert sorted(fit.ids + val.ids, key=int) == data.ids
+    # Without a source column (or with humans only) it is the plain stratified split.
+    plain = load_dataset(write_csv(tmp_path / "plain.csv", [(f"t{i}", "ab"[i % 2]) for i in range(200)]))
+    assert [d.ids for d in validation_split(plain, 0.25)] == [d.ids for d in stratified_split(plain, 0.25)]
 
 
 def test_jsonl_with_numeric_labels_reads_them_as_strings(tmp_path):

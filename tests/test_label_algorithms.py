@@ -130,6 +130,27 @@ def test_kcenter_spreads_picks_across_clusters():
     assert len(set(y[picked].tolist())) == 5
 
 
+def test_hybrid_spreads_uncertain_picks_over_the_predicted_classes():
+    x, _ = clusters(40, n_classes=4, seed=7)
+    rng = np.random.default_rng(7)
+    predicted = rng.integers(0, 4, len(x))
+    margin = rng.uniform(0.3, 1.0, len(x))
+    margin[predicted == 0] -= 0.3  # class 0 holds every one of the most uncertain rows
+    proba = np.full((len(x), 4), 0.0)
+    proba[np.arange(len(x)), predicted] = 0.5 + margin / 2
+    proba[np.arange(len(x)), (predicted + 1) % 4] = 0.5 - margin / 2
+    by_margin = active.suggest("margin", x, 8, proba=proba)
+    by_hybrid = active.suggest("hybrid", x, 8, proba=proba)
+    assert set(predicted[by_margin].tolist()) == {0}
+    # At most 2 x 8 / 4 = 4 per predicted class, each class's most uncertain rows first.
+    counts = np.bincount(predicted[by_hybrid], minlength=4)
+    assert counts.max() <= 4 and (counts > 0).sum() >= 2
+    for k in np.unique(predicted[by_hybrid]):
+        rows = np.flatnonzero(predicted == k)
+        most_uncertain = rows[np.argsort(margin[rows])][: counts[k]]
+        assert set(by_hybrid[predicted[by_hybrid] == k].tolist()) == set(most_uncertain.tolist())
+
+
 def test_suggest_refuses_bad_requests():
     x, _ = clusters(5)
     with pytest.raises(FrugalError, match="unknown strategy"):

@@ -185,8 +185,11 @@ def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base
             tmp_path / "t.json",
         )
         assert summary["suggested"] == 5 and summary["label_config"] is None
-    code, output = invoke("label", "suggest", pool, "--budget", "5", "--base", tiny_base)  # margin
-    assert code == 2 and "needs labelled rows" in output
+    for strategy in ("margin", "entropy"):
+        code, output = invoke(
+            "label", "suggest", pool, "--budget", "5", "--strategy", strategy, "--base", tiny_base
+        )
+        assert code == 2 and "needs labelled rows" in output
 
 
 TRICKY = Dataset(

@@ -9,6 +9,7 @@ import typer
 
 from frugalml import ui
 from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.label.active import DEFAULT_STRATEGY
 
 label_app = typer.Typer(
     help="Cut labelling cost: auto-label, pick rows for humans, find wrong labels, augment.",
@@ -100,8 +101,8 @@ def suggest(
     pool: Annotated[Path, typer.Argument(help="Unlabelled rows to choose from.")],
     budget: Annotated[int, typer.Option(help="How many rows to suggest.")],
     strategy: Annotated[
-        str, typer.Option(help="margin (best on BANKING77) | entropy | kcenter | hybrid | random")
-    ] = "margin",
+        str, typer.Option(help="hybrid (best on BANKING77) | margin | entropy | kcenter | random")
+    ] = DEFAULT_STRATEGY,
     labelled: Annotated[
         Path | None, typer.Option(help="Rows already labelled: excluded, and they train the model.")
     ] = None,
@@ -120,8 +121,8 @@ def suggest(
 ) -> None:
     """The rows most worth a human's time, as Label Studio tasks with pre-annotations.
 
-    margin and entropy rank by a model trained on --labelled; kcenter (and hybrid) also work
-    from nothing, for a cold start.
+    hybrid, margin and entropy rank by a model trained on --labelled; kcenter (and hybrid) also
+    work from nothing, for a cold start.
     Never suggests a labelled row or a near-duplicate of one, or two near-duplicates.
     """
     quiet_libraries()

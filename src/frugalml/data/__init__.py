@@ -2,6 +2,6 @@
 
 from frugalml.data.dataset import Dataset
 from frugalml.data.io import load_dataset
-from frugalml.data.split import stratified_split
+from frugalml.data.split import stratified_split, validation_split
 
-__all__ = ["Dataset", "load_dataset", "stratified_split"]
+__all__ = ["Dataset", "load_dataset", "stratified_split", "validation_split"]

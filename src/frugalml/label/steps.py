@@ -19,6 +19,7 @@ from typing import Any
 from frugalml.data import load_dataset
 from frugalml.errors import FrugalError
 from frugalml.hashing import sha256_path
+from frugalml.label.active import DEFAULT_STRATEGY
 from frugalml.label.embeddings import Encoder
 from frugalml.label.workflows import (
     AutoLabelConfig,
@@ -111,7 +112,7 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
         args["pool"],
         int(args["budget"]),
         out,
-        strategy=args.get("strategy", "margin"),
+        strategy=args.get("strategy", DEFAULT_STRATEGY),
         labelled_path=args.get("labelled"),
         encoder=_encoder(args),
         labels=parse_labels(args.get("labels")),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from frugalml.data import Dataset, load_dataset
+from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError, FrugalError
 from frugalml.label import active, augment, labelstudio
 from frugalml.label.autolabel import self_train
@@ -147,13 +148,14 @@ def auto_label(
     )
     human = seed.to_frame()
     human["confidence"] = seed.extra.get("confidence", [1.0] * len(seed))
-    human["source"] = seed.extra.get("source", ["human"] * len(seed))  # a re-run keeps earlier "auto"
+    human[SOURCE_COLUMN] = seed.extra.get(SOURCE_COLUMN, ["human"] * len(seed))  # re-runs keep "auto"
     guessed = pool.to_frame().drop(columns=["label"], errors="ignore")
     guessed.insert(2, "label", [names[i] for i in result.labels])
     guessed.insert(3, "confidence", result.confidence.round(6))
-    guessed.insert(4, "source", "auto")
+    guessed.insert(4, SOURCE_COLUMN, AUTO)
     accepted = guessed[result.accepted]
-    review = guessed[~result.accepted].rename(columns={"label": "suggested_label"}).drop(columns="source")
+    review = guessed[~result.accepted].drop(columns=SOURCE_COLUMN)
+    review = review.rename(columns={"label": "suggested_label"})
     review = review.sort_values("confidence", ascending=False, kind="stable")
     dataset = pd.concat([human, accepted], ignore_index=True)
     n_accepted = int(result.accepted.sum())
@@ -254,7 +256,7 @@ class SuggestResult:
 def suggest_rows(
     pool: Dataset,
     budget: int,
-    strategy: str = "margin",
+    strategy: str = active.DEFAULT_STRATEGY,
     labelled: Dataset | None = None,
     encoder: Encoder | None = None,
     labels: list[str] | None = None,
@@ -300,7 +302,7 @@ def suggest_files(
     pool_path: str | Path,
     budget: int,
     out: str | Path,
-    strategy: str = "margin",
+    strategy: str = active.DEFAULT_STRATEGY,
     labelled_path: str | Path | None = None,
     encoder: Encoder | None = None,
     labels: list[str] | None = None,

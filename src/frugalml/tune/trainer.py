@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from frugalml.data import Dataset, stratified_split
+from frugalml.data import Dataset, validation_split
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import collate, length_batches, run_model, tokenize
 from frugalml.progress import Reporter, SilentReporter
@@ -80,7 +80,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     started = time.perf_counter()
 
     labels = train.label_names
-    fit_part, val_part = stratified_split(train, config.val_fraction, config.seed)
+    fit_part, val_part = validation_split(train, config.val_fraction, config.seed)
     tokenizer = load_tokenizer(config.base)
     model = new_classifier(config.base, labels)
     pad = tokenizer.pad_token_id
