@@ -27,8 +27,8 @@ def validation_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[
     column says "auto" (labels from `frugalml label auto`) never validate.
 
     Accepted auto-labels are the rows the labelling model was surest of, so a validation split of
-    them scores any model by its agreement with that one: on BANKING77 a fine-tuned encoder never
-    beat the frozen one there, and tuning kept the frozen encoder. Human rows judge fairly;
+    them scores any model by its agreement with that one: on a BANKING77 seed + auto-labels, full
+    fine-tuning never beat the frozen encoder there, and tuning kept it. Human rows judge fairly;
     `fraction` of them are held out, and every auto-labelled row trains.
     """
     sources = dataset.extra.get(SOURCE_COLUMN)
