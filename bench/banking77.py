@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import DATA, HOME, ROOT, write_results
+from _common import DATA, HOME, RESULTS, write_results
 
-RESULTS = ROOT / "bench" / "results" / "banking77.json"
+RESULT = RESULTS / "banking77.json"
 METHODS = ("head", "lora", "full")
 ANCHORS = {  # Casanueva et al. 2020, BANKING77 test accuracy (%)
     "USE+ConveRT, full data": 93.36,
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"skipped: BANKING77 not found at {DATA}")
         return
 
-    previous = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    previous = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
     rows = {(r["method"], r["data"]): r for r in previous}
     for data in args.data.split(","):
         shots = 0 if data == "full" else int(data)
@@ -126,7 +126,7 @@ def main() -> None:
 def save(rows: dict) -> list[dict]:
     ordered = sorted(rows.values(), key=lambda r: (r["data"] != "full", METHODS.index(r["method"])))
     write_results(
-        RESULTS,
+        RESULT,
         {
             "benchmark": "banking77",
             "base": "minilm (all-MiniLM-L6-v2)",

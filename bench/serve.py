@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DATA, HOME, ROOT, write_results
+from _common import DATA, HOME, RESULTS, write_results
 from pydantic import BaseModel
 
-RESULTS = ROOT / "bench" / "results" / "serve.json"
+RESULT = RESULTS / "serve.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "FRUGALML_HOME": str(HOME)}
@@ -456,7 +456,7 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
     if quick or only:
         return
     write_results(
-        RESULTS,
+        RESULT,
         {
             "machine": {
                 "cpus": os.cpu_count(),
@@ -471,7 +471,7 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
             "int8": "measured" if "int8" in bundles else "pending",
         },
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {RESULT}")
 
 
 def main() -> None:

@@ -78,8 +78,9 @@ def serve(
         bundle = resolve_bundle(target, registry)
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
-    # Two single-threaded calls side by side beat one two-threaded call on 2 cores: 1.2x the
-    # requests/s at concurrency 32 and 2.1x at 64 for MiniLM (bench/serve.py), same p50 when idle.
+    # Two single-threaded calls side by side beat one call at a time on 2 cores (bench/serve.py):
+    # int8 MiniLM 1.47x the requests/s at concurrency 32 and 1.56x at 64, same p50 when idle;
+    # PyTorch, whose lone call uses both cores anyway, 1.19x at 64.
     parallel = parallel or min(2, os.cpu_count() or 1)
     try:
         config = ServeConfig(

@@ -246,6 +246,14 @@ def _result(
     }
 
 
+def speed_ratios(figures: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    """How much faster than `base`: batch-1 p50 latency and batch-32 throughput."""
+    return {
+        "latency_ratio": base["p50_ms"] / figures["p50_ms"],
+        "throughput_ratio": figures["batch32_per_s"] / base["batch32_per_s"],
+    }
+
+
 def _entry(bundle: Bundle, recipe: Recipe, figures: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     predictions = np.asarray(figures["predictions"])
     return {
@@ -258,8 +266,7 @@ def _entry(bundle: Bundle, recipe: Recipe, figures: dict[str, Any], base: dict[s
         **{k: figures[k] for k in (*MEASURED, "size_bytes", "load_seconds")},
         "accuracy_drop": (base["accuracy"] - figures["accuracy"]) * 100,
         "size_ratio": base["size_bytes"] / figures["size_bytes"],
-        "latency_ratio": base["p50_ms"] / figures["p50_ms"],
-        "throughput_ratio": figures["batch32_per_s"] / base["batch32_per_s"],
+        **speed_ratios(figures, base),
         "agreement": float((predictions == np.asarray(base["predictions"])).mean()),
         "build": bundle.metrics,
         "removed": False,
