@@ -45,7 +45,7 @@ STRATEGIES = ("margin", "entropy", "kcenter", "hybrid", "random")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2, help="active-learning runs per strategy (seeds)")
+    parser.add_argument("--repeats", type=int, default=5, help="active-learning runs per strategy (seeds)")
     parser.add_argument("--rounds", type=int, default=2, help="self-training rounds")
     parser.add_argument("--draws", type=int, default=3, help="10-per-intent seed sets for (a) and (b)")
     parser.add_argument(

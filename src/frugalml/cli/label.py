@@ -101,7 +101,11 @@ def suggest(
     pool: Annotated[Path, typer.Argument(help="Unlabelled rows to choose from.")],
     budget: Annotated[int, typer.Option(help="How many rows to suggest.")],
     strategy: Annotated[
-        str, typer.Option(help="hybrid (best on BANKING77) | margin | entropy | kcenter | random")
+        str,
+        typer.Option(
+            help="hybrid (uncertain rows, one per cluster; best on BANKING77) | margin | entropy | "
+            "kcenter | random"
+        ),
     ] = DEFAULT_STRATEGY,
     labelled: Annotated[
         Path | None, typer.Option(help="Rows already labelled: excluded, and they train the model.")
