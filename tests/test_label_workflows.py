@@ -81,6 +81,18 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     assert queue.extra["confidence"] == sorted(queue.extra["confidence"], reverse=True)
 
 
+def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, seed_and_pool, home):
+    common = ("label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base)
+    common += ("--target-precision", "0.98", "--rounds", "0")
+    wilson = ok_json(*common, "--out", home / "w.csv", "--review", home / "w.review.csv")
+    point = ok_json(*common, "--point-estimate", "--out", home / "p.csv", "--review", home / "p.review.csv")
+    assert (wilson["precision_rule"], point["precision_rule"]) == ("Wilson lower bound", "point estimate")
+    # 36 held-out rows: even all correct, the Wilson bound (z=1) is 36/37 = 0.973 < 0.98.
+    assert wilson["accepted"] == 0 and "no confidence threshold" in wilson["note"]
+    assert point["accepted"] > 0 and point["estimated_precision"] >= 0.98
+    assert len(load_dataset(home / "p.csv").texts) == 36 + point["accepted"]
+
+
 def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, home, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("id,text\n")

@@ -36,6 +36,14 @@ def auto(
     labelled: Annotated[Path, typer.Argument(help="Human-labelled seed rows.")],
     unlabelled: Annotated[Path, typer.Argument(help="Unlabelled pool to label.")],
     target_precision: Annotated[float, typer.Option(help="Precision the accepted labels must reach.")] = 0.95,
+    point_estimate: Annotated[
+        bool,
+        typer.Option(
+            help="Accept down to where the held-out precision's point estimate reaches the target, "
+            "not its Wilson lower bound: more rows, a little less precision. For labels that only "
+            "train a model."
+        ),
+    ] = False,
     rounds: Annotated[int, typer.Option(help="Self-training rounds after the first pass.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
     review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
@@ -62,6 +70,7 @@ def auto(
     review = review or Path(f"{unlabelled.stem}.review.csv")
     config = AutoLabelConfig(
         target_precision=target_precision,
+        point_estimate=point_estimate,
         rounds=rounds,
         folds=folds,
         seed=seed,
@@ -86,7 +95,7 @@ def auto(
         ("accepted", summary["accepted"]),
         ("coverage", summary["coverage"]),
         ("estimated precision", summary["estimated_precision"]),
-        ("target precision", summary["target_precision"]),
+        ("target precision", f"{summary['target_precision']} ({summary['precision_rule']})"),
         ("confidence threshold", summary["threshold"]),
         ("left for review", summary["review"]),
     ]
