@@ -107,7 +107,7 @@ class AutoLabelConfig:
     target_precision: float = 0.95
     # False: the held-out precision's Wilson lower bound must reach the target (the labels can be
     # trusted as they are). True: its point estimate must (more rows at a little less precision;
-    # on BANKING77 the better training set, docs/labelling.md).
+    # on BANKING77 a slightly better training set on average, docs/labelling.md).
     point_estimate: bool = False
     rounds: int = 2
     folds: int = 5
