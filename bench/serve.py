@@ -421,7 +421,7 @@ def _ratios(rows: list[dict], ceilings: dict[str, dict]) -> dict:
             ratios[f"c1 p50     {server} / {baseline}"] = ratio(server, baseline, 1, "p50_ms")
     # How much of what the model alone can do (no HTTP, batch MAX_BATCH) each server delivers.
     for row in rows:
-        alone = ceilings.get(row["bundle"], {}).get(f"batch {MAX_BATCH}")
+        alone = _alone(ceilings, row["bundle"])
         if row["concurrency"] == 32 and alone:
             ratios[f"c32 req/s  {row['server']} / its model alone"] = round(row["rps"] / alone, 2)
     for bundle, bound in bounds(rows, ceilings).items():
@@ -437,14 +437,19 @@ def bounds(rows: list[dict], ceilings: dict[str, dict]) -> dict[str, float]:
     HTTP or batching cost at all. A goal above it cannot be met on this machine."""
     cores = os.cpu_count() or 1
     out = {}
-    for bundle, rates in ceilings.items():
+    for bundle in ceilings:
         client = [
             r["client_cpu_ms_per_request"] for r in rows if r["bundle"] == bundle and r["concurrency"] == 32
         ]
-        if client and rates.get(f"batch {MAX_BATCH}"):
-            seconds_per_request = cores / rates[f"batch {MAX_BATCH}"] + min(client) / 1000
+        if client and _alone(ceilings, bundle):
+            seconds_per_request = cores / _alone(ceilings, bundle) + min(client) / 1000
             out[bundle] = round(cores / seconds_per_request, 1)
     return out
+
+
+def _alone(ceilings: dict[str, dict], bundle: str) -> float | None:
+    """Texts/s of `bundle`'s model alone at the servers' max batch size."""
+    return ceilings.get(bundle, {}).get(f"batch {MAX_BATCH}")
 
 
 def orchestrate(quick: bool = False, only: str | None = None) -> None:

@@ -78,9 +78,8 @@ def serve(
         bundle = resolve_bundle(target, registry)
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
-    # Two single-threaded calls side by side beat one call at a time on 2 cores (bench/serve.py):
-    # int8 MiniLM 1.47x the requests/s at concurrency 32 and 1.56x at 64, same p50 when idle;
-    # PyTorch, whose lone call uses both cores anyway, 1.19x at 64.
+    # Two single-threaded calls side by side beat one call at a time on 2 cores: while one
+    # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
     try:
         config = ServeConfig(

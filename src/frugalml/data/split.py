@@ -27,9 +27,9 @@ def validation_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[
     column says "auto" (labels from `frugalml label auto`) never validate.
 
     Accepted auto-labels are the rows the labelling model was surest of, so a validation split of
-    them scores any model by its agreement with that one: on a BANKING77 seed + auto-labels, full
-    fine-tuning never beat the frozen encoder there, and tuning kept it. Human rows judge fairly;
-    `fraction` of them are held out, and every auto-labelled row trains.
+    them would score any model by its agreement with that one, and favour the frozen encoder it
+    was built on. Human rows judge fairly; `fraction` of them are held out, and every
+    auto-labelled row trains.
     """
     sources = dataset.extra.get(SOURCE_COLUMN)
     human = np.array([i for i, s in enumerate(sources or []) if s != AUTO])

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from frugalml.errors import FrugalError
 
-CANDIDATES = 5  # hybrid clusters the 5 x budget most uncertain rows (BANKING77: 5 beat 2, 3 and 10)
+CANDIDATES = 5  # hybrid clusters the 5 x budget most uncertain rows (chosen on BANKING77)
 DEFAULT_STRATEGY = "hybrid"  # the fewest labels to the goal on BANKING77 (bench/labelling.py, (d))
 CHUNK = 2048  # rows per similarity block: bounds memory at CHUNK x n_labelled floats
 
@@ -166,6 +165,9 @@ def _hybrid(x_pool, budget, proba, x_labelled, dup_threshold, rng) -> np.ndarray
 
 def centre_rows(x: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Indices of the rows nearest each centre of a weighted k-means with `k` clusters, no row twice."""
+    # Imported here: sklearn takes over a second to load, and every `frugalml` command imports this module.
+    from sklearn.cluster import KMeans
+
     distance = KMeans(k, n_init=1, random_state=seed).fit(x, sample_weight=weights).transform(x)
     taken = np.zeros(len(x), dtype=bool)
     rows = []
