@@ -229,6 +229,8 @@ def method_tune(dataset, method: str, test) -> dict:
         "train_rows": len(dataset),
         "test_accuracy": report.accuracy,
         "train_seconds": round(result.train_seconds, 1),
+        "epoch_kept": min(result.history, key=lambda h: h["val_loss"])["epoch"],  # 0: frozen encoder
+        "epochs_run": result.epochs_run,
     }
 
 

@@ -113,3 +113,31 @@ def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent
     weight, bias = _fit_head(features, y, result.history[0]["head_c"], len(result.labels))
     np.testing.assert_allclose(result.model.classifier.weight.detach().numpy(), weight, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(result.model.classifier.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
+
+
+def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_files):
+    """Each epoch is judged as it would ship: a logistic-regression head fitted on that epoch's
+    training features and scored on the validation rows, not the softmax head trained alongside."""
+    from frugalml.data import load_dataset, validation_split
+    from frugalml.models.batching import run_model, tokenize
+    from frugalml.tune import tune
+    from frugalml.tune.trainer import _fit_head, _val_scores
+
+    data = load_dataset(intent_files["train"])
+    config = TuneConfig(method="full", base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3)
+    result = tune(data, config)
+    kept = min(result.history, key=lambda h: h["val_loss"])
+    assert kept["epoch"] > 0  # the fine-tuned encoder won, so its score is the one to check
+    fit_part, val_part = validation_split(data, config.val_fraction, config.seed)
+    index = {label: i for i, label in enumerate(result.labels)}
+    fit_x, val_x = (
+        run_model(
+            result.model, tokenize(result.tokenizer, d.texts, 128), result.tokenizer.pad_token_id, pool=True
+        )
+        for d in (fit_part, val_part)
+    )
+    fit_y, val_y = (np.array([index[label] for label in d.labels]) for d in (fit_part, val_part))
+    weight, bias = _fit_head(fit_x, fit_y, result.history[0]["head_c"], len(result.labels))
+    accuracy, loss = _val_scores(val_x @ weight.T + bias, val_y)
+    assert accuracy == kept["val_accuracy"]
+    assert loss == pytest.approx(kept["val_loss"], rel=1e-3)
