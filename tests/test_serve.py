@@ -145,8 +145,13 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, case):
 def test_routes_and_headers_errors_are_json(server):
     assert httpx.get(f"{server}/nope").json() == {"error": "Not Found"}
     assert httpx.get(f"{server}/v1/predict").status_code == 405
-    bad = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}, headers={"X-Request-Timeout": "soon"})
-    assert bad.status_code == 422 and "X-Request-Timeout" in bad.json()["error"]
+    for deadline in ("soon", "0", "-1", "nan", "3601"):
+        bad = httpx.post(
+            f"{server}/v1/predict", json={"inputs": ["a"]}, headers={"X-Request-Timeout": deadline}
+        )
+        assert bad.status_code == 422 and "X-Request-Timeout" in bad.json()["error"], deadline
+    fine = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}, headers={"X-Request-Timeout": "2.5"})
+    assert fine.status_code == 200
 
 
 def test_openapi_documents_the_schemas_and_limits(server):
@@ -158,6 +163,8 @@ def test_openapi_documents_the_schemas_and_limits(server):
     body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
     assert {"413", "422", "503", "504"} <= set(document["paths"]["/v1/predict"]["post"]["responses"])
+    (header,) = document["paths"]["/v1/predict"]["post"]["parameters"]
+    assert header["name"] == "X-Request-Timeout" and header["in"] == "header"
 
 
 def test_access_log_is_json_with_request_ids(server, caplog):
@@ -361,6 +368,10 @@ def test_api_key_guards_inference_routes_only(predictor):
         assert httpx.post(f"{url}/v1/predict", json=body, headers={"Authorization": key}).status_code == 401
         good = {"Authorization": f"Bearer {key}"}
         assert httpx.post(f"{url}/v1/predict", json=body, headers=good).status_code == 200
+        lower = {"Authorization": f"bearer {key}"}  # the scheme is case-insensitive (RFC 9110)
+        assert httpx.post(f"{url}/v1/predict", json=body, headers=lower).status_code == 200
+        v1_security = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/predict"]["post"]["security"]
+        assert v1_security == [{"HTTPBearer": []}]
         v2 = {"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
         assert httpx.post(f"{url}/v2/models/train/infer", json=v2).status_code == 401
         assert httpx.post(f"{url}/v2/models/train/infer", json=v2, headers=good).status_code == 200

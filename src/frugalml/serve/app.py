@@ -104,7 +104,7 @@ def create_app(
         status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()
     }
     guard = api_key_dependencies(config.api_key)
-    add_v1_routes(app, catalog, config, lifecycle, schemas, guard, errors)
+    v1_document = add_v1_routes(app, catalog, config, lifecycle, schemas, guard, errors)
     add_v2_routes(app, catalog, config, lifecycle, schemas, guard, errors)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
@@ -125,7 +125,7 @@ def create_app(
     def openapi() -> dict:
         if app.openapi_schema is None:
             document = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+                title=app.title, version=app.version, summary=app.summary, routes=[v1_document, *app.routes]
             )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for model in (schemas.predict, schemas.infer):

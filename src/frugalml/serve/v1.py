@@ -1,15 +1,78 @@
-"""`POST /v1/predict`: texts in, top label and its probability out."""
+"""`POST /v1/predict`: texts in, top label and its probability out.
 
-from fastapi import FastAPI, Header, Request, Response
+The hot path, so it is served by a plain ASGI handler instead of a FastAPI endpoint: Python on the
+event loop holds the GIL that the inference threads need between model calls, and FastAPI's
+per-request dependency solving and request wrapping are work this route can skip (docs/serving.md).
+It still runs inside the app's middleware (request ids, access log, request metrics) and exception
+handlers (an ApiError becomes a JSON error); a FastAPI route that is never mounted describes it in
+/openapi.json.
+"""
+
+import math
+
+from fastapi import FastAPI, Header, Response
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.routing import Route
 
 from frugalml.runtime.predictor import top_predictions
+from frugalml.serve.auth import check_api_key
 from frugalml.serve.catalog import Catalog
 from frugalml.serve.config import ServeConfig
+from frugalml.serve.errors import ApiError
 from frugalml.serve.http import TIMEOUT_HEADER, body_schema, infer, json_response, parse_body, read_body
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import PredictResponse, RequestModels
 
 ROUTE = "/v1/predict"
+MAX_TIMEOUT_S = 3600
+
+
+class PredictHandler:
+    """The ASGI app behind POST /v1/predict."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: ServeConfig,
+        lifecycle: Lifecycle,
+        models: RequestModels,
+    ):
+        self.catalog, self.config, self.lifecycle, self.models = catalog, config, lifecycle, models
+
+    async def __call__(self, scope, receive, send) -> None:
+        request = Request(scope, receive)
+        request.state.route = ROUTE
+        request.state.model = self.catalog.default.name
+        check_api_key(request.headers.get("authorization"), self.config.api_key)
+        timeout = _timeout(request.headers.get(TIMEOUT_HEADER))
+        body = parse_body(self.models.predict, await read_body(request, self.config.max_body_bytes))
+        served = self.catalog.get(body.model, body.version)
+        request.state.model = served.name
+        probabilities = await infer(request, served, body.inputs, self.config, self.lifecycle, timeout)
+        predictions = top_predictions(served.predictor.labels, probabilities)
+        response = json_response(
+            {
+                "model": served.name,
+                "version": served.version,
+                "predictions": [{"label": p.label, "score": p.score} for p in predictions],
+            }
+        )
+        await response(scope, receive, send)
+
+
+def _timeout(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses nan
+        raise ApiError(
+            422, f"header {TIMEOUT_HEADER}: a deadline in seconds, > 0 and <= {MAX_TIMEOUT_S}; got {value!r}"
+        )
+    return seconds
 
 
 def add_v1_routes(
@@ -20,9 +83,27 @@ def add_v1_routes(
     models: RequestModels,
     guard: list,
     errors: dict,
-) -> None:
-    @app.post(
+) -> APIRoute:
+    """Mount the v1 handler; return the route that documents it (for the OpenAPI document)."""
+    app.router.routes.append(
+        Route(ROUTE, PredictHandler(catalog, config, lifecycle, models), methods=["POST"])
+    )
+
+    async def predict(
+        timeout: float | None = Header(
+            None,
+            alias=TIMEOUT_HEADER,
+            gt=0,
+            le=MAX_TIMEOUT_S,
+            description="Deadline in seconds (at most the server's).",
+        ),
+    ) -> Response:
+        raise NotImplementedError("documentation only: PredictHandler serves this route")
+
+    return APIRoute(
         ROUTE,
+        predict,
+        methods=["POST"],
         response_model=PredictResponse,
         responses=errors,
         dependencies=guard,
@@ -30,27 +111,3 @@ def add_v1_routes(
         tags=["v1"],
         summary="Classify texts",
     )
-    async def predict(
-        request: Request,
-        timeout: float | None = Header(
-            None,
-            alias=TIMEOUT_HEADER,
-            gt=0,
-            le=3600,
-            description="Deadline in seconds (at most the server's).",
-        ),
-    ) -> Response:
-        request.state.route = ROUTE
-        request.state.model = catalog.default.name
-        body = parse_body(models.predict, await read_body(request, config.max_body_bytes))
-        served = catalog.get(body.model, body.version)
-        request.state.model = served.name
-        probabilities = await infer(request, served, body.inputs, config, lifecycle, timeout)
-        predictions = top_predictions(served.predictor.labels, probabilities)
-        return json_response(
-            {
-                "model": served.name,
-                "version": served.version,
-                "predictions": [{"label": p.label, "score": p.score} for p in predictions],
-            }
-        )
