@@ -382,6 +382,10 @@ def test_api_key_guards_inference_routes_only(predictor):
             fc.Client(url).predict(["a"])
         with fc.Client(url, api_key=key) as client:
             assert client.predict(["a"])[0].label in predictor.labels
+        # Refused requests never reached a model: not counted as its traffic, on v1 as on v2.
+        text = httpx.get(f"{url}/metrics").text
+        assert metric(text, "frugalml_requests_total", status="401") == 0
+        assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="200") >= 1
 
 
 def test_sigterm_handling_drains_in_flight_requests_and_turns_readiness_off(predictor):

@@ -42,9 +42,10 @@ class PredictHandler:
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
+        # Before the route is named: like the v2 routes, unauthorized requests count for no model.
+        check_api_key(request.headers.get("authorization"), self.config.api_key)
         request.state.route = ROUTE
         request.state.model = self.catalog.default.name
-        check_api_key(request.headers.get("authorization"), self.config.api_key)
         timeout = _timeout(request.headers.get(TIMEOUT_HEADER))
         body = parse_body(self.models.predict, await read_body(request, self.config.max_body_bytes))
         served = self.catalog.get(body.model, body.version)

@@ -63,7 +63,7 @@ class TuneResult:
     total_params: int
     train_seconds: float
     peak_rss_mb: float
-    val_accuracy: float  # of the tuned model, before its final head is fitted on every row
+    val_accuracy: float  # of the kept epoch, its head fitted on the training split only
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
