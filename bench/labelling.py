@@ -131,12 +131,13 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fi
     ]
     metrics = {
         "ten_shot_test_accuracy": ("ten_shot_head", "test_accuracy"),
-        "self_trained_test_accuracy": (TUNE_RULE, "head_tune", "test_accuracy"),
-        **{f"{rule}_{k}": (rule, k) for rule in ("wilson_z1", "point_estimate_z0") for k in PRECISION_KEYS},
+        **{f"{rule}_{k}": (rule, k) for rule in RULES for k in PRECISION_KEYS},
+        **{f"{rule}_self_trained_test_accuracy": (rule, "head_tune", "test_accuracy") for rule in RULES},
     }
     if fine_tune:
         metrics["ten_shot_fine_tuned_test_accuracy"] = ("ten_shot_fine_tune", "test_accuracy")
-        metrics["self_trained_fine_tuned_test_accuracy"] = (TUNE_RULE, "fine_tune", "test_accuracy")
+        for rule in RULES:
+            metrics[f"{rule}_self_trained_fine_tuned_test_accuracy"] = (rule, "fine_tune", "test_accuracy")
     mean = {}
     for name, path in metrics.items():
         values = [_dig(run, path) for run in runs]
@@ -153,10 +154,9 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fi
 
 
 PRECISION_KEYS = ("estimated_precision", "measured_precision", "coverage")
-# (a) tunes on the rows the point-estimate rule accepts (`label auto --point-estimate`): a few
-# more rows at a little less precision made a better head on average over the three draws
-# (87.1 % against 86.6 %, one draw up, two a little down; docs/labelling.md).
-TUNE_RULE = "point_estimate_z0"
+# (a) tunes on the rows each threshold rule accepts: the Wilson bound (`label auto`'s default) and
+# the point estimate (`--point-estimate`: a few more rows at a little less precision).
+RULES = {"wilson_z1": 1.0, "point_estimate_z0": 0.0}  # name: z of the precision bound
 
 
 def _dig(tree: dict, path: tuple[str, ...]):
@@ -178,7 +178,7 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine
     if fine_tune:
         out["ten_shot_fine_tune"] = method_tune(seed_set, fine_tune, test)
 
-    for label, z in (("wilson_z1", 1.0), ("point_estimate_z0", 0.0)):
+    for label, z in RULES.items():
         t0 = time.perf_counter()
         result = self_train(x[seed_rows], y[seed_rows], x[pool_rows], len(names), 0.95, rounds, z=z)
         seconds = time.perf_counter() - t0
@@ -195,22 +195,25 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine
             "seconds": round(seconds, 1),
             "history": result.history,
         }
-        if label == TUNE_RULE:  # tune on seed + accepted
-            augmented = Dataset(
-                texts=seed_set.texts + [train.texts[i] for i in pool_rows[accepted]],
-                labels=seed_set.labels + [names[k] for k in result.labels[accepted]],
-                ids=seed_set.ids + [train.ids[i] for i in pool_rows[accepted]],
-                # As `frugalml label auto` writes it: tune validates on the human rows only.
-                extra={SOURCE_COLUMN: ["human"] * len(seed_set) + [AUTO] * int(accepted.sum())},
-            )
-            entry["head_tune"] = head_tune(augmented, x_test, y_test, test)
-            if fine_tune:
-                entry["fine_tune"] = method_tune(augmented, fine_tune, test)
+        # Tune on seed + accepted rows, as `frugalml label auto` writes them.
+        augmented = Dataset(
+            texts=seed_set.texts + [train.texts[i] for i in pool_rows[accepted]],
+            labels=seed_set.labels + [names[k] for k in result.labels[accepted]],
+            ids=seed_set.ids + [train.ids[i] for i in pool_rows[accepted]],
+            # Tune validates on the human rows only.
+            extra={SOURCE_COLUMN: ["human"] * len(seed_set) + [AUTO] * int(accepted.sum())},
+        )
+        entry["head_tune"] = head_tune(augmented, x_test, y_test, test)
+        if fine_tune:
+            entry["fine_tune"] = method_tune(augmented, fine_tune, test)
         out[label] = entry
+    tuned = (
+        f"{rule}: head {out[rule]['head_tune']['test_accuracy']:.4f}"
+        + (f", {fine_tune} {out[rule]['fine_tune']['test_accuracy']:.4f}" if fine_tune else "")
+        for rule in RULES
+    )
     print(
-        f"(a) draw {seed}: 10-shot {out['ten_shot_head']['test_accuracy']:.4f}, "
-        f"self-trained {out[TUNE_RULE]['head_tune']['test_accuracy']:.4f}"
-        + (f", {fine_tune} {out[TUNE_RULE]['fine_tune']['test_accuracy']:.4f}" if fine_tune else ""),
+        f"(a) draw {seed}: 10-shot {out['ten_shot_head']['test_accuracy']:.4f}; " + "; ".join(tuned),
         flush=True,
     )
     return out
@@ -412,12 +415,17 @@ def print_tables(r: dict) -> None:
         f"\n(a) test accuracy, 10 labels per intent ({a['seed_rows']} rows), pool {a['pool_rows']} rows, "
         f"mean ± std over {a['draws']} seed sets"
     )
-    print(f"  head tune on 10-shot seed            {pm('ten_shot_test_accuracy')}")
-    print(f"  head tune on seed + auto-labels      {pm('self_trained_test_accuracy')}")
-    if a.get("fine_tune"):
-        method = a["fine_tune"]
-        print(f"  {f'{method} tune on 10-shot seed':36s} {pm('ten_shot_fine_tuned_test_accuracy')}")
-        print(f"  {f'{method} tune on seed + auto-labels':36s} {pm('self_trained_fine_tuned_test_accuracy')}")
+    method = a.get("fine_tune")
+    print(f"  {'head tune on 10-shot seed':50s} {pm('ten_shot_test_accuracy')}")
+    if method:
+        print(f"  {f'{method} tune on 10-shot seed':50s} {pm('ten_shot_fine_tuned_test_accuracy')}")
+    for rule in RULES:
+        print(
+            f"  {f'head tune on seed + auto-labels ({rule})':50s} {pm(f'{rule}_self_trained_test_accuracy')}"
+        )
+        if method:
+            name = f"{method} tune on seed + auto-labels ({rule})"
+            print(f"  {name:50s} {pm(f'{rule}_self_trained_fine_tuned_test_accuracy')}")
     print(f"  full-data probe (reference)          {r['full_data_probe_accuracy']:.4f}")
     print("\n(b) accepted auto-labels at target precision 0.95")
     print("  threshold rule          estimated         measured          coverage")
