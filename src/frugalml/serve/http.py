@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
@@ -18,6 +19,33 @@ from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.lifecycle import Lifecycle
 
 TIMEOUT_HEADER = "X-Request-Timeout"
+MAX_TIMEOUT_S = 3600
+
+
+def timeout_header(server_timeout_s: float):
+    """The `X-Request-Timeout` parameter of a FastAPI route (and of its OpenAPI entry)."""
+    return Header(
+        None,
+        alias=TIMEOUT_HEADER,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description=f"Deadline in seconds (at most the server's {server_timeout_s:g} s).",
+    )
+
+
+def parse_timeout(value: str | None) -> float | None:
+    """`X-Request-Timeout` read by hand, as `timeout_header` declares it (routes outside FastAPI)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses nan
+        raise ApiError(
+            422, f"header {TIMEOUT_HEADER}: a deadline in seconds, > 0 and <= {MAX_TIMEOUT_S}; got {value!r}"
+        )
+    return seconds
 
 
 def json_response(payload: dict, status: int = 200) -> Response:

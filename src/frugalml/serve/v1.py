@@ -8,9 +8,7 @@ handlers (an ApiError becomes a JSON error); a FastAPI route that is never mount
 /openapi.json.
 """
 
-import math
-
-from fastapi import FastAPI, Header, Response
+from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.routing import Route
@@ -19,13 +17,20 @@ from frugalml.runtime.predictor import top_predictions
 from frugalml.serve.auth import check_api_key
 from frugalml.serve.catalog import Catalog
 from frugalml.serve.config import ServeConfig
-from frugalml.serve.errors import ApiError
-from frugalml.serve.http import TIMEOUT_HEADER, body_schema, infer, json_response, parse_body, read_body
+from frugalml.serve.http import (
+    TIMEOUT_HEADER,
+    body_schema,
+    infer,
+    json_response,
+    parse_body,
+    parse_timeout,
+    read_body,
+    timeout_header,
+)
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import PredictResponse, RequestModels
 
 ROUTE = "/v1/predict"
-MAX_TIMEOUT_S = 3600
 
 
 class PredictHandler:
@@ -46,7 +51,7 @@ class PredictHandler:
         check_api_key(request.headers.get("authorization"), self.config.api_key)
         request.state.route = ROUTE
         request.state.model = self.catalog.default.name
-        timeout = _timeout(request.headers.get(TIMEOUT_HEADER))
+        timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
         body = parse_body(self.models.predict, await read_body(request, self.config.max_body_bytes))
         served = self.catalog.get(body.model, body.version)
         request.state.model = served.name
@@ -60,20 +65,6 @@ class PredictHandler:
             }
         )
         await response(scope, receive, send)
-
-
-def _timeout(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses nan
-        raise ApiError(
-            422, f"header {TIMEOUT_HEADER}: a deadline in seconds, > 0 and <= {MAX_TIMEOUT_S}; got {value!r}"
-        )
-    return seconds
 
 
 def add_v1_routes(
@@ -90,15 +81,7 @@ def add_v1_routes(
         Route(ROUTE, PredictHandler(catalog, config, lifecycle, models), methods=["POST"])
     )
 
-    async def predict(
-        timeout: float | None = Header(
-            None,
-            alias=TIMEOUT_HEADER,
-            gt=0,
-            le=MAX_TIMEOUT_S,
-            description="Deadline in seconds (at most the server's).",
-        ),
-    ) -> Response:
+    async def predict(timeout: float | None = timeout_header(config.timeout_s)) -> Response:
         raise NotImplementedError("documentation only: PredictHandler serves this route")
 
     return APIRoute(

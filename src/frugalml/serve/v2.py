@@ -7,13 +7,13 @@ Versions are bundle ids; routes without a version use the model's first one.
 
 import math
 
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import FastAPI, Request, Response
 
 from frugalml import __version__
 from frugalml.serve.catalog import Catalog, ServedModel
 from frugalml.serve.config import ServeConfig
 from frugalml.serve.errors import ApiError
-from frugalml.serve.http import TIMEOUT_HEADER, body_schema, infer, json_response, parse_body, read_body
+from frugalml.serve.http import body_schema, infer, json_response, parse_body, read_body, timeout_header
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import (
     InferenceResponse,
@@ -142,13 +142,12 @@ def add_v2_routes(
         "openapi_extra": body_schema(models.infer),
         "tags": tags,
     }
-    timeout_doc = f"Deadline in seconds (at most the server's {config.timeout_s:g} s)."
 
     @app.post(MODEL + "/infer", summary="Infer", **infer_doc)
     async def infer_default(
         request: Request,
         name: str,
-        timeout: float | None = Header(None, alias=TIMEOUT_HEADER, gt=0, le=3600, description=timeout_doc),
+        timeout: float | None = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, None, timeout)
 
@@ -157,6 +156,6 @@ def add_v2_routes(
         request: Request,
         name: str,
         version: str,
-        timeout: float | None = Header(None, alias=TIMEOUT_HEADER, gt=0, le=3600, description=timeout_doc),
+        timeout: float | None = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, version, timeout)
