@@ -148,6 +148,7 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fi
         "pool_rows": runs[0]["pool_rows"],
         "target_precision": 0.95,
         "fine_tune": fine_tune,
+        "class_weight_on_auto_labels": AUTO_CLASS_WEIGHT,
         "mean": mean,
         "runs": runs,
     }
@@ -157,6 +158,7 @@ PRECISION_KEYS = ("estimated_precision", "measured_precision", "coverage")
 # (a) tunes on the rows each threshold rule accepts: the Wilson bound (`label auto`'s default) and
 # the point estimate (`--point-estimate`: a few more rows at a little less precision).
 RULES = {"wilson_z1": 1.0, "point_estimate_z0": 0.0}  # name: z of the precision bound
+AUTO_CLASS_WEIGHT = "balanced"  # tune's class_weight on seed + auto-labelled rows
 
 
 def _dig(tree: dict, path: tuple[str, ...]):
@@ -203,9 +205,12 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine
             # Tune validates on the human rows only.
             extra={SOURCE_COLUMN: ["human"] * len(seed_set) + [AUTO] * int(accepted.sum())},
         )
-        entry["head_tune"] = head_tune(augmented, x_test, y_test, test)
+        # Balanced classes: the seed set has 10 rows per intent, but auto-labelling accepts easy
+        # intents far more often than hard ones (accepted_per_class: about 10 to 170 per intent).
+        entry["accepted_per_class"] = _spread(np.bincount(result.labels[accepted], minlength=len(names)))
+        entry["head_tune"] = head_tune(augmented, x_test, y_test, test, AUTO_CLASS_WEIGHT)
         if fine_tune:
-            entry["fine_tune"] = method_tune(augmented, fine_tune, test)
+            entry["fine_tune"] = method_tune(augmented, fine_tune, test, AUTO_CLASS_WEIGHT)
         out[label] = entry
     tuned = (
         f"{rule}: head {out[rule]['head_tune']['test_accuracy']:.4f}"
@@ -219,13 +224,17 @@ def auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine
     return out
 
 
-def method_tune(dataset, method: str, test) -> dict:
+def _spread(counts: np.ndarray) -> dict:
+    return {"min": int(counts.min()), "median": float(np.median(counts)), "max": int(counts.max())}
+
+
+def method_tune(dataset, method: str, test, class_weight: str | None = None) -> dict:
     """frugalml.tune with `method` and its default recipe; accuracy of the tuned model on test."""
     from frugalml.evaluate import evaluate
     from frugalml.runtime.torch_predictor import TorchPredictor
     from frugalml.tune import TuneConfig, tune
 
-    result = tune(dataset, TuneConfig(method=method))
+    result = tune(dataset, TuneConfig(method=method, class_weight=class_weight))
     report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
     return {
         "method": method,
@@ -237,12 +246,12 @@ def method_tune(dataset, method: str, test) -> dict:
     }
 
 
-def head_tune(dataset, x_test, y_test, test) -> dict:
+def head_tune(dataset, x_test, y_test, test, class_weight: str | None = None) -> dict:
     """frugalml.tune's `head` method on `dataset`; test accuracy from the tuned head."""
     from frugalml.runtime.torch_predictor import TorchPredictor
     from frugalml.tune import TuneConfig, tune
 
-    result = tune(dataset, TuneConfig(method="head"))
+    result = tune(dataset, TuneConfig(method="head", class_weight=class_weight))
     head = result.model.classifier
     logits = x_test @ head.weight.detach().numpy().T + head.bias.detach().numpy()
     # The cached embeddings are the tuned model's own pooled vectors: check on a sample.

@@ -70,6 +70,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     [
         (["tune", "missing.csv"], "missing.csv: no such file or directory"),
         (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
+        (["tune", "{train}", "--class-weight", "equal"], "class_weight must be one of (None, 'balanced')"),
         (["tune", "{single}"], "needs at least 2 classes"),
         (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
         (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),

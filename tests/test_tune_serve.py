@@ -141,3 +141,62 @@ def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_fi
     accuracy, loss = _val_scores(val_x @ weight.T + bias, val_y)
     assert accuracy == kept["val_accuracy"]
     assert loss == pytest.approx(kept["val_loss"], rel=1e-3)
+
+
+def test_balanced_weights_give_every_class_the_same_total():
+    from frugalml.tune.trainer import balanced_weights
+
+    y = np.array([0, 0, 0, 0, 1, 2, 2])
+    weights = balanced_weights(y)
+    totals = np.bincount(y, weights=weights)
+    np.testing.assert_allclose(totals, totals[0])
+    assert weights.sum() == pytest.approx(len(y))
+
+
+def test_balanced_head_keeps_a_rare_class_from_being_swallowed():
+    """Two overlapping classes, 9 rows to 1: the plain head gives most of the rare class's rows to the
+    common one; the balanced head, fitted as if both were equally common, finds most of them."""
+    from frugalml.tune.trainer import _fit_head
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (900, 2)), rng.normal(1.5, 1, (100, 2))])
+    y = np.r_[np.zeros(900, int), np.ones(100, int)]
+    rare = rng.normal(1.5, 1, (500, 2))
+    recall = {}
+    for balanced in (False, True):
+        weight, bias = _fit_head(x, y, 1.0, 2, balanced)
+        recall[balanced] = float(((rare @ weight.T + bias).argmax(1) == 1).mean())
+    assert recall[False] < 0.5 < recall[True]
+
+
+def test_class_weight_balanced_reaches_the_shipped_head(tiny_base, intent_files):
+    """On skewed data the shipped head is the balanced one (and differs from the plain one)."""
+    from frugalml.data import load_dataset
+    from frugalml.models.batching import run_model, tokenize
+    from frugalml.tune import tune
+    from frugalml.tune.trainer import _fit_head
+
+    data = load_dataset(intent_files["train"])
+    first = data.labels[0]
+    seen: dict[str, int] = {}
+    keep = []  # every row of one intent, 5 of each other
+    for i, label in enumerate(data.labels):
+        seen[label] = seen.get(label, 0) + 1
+        if label == first or seen[label] <= 5:
+            keep.append(i)
+    skewed = data.subset(keep)
+    config = TuneConfig(
+        method="full", base=str(tiny_base), epochs=1, batch_size=8, lr=5e-3, class_weight="balanced"
+    )
+    result = tune(skewed, config)
+    index = {label: i for i, label in enumerate(result.labels)}
+    ids = tokenize(result.tokenizer, skewed.texts, 128)
+    features = run_model(result.model, ids, result.tokenizer.pad_token_id, pool=True)
+    y = np.array([index[label] for label in skewed.labels])
+    shipped = result.model.classifier.weight.detach().numpy()
+    c = result.history[0]["head_c"]
+    gap = {
+        balanced: np.abs(shipped - _fit_head(features, y, c, len(result.labels), balanced)[0]).max()
+        for balanced in (True, False)
+    }
+    assert gap[True] < 1e-3 and gap[False] > 0.1  # refit noise vs the weighting's effect

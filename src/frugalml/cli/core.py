@@ -27,6 +27,13 @@ def tune(
     head_lr: Annotated[float, typer.Option(help="Classifier-head learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for splits, shuffling and initialisation.")] = 0,
+    class_weight: Annotated[
+        str | None,
+        typer.Option(
+            help="'balanced': every class counts the same in loss, head and validation, however "
+            "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -42,7 +49,14 @@ def tune(
     from frugalml.workflows import tune_and_register
 
     config = TuneConfig(
-        method=method, base=base, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, seed=seed
+        method=method,
+        base=base,
+        epochs=epochs,
+        lr=lr,
+        head_lr=head_lr,
+        batch_size=batch_size,
+        seed=seed,
+        class_weight=class_weight,
     )
     summary = tune_and_register(
         train,

@@ -103,6 +103,8 @@ def auto(
     if "note" in summary:
         ui.err.print(f"[yellow]note:[/] {summary['note']}")
     ui.out.print(f"labelled data: {summary['out']}\nreview queue:  {summary['review_out']}")
+    # Accepted rows over-represent the classes the model finds easy (docs/labelling.md, (a)).
+    ui.out.print(f"tune on it with:  {ui.command_name()} tune {summary['out']} --class-weight balanced")
 
 
 @label_app.command("suggest")

@@ -9,6 +9,8 @@
 4. Judge each epoch as it will ship: the final model is a logistic-regression head on the tuned
    encoder's features, so each epoch (and epoch 0, the frozen encoder) is scored by such a head,
    fitted on the epoch's training features, on the held-out validation split.
+5. Optionally weigh classes equally (`class_weight="balanced"`) in the loss, the heads and the
+   validation scores alike, for skewed training data such as auto-labelled rows (docs/tuning.md).
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from frugalml.data import Dataset, validation_split
+from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import collate, length_batches, run_model, tokenize
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.tune.methods import get_method
+
+CLASS_WEIGHTS = (None, "balanced")
 
 
 @dataclass
@@ -51,6 +56,11 @@ class TuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    class_weight: str | None = None  # "balanced": every class weighs the same in total
+
+    def __post_init__(self):
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise FrugalError(f"class_weight must be one of {CLASS_WEIGHTS}; got {self.class_weight!r}")
 
 
 @dataclass
@@ -63,7 +73,7 @@ class TuneResult:
     total_params: int
     train_seconds: float
     peak_rss_mb: float
-    val_accuracy: float  # of the kept epoch, its head fitted on the training split only
+    val_accuracy: float  # of the kept epoch, head fitted on the training split (balanced if class_weight)
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
@@ -90,6 +100,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     fit_ids, val_ids = (tokenize(tokenizer, d.texts, config.max_length) for d in (fit_part, val_part))
     fit_y = np.array([index[y] for y in fit_part.labels])
     val_y = np.array([index[y] for y in val_part.labels])
+    balanced = config.class_weight == "balanced"
 
     with reporter.task("embedding (frozen encoder)", None):
         fit_x = run_model(model, fit_ids, pad, pool=True)
@@ -97,17 +108,17 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     # One BLAS thread: L-BFGS multiplies small matrices, and OpenBLAS's threads spin against torch's
     # and each other on a 2-core machine.
     with reporter.task("classifier head (logistic regression)", None), threadpool_limits(1, user_api="blas"):
-        c_value, head = _choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels))
+        c_value, head = _choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels), balanced)
     _set_head(model, head)  # the warm start for fine-tuning
-    val_acc, val_loss = _val_scores(val_x @ head[0].T + head[1], val_y)
+    val_acc, val_loss = _val_scores(val_x @ head[0].T + head[1], val_y, balanced)
     history = [{"epoch": 0, "val_accuracy": val_acc, "val_loss": val_loss, "head_c": c_value}]
     features = (fit_x, val_x)  # of the kept epoch: the final head is fitted on them
 
     def score(fit_features: np.ndarray, val_features: np.ndarray) -> tuple[float, float]:
         """Validation accuracy and loss of the head the final model would get on these features."""
         with threadpool_limits(1, user_api="blas"):
-            head = _fit_head(fit_features, fit_y, c_value, len(labels))
-        return _val_scores(val_features @ head[0].T + head[1], val_y)
+            head = _fit_head(fit_features, fit_y, c_value, len(labels), balanced)
+        return _val_scores(val_features @ head[0].T + head[1], val_y, balanced)
 
     trained = method.prepare(model, asdict(config))
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
@@ -124,6 +135,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
             val_y,
             pad,
             config,
+            balanced,
             config.lr if config.lr is not None else method.encoder_lr,
             score,
             rng,
@@ -137,7 +149,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     # on the kept encoder's features. With 10 labels per intent that one more row per class is
     # worth about half a point on BANKING77 (LoRA, bench/banking77.py at bbe7275: 85.8 % -> 86.3 %).
     with reporter.task("final head on all rows", None), threadpool_limits(1, user_api="blas"):
-        head = _fit_head(np.vstack(features), np.concatenate([fit_y, val_y]), c_value, len(labels))
+        head = _fit_head(np.vstack(features), np.concatenate([fit_y, val_y]), c_value, len(labels), balanced)
         _set_head(final, head)
     if peft_model is not None:  # the adapter saves its own copy of the head: keep it the same
         for name, module in peft_model.named_modules():
@@ -162,7 +174,20 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
 
 
 def _fine_tune(
-    model, fit_ids, fit_y, val_ids, val_y, pad, config, encoder_lr, score, rng, reporter, history, features
+    model,
+    fit_ids,
+    fit_y,
+    val_ids,
+    val_y,
+    pad,
+    config,
+    balanced,
+    encoder_lr,
+    score,
+    rng,
+    reporter,
+    history,
+    features,
 ) -> tuple[float, int, tuple[np.ndarray, np.ndarray]]:
     """Train; return the kept epoch's validation accuracy, the epochs run and its (fit, val) features."""
     head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
@@ -179,13 +204,20 @@ def _fine_tune(
     best_acc, best_state = history[-1]["val_accuracy"], _trainable_state(model)
     stale = epochs = 0
     labels_t = torch.as_tensor(fit_y)
+    row_weights = torch.as_tensor(
+        balanced_weights(fit_y) if balanced else np.ones(len(fit_y)), dtype=torch.float32
+    )
     with reporter.task(f"fine-tuning ({config.method})", total_steps) as progress:
         for epoch in range(1, config.epochs + 1):
             model.train()
             losses = []
             for batch_index in length_batches(lengths, config.batch_size, rng):
                 batch = collate([fit_ids[i] for i in batch_index], pad)
-                loss = model(**batch, labels=labels_t[batch_index]).loss
+                row_losses = nn.functional.cross_entropy(
+                    model(**batch).logits, labels_t[batch_index], reduction="none"
+                )
+                weights = row_weights[batch_index]
+                loss = (row_losses * weights).sum() / weights.sum()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(body + head, 1.0)
                 optimizer.step()
@@ -218,9 +250,23 @@ def _fine_tune(
     return best_acc, epochs, features
 
 
-def _val_scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _val_scores(logits: np.ndarray, y: np.ndarray, balanced: bool = False) -> tuple[float, float]:
+    """Accuracy and mean log loss; `balanced`: every class of `y` counts the same."""
     log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
-    return float((logits.argmax(1) == y).mean()), float(-log_probs[np.arange(len(y)), y].mean())
+    rows = _row_weights(y, balanced)
+    accuracy = np.average(logits.argmax(1) == y, weights=rows)
+    return float(accuracy), float(np.average(-log_probs[np.arange(len(y)), y], weights=rows))
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Per-row weights as scikit-learn's "balanced": rows / (classes present x rows of the row's
+    class), so that every class counts the same in total, however many rows it has."""
+    counts = np.bincount(y)
+    return len(y) / (np.count_nonzero(counts) * counts[y])
+
+
+def _row_weights(y: np.ndarray, balanced: bool) -> np.ndarray | None:
+    return balanced_weights(y) if balanced else None
 
 
 def auto_epochs(rows: int) -> int:
@@ -228,7 +274,7 @@ def auto_epochs(rows: int) -> int:
     return min(10, max(3, -(-8000 // max(rows, 1))))
 
 
-def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int):
+def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int, balanced: bool = False):
     """The regularization strength with the best validation accuracy, and its head.
 
     One estimator walks the grid from strong to weak regularization, warm-starting each fit
@@ -238,21 +284,27 @@ def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int):
     clf = LogisticRegression(max_iter=3000, warm_start=True)
     best = None
     for c in (fixed,) if fixed is not None else HEAD_C_GRID:
-        head = _as_linear(clf.set_params(C=c).fit(scaler(fit_x), fit_y), scaler, n_classes)
-        acc = accuracy_score(val_y, (val_x @ head[0].T + head[1]).argmax(1))
+        clf.set_params(C=c).fit(scaler(fit_x), fit_y, sample_weight=_row_weights(fit_y, balanced))
+        head = _as_linear(clf, scaler, n_classes)
+        acc = accuracy_score(
+            val_y, (val_x @ head[0].T + head[1]).argmax(1), sample_weight=_row_weights(val_y, balanced)
+        )
         if best is None or acc > best[0]:  # ties keep the stronger regularization
             best = (acc, c, head)
     return best[1], best[2]
 
 
-def _fit_head(x: np.ndarray, y: np.ndarray, c: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_head(
+    x: np.ndarray, y: np.ndarray, c: float, n_classes: int, balanced: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression on standardized features, folded into one Linear layer.
 
     Standardizing first makes one C grid fit any encoder: sentence vectors often share a large
     common direction that leaves the class signal in small coordinates.
     """
     scaler = _Standardizer(x)
-    return _as_linear(LogisticRegression(C=c, max_iter=3000).fit(scaler(x), y), scaler, n_classes)
+    clf = LogisticRegression(C=c, max_iter=3000).fit(scaler(x), y, sample_weight=_row_weights(y, balanced))
+    return _as_linear(clf, scaler, n_classes)
 
 
 class _Standardizer:
