@@ -94,6 +94,9 @@ def create_app(
         version=__version__,
         summary="Text classification: a simple v1 API and the Open Inference Protocol v2.",
         lifespan=lifespan,
+        # /metrics (Prometheus) is the server's telemetry. FastAPI's native OpenTelemetry would
+        # otherwise look up three global providers on every request of the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.catalog = catalog
     app.state.lifecycle = lifecycle
