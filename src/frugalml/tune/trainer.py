@@ -127,21 +127,11 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     epochs_run = 0
     config.epochs = auto_epochs(len(fit_part)) if config.epochs is None else config.epochs
     if method.trains_encoder and config.epochs > 0:
+        weights = balanced_weights(fit_y) if balanced else np.ones(len(fit_y))
+        rows = _Rows(fit_ids, fit_y, weights, val_ids, pad)
+        encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         val_acc, epochs_run, features = _fine_tune(
-            trained,
-            fit_ids,
-            fit_y,
-            val_ids,
-            val_y,
-            pad,
-            config,
-            balanced,
-            config.lr if config.lr is not None else method.encoder_lr,
-            score,
-            rng,
-            reporter,
-            history,
-            features,
+            trained, rows, config, encoder_lr, score, rng, reporter, history, features
         )
     final = _merged(trained) if peft_model is not None else trained
     final.eval()
@@ -173,21 +163,19 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     )
 
 
+@dataclass
+class _Rows:
+    """The tokenized rows fine-tuning reads."""
+
+    fit_ids: list
+    fit_y: np.ndarray
+    fit_weights: np.ndarray  # each training row's weight in the loss
+    val_ids: list
+    pad: int
+
+
 def _fine_tune(
-    model,
-    fit_ids,
-    fit_y,
-    val_ids,
-    val_y,
-    pad,
-    config,
-    balanced,
-    encoder_lr,
-    score,
-    rng,
-    reporter,
-    history,
-    features,
+    model, rows: _Rows, config, encoder_lr, score, rng, reporter, history, features
 ) -> tuple[float, int, tuple[np.ndarray, np.ndarray]]:
     """Train; return the kept epoch's validation accuracy, the epochs run and its (fit, val) features."""
     head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
@@ -196,27 +184,25 @@ def _fine_tune(
         [{"params": body, "lr": encoder_lr}, {"params": head, "lr": config.head_lr}],
         weight_decay=config.weight_decay,
     )
-    lengths = [len(ids) for ids in fit_ids]
+    lengths = [len(ids) for ids in rows.fit_ids]
     steps_per_epoch = len(length_batches(lengths, config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total_steps), total_steps)
     best = history[-1]["val_loss"]
     best_acc, best_state = history[-1]["val_accuracy"], _trainable_state(model)
     stale = epochs = 0
-    labels_t = torch.as_tensor(fit_y)
-    row_weights = torch.as_tensor(
-        balanced_weights(fit_y) if balanced else np.ones(len(fit_y)), dtype=torch.float32
-    )
+    labels_t = torch.as_tensor(rows.fit_y)
+    weights_t = torch.as_tensor(rows.fit_weights, dtype=torch.float32)
     with reporter.task(f"fine-tuning ({config.method})", total_steps) as progress:
         for epoch in range(1, config.epochs + 1):
             model.train()
             losses = []
             for batch_index in length_batches(lengths, config.batch_size, rng):
-                batch = collate([fit_ids[i] for i in batch_index], pad)
+                batch = collate([rows.fit_ids[i] for i in batch_index], rows.pad)
                 row_losses = nn.functional.cross_entropy(
                     model(**batch).logits, labels_t[batch_index], reduction="none"
                 )
-                weights = row_weights[batch_index]
+                weights = weights_t[batch_index]
                 loss = (row_losses * weights).sum() / weights.sum()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(body + head, 1.0)
@@ -227,8 +213,8 @@ def _fine_tune(
                 progress.advance(1, loss=f"{loss.item():.3f}")
             epochs = epoch
             epoch_features = (
-                run_model(model, fit_ids, pad, pool=True),
-                run_model(model, val_ids, pad, pool=True),
+                run_model(model, rows.fit_ids, rows.pad, pool=True),
+                run_model(model, rows.val_ids, rows.pad, pool=True),
             )
             # The softmax head trained alongside is not what ships; scored by it, a better encoder
             # can lose to epoch 0's regularized head (docs/labelling.md, (a) draw 0). Score the
