@@ -2,7 +2,8 @@
 
 Same MiniLM BANKING77 intent model (a `head` bundle), one BANKING77 test query per request, closed-
 loop load from a separate process on loopback at concurrency 1, 8, 32 and 64, a bounded number of
-requests per level. Every server gets the same machine, one after another, in one run.
+requests per level. Every server gets the same machine in one run, one after another, round-robin
+over --rounds rounds (3; the round with the median req/s is reported, every round's req/s beside it).
 
     .venv/bin/python bench/serve.py            # writes bench/results/serve.json
 
@@ -33,6 +34,7 @@ from pydantic import BaseModel
 RESULT = RESULTS / "serve.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
+ROUNDS = 3  # every server measured this many times, round-robin
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "FRUGALML_HOME": str(HOME)}
 
 
@@ -110,6 +112,28 @@ def run_fastapi(bundle_path: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+def run_noop(port: int) -> None:
+    """uvicorn (httptools, uvloop) with an app that reads the body and answers a fixed prediction:
+    the event-loop CPU per request of HTTP alone, below which no Python ASGI server here can go."""
+    import uvicorn
+
+    answer = json.dumps({"predictions": [{"label": "card_arrival", "score": 0.9}]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 # ---------------------------------------------------------------------- load generator (--load)
 
 
@@ -146,7 +170,8 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> 
             await asyncio.gather(*(user() for _ in range(concurrency)))
             return latencies, errors, time.perf_counter() - started
 
-        await phase(max(2 * concurrency, 20))  # connections, caches, first batches
+        warmup = max(2 * concurrency, 20)
+        await phase(warmup)  # connections, caches, first batches
         cpu_before = time.process_time()
         latencies, errors, wall = await phase(requests)
         # The load generator shares the server's cores: what it spends bounds every server.
@@ -169,6 +194,7 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> 
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
         "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, requests), 3),
+        "warmup_requests": warmup,
     }
 
 
@@ -350,10 +376,29 @@ def servers(bundles: dict[str, str]) -> list[dict]:
             "BENCH_JIT": "1",
         }
         entries.append({"name": f"{framework} +same model", "bundle": "torch", "cmd": command, "env": same})
+    entries.append({"name": "uvicorn no-op app", "bundle": None, "cmd": [*me, "--server", "noop"]})
     for entry in entries:
         ours = entry["name"].startswith("frugalml")
         entry["health"], entry["path"] = ("/readyz", "/v1/predict") if ours else ("/health", "/predict")
+        # LitServe's event loops run in worker processes; the others' in the main thread.
+        entry["loop_in_main_thread"] = not entry["name"].startswith("litserve")
     return entries
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds a server has used: (all its processes and threads, its main thread alone)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    main = next(t for t in root.threads() if t.id == pid)
+    return total, main.user_time + main.system_time
 
 
 def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
@@ -374,6 +419,7 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
     try:
         _wait_healthy(base + entry["health"], process)
         for concurrency, count in requests.items():
+            cpu_before = _cpu_seconds(process.pid)
             out = subprocess.run(
                 [sys.executable, __file__, "--load", base + entry["path"], str(concurrency), str(count)],
                 capture_output=True,
@@ -386,6 +432,15 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
                 "bundle": entry["bundle"],
                 **json.loads(out.stdout.strip().splitlines()[-1]),
             }
+            # Server CPU per request (warm-up requests included): where each server's time goes.
+            sent = row["requests"] + row.pop("warmup_requests")
+            total, loop = (
+                after - before for after, before in zip(_cpu_seconds(process.pid), cpu_before, strict=True)
+            )
+            row["server_cpu_ms_per_request"] = round(1000 * total / sent, 3)
+            row["event_loop_cpu_ms_per_request"] = (
+                round(1000 * loop / sent, 3) if entry["loop_in_main_thread"] else None
+            )
             print(
                 f"  {entry['name']:<22} c={concurrency:<3} {row['rps']:>7.1f} req/s  "
                 f"p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>8.1f} ms  errors {row['errors']}",
@@ -447,12 +502,46 @@ def bounds(rows: list[dict], ceilings: dict[str, dict]) -> dict[str, float]:
     return out
 
 
+def cpu_split(rows: list[dict], ceilings: dict[str, dict]) -> list[dict]:
+    """CPU ms per request at c=32, by where it went, beside the model alone's cost per text."""
+    cores = os.cpu_count() or 1
+    split = []
+    for row in rows:
+        if row["concurrency"] != 32 or row["event_loop_cpu_ms_per_request"] is None:
+            continue
+        alone = _alone(ceilings, row["bundle"])
+        loop = row["event_loop_cpu_ms_per_request"]
+        split.append(
+            {
+                "server": row["server"],
+                "event_loop": loop,
+                "other_threads": round(row["server_cpu_ms_per_request"] - loop, 3),
+                "load_generator": row["client_cpu_ms_per_request"],
+                "model_alone_per_text": round(1000 * cores / alone, 3) if alone else None,
+            }
+        )
+    return split
+
+
 def _alone(ceilings: dict[str, dict], bundle: str) -> float | None:
     """Texts/s of `bundle`'s model alone at the servers' max batch size."""
     return ceilings.get(bundle, {}).get(f"batch {MAX_BATCH}")
 
 
-def orchestrate(quick: bool = False, only: str | None = None) -> None:
+def median_rows(rounds: list[list[dict]]) -> list[dict]:
+    """Per server and concurrency, the round with the median req/s (one real measurement, so its
+    latencies and CPU belong together), with every round's req/s beside it."""
+    by_level: dict[tuple[str, int], list[dict]] = {}
+    for row in (row for measured in rounds for row in measured):
+        by_level.setdefault((row["server"], row["concurrency"]), []).append(row)
+    rows = []
+    for same in by_level.values():
+        ordered = sorted(same, key=lambda row: row["rps"])
+        rows.append({**ordered[(len(ordered) - 1) // 2], "rps_rounds": [row["rps"] for row in same]})
+    return rows
+
+
+def orchestrate(quick: bool = False, only: str | None = None, rounds: int = ROUNDS) -> None:
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (the shared BANKING77 data)")
         return
@@ -462,12 +551,19 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
     requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
     print("the model alone, no HTTP:", flush=True)
     ceilings = model_ceilings(bundles)
-    rows = []
-    for entry in servers(bundles):
-        if only and not any(part in entry["name"] for part in only.split(",")):
-            continue
-        print(f"{entry['name']}:", flush=True)
-        rows += measure(entry, requests)
+    entries = [
+        entry
+        for entry in servers(bundles)
+        if not only or any(part in entry["name"] for part in only.split(","))
+    ]
+    # Round-robin: this machine's speed drifts by 20 % and more within minutes, and each server's
+    # median over rounds spread across the whole run is compared, not one window of it.
+    measured = []
+    for round_number in range(1, rounds + 1):
+        for entry in entries:
+            print(f"{entry['name']} (round {round_number} of {rounds}):", flush=True)
+            measured.append(measure(entry, requests))
+    rows = median_rows(measured)
     ratios = _ratios(rows, ceilings)
     ui.out.print(
         ui.table(
@@ -480,6 +576,14 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
         )
     )
     ui.out.print(ui.table("ratios", ["comparison", "value"], [(k, v) for k, v in ratios.items()]))
+    split = cpu_split(rows, ceilings)
+    ui.out.print(
+        ui.table(
+            "CPU ms per request at c=32 (the model alone: per text, batch 32, no HTTP)",
+            ["server", "event loop", "other threads", "load generator", "model alone"],
+            [tuple(entry.values()) for entry in split],
+        )
+    )
     if "int8" not in bundles:
         print("int8: pending (frugalml.compress offers no int8 technique yet)")
     if quick or only:
@@ -492,10 +596,17 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
-            "settings": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "requests": REQUESTS},
+            "settings": {
+                "max_batch_size": MAX_BATCH,
+                "max_wait_ms": MAX_WAIT_MS,
+                "requests": REQUESTS,
+                "rounds": rounds,
+                "statistic": "round with the median req/s, per server and concurrency",
+            },
             "bundles": bundles,
             "model_alone_texts_per_s": ceilings,
             "c32_bound_req_per_s": bounds(rows, ceilings),
+            "c32_cpu_ms_per_request": split,
             "results": rows,
             "ratios": ratios,
             "int8": "measured" if "int8" in bundles else "pending",
@@ -506,15 +617,18 @@ def orchestrate(quick: bool = False, only: str | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", choices=["litserve", "fastapi"], help="run a competitor server")
+    parser.add_argument("--server", choices=["litserve", "fastapi", "noop"], help="run a reference server")
     parser.add_argument("--load", nargs=3, metavar=("URL", "CONCURRENCY", "REQUESTS"), help="generate load")
     parser.add_argument("--ceiling", metavar="BUNDLE", help="texts/s of the model alone, no HTTP")
     parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--quick", action="store_true", help="a few requests per level; writes nothing")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="round-robin rounds (median reported)")
     parser.add_argument("--only", help="servers named with any of these comma-separated parts (no JSON)")
     args = parser.parse_args()
-    if args.server:
+    if args.server == "noop":
+        run_noop(args.port)
+    elif args.server:
         {"litserve": run_litserve, "fastapi": run_fastapi}[args.server](args.bundle, args.port)
     elif args.load:
         url, concurrency, requests = args.load
@@ -522,7 +636,7 @@ def main() -> None:
     elif args.ceiling:
         run_ceiling(args.ceiling)
     else:
-        orchestrate(quick=args.quick, only=args.only)
+        orchestrate(quick=args.quick, only=args.only, rounds=args.rounds)
 
 
 if __name__ == "__main__":
