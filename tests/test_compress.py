@@ -77,6 +77,19 @@ def test_onnx_export_is_fused_matches_torch_and_round_trips(tuned, onnx_bundle):
     np.testing.assert_allclose(probabilities(onnx_bundle, TEXTS), probabilities(tuned, TEXTS), atol=1e-5)
 
 
+def test_served_onnx_session_is_sized_for_a_call_running_alone(onnx_bundle):
+    """`frugalml serve` sizes an ONNX bundle's one session for the lone call: calls side by side
+    share its intra-op pool, and a call running alone uses every thread of it."""
+    from frugalml.serve.runner import serving_predictor
+
+    def pool(**threads) -> int:
+        predictor = serving_predictor(str(onnx_bundle.path), **threads)
+        return predictor.session.get_session_options().intra_op_num_threads
+
+    assert pool(threads=1, lone_threads=2) == 2
+    assert pool(threads=1) == 1
+
+
 def test_int8_dynamic_is_smaller_and_reports_agreement(onnx_bundle, context):
     quantized = apply_technique("int8", onnx_bundle, context)
     assert quantized.precision == "int8" and quantized.parents == [onnx_bundle.id]

@@ -26,7 +26,10 @@ def serve(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Threads per model call (default: (cores - 1) / (workers x parallel), at least 1)."
+            min=1,
+            help="Threads per model call (default: (cores - 1) / (workers x parallel), at least 1). "
+            "A call running alone, and an ONNX Runtime session's pool shared by the calls, get every "
+            "core of the worker.",
         ),
     ] = None,
     parallel: Annotated[

@@ -25,7 +25,8 @@ SPEC_ENV = "FRUGALML_SERVE_SPEC"
 @dataclass
 class ServeSpec:
     """What to serve: (name, bundle folder) pairs, the settings, threads per model call, and
-    threads for a call that runs alone (PyTorch bundles; see TorchPredictor)."""
+    threads for a call that runs alone (PyTorch: see TorchPredictor; ONNX Runtime: the size of
+    the session's intra-op pool, which calls side by side share)."""
 
     models: list[tuple[str, str]]
     config: ServeConfig = field(default_factory=ServeConfig)
@@ -60,6 +61,10 @@ def serving_predictor(path: str, threads: int | None = None, lone_threads: int |
         options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
         if lone_threads:
             options["lone_threads"] = lone_threads
+    elif lone_threads:
+        # An ONNX Runtime session has one intra-op pool, shared by the calls that run at once: sized
+        # for a call running alone, it lets that call use every core while the other slot is idle.
+        options["threads"] = lone_threads
     return load_predictor(bundle, **options)
 
 
