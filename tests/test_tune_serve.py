@@ -144,10 +144,11 @@ def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_fi
 
 
 def test_balanced_weights_give_every_class_the_same_total():
-    from frugalml.tune.trainer import balanced_weights
+    from frugalml.tune.trainer import row_weights
 
     y = np.array([0, 0, 0, 0, 1, 2, 2])
-    weights = balanced_weights(y)
+    np.testing.assert_array_equal(row_weights(y, False), np.ones(len(y)))
+    weights = row_weights(y, True)
     totals = np.bincount(y, weights=weights)
     np.testing.assert_allclose(totals, totals[0])
     assert weights.sum() == pytest.approx(len(y))

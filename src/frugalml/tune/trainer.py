@@ -127,8 +127,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     epochs_run = 0
     config.epochs = auto_epochs(len(fit_part)) if config.epochs is None else config.epochs
     if method.trains_encoder and config.epochs > 0:
-        weights = balanced_weights(fit_y) if balanced else np.ones(len(fit_y))
-        rows = _Rows(fit_ids, fit_y, weights, val_ids, pad)
+        rows = _Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         val_acc, epochs_run, features = _fine_tune(
             trained, rows, config, encoder_lr, score, rng, reporter, history, features
@@ -239,20 +238,18 @@ def _fine_tune(
 def _val_scores(logits: np.ndarray, y: np.ndarray, balanced: bool = False) -> tuple[float, float]:
     """Accuracy and mean log loss; `balanced`: every class of `y` counts the same."""
     log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
-    rows = _row_weights(y, balanced)
-    accuracy = np.average(logits.argmax(1) == y, weights=rows)
-    return float(accuracy), float(np.average(-log_probs[np.arange(len(y)), y], weights=rows))
+    weights = row_weights(y, balanced)
+    accuracy = np.average(logits.argmax(1) == y, weights=weights)
+    return float(accuracy), float(np.average(-log_probs[np.arange(len(y)), y], weights=weights))
 
 
-def balanced_weights(y: np.ndarray) -> np.ndarray:
-    """Per-row weights as scikit-learn's "balanced": rows / (classes present x rows of the row's
-    class), so that every class counts the same in total, however many rows it has."""
+def row_weights(y: np.ndarray, balanced: bool) -> np.ndarray:
+    """Each row's weight: 1, or with `balanced` scikit-learn's "balanced" weights, rows / (classes
+    present x rows of the row's class), so that every class counts the same in total."""
+    if not balanced:
+        return np.ones(len(y))
     counts = np.bincount(y)
     return len(y) / (np.count_nonzero(counts) * counts[y])
-
-
-def _row_weights(y: np.ndarray, balanced: bool) -> np.ndarray | None:
-    return balanced_weights(y) if balanced else None
 
 
 def auto_epochs(rows: int) -> int:
@@ -270,10 +267,10 @@ def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int, b
     clf = LogisticRegression(max_iter=3000, warm_start=True)
     best = None
     for c in (fixed,) if fixed is not None else HEAD_C_GRID:
-        clf.set_params(C=c).fit(scaler(fit_x), fit_y, sample_weight=_row_weights(fit_y, balanced))
+        clf.set_params(C=c).fit(scaler(fit_x), fit_y, sample_weight=row_weights(fit_y, balanced))
         head = _as_linear(clf, scaler, n_classes)
         acc = accuracy_score(
-            val_y, (val_x @ head[0].T + head[1]).argmax(1), sample_weight=_row_weights(val_y, balanced)
+            val_y, (val_x @ head[0].T + head[1]).argmax(1), sample_weight=row_weights(val_y, balanced)
         )
         if best is None or acc > best[0]:  # ties keep the stronger regularization
             best = (acc, c, head)
@@ -289,7 +286,7 @@ def _fit_head(
     common direction that leaves the class signal in small coordinates.
     """
     scaler = _Standardizer(x)
-    clf = LogisticRegression(C=c, max_iter=3000).fit(scaler(x), y, sample_weight=_row_weights(y, balanced))
+    clf = LogisticRegression(C=c, max_iter=3000).fit(scaler(x), y, sample_weight=row_weights(y, balanced))
     return _as_linear(clf, scaler, n_classes)
 
 
