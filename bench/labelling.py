@@ -1,11 +1,11 @@
 """Labelling benchmark on BANKING77: auto-labelling, label-error detection, active learning.
 
-    python bench/labelling.py                   # about 5-8 minutes on 2 cores (embeddings cached)
-    python bench/labelling.py --fine-tune full  # (a) also with full fine-tuning: about 30 minutes
+    python bench/labelling.py                   # about 10 minutes on 2 cores (embeddings cached)
+    python bench/labelling.py --fine-tune full  # (a) also with full fine-tuning: about 75 minutes
 
 (a) 10 labelled examples per intent + the rest of train as the pool: test accuracy of a `head`
     tune (and with --fine-tune, that method) on seed + accepted auto-labels, beside the same
-    tune on the 10-shot seed alone; mean and std over three different seed sets (one draw alone
+    tune on the 10-shot seed alone; mean and std over five different seed sets (one draw alone
     swings by about 2 points). The auto-labels carry `source = auto`, as `frugalml label auto`
     writes them, so tune validates on the human rows only.
 (b) precision and coverage of the accepted auto-labels (target 0.95), against the true labels.
@@ -47,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="active-learning runs per strategy (seeds)")
     parser.add_argument("--rounds", type=int, default=2, help="self-training rounds")
-    parser.add_argument("--draws", type=int, default=3, help="10-per-intent seed sets for (a) and (b)")
+    parser.add_argument("--draws", type=int, default=5, help="10-per-intent seed sets for (a) and (b)")
     parser.add_argument(
         "--fine-tune",
         choices=["lora", "full"],
