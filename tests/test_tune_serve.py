@@ -154,6 +154,18 @@ def test_balanced_weights_give_every_class_the_same_total():
     assert weights.sum() == pytest.approx(len(y))
 
 
+def test_balanced_validation_scores_count_every_class_the_same():
+    from frugalml.tune.trainer import _val_scores
+
+    y = np.array([0, 0, 0, 0, 1, 1])
+    logits = np.zeros((6, 2))
+    logits[:, 0] = 1.0  # always class 0: right on 4 of 6 rows, on 1 of 2 classes
+    assert _val_scores(logits, y)[0] == pytest.approx(4 / 6)
+    assert _val_scores(logits, y, balanced=True)[0] == pytest.approx(0.5)  # mean recall per class
+    plain_loss, balanced_loss = _val_scores(logits, y)[1], _val_scores(logits, y, balanced=True)[1]
+    assert balanced_loss > plain_loss  # the wrongly predicted class weighs more
+
+
 def test_balanced_head_keeps_a_rare_class_from_being_swallowed():
     """Two overlapping classes, 9 rows to 1: the plain head gives most of the rare class's rows to the
     common one; the balanced head, fitted as if both were equally common, finds most of them."""

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
 from threadpoolctl import threadpool_limits
 from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
@@ -269,9 +268,7 @@ def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int, b
     for c in (fixed,) if fixed is not None else HEAD_C_GRID:
         clf.set_params(C=c).fit(scaler(fit_x), fit_y, sample_weight=row_weights(fit_y, balanced))
         head = _as_linear(clf, scaler, n_classes)
-        acc = accuracy_score(
-            val_y, (val_x @ head[0].T + head[1]).argmax(1), sample_weight=row_weights(val_y, balanced)
-        )
+        acc, _ = _val_scores(val_x @ head[0].T + head[1], val_y, balanced)
         if best is None or acc > best[0]:  # ties keep the stronger regularization
             best = (acc, c, head)
     return best[1], best[2]
