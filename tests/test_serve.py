@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -22,7 +25,7 @@ from frugalml.monitor.metrics import ServingMetrics
 from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.serve import ServeConfig, create_app
-from frugalml.serve.batcher import Batcher
+from frugalml.serve.batcher import Batcher, ClientGone, DeadlineExceeded, Overloaded
 
 TEXTS = ["refund money back please", "my card was stolen", "forgot password reset", "i need the card"]
 
@@ -354,6 +357,53 @@ def test_disconnected_client_costs_no_model_time(predictor):
         text = _metrics(url)
     assert gated.calls == [1]
     assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="499") == 1
+
+
+class _QuickModel:
+    """Model calls of 0 to 2 ms, so that deadlines of a few ms land in every phase of a batch."""
+
+    labels = ["a", "b"]
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def predict_proba(self, texts):
+        time.sleep(self.rng.uniform(0, 0.002))
+        return np.full((len(texts), 2), 0.5, dtype=np.float32)
+
+
+def test_requests_dropped_while_their_batch_forms_leave_the_queue_count_exact():
+    """Deadlines and hang-ups that land at any moment, also between a request joining a batch and
+    that batch starting, count its texts out of the queue once: a count gone negative lets the
+    queue past its bound, and close() (the SIGTERM drain) would wait for it forever."""
+
+    async def burst(seed: int, parallel: int) -> list[float]:
+        rng = random.Random(seed)
+        loop = asyncio.get_running_loop()
+        metrics = ServingMetrics()
+        batcher = Batcher(
+            _QuickModel(seed), metrics, "m", max_batch_size=8, max_wait=0.002, max_queue=64, parallel=parallel
+        )
+        depths = []
+
+        async def client() -> None:
+            await asyncio.sleep(rng.uniform(0, 0.05))
+            gone = loop.create_future()
+            loop.call_later(rng.uniform(0, 0.006), lambda: gone.done() or gone.set_result(None))
+            with contextlib.suppress(ClientGone, DeadlineExceeded, Overloaded):
+                await batcher.predict(["card"] * rng.randint(1, 4), rng.uniform(0.0005, 0.006), gone)
+            depths.append(metrics.registry.get_sample_value("frugalml_queue_depth", {"model": "m"}))
+
+        with ThreadPoolExecutor(parallel) as executor:
+            batcher.start(executor)
+            await asyncio.gather(*(client() for _ in range(300)))
+            await asyncio.wait_for(batcher.close(), 10)
+        return [*depths, metrics.registry.get_sample_value("frugalml_queue_depth", {"model": "m"})]
+
+    for seed in range(6):
+        depths = asyncio.run(burst(seed, parallel=1 + seed % 2))
+        assert min(depths) >= 0, f"seed {seed}: queue depth went negative ({min(depths)})"
+        assert depths[-1] == 0  # drained
 
 
 def test_api_key_guards_inference_routes_only(predictor):

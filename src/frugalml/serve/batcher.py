@@ -193,6 +193,9 @@ class Batcher:
             if batch and rows + len(head.texts) > limit:
                 break
             self._queue.popleft()
+            # Started from here on: a deadline or hang-up before `_run` begins must not count
+            # these texts out of the queue a second time.
+            head.started = True
             batch.append(head)
             rows += len(head.texts)
         self._queued -= rows
@@ -203,7 +206,6 @@ class Batcher:
         started = time.monotonic()
         texts: list[str] = []
         for pending in batch:
-            pending.started = True
             self._queue_wait.observe(started - pending.enqueued)
             texts.extend(pending.texts)
         loop = asyncio.get_running_loop()
