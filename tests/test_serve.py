@@ -504,6 +504,10 @@ def test_async_client_predicts_and_raises_clear_errors(server, predictor):
         fc.Client("http://127.0.0.1:9", retries=1, backoff=0.01).predict(["a"])
     with pytest.raises(TypeError):
         fc.Client(server).predict("one string")
+    # A long client timeout is capped at the server's longest deadline; none leaves it to the server.
+    for timeout in (7200, None):
+        with fc.Client(server, timeout=timeout) as client:
+            assert [p.label for p in client.predict(TEXTS)] == [p.label for p in predictions]
 
 
 def test_settings_that_cannot_work_are_refused():

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import httpx
 
+MAX_DEADLINE_S = 3600  # the longest X-Request-Timeout a frugalml server accepts
+
 
 class ClientError(Exception):
     """Base of every error this client raises; `status` is the HTTP status when there was one."""
@@ -114,14 +116,15 @@ class _Base:
         self,
         url: str,
         api_key: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         retries: int = 4,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
     ):
         self.url = url.rstrip("/")
-        # The server gets the same deadline, so it drops work nobody will wait for.
-        self.headers = {"X-Request-Timeout": f"{timeout:g}"}
+        # The server gets the same deadline (within what it accepts), so it drops work nobody will
+        # wait for; without a client timeout the server's own deadline applies.
+        self.headers = {} if timeout is None else {"X-Request-Timeout": f"{min(timeout, MAX_DEADLINE_S):g}"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = timeout

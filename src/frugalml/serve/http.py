@@ -12,6 +12,7 @@ from fastapi import Header, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from frugalml.client import MAX_DEADLINE_S
 from frugalml.serve.batcher import ClientGone, DeadlineExceeded, Overloaded
 from frugalml.serve.catalog import ServedModel
 from frugalml.serve.config import ServeConfig
@@ -19,7 +20,7 @@ from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.lifecycle import Lifecycle
 
 TIMEOUT_HEADER = "X-Request-Timeout"
-MAX_TIMEOUT_S = 3600
+MAX_TIMEOUT_S = MAX_DEADLINE_S
 
 
 def timeout_header(server_timeout_s: float):
