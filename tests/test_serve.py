@@ -488,6 +488,31 @@ def test_several_models_and_versions(predictor, bundle_path, tmp_path):
     assert metric(text, "frugalml_requests_total", model="other", route="/v1/predict", status="200") == 1
 
 
+def test_queue_depth_of_a_model_adds_up_its_versions(predictor):
+    async def scenario() -> float:
+        metrics = ServingMetrics()
+        gated = GatedPredictor(predictor)
+        busy = Batcher(gated, metrics, "intent", max_wait=0)
+        other = Batcher(predictor, metrics, "intent", max_wait=0)
+        with ThreadPoolExecutor(2) as executor:
+            busy.start(executor)
+            other.start(executor)
+            first = asyncio.ensure_future(busy.predict(TEXTS[:1], timeout=30))
+            while gated.calls != [1]:
+                await asyncio.sleep(0.01)
+            waiting = [asyncio.ensure_future(busy.predict(TEXTS[:2], timeout=30)) for _ in range(3)]
+            await asyncio.sleep(0)
+            await other.predict(TEXTS, timeout=30)  # the other version comes and goes meanwhile
+            depth = metrics.registry.get_sample_value("frugalml_queue_depth", {"model": "intent"})
+            gated.gate.set()
+            await asyncio.gather(first, *waiting)
+            await busy.close()
+            await other.close()
+        return depth
+
+    assert asyncio.run(scenario()) == 6  # three requests of two texts still wait on the first version
+
+
 def test_async_client_predicts_and_raises_clear_errors(server, predictor):
     async def go():
         async with fc.AsyncClient(server) as client:

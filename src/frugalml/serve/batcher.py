@@ -113,8 +113,7 @@ class Batcher:
             raise Overloaded(self._retry_after())
         pending = _Pending(texts, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
-        self._queued += len(texts)
-        self._depth.set(self._queued)
+        self._count_queued(len(texts))
         self._idle.clear()
         self._arrived.set()
         waiters = [pending.future] if gone is None else [pending.future, gone]
@@ -133,8 +132,13 @@ class Batcher:
         pending.future.cancel()
         if not pending.started and not pending.dropped:
             pending.dropped = True
-            self._queued -= len(pending.texts)
-            self._depth.set(self._queued)
+            self._count_queued(-len(pending.texts))
+
+    def _count_queued(self, texts: int) -> None:
+        # The gauge moves by the change, not to this batcher's count: the versions of one model
+        # share its series, which then reads their total.
+        self._queued += texts
+        self._depth.inc(texts)
 
     def _retry_after(self) -> int:
         rate = (self._texts_per_second or 1.0) * self.parallel
@@ -198,8 +202,7 @@ class Batcher:
             head.started = True
             batch.append(head)
             rows += len(head.texts)
-        self._queued -= rows
-        self._depth.set(self._queued)
+        self._count_queued(-rows)
         return batch
 
     async def _run(self, batch: list[_Pending]) -> None:
