@@ -125,3 +125,16 @@ def test_jsonl_with_numeric_labels_reads_them_as_strings(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(4)))
     assert load_dataset(path).labels == ["0", "1", "0", "1"]
+
+
+def test_csv_cells_are_read_as_written(tmp_path):
+    # pandas alone reads ids 007 as 7 (a Label Studio round trip would change them) and the label
+    # "NA" or the text "null" as missing values.
+    path = tmp_path / "d.csv"
+    path.write_text("id,text,label,score\n007,card arrived,NA,0.5\n008,null,None,1\n", encoding="utf-8")
+    data = load_dataset(path)
+    assert (data.ids, data.texts, data.labels) == (["007", "008"], ["card arrived", "null"], ["NA", "None"])
+    assert data.extra == {"score": [0.5, 1.0]}  # other columns keep their numbers
+    with pytest.raises(DataError, match="missing label in row"):
+        path.write_text("text,label\na,x\nb,\n", encoding="utf-8")
+        load_dataset(path)

@@ -180,6 +180,31 @@ def test_suggest_never_returns_labelled_rows_or_duplicates(tiny_base, home, tmp_
     assert 'Choice value="refund"' in (tmp_path / "random.label_config.xml").read_text()
 
 
+def test_suggest_with_a_named_label_column_and_a_pool_without_ids(tiny_base, home, tmp_path):
+    # --label-column names the labelled file's column, not the pool's; and the pool's row numbers
+    # are not ids, so pool rows 0 to 4 are not "already labelled" by the labelled ids 0 to 4.
+    labelled_rows = [(str(i), t, y) for i, (t, y) in enumerate(make_rows(5, seed=1))]
+    labelled = write_csv(tmp_path / "seed.csv", labelled_rows, header=("id", "text", "intent"))
+    pool = write_csv(tmp_path / "pool.csv", [(f"a new question {i}",) for i in range(8)], header=("text",))
+    summary = ok_json(
+        "label",
+        "suggest",
+        pool,
+        "--budget",
+        "8",
+        "--labelled",
+        labelled,
+        "--label-column",
+        "intent",
+        "--base",
+        tiny_base,
+        "--out",
+        tmp_path / "t.json",
+    )
+    assert summary["excluded_already_labelled"] == 0 and summary["suggested"] >= 1
+    assert all(r["predicted_label"] in INTENTS for r in summary["rows"])
+
+
 def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base, home, tmp_path):
     pool = write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(10, seed=4)], header=("text",))
     for strategy in ("kcenter", "hybrid", "random"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +32,7 @@ def load_dataset(
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
-    frame = _read_frame(path)
+    frame, typed = _read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: contains no rows")
     text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
@@ -56,7 +57,7 @@ def load_dataset(
     else:
         ids = [str(i) for i in range(len(frame))]
     used = {text_col, label_col, id_col}
-    extra = {str(c): frame[c].tolist() for c in frame.columns if c not in used}
+    extra = {str(c): typed[c].tolist() for c in frame.columns if c not in used}
     return Dataset(
         texts=texts.astype(str).tolist(),
         labels=labels,
@@ -67,19 +68,25 @@ def load_dataset(
     )
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _read_frame(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The file as a frame, twice: cells as written for the text, label and id columns, and with
+    the types pandas infers for the other columns (the same frame but for CSV/TSV)."""
     if path.is_dir():
-        return _read_hf_folder(path)
+        frame = _read_hf_folder(path)
+        return frame, frame
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         known = ", ".join(sorted(FORMATS))
         raise DataError(f"{path}: unknown format {path.suffix or '(no suffix)'!r}; use one of {known}")
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding="utf-8")
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, encoding="utf-8", dtype=False)
-        return pd.read_parquet(path)
+            return _read_delimited(path, "\t" if kind == "tsv" else ",")
+        frame = (
+            pd.read_json(path, lines=True, encoding="utf-8", dtype=False)
+            if kind == "jsonl"
+            else pd.read_parquet(path)
+        )
+        return frame, frame
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 text (bad byte at offset {exc.start})") from None
     except pd.errors.EmptyDataError:
@@ -87,6 +94,13 @@ def _read_frame(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind}: {reason}") from None
+
+
+def _read_delimited(path: Path, sep: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # As written: ids "007" stay "007", and labels or texts such as "NA", "None" or "null" stay
+    # themselves (pandas alone reads numbers and missing values); only an empty cell is missing.
+    written = pd.read_csv(path, sep=sep, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""])
+    return written, pd.read_csv(path, sep=sep, encoding="utf-8")
 
 
 def _read_hf_folder(path: Path) -> pd.DataFrame:
@@ -143,3 +157,16 @@ def _label_str(value: object) -> str:
 def _rows(mask: pd.Series) -> str:
     rows = [str(i) for i in mask[mask].index[:5]]
     return ", ".join(rows) + (" ..." if int(mask.sum()) > 5 else "")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file so that a crash leaves the old file or none, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path

@@ -17,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from frugalml.data import Dataset
+from frugalml.data.io import write_text_atomic
 from frugalml.errors import DataError
 
 FROM_NAME = "label"  # the Choices control
@@ -63,11 +64,7 @@ def to_tasks(
 
 
 def write_tasks(tasks: list[dict[str, Any]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    temp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
 
 
 def read_export(path: str | Path, labels: Sequence[str] | None = None) -> tuple[Dataset, int]:

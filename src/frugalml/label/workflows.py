@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from frugalml.data import Dataset, load_dataset
+from frugalml.data.io import write_text_atomic
 from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError, FrugalError
 from frugalml.label import active, augment, labelstudio
@@ -277,7 +278,9 @@ def suggest_rows(
             "(pass the labelled ones as the labelled set)"
         )
     active.get_strategy(strategy)  # fail fast, before any encoding
-    known_ids = set(labelled.ids) if labelled is not None and not has_row_number_ids(labelled) else set()
+    # Ids match rows across files only where both files have real ids, not row numbers.
+    by_id = labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool)
+    known_ids = set(labelled.ids) if by_id else set()
     known_texts = {text_key(t) for t in labelled.texts} if labelled is not None else set()
     eligible = [
         i
@@ -320,7 +323,7 @@ def suggest_files(
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
     check_outputs([pool_path, labelled_path], [out])
     columns = columns or {}
-    pool = load_dataset(pool_path, **columns, require_labels=False)
+    pool = load_dataset(pool_path, **{**columns, "label_column": None}, require_labels=False)
     labelled = load_dataset(labelled_path, **columns) if labelled_path else None
     result = suggest_rows(pool, budget, strategy, labelled, encoder, labels, dup_threshold, seed, reporter)
     out = Path(out)
@@ -328,7 +331,7 @@ def suggest_files(
     config_path = None
     if result.labels:
         config_path = out.with_suffix(".label_config.xml")
-        config_path.write_text(labelstudio.label_config(result.labels), encoding="utf-8")
+        write_text_atomic(config_path, labelstudio.label_config(result.labels))
     rows = []
     for i, (row_id, text) in enumerate(zip(result.rows.ids, result.rows.texts, strict=True)):
         guess = result.predictions[i] if result.predictions else (None, None)
@@ -459,11 +462,7 @@ def write_issues_report(report: dict[str, Any], path: str | Path, source: str = 
         + "</p>"
         + frame.to_html(index=False, na_rep="", border=0)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(html, encoding="utf-8")
-    temp.replace(path)
-    return path
+    return write_text_atomic(path, html)
 
 
 # ---------------------------------------------------------------- augmentation
