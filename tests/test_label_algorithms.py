@@ -76,6 +76,29 @@ def test_a_higher_target_accepts_fewer_rows_and_an_impossible_one_none():
     assert hopeless.threshold is None and not hopeless.accepted.any() and len(hopeless.history) == 1
 
 
+def test_a_later_round_that_misses_the_target_keeps_the_last_round_that_met_it(monkeypatch):
+    from frugalml.label import autolabel
+
+    x, y = clusters(150, spread=1.3, seed=1)
+    seed_rows = np.concatenate([np.flatnonzero(y == k)[:30] for k in range(6)])
+    pool = np.setdiff1d(np.arange(len(y)), seed_rows)
+    one_round = self_train(x[seed_rows], y[seed_rows], x[pool], 6, target_precision=0.9, rounds=0)
+    real, calls = autolabel.choose_threshold, []
+
+    def second_round_misses(*args, **kwargs):  # round 1's threshold search finds nothing
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else None
+
+    monkeypatch.setattr(autolabel, "choose_threshold", second_round_misses)
+    result = self_train(x[seed_rows], y[seed_rows], x[pool], 6, target_precision=0.9, rounds=2)
+    assert [h["threshold"] is None for h in result.history] == [False, True]
+    assert result.accepted.sum() == one_round.accepted.sum() > 0
+    assert (result.threshold, result.estimated_precision) == (
+        one_round.threshold,
+        one_round.estimated_precision,
+    )
+
+
 def test_self_training_runs_on_two_labels_per_class():
     # Cross-validation cannot have more folds than a class has rows: 2 labels per class, 2 folds.
     x, y = clusters(50, spread=0.3, seed=3)

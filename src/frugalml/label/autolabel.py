@@ -87,6 +87,7 @@ def self_train(
     chains = [empty] * len(splits)  # per fold: (accepted mask, labels) on the pool
     main = empty
     history: list[dict] = []
+    kept: SelfTrainResult | None = None  # the last round that met the target
     for round_number in range(rounds + 1):
         held_logits = np.empty((len(y_seed), n_classes))
         chain_logits = []
@@ -98,13 +99,13 @@ def self_train(
 
         temperature = fit_temperature(held_logits, y_seed)
         held_probs = softmax(held_logits / temperature, axis=1)
+        pool_probs = softmax(pool_logits / temperature, axis=1)
         chosen = choose_threshold(
             held_probs.max(axis=1), held_probs.argmax(axis=1) == y_seed, target_precision, z
         )
         threshold, estimate = chosen if chosen else (np.inf, None)
         chains = [_accept(logits, temperature, threshold) for logits in chain_logits]
         main = _accept(pool_logits, temperature, threshold)
-        pool_probs = softmax(pool_logits / temperature, axis=1)
         history.append(
             {
                 "round": round_number,
@@ -114,20 +115,22 @@ def self_train(
                 "temperature": temperature,
             }
         )
+        if chosen is None and kept is not None:
+            break  # this round misses the target: the labels of the last round that met it stand
+        kept = SelfTrainResult(
+            labels=pool_probs.argmax(axis=1),
+            confidence=pool_probs.max(axis=1),
+            accepted=main[0],
+            threshold=None if chosen is None else threshold,
+            estimated_precision=estimate,
+            estimated_coverage=float((held_probs.max(axis=1) >= threshold).mean()),
+            temperature=temperature,
+            c=c,
+            history=history,
+        )
         if chosen is None:
             break  # nothing meets the target: further rounds would train on the seed alone again
-    coverage = float((held_probs.max(axis=1) >= threshold).mean())
-    return SelfTrainResult(
-        labels=pool_probs.argmax(axis=1),
-        confidence=pool_probs.max(axis=1),
-        accepted=main[0],
-        threshold=None if chosen is None else threshold,
-        estimated_precision=estimate,
-        estimated_coverage=coverage,
-        temperature=temperature,
-        c=c,
-        history=history,
-    )
+    return kept
 
 
 def _fit(x_seed, y_seed, x_pool, accepted, labels, n_classes, c) -> LinearProbe:
