@@ -79,6 +79,15 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     queue = load_dataset(review, require_labels=False)
     assert set(queue.ids) | set(auto_rows["id"]) == {f"u{i:03d}" for i in range(90)}
     assert queue.extra["confidence"] == sorted(queue.extra["confidence"], reverse=True)
+    # The review queue can be the next run's pool: the columns this run wrote are written anew.
+    assert summary["review"] > 0
+    out2 = tmp_path / "out2.csv"
+    again = ok_json(
+        "label", "auto", seed_and_pool["seed"], review, "--base", tiny_base, "--out", out2,
+        "--review", tmp_path / "review2.csv", "--target-precision", "0.9", "--rounds", "1",
+    )  # fmt: skip
+    assert again["pool"] == summary["review"]
+    assert list(load_dataset(out2).to_frame().columns) == ["id", "text", "label", "confidence", "source"]
 
 
 def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, seed_and_pool, home):
@@ -121,6 +130,13 @@ def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, h
     assert code == 2 and "'u001'" in output and "also appear in the labelled set" in output
     assert "Traceback" not in output
     assert not list(tmp_path.glob("*.labelled.csv"))  # nothing half-written
+
+    channels = write_csv(
+        tmp_path / "channels.csv", [("p1", "where is my card", "email"), ("p2", "refund", "chat")],
+        header=("id", "text", "source"),
+    )  # fmt: skip
+    code, output = invoke("label", "auto", seed_and_pool["seed"], channels, "--base", tiny_base)
+    assert code == 2 and "column 'source' holds ['chat', 'email']" in output
 
     before = seed_and_pool["seed"].read_bytes()
     code, output = invoke(

@@ -137,6 +137,8 @@ def auto_label(
     seed.check_trainable()
     if len(seed) < 4:
         raise DataError(f"{seed.source}: needs at least 4 labelled rows to cross-validate a threshold")
+    for data in (seed, pool):
+        _check_source_column(data)
     seed, pool = _disjoint_ids(seed, pool)
     names, y = _class_index(seed, config.labels)
     vectors = embed(seed.texts + pool.texts, Encoder(config.base, config.bundle), reporter=reporter)
@@ -155,7 +157,8 @@ def auto_label(
     human = seed.to_frame()
     human["confidence"] = seed.extra.get("confidence", [1.0] * len(seed))
     human[SOURCE_COLUMN] = seed.extra.get(SOURCE_COLUMN, ["human"] * len(seed))  # re-runs keep "auto"
-    guessed = pool.to_frame().drop(columns=["label"], errors="ignore")
+    # A pool that is an earlier run's review queue (or output) brings that run's columns along.
+    guessed = pool.to_frame().drop(columns=list(WRITTEN_COLUMNS), errors="ignore")
     guessed.insert(2, "label", [names[i] for i in result.labels])
     guessed.insert(3, "confidence", result.confidence.round(6))
     guessed.insert(4, SOURCE_COLUMN, AUTO)
@@ -186,6 +189,18 @@ def auto_label(
             "rows; nothing was accepted (label more rows or lower --target-precision)"
         )
     return AutoLabelResult(dataset, review, summary)
+
+
+WRITTEN_COLUMNS = ("label", "suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes
+
+
+def _check_source_column(data: Dataset) -> None:
+    values = set(data.extra.get(SOURCE_COLUMN, [])) - {"human", AUTO}
+    if values:
+        raise DataError(
+            f"{data.source}: column {SOURCE_COLUMN!r} holds {sorted(map(str, values))[:3]}, but label auto "
+            f"uses it to mark rows 'human' or '{AUTO}'; rename that column"
+        )
 
 
 def _disjoint_ids(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset]:
