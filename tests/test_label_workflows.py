@@ -334,6 +334,17 @@ def test_import_reads_json_min_and_refuses_bad_exports(tmp_path):
     )
     code, output = invoke("label", "import", path)
     assert code == 2 and "exactly one choice" in output
+    answer = {"result": [labelstudio._choice("refund")]}
+    for misshapen in (
+        {"data": "just text", "annotations": [answer]},
+        {"data": {"text": "x"}, "annotations": ["refund"]},
+        {"data": {"text": "x"}, "annotations": {"result": []}},
+        {"data": {"text": "x"}, "annotations": [{"result": ["refund"]}]},
+        {"data": {"text": "x"}, "annotations": [{"result": [labelstudio._choice("a") | {"value": None}]}]},
+    ):
+        path.write_text(json.dumps([misshapen]))
+        code, output = invoke("label", "import", path)
+        assert code == 2 and "task 0 is not shaped like a Label Studio task" in output, misshapen
 
 
 # ------------------------------------------------------------------ issues and augment

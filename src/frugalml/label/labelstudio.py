@@ -86,11 +86,17 @@ def read_export(path: str | Path, labels: Sequence[str] | None = None) -> tuple[
         raise DataError(f"{path}: contains no tasks")
     ids, texts, answers, extras, skipped = [], [], [], [], 0
     for number, task in enumerate(tasks):
-        data, label = _json_task(task) if "data" in task else _min_task(task)
+        try:
+            data, label = _json_task(task) if "data" in task else _min_task(task)
+            text = data.get(TO_NAME)
+        except (AttributeError, TypeError):  # a value of the wrong JSON type somewhere in the task
+            raise DataError(
+                f"{path}: task {number} is not shaped like a Label Studio task (data, annotations, "
+                "result and value must be objects or lists of them)"
+            ) from None
         if label is None:
             skipped += 1
             continue
-        text = data.get(TO_NAME)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}: task {number} has no '{TO_NAME}' in its data")
         ids.append(str(data.get(ID_KEY, task.get("id", number))))
