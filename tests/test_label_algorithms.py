@@ -222,3 +222,14 @@ def test_augmentation_caps_variants_and_never_copies_a_text():
         augment_texts(texts, per_row=50)
     with pytest.raises(FrugalError, match="unknown operation"):
         augment_texts(texts, operations=["backtranslate"])
+
+
+def test_typos_land_on_the_letter_they_replace_in_any_script():
+    # "İ".lower() is two characters: picking spots in the lower-cased word ran past its end.
+    texts = ["İİİİzmir İstanbul", "ÇİĞDEM İİİİ kartım", "naïve café façade"]
+    for seed in range(20):
+        made = augment_texts(texts, per_row=2, operations=["typo"], seed=seed)
+        for original, variants in zip(texts, made, strict=True):
+            for variant in variants:
+                assert len(variant) == len(original)
+                assert sum(a != b for a, b in zip(variant, original, strict=True)) == 1  # one letter changed

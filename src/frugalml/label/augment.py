@@ -47,12 +47,14 @@ def duplicate(words: list[str], rng: random.Random) -> list[str]:
 
 
 def typo(words: list[str], rng: random.Random) -> list[str]:
-    candidates = [i for i, w in enumerate(words) if len(w) > 3 and any(_neighbours(c) for c in w.lower())]
+    # Characters of the word itself, lower-cased one by one: "İ".lower() is two characters, so
+    # positions in word.lower() are not positions in the word.
+    candidates = [i for i, w in enumerate(words) if len(w) > 3 and any(_neighbours(c.lower()) for c in w)]
     if not candidates:
         return words
     i = rng.choice(candidates)
     word = words[i]
-    spots = [k for k, c in enumerate(word.lower()) if _neighbours(c)]
+    spots = [k for k, c in enumerate(word) if _neighbours(c.lower())]
     k = rng.choice(spots)
     words = list(words)
     words[i] = word[:k] + rng.choice(_neighbours(word[k].lower())) + word[k + 1 :]
