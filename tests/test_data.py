@@ -138,3 +138,11 @@ def test_csv_cells_are_read_as_written(tmp_path):
     with pytest.raises(DataError, match="missing label in row"):
         path.write_text("text,label\na,x\nb,\n", encoding="utf-8")
         load_dataset(path)
+
+
+def test_a_column_named_like_a_chosen_role_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,subject,text,label\n1,card lost,body one,a\n2,refund,body two,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"column\(s\) \['text'\] are not the chosen"):
+        load_dataset(path, text_column="subject")
+    assert load_dataset(path).texts == ["body one", "body two"]  # the column named text, chosen

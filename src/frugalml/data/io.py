@@ -57,6 +57,14 @@ def load_dataset(
     else:
         ids = [str(i) for i in range(len(frame))]
     used = {text_col, label_col, id_col}
+    # Datasets are written with their id, text and label under those names; another column of one
+    # of those names would overwrite the chosen one on the way out.
+    clashing = sorted({"id", "text", "label"} & {str(c) for c in frame.columns if c not in used})
+    if clashing:
+        raise DataError(
+            f"{path}: column(s) {clashing} are not the chosen id/text/label columns, but outputs use "
+            "those names for them; rename these columns"
+        )
     extra = {str(c): typed[c].tolist() for c in frame.columns if c not in used}
     return Dataset(
         texts=texts.astype(str).tolist(),
