@@ -51,6 +51,13 @@ def test_prefix_rules_and_removal(tmp_path):
         registry.find_bundle("zz")
     with pytest.raises(BundleError, match="is the parent of"):
         registry.remove_bundle("bab1")
+    # SQL wildcards are plain characters in a reference: they match no bundle, and remove none.
+    for wildcard in ("%", "ba_2", "b%2"):
+        with pytest.raises(BundleError, match="no bundle"):
+            registry.remove_bundle(wildcard)
+    with pytest.raises(BundleError, match="empty bundle reference"):
+        registry.find_bundle("")
+    assert len(registry.list_bundles()) == 2
     registry.remove_bundle("bab2")
     assert not (tmp_path / "bab2").exists()
     registry.remove_bundle("bab1")

@@ -110,7 +110,10 @@ class Registry:
 
     def find_bundle(self, ref: str) -> dict[str, Any]:
         """The bundle whose id is `ref` or starts with it (a unique prefix)."""
-        rows = self._rows("SELECT * FROM bundles WHERE id LIKE ? || '%'", (ref,))
+        if not ref:
+            raise BundleError("an empty bundle reference names no bundle")
+        # A plain prefix comparison: with LIKE, '%' and '_' in `ref` would match any bundle.
+        rows = self._rows("SELECT * FROM bundles WHERE substr(id, 1, length(?)) = ?", (ref, ref))
         if not rows:
             raise BundleError(f"no bundle {ref!r} in the registry at {self.path}")
         if len(rows) > 1:
