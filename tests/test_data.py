@@ -98,6 +98,15 @@ def test_stratified_split_is_deterministic_and_keeps_proportions(tmp_path):
     assert held1.class_counts() == {"a": 38, "b": 12}  # 3:1 as in the data
     assert "single" in keep1.texts  # a class with one example stays on the training side
 
+    # Mostly single-row classes: only rows of classes with two or more can be held out.
+    rare = load_dataset(
+        write_csv(tmp_path / "r.csv", [(f"t{i}", f"c{i}") for i in range(18)] + [("x", "z")] * 2)
+    )
+    keep, held = stratified_split(rare, 0.1, seed=0)
+    assert held.labels == ["z"] and len(keep) == 19
+    with pytest.raises(DataError, match="every class has a single row"):
+        stratified_split(load_dataset(write_csv(tmp_path / "s.csv", [("a", "x"), ("b", "y")])), 0.1)
+
 
 def test_validation_split_holds_out_human_rows_only(tmp_path):
     # As `frugalml label auto` writes it: 40 human rows, 160 accepted auto-labels.

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from frugalml.data.dataset import Dataset
+from frugalml.errors import DataError
 
 SOURCE_COLUMN, AUTO = "source", "auto"  # how `frugalml label auto` marks machine labels
 
@@ -47,7 +48,12 @@ def _stratified_indices(labels: list[str], fraction: float, seed: int) -> tuple[
     indices = np.arange(len(labels))
     singles = np.array([counts[y] < 2 for y in labels])
     pool = indices[~singles]
-    n_held = max(1, round(fraction * len(labels)))
+    if len(pool) < 2:
+        raise DataError(
+            f"cannot hold out rows from {len(labels)} labelled rows: every class has a single row "
+            "(give some class at least two)"
+        )
+    n_held = min(max(1, round(fraction * len(labels))), len(pool) - 1)  # single rows stay in training
     n_classes = len({labels[i] for i in pool})
     # A stratified hold-out needs at least one row per class on each side.
     stratify = [labels[i] for i in pool] if n_classes <= n_held <= len(pool) - n_classes else None
