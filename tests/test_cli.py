@@ -72,6 +72,8 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
         (["tune", "{train}", "--class-weight", "equal"], "class_weight must be one of (None, 'balanced')"),
         (["tune", "{single}"], "needs at least 2 classes"),
+        (["tune", "{train}", "--batch-size", "0"], "tune settings out of range: batch_size=0"),
+        (["tune", "{one_each}"], "every class has a single row"),
         (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
         (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),
         (["tune", "{train}", "--base", "/nonexistent/model"], "unknown base model"),
@@ -83,9 +85,17 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     single.write_text("text,label\na,x\nb,x\n")
     unseen = tmp_path / "unseen.csv"
     unseen.write_text("text,label\nrefund please,refund\nsomething,weird_label\n")
+    one_each = tmp_path / "one_each.csv"
+    one_each.write_text("text,label\na,x\nb,y\n")
     bad_yaml = tmp_path / "p.yaml"
     bad_yaml.write_text("steps: [unclosed\n")
-    paths = {"train": intent_files["train"], "single": single, "unseen": unseen, "bad_yaml": bad_yaml}
+    paths = {
+        "train": intent_files["train"],
+        "single": single,
+        "one_each": one_each,
+        "unseen": unseen,
+        "bad_yaml": bad_yaml,
+    }
     code, out, err = run_cli(capsys, *[a.format(**paths) for a in args])
     assert code == 2
     assert message in err

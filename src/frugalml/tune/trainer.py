@@ -60,6 +60,21 @@ class TuneConfig:
     def __post_init__(self):
         if self.class_weight not in CLASS_WEIGHTS:
             raise FrugalError(f"class_weight must be one of {CLASS_WEIGHTS}; got {self.class_weight!r}")
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "max_length": self.max_length >= 2,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "epochs": self.epochs is None or self.epochs >= 0,
+            "lr": self.lr is None or self.lr > 0,
+            "head_c": self.head_c is None or self.head_c > 0,
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
+            raise FrugalError(
+                f"tune settings out of range: {shown} (batch_size >= 1, max_length >= 2, "
+                "0 < val_fraction < 1, epochs >= 0, lr > 0, head_c > 0)"
+            )
 
 
 @dataclass
