@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
 from test_cli import run_cli
 
 from frugalml.bundle import load_bundle
@@ -102,6 +104,31 @@ def test_compress_refuses_selecting_on_training_data_and_unknown_techniques(
         "zip",
     )
     assert code == 2 and "unknown technique" in err
+
+
+def test_a_compress_run_that_fails_is_recorded_as_failed(capsys, tiny_base, intent_files, home, tmp_path):
+    teacher = _tune(capsys, tiny_base, intent_files)
+    data = ("--data", str(intent_files["train"]), "--eval", str(intent_files["test"]))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    code, _, err = run_cli(capsys, "compress", teacher, *data, "--out", str(a_file), *FAST)
+    assert code == 2 and "is not a folder" in err  # refused before any run starts
+    (tmp_path / "report" / "compress.md").mkdir(parents=True)  # the run fails at its last step
+    with pytest.raises(IsADirectoryError):
+        run_cli(
+            capsys,
+            "compress",
+            teacher,
+            *data,
+            "--techniques",
+            "onnx",
+            "--out",
+            str(tmp_path / "report"),
+            *FAST,
+        )
+    with sqlite3.connect(get_settings().registry_path) as db:
+        runs = db.execute("SELECT status FROM runs WHERE kind = 'compress'").fetchall()
+    assert runs == [("failed",)]  # not left "running"
 
 
 PIPELINE = """

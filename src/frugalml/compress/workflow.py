@@ -69,6 +69,8 @@ def compress_and_register(
     settings = settings or get_settings()
     reporter = reporter or SilentReporter()
     _check_config(config)
+    if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise FrugalError(f"{out_dir}: exists and is not a folder; --out names the report's folder")
     registry = Registry(settings.registry_path)
     baseline = resolve_bundle(str(bundle_ref), registry)
     columns = columns or {}
@@ -87,31 +89,34 @@ def compress_and_register(
     registry.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
     run_config = {**asdict(config), "bundle": baseline.id, "train": str(train_path), "eval": str(eval_path)}
+    plan = _plan(baseline, config)  # before the run starts: a plan that fails records no run
     run_id = registry.start_run("compress", run_config, train.sha256)
     context = CompressContext(settings.bundles_dir, train, baseline, unlabelled, config.seed, reporter)
-    plan = _plan(baseline, config)
     built: dict[Recipe, Bundle] = {}
     measured: dict[str, dict[str, Any]] = {}
+    registered = False
     try:
         failed = _build(plan, baseline, context, config, built)
         candidates = [(recipe, built[recipe]) for recipe in plan if recipe in built]
         repeat = _measure(baseline, candidates, dev, threads, config, reporter, measured, failed)
         candidates = [(recipe, bundle) for recipe, bundle in candidates if bundle.id in measured]
-    except BaseException:
         _register(registry, built.values(), measured, run_id, train.sha256)
+        registered = True
+        result = _result(baseline, candidates, measured, config, failed, run_id)
+        first = measured[baseline.id]
+        result["drift"] = {  # relative change of the baseline's figures from first to last measurement
+            "p50_ms": repeat["p50_ms"] / first["p50_ms"] - 1,
+            "batch32_per_s": repeat["batch32_per_s"] / first["batch32_per_s"] - 1,
+        }
+        if config.keep == "front":
+            _remove_dominated(registry, result, built.values())
+        folder = Path(out_dir) if out_dir else settings.home / "reports" / run_id
+        result["report"] = write_report(result, folder)
+    except BaseException:
+        if not registered:  # what was built stays findable, with the run that failed
+            _register(registry, built.values(), measured, run_id, train.sha256)
         registry.finish_run(run_id, "failed")
         raise
-    _register(registry, built.values(), measured, run_id, train.sha256)
-    result = _result(baseline, candidates, measured, config, failed, run_id)
-    first = measured[baseline.id]
-    result["drift"] = {  # relative change of the baseline's figures from first to last measurement
-        "p50_ms": repeat["p50_ms"] / first["p50_ms"] - 1,
-        "batch32_per_s": repeat["batch32_per_s"] / first["batch32_per_s"] - 1,
-    }
-    if config.keep == "front":
-        _remove_dominated(registry, result, built.values())
-    folder = Path(out_dir) if out_dir else settings.home / "reports" / run_id
-    result["report"] = write_report(result, folder)
     registry.finish_run(run_id, "done", {"selected": (result["selected"] or {}).get("bundle_id")})
     return result
 
@@ -159,6 +164,9 @@ def _check_config(config: CompressConfig) -> None:
         raise FrugalError(f"keep must be 'front' or 'all', not {config.keep!r}")
     if config.max_drop < 0:
         raise FrugalError(f"max-drop is a number of accuracy points >= 0, not {config.max_drop}")
+    layers = config.layers
+    if not isinstance(layers, (tuple, list)) or not all(isinstance(n, int) and n >= 1 for n in layers):
+        raise FrugalError(f"layers is a list of student depths >= 1, not {config.layers!r}")
 
 
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
