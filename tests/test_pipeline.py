@@ -62,6 +62,25 @@ def test_a_deleted_output_file_is_rewritten_not_reused(intent_files, home, tmp_p
     assert again.steps[0].cached is False and written.exists()
 
 
+def test_a_local_base_model_is_found_next_to_the_pipeline_and_its_change_reruns(
+    tiny_base, intent_files, home, tmp_path, monkeypatch
+):
+    import json
+    import shutil
+
+    shutil.copytree(tiny_base, tmp_path / "models" / "tiny")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("steps:\n  - id: tune\n    tune: {train: train.csv, method: head, base: models/tiny}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative to the pipeline file, not to where it runs
+    assert run_pipeline(spec).steps[0].cached is False
+    assert run_pipeline(spec).steps[0].cached is True
+    config = tmp_path / "models" / "tiny" / "config.json"  # the model at that path changes
+    config.write_text(json.dumps({**json.loads(config.read_text()), "note": "retrained"}))
+    assert run_pipeline(spec).steps[0].cached is False
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -70,6 +89,8 @@ def test_a_deleted_output_file_is_rewritten_not_reused(intent_files, home, tmp_p
         ("steps:\n  - id: a\n    eval: {bundle: '${nope.bundle_id}', data: x.csv}", "unknown reference"),
         ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown argument(s) ['learning_rate']"),
         ("steps:\n  - id: a\n    tune: {train: t.csv}\n  - id: a\n    tune: {train: t.csv}", "used twice"),
+        ("steps:\n  - tune: train.csv", "takes its settings as a mapping"),
+        ("steps:\n  - eval: {bundle: x, data: [a.csv, b.csv]}", "'data' is a path, not ['a.csv', 'b.csv']"),
     ],
 )
 def test_bad_pipelines_are_refused(tmp_path, intent_files, home, text, message):

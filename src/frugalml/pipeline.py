@@ -7,9 +7,10 @@
       - id: eval
         eval: {bundle: "${tune.bundle_id}", data: data/test.csv}
 
-Paths are relative to the pipeline file. `${step.key}` refers to an earlier step's output. A
-step's cache key is the hash of its kind, its arguments, the content of every file they name and
-the frugalml version; a step whose key is in the registry (and whose bundle still loads) is reused.
+Paths are relative to the pipeline file, also a `base` model or `bundle` given as a local folder.
+`${step.key}` refers to an earlier step's output. A step's cache key is the hash of its kind, its
+arguments, the content of every file or folder they read and the frugalml version; a step whose
+key is in the registry (and whose bundle still loads) is reused.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from frugalml.progress import Reporter
 from frugalml.settings import Settings, get_settings
 
 REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
-PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool"}
+PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool"}  # files a step reads
+OUTPUT_KEYS = {"out", "review", "report"}  # files or folders a step writes
+MODEL_KEYS = {"base", "bundle"}  # a model name or bundle id, or a local folder
 
 
 @dataclass
@@ -86,6 +89,11 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
         if len(kinds) != 1 or kinds[0] not in STEPS:
             raise FrugalError(f"{path}: step {number} must have an id and exactly one of {sorted(STEPS)}")
+        if not isinstance(entry[kinds[0]], dict | None):
+            raise FrugalError(
+                f"{path}: step {number} ({kinds[0]}) takes its settings as a mapping (key: value), "
+                f"not {entry[kinds[0]]!r}"
+            )
         entry.setdefault("id", kinds[0])
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
@@ -147,9 +155,16 @@ def _resolve(
         return value
 
     resolved = {k: substitute(v) for k, v in args.items()}
-    for key in PATH_KEYS & resolved.keys():
-        if resolved[key] and not Path(resolved[key]).is_absolute():
-            resolved[key] = str((base / resolved[key]).resolve())
+    for key in (PATH_KEYS | OUTPUT_KEYS) & resolved.keys():
+        value = resolved[key]
+        if value is not None and not isinstance(value, str):
+            raise FrugalError(f"step {step_id!r}: {key!r} is a path, not {value!r}")
+        if value and not Path(value).is_absolute():
+            resolved[key] = str((base / value).resolve())
+    for key in MODEL_KEYS & resolved.keys():  # a folder next to the pipeline, else a name or an id
+        value = resolved[key]
+        if isinstance(value, str) and value and (base / value).exists():
+            resolved[key] = str((base / value).resolve())
     return resolved
 
 
@@ -157,7 +172,7 @@ def _cache_key(kind: str, args: dict[str, Any]) -> str:
     contents = {
         key: sha256_path(Path(value))
         for key, value in args.items()
-        if key in PATH_KEYS and value and Path(value).exists()
+        if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
     payload = json.dumps(
         {"kind": kind, "args": args, "contents": contents, "version": __version__},
