@@ -149,9 +149,11 @@ def test_csv_cells_are_read_as_written(tmp_path):
         load_dataset(path)
 
 
-def test_a_column_named_like_a_chosen_role_is_refused(tmp_path):
+def test_a_column_named_like_a_chosen_one_is_kept_beside_it_on_output(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("id,subject,text,label\n1,card lost,body one,a\n2,refund,body two,b\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"column\(s\) \['text'\] are not the chosen"):
-        load_dataset(path, text_column="subject")
-    assert load_dataset(path).texts == ["body one", "body two"]  # the column named text, chosen
+    data = load_dataset(path, text_column="subject")
+    frame = data.to_frame()
+    assert list(frame.columns) == ["id", "text", "label", "original_text"]
+    assert frame["text"].tolist() == ["card lost", "refund"]  # the chosen column, not overwritten
+    assert frame["original_text"].tolist() == ["body one", "body two"]

@@ -90,6 +90,16 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     assert list(load_dataset(out2).to_frame().columns) == ["id", "text", "label", "confidence", "source"]
 
 
+def test_auto_reads_empty_source_cells_as_human_rows(tiny_base, seed_and_pool, home, tmp_path):
+    seed = load_dataset(seed_and_pool["seed"]).to_frame()
+    seed["source"] = (["human", "auto", None] * len(seed))[: len(seed)]  # None: an empty cell
+    seed.to_csv(tmp_path / "mixed.csv", index=False)
+    out = tmp_path / "out.csv"
+    ok_json("label", "auto", tmp_path / "mixed.csv", seed_and_pool["pool"], "--base", tiny_base, "--out", out)
+    written = load_dataset(out).to_frame()
+    assert written["source"][: len(seed)].tolist() == (["human", "auto", "human"] * len(seed))[: len(seed)]
+
+
 def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, seed_and_pool, home):
     common = ("label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base)
     common += ("--target-precision", "0.98", "--rounds", "0")
@@ -335,6 +345,16 @@ def test_import_reads_json_min_and_refuses_bad_exports(tmp_path):
     code, output = invoke("label", "import", path)
     assert code == 2 and "exactly one choice" in output
     answer = {"result": [labelstudio._choice("refund")]}
+    # Task data may carry its own "id" and "label": kept beside the task's id and the annotation.
+    path.write_text(
+        json.dumps([{"id": 9, "data": {"text": "hi", "id": "u1", "label": "old"}, "annotations": [answer]}])
+    )
+    out = tmp_path / "imported.csv"
+    assert invoke("label", "import", path, "--out", out)[0] == 0
+    frame = load_dataset(out).to_frame()
+    assert frame[["id", "label", "original_id", "original_label"]].values.tolist() == [
+        ["9", "refund", "u1", "old"]
+    ]
     for misshapen in (
         {"data": "just text", "annotations": [answer]},
         {"data": {"text": "x"}, "annotations": ["refund"]},

@@ -94,14 +94,13 @@ def compress_and_register(
     context = CompressContext(settings.bundles_dir, train, baseline, unlabelled, config.seed, reporter)
     built: dict[Recipe, Bundle] = {}
     measured: dict[str, dict[str, Any]] = {}
-    registered = False
+    registered: set[str] = set()  # bundle ids recorded in the registry
     try:
         failed = _build(plan, baseline, context, config, built)
         candidates = [(recipe, built[recipe]) for recipe in plan if recipe in built]
         repeat = _measure(baseline, candidates, dev, threads, config, reporter, measured, failed)
         candidates = [(recipe, bundle) for recipe, bundle in candidates if bundle.id in measured]
-        _register(registry, built.values(), measured, run_id, train.sha256)
-        registered = True
+        _register(registry, built.values(), measured, run_id, train.sha256, registered)
         result = _result(baseline, candidates, measured, config, failed, run_id)
         first = measured[baseline.id]
         result["drift"] = {  # relative change of the baseline's figures from first to last measurement
@@ -113,9 +112,10 @@ def compress_and_register(
         folder = Path(out_dir) if out_dir else settings.home / "reports" / run_id
         result["report"] = write_report(result, folder)
     except BaseException:
-        if not registered:  # what was built stays findable, with the run that failed
-            _register(registry, built.values(), measured, run_id, train.sha256)
-        registry.finish_run(run_id, "failed")
+        try:  # what was built stays findable, with the run that failed
+            _register(registry, built.values(), measured, run_id, train.sha256, registered)
+        finally:
+            registry.finish_run(run_id, "failed")
         raise
     registry.finish_run(run_id, "done", {"selected": (result["selected"] or {}).get("bundle_id")})
     return result
@@ -215,11 +215,17 @@ def _extra(config: CompressConfig, name: str) -> dict[str, Any]:
     return {**extra.get(name, {}), **config.options.get(name, {})}
 
 
-def _register(registry: Registry, bundles, measured: dict, run_id: str, data_sha256: str) -> None:
-    """Record each built bundle (parents first), with its measured figures where there are any."""
+def _register(
+    registry: Registry, bundles, measured: dict, run_id: str, data_sha256: str, registered: set[str]
+) -> None:
+    """Record each built bundle not yet in `registered` (parents first), with its measured figures
+    where there are any."""
     for bundle in bundles:
+        if bundle.id in registered:
+            continue
         figures = {k: measured[bundle.id][k] for k in MEASURED if bundle.id in measured}
         registry.add_bundle(replace(bundle, metrics={**bundle.metrics, **figures}), run_id, data_sha256)
+        registered.add(bundle.id)
 
 
 def _result(

@@ -63,10 +63,16 @@ class Dataset:
         )
 
     def to_frame(self) -> pd.DataFrame:
-        columns = {"id": self.ids, "text": self.texts}
+        """id, text, (label,) then the other columns; another column named like one of the first
+        three (say `text`, when the texts came from `subject`) is kept as `original_text`."""
+        columns: dict[str, list] = {"id": self.ids, "text": self.texts}
         if self.labels is not None:
             columns["label"] = self.labels
-        return pd.DataFrame({**columns, **self.extra})
+        for name, values in self.extra.items():
+            while name in columns:
+                name = f"original_{name}"
+            columns[name] = values
+        return pd.DataFrame(columns)
 
     def check_trainable(self) -> None:
         """Refuse data a classifier cannot learn from, with a message that says why."""

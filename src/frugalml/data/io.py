@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -57,14 +59,6 @@ def load_dataset(
     else:
         ids = [str(i) for i in range(len(frame))]
     used = {text_col, label_col, id_col}
-    # Datasets are written with their id, text and label under those names; another column of one
-    # of those names would overwrite the chosen one on the way out.
-    clashing = sorted({"id", "text", "label"} & {str(c) for c in frame.columns if c not in used})
-    if clashing:
-        raise DataError(
-            f"{path}: column(s) {clashing} are not the chosen id/text/label columns, but outputs use "
-            "those names for them; rename these columns"
-        )
     extra = {str(c): typed[c].tolist() for c in frame.columns if c not in used}
     return Dataset(
         texts=texts.astype(str).tolist(),
@@ -167,14 +161,21 @@ def _rows(mask: pd.Series) -> str:
     return ", ".join(rows) + (" ..." if int(mask.sum()) > 5 else "")
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a UTF-8 text file so that a crash leaves the old file or none, never half of one."""
+@contextmanager
+def atomic_target(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write to; it replaces `path` when the block ends without an error, so
+    a crash leaves the old file or none, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        temp.write_text(text, encoding="utf-8")
+        yield temp
         temp.replace(path)
     finally:
         temp.unlink(missing_ok=True)
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_target(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+    return Path(path)

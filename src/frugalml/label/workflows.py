@@ -6,7 +6,6 @@ into arrays and results back into tables, checks the inputs, and writes every ou
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from frugalml.data import Dataset, load_dataset
-from frugalml.data.io import write_text_atomic
+from frugalml.data.io import atomic_target, write_text_atomic
 from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError, FrugalError
 from frugalml.label import active, augment, labelstudio
@@ -63,18 +62,13 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".parquet"):
         raise FrugalError(f"{path}: write .csv, .jsonl or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_target(path) as temp:
         if suffix == ".csv":
             frame.to_csv(temp, index=False)
         elif suffix == ".jsonl":
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:
             frame.to_parquet(temp, index=False)
-        temp.replace(path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 
@@ -156,7 +150,8 @@ def auto_label(
     )
     human = seed.to_frame()
     human["confidence"] = seed.extra.get("confidence", [1.0] * len(seed))
-    human[SOURCE_COLUMN] = seed.extra.get(SOURCE_COLUMN, ["human"] * len(seed))  # re-runs keep "auto"
+    # Re-runs keep "auto"; an empty cell (a row added by hand since) is a human row.
+    human[SOURCE_COLUMN] = pd.Series(seed.extra.get(SOURCE_COLUMN, [None] * len(seed))).fillna("human")
     # A pool that is an earlier run's review queue (or output) brings that run's columns along.
     guessed = pool.to_frame().drop(columns=list(WRITTEN_COLUMNS), errors="ignore")
     guessed.insert(2, "label", [names[i] for i in result.labels])
@@ -195,7 +190,8 @@ WRITTEN_COLUMNS = ("label", "suggested_label", "confidence", SOURCE_COLUMN)  # w
 
 
 def _check_source_column(data: Dataset) -> None:
-    values = set(data.extra.get(SOURCE_COLUMN, [])) - {"human", AUTO}
+    # Empty cells are human rows, as tune's validation split reads them.
+    values = {v for v in data.extra.get(SOURCE_COLUMN, []) if not pd.isna(v)} - {"human", AUTO}
     if values:
         raise DataError(
             f"{data.source}: column {SOURCE_COLUMN!r} holds {sorted(map(str, values))[:3]}, but label auto "
