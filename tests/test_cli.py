@@ -51,6 +51,9 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         capsys, "predict", bundle_id, "my card was stolen block it", "reset password", "--json"
     )
     assert [p["label"] for p in json.loads(out)] == ["lost_card", "password"]
+    # Texts are shown as typed: square brackets are not console markup.
+    code, out, _ = run_cli(capsys, "predict", bundle_id, "reset [/b] password", "[bold]card[/bold] lost")
+    assert code == 0 and "reset [/b] password" in out and "[bold]card[/bold] lost" in out
 
     code, out, _ = run_cli(capsys, "models", "list", "--json")
     assert [row["id"] for row in json.loads(out)] == [bundle_id]
@@ -69,6 +72,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     ("args", "message"),
     [
         (["tune", "missing.csv"], "missing.csv: no such file or directory"),
+        (["tune", "miss[/b]ing.csv"], "miss[/b]ing.csv: no such file"),  # not console markup
         (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
         (["tune", "{train}", "--class-weight", "equal"], "class_weight must be one of (None, 'balanced')"),
         (["tune", "{single}"], "needs at least 2 classes"),

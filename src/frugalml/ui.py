@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from frugalml.progress import Task
 
@@ -77,7 +78,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for column in columns:
         result.add_column(column, justify="left" if column in ("label", "id", "name", "key") else "right")
     for row in rows:
-        result.add_row(*(fmt(v) for v in row))
+        # Text, not markup: a cell such as "reset [/b] password" is user data, shown as typed.
+        result.add_row(*(Text(fmt(v)) for v in row))
     return result
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
+from rich.markup import escape
 
 from frugalml import ui
 from frugalml.errors import FrugalError
@@ -27,7 +28,7 @@ class _App(typer.Typer):
         try:
             return super().__call__(*args, **kwargs)
         except FrugalError as exc:
-            ui.err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            ui.err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             ui.err.print("interrupted")
