@@ -56,7 +56,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 folder = sys.argv[1]
 model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-batch = tokenizer(json.loads(sys.argv[2]), padding=True, return_tensors="pt")
+batch = tokenizer(json.loads(sys.argv[2]), padding=True, truncation=True, return_tensors="pt")
 with torch.no_grad():
     print(json.dumps({"logits": model(**batch).logits.tolist(), "id2label": model.config.id2label,
                       "frugalml_imported": "frugalml" in sys.modules}))
@@ -94,6 +94,24 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
     with torch.no_grad():
         logits = peft_model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-5)
+
+
+def test_the_tuned_length_is_the_length_every_loader_cuts_texts_at(tiny_base, intent_files, home):
+    summary = _tune(tiny_base, intent_files, "head", max_length=6)
+    bundle = load_bundle(summary["bundle_path"])
+    predictor = load_predictor(bundle)
+    assert predictor.max_length == 6  # not the predictors' old fixed 128 (here: the 64 positions)
+    texts = ["refund money back please " * 8, "my card was stolen"]  # the first is cut at 6 tokens
+    assert predictor.predict_proba(texts)[0] == pytest.approx(predictor.predict_proba([texts[0][:30]])[0])
+    out = subprocess.run(
+        [sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(home.parent),
+    )
+    logits = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1])["logits"])
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), predictor.predict_proba(texts), atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["head", "full"])

@@ -34,7 +34,7 @@ class OnnxPredictor(TokenizedPredictor):
     call_overhead = 12.0  # ONNX Runtime calls are cheaper to launch than eager PyTorch's
 
     def __init__(
-        self, bundle: Bundle, batch_size: int = 64, max_length: int = 128, threads: int | None = None
+        self, bundle: Bundle, batch_size: int = 64, max_length: int | None = None, threads: int | None = None
     ):
         assert bundle.path is not None
         self.bundle = bundle

@@ -14,9 +14,11 @@ from frugalml.runtime.grouping import padding_groups
 from frugalml.runtime.predictor import softmax
 
 
-def usable_length(requested: int, tokenizer: PreTrainedTokenizerBase, encoder: dict) -> int:
-    """Longest token sequence to feed: BERT-style encoders have a fixed table of positions."""
-    return min(requested, tokenizer.model_max_length, encoder.get("max_position_embeddings") or requested)
+def usable_length(requested: int | None, tokenizer: PreTrainedTokenizerBase, encoder: dict) -> int:
+    """Longest token sequence to feed: `requested`, else the tokenizer's `model_max_length` (tune
+    saves the length it trained with there), within the encoder's table of positions."""
+    limit = tokenizer.model_max_length if requested is None else min(requested, tokenizer.model_max_length)
+    return min(limit, encoder.get("max_position_embeddings") or limit)
 
 
 class TokenizedPredictor:
@@ -30,7 +32,7 @@ class TokenizedPredictor:
     labels: list[str]
     tokenizer: PreTrainedTokenizerBase
     batch_size: int = 64
-    max_length: int = 128
+    max_length: int
     call_overhead: float = 32.0
     # A fast tokenizer is one Rust object: concurrent calls may fail with "Already borrowed".
     _tokenizer_lock = threading.Lock()

@@ -36,7 +36,7 @@ class TorchPredictor(TokenizedPredictor):
         labels: Sequence[str],
         bundle: Bundle | None = None,
         batch_size: int = 64,
-        max_length: int = 128,
+        max_length: int | None = None,  # None: the length the bundle was tuned with
         jit: bool = False,
         lone_threads: int | None = None,
     ):

@@ -32,6 +32,7 @@ from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import collate, length_batches, run_model, tokenize
 from frugalml.progress import Reporter, SilentReporter
+from frugalml.runtime.tokenized import usable_length
 from frugalml.tune.methods import get_method
 
 CLASS_WEIGHTS = (None, "balanced")
@@ -109,9 +110,14 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     fit_part, val_part = validation_split(train, config.val_fraction, config.seed)
     tokenizer = load_tokenizer(config.base)
     model = new_classifier(config.base, labels)
+    # The bundle's tokenizer carries the length the model trains with, for every predictor and for
+    # transformers' own loading of the bundle (truncation=True) to cut texts where training did.
+    tokenizer.model_max_length = usable_length(config.max_length, tokenizer, model.config.encoder)
     pad = tokenizer.pad_token_id
     index = {label: i for i, label in enumerate(labels)}
-    fit_ids, val_ids = (tokenize(tokenizer, d.texts, config.max_length) for d in (fit_part, val_part))
+    fit_ids, val_ids = (
+        tokenize(tokenizer, d.texts, tokenizer.model_max_length) for d in (fit_part, val_part)
+    )
     fit_y = np.array([index[y] for y in fit_part.labels])
     val_y = np.array([index[y] for y in val_part.labels])
     balanced = config.class_weight == "balanced"
