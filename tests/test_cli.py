@@ -107,3 +107,10 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     assert not (home / "bundles").exists() or not any(
         p for p in (home / "bundles").iterdir() if not p.name.startswith(".")
     )
+
+
+def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base, intent_files, home):
+    args = ("tune", str(intent_files["train"]), "--base", str(tiny_base), "--method", "full", "--lr", "1e30")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "fine-tuning diverged in epoch 1" in err and "lower the learning rate" in err
+    assert "Traceback" not in err

@@ -235,6 +235,11 @@ def _fine_tune(
                 run_model(model, rows.fit_ids, rows.pad, pool=True),
                 run_model(model, rows.val_ids, rows.pad, pool=True),
             )
+            if not all(np.isfinite(f).all() for f in epoch_features):
+                raise FrugalError(
+                    f"fine-tuning diverged in epoch {epoch} (the encoder's outputs are no longer finite "
+                    f"numbers); lower the learning rate (now {encoder_lr:g})"
+                )
             # The softmax head trained alongside is not what ships; scored by it, a better encoder
             # can lose to epoch 0's regularized head (docs/labelling.md, (a) draw 0). Score the
             # head the final model will have.
