@@ -63,13 +63,8 @@ with torch.no_grad():
 """
 
 
-def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, intent_files, home):
-    summary = _tune(tiny_base, intent_files, "lora", lr=5e-3)
-    bundle = load_bundle(summary["bundle_path"])
-    texts = ["refund money back please", "my card was stolen"]
-    expected = load_predictor(bundle).predict_proba(texts)
-
-    # Without frugalml: plain transformers in a fresh interpreter.
+def _standard_load(bundle, texts: list[str], home) -> dict:
+    """Without frugalml: plain transformers in a fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
         capture_output=True,
@@ -77,7 +72,16 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
         check=True,
         cwd=str(home.parent),
     )
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, intent_files, home):
+    summary = _tune(tiny_base, intent_files, "lora", lr=5e-3)
+    bundle = load_bundle(summary["bundle_path"])
+    texts = ["refund money back please", "my card was stolen"]
+    expected = load_predictor(bundle).predict_proba(texts)
+
+    loaded = _standard_load(bundle, texts, home)
     assert not loaded["frugalml_imported"]
     assert list(loaded["id2label"].values()) == bundle.labels
     probabilities = torch.softmax(torch.tensor(loaded["logits"]), dim=-1).numpy()
@@ -103,14 +107,7 @@ def test_the_tuned_length_is_the_length_every_loader_cuts_texts_at(tiny_base, in
     assert predictor.max_length == 6  # not the predictors' old fixed 128 (here: the 64 positions)
     texts = ["refund money back please " * 8, "my card was stolen"]  # the first is cut at 6 tokens
     assert predictor.predict_proba(texts)[0] == pytest.approx(predictor.predict_proba([texts[0][:30]])[0])
-    out = subprocess.run(
-        [sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=str(home.parent),
-    )
-    logits = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1])["logits"])
+    logits = torch.tensor(_standard_load(bundle, texts, home)["logits"])
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), predictor.predict_proba(texts), atol=1e-5)
 
 
