@@ -113,6 +113,9 @@ class AutoLabelConfig:
     labels: list[str] | None = None
 
 
+WRITTEN_COLUMNS = ("label", "suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes
+
+
 @dataclass
 class AutoLabelResult:
     dataset: pd.DataFrame  # id, text, label, confidence, source (+ the inputs' other columns)
@@ -184,9 +187,6 @@ def auto_label(
             "rows; nothing was accepted (label more rows or lower --target-precision)"
         )
     return AutoLabelResult(dataset, review, summary)
-
-
-WRITTEN_COLUMNS = ("label", "suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes
 
 
 def _check_source_column(data: Dataset) -> None:

@@ -17,6 +17,13 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
+def usable_length(requested: int | None, tokenizer: PreTrainedTokenizerBase, encoder: dict) -> int:
+    """Longest token sequence to feed: `requested`, else the tokenizer's `model_max_length` (tune
+    saves the length it trained with there), within the encoder's table of positions."""
+    limit = tokenizer.model_max_length if requested is None else min(requested, tokenizer.model_max_length)
+    return min(limit, encoder.get("max_position_embeddings") or limit)
+
+
 def length_batches(
     lengths: Sequence[int],
     batch_size: int,

@@ -12,8 +12,9 @@ from transformers import AutoTokenizer
 from frugalml.bundle import Bundle
 from frugalml.errors import BundleError
 from frugalml.models import FrugalTextClassifierConfig
+from frugalml.models.batching import usable_length
 from frugalml.runtime.predictor import register_format
-from frugalml.runtime.tokenized import TokenizedPredictor, usable_length
+from frugalml.runtime.tokenized import TokenizedPredictor
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

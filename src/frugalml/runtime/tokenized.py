@@ -14,13 +14,6 @@ from frugalml.runtime.grouping import padding_groups
 from frugalml.runtime.predictor import softmax
 
 
-def usable_length(requested: int | None, tokenizer: PreTrainedTokenizerBase, encoder: dict) -> int:
-    """Longest token sequence to feed: `requested`, else the tokenizer's `model_max_length` (tune
-    saves the length it trained with there), within the encoder's table of positions."""
-    limit = tokenizer.model_max_length if requested is None else min(requested, tokenizer.model_max_length)
-    return min(limit, encoder.get("max_position_embeddings") or limit)
-
-
 class TokenizedPredictor:
     """Base of predictors whose model maps (input_ids, attention_mask) to logits.
 

@@ -13,9 +13,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
-from frugalml.models.batching import PositionalLogits, collate, tokenize
+from frugalml.models.batching import PositionalLogits, collate, tokenize, usable_length
 from frugalml.runtime.predictor import register_format
-from frugalml.runtime.tokenized import TokenizedPredictor, usable_length
+from frugalml.runtime.tokenized import TokenizedPredictor
 
 log = logging.getLogger("frugalml.runtime")
 

@@ -30,9 +30,8 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from frugalml.data import Dataset, validation_split
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
-from frugalml.models.batching import collate, length_batches, run_model, tokenize
+from frugalml.models.batching import collate, length_batches, run_model, tokenize, usable_length
 from frugalml.progress import Reporter, SilentReporter
-from frugalml.runtime.tokenized import usable_length
 from frugalml.tune.methods import get_method
 
 CLASS_WEIGHTS = (None, "balanced")
