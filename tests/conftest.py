@@ -66,6 +66,12 @@ def tiny_base(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _private_cwd(tmp_path_factory, monkeypatch) -> None:
+    """Run each test in an empty folder: outputs that default to the working directory land there."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture()
 def home(tmp_path, monkeypatch) -> Path:
     """A private FRUGALML_HOME for the test."""
