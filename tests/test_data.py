@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import make_rows, write_csv
 
-from frugalml.data import load_dataset, stratified_split, validation_split
+from frugalml.data import load_dataset, load_pool, stratified_split, validation_split
 from frugalml.errors import DataError
 
 
@@ -42,6 +42,35 @@ def test_unlabelled_pool_loads_without_labels(tmp_path):
     path = write_csv(tmp_path / "pool.csv", [("p1", "some text")], header=("id", "text"))
     data = load_dataset(path, require_labels=False)
     assert data.labels is None and data.ids == ["p1"]
+
+
+def test_a_partly_labelled_pool_splits_into_rows_to_label_and_labelled_rows(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    rows = [
+        {"text": "new one", "label": None, "source": None},
+        {"text": "a human labelled this", "label": "refund", "source": "human"},
+        {"text": "an earlier run guessed this", "label": "refund", "source": "auto"},
+        {"text": "labelled, no source", "label": "card", "source": None},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pool, known = load_pool(path)
+    # Ids are the file's row numbers in both parts; an auto guess is made again, so it is pool.
+    assert (pool.ids, pool.texts, pool.labels) == (
+        ["0", "2"],
+        ["new one", "an earlier run guessed this"],
+        None,
+    )
+    assert "label" not in pool.extra and pool.numbered
+    assert (known.ids, known.labels) == (["1", "3"], ["refund", "card"])
+
+    write_csv(tmp_path / "plain.csv", [("just text",)], header=("text",))
+    assert load_pool(tmp_path / "plain.csv")[1] is None
+    write_csv(tmp_path / "done.csv", [("a", "x"), ("b", "y")])
+    with pytest.raises(DataError, match="every row already has a label in column 'label'; nothing to label"):
+        load_pool(tmp_path / "done.csv")
+    write_csv(tmp_path / "gap.csv", [("a", "x"), ("b", ""), ("  ", "")])
+    with pytest.raises(DataError, match=r"empty text in row\(s\) 2$"):  # the file's row, not the part's
+        load_pool(tmp_path / "gap.csv")
 
 
 @pytest.mark.parametrize(

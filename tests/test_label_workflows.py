@@ -7,6 +7,7 @@ import json
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import INTENTS, make_rows, write_csv
 
@@ -164,6 +165,45 @@ def test_files_without_id_columns_get_distinct_ids(tiny_base, home, tmp_path):
     assert all(i.startswith("pool-") for i in ids[18:])
 
 
+def test_auto_takes_the_labels_a_partly_labelled_pool_has(tiny_base, seed_and_pool, home, tmp_path):
+    seed_rows = make_rows(12, seed=1)
+    rows = [(t, y if i % 3 == 0 else "", "") for i, (t, y) in enumerate(make_rows(10, seed=5))]
+    rows[1] = (rows[1][0], "password", "auto")  # an earlier run's guess: labelled again
+    rows[2] = (seed_rows[0][0], "password", "")  # a seed text: the seed's label stands
+    pool = write_csv(tmp_path / "pool.csv", rows, header=("text", "label", "source"))
+    out, review = tmp_path / "out.csv", tmp_path / "review.csv"
+    summary = ok_json(
+        "label", "auto", seed_and_pool["seed"], pool, "--base", tiny_base, "--out", out, "--review", review
+    )
+    given = {f"pool-{i}": y for i, (_, y, s) in enumerate(rows) if y and not s and i != 2}
+    assert summary["labelled_in_pool"] == len(given) == 10
+    assert summary["labelled"] == 36 + 10 and summary["pool"] == 30 - 11
+    frame = load_dataset(out).to_frame()
+    human = frame[frame["source"] == "human"]
+    assert len(human) == 46 and human["text"].is_unique
+    assert dict(zip(human["id"][36:], human["label"][36:], strict=True)) == given
+    queue = pd.read_csv(review, dtype=str)  # may hold no rows
+    relabelled = set(frame["id"][frame["source"] == "auto"]) | set(queue["id"])
+    assert relabelled == {f"pool-{i}" for i, (_, y, s) in enumerate(rows) if not y or s} - {"pool-2"}
+
+
+def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_pool, home, tmp_path):
+    first = tmp_path / "first.csv"
+    summary = ok_json(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base,
+        "--out", first, "--review", tmp_path / "r1.csv", "--target-precision", "0.9",
+    )  # fmt: skip
+    assert summary["accepted"] > 0
+    again = ok_json(
+        "label", "auto", seed_and_pool["seed"], first, "--base", tiny_base,
+        "--out", tmp_path / "second.csv", "--review", tmp_path / "r2.csv", "--target-precision", "0.9",
+    )  # fmt: skip
+    # The output's human rows are the seed's: not labelled again, not added twice.
+    assert again["pool"] == summary["accepted"] and again["labelled_in_pool"] == 0
+    frame = load_dataset(tmp_path / "second.csv").to_frame()
+    assert (frame["source"] == "human").sum() == 36 and frame["text"].is_unique
+
+
 # ------------------------------------------------------------------ suggest and Label Studio
 def test_suggest_never_returns_labelled_rows_or_duplicates(tiny_base, home, tmp_path):
     labelled_rows = make_rows(5, seed=1)
@@ -253,6 +293,23 @@ def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base
             "label", "suggest", pool, "--budget", "5", "--strategy", strategy, "--base", tiny_base
         )
         assert code == 2 and "needs labelled rows" in output
+
+
+def test_suggest_learns_from_the_labels_a_pool_has_and_never_suggests_them(tiny_base, home, tmp_path):
+    rows = [(f"p{i}", t, y if i % 2 == 0 else "") for i, (t, y) in enumerate(make_rows(8, seed=6))]
+    pool = write_csv(tmp_path / "pool.csv", rows, header=("id", "text", "label"))
+    summary = ok_json(
+        "label", "suggest", pool, "--budget", "6", "--strategy", "margin", "--base", tiny_base,
+        "--out", tmp_path / "t.json",
+    )  # fmt: skip
+    assert summary["labelled_in_pool"] == 12 and 1 <= summary["suggested"] <= 6
+    assert all(int(r["id"][1:]) % 2 == 1 and r["predicted_label"] in INTENTS for r in summary["rows"])
+
+    done = write_csv(
+        tmp_path / "done.csv", [(i, t, y or "refund") for i, t, y in rows], header=("id", "text", "label")
+    )
+    code, output = invoke("label", "suggest", done, "--budget", "2", "--base", tiny_base)
+    assert code == 2 and "every row already has a label" in output
 
 
 TRICKY = Dataset(

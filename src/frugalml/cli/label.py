@@ -34,7 +34,12 @@ def _columns(text_column: str | None, label_column: str | None, id_column: str |
 @label_app.command("auto")
 def auto(
     labelled: Annotated[Path, typer.Argument(help="Human-labelled seed rows.")],
-    unlabelled: Annotated[Path, typer.Argument(help="Unlabelled pool to label.")],
+    unlabelled: Annotated[
+        Path,
+        typer.Argument(
+            help="Pool to label. Rows it has a label for (not from label auto) join the labelled rows."
+        ),
+    ],
     target_precision: Annotated[float, typer.Option(help="Precision the accepted labels must reach.")] = 0.95,
     point_estimate: Annotated[
         bool,
@@ -90,7 +95,9 @@ def auto(
     if json:
         ui.emit_json(summary)
         return
+    from_pool = summary["labelled_in_pool"]
     rows = [
+        ("labelled rows", f"{summary['labelled']}" + (f" ({from_pool} from the pool)" if from_pool else "")),
         ("pool rows", summary["pool"]),
         ("accepted", summary["accepted"]),
         ("coverage", summary["coverage"]),
@@ -109,7 +116,12 @@ def auto(
 
 @label_app.command("suggest")
 def suggest(
-    pool: Annotated[Path, typer.Argument(help="Unlabelled rows to choose from.")],
+    pool: Annotated[
+        Path,
+        typer.Argument(
+            help="Rows to choose from. Rows it has a label for (not from label auto) count as labelled."
+        ),
+    ],
     budget: Annotated[int, typer.Option(help="How many rows to suggest.")],
     strategy: Annotated[
         str,

@@ -25,6 +25,7 @@ class Dataset:
     source: str = ""
     sha256: str = ""
     extra: dict[str, list] = field(default_factory=dict)  # other columns, kept for round trips
+    numbered: bool = False  # the file had no id column: ids are its 0-based row numbers
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -60,6 +61,24 @@ class Dataset:
             source=self.source,
             sha256=self.sha256,
             extra={k: [v[i] for i in indices] for k, v in self.extra.items()},
+            numbered=self.numbered,
+        )
+
+    def concat(self, other: Dataset) -> Dataset:
+        """These rows, then `other`'s; labelled when both are. A column that only one of them has
+        is empty in the other's rows. Ids must already differ; they are not checked here."""
+
+        def column(data: Dataset, name: str) -> list:
+            return data.extra.get(name, [None] * len(data))
+
+        names = dict.fromkeys([*self.extra, *other.extra])
+        return Dataset(
+            texts=self.texts + other.texts,
+            labels=None if self.labels is None or other.labels is None else self.labels + other.labels,
+            ids=self.ids + other.ids,
+            source=self.source,
+            sha256=self.sha256,
+            extra={name: column(self, name) + column(other, name) for name in names},
         )
 
     def to_frame(self) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from frugalml.data.dataset import Dataset
+from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError
 from frugalml.hashing import sha256_path
 
@@ -32,15 +33,66 @@ def load_dataset(
     Raises DataError with a one-line reason for any file that cannot serve as a dataset.
     """
     path = Path(path)
+    frame, typed = _read_rows(path)
+    digest = sha256_path(path)
+    text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
+    label_col = _pick_column(frame, label_column, LABEL_COLUMNS, "label", path, require_labels)
+    return _dataset(path, digest, frame, typed, text_col, label_col, id_column)
+
+
+def load_pool(
+    path: str | Path, *, text_column: str | None = None, id_column: str | None = None
+) -> tuple[Dataset, Dataset | None]:
+    """A pool's rows to label, and the rows it already has human labels for (None when none).
+
+    Its label column (found by name) may be partly filled. A row with a label counts as labelled
+    unless its `source` says "auto": an earlier `frugalml label auto` run's guess, made again.
+    """
+    path = Path(path)
+    frame, typed = _read_rows(path)
+    digest = sha256_path(path)
+    text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
+    label_col = _pick_column(frame, None, LABEL_COLUMNS, "label", path, required=False)
+    if label_col is None:
+        return _dataset(path, digest, frame, typed, text_col, None, id_column), None
+    machine = typed[SOURCE_COLUMN].eq(AUTO) if SOURCE_COLUMN in typed else pd.Series(False, frame.index)
+    known = frame[label_col].notna() & ~machine
+    if known.all():
+        raise DataError(f"{path}: every row already has a label in column {label_col!r}; nothing to label")
+    rows = _dataset(
+        path,
+        digest,
+        frame[~known].drop(columns=label_col),
+        typed[~known].drop(columns=label_col),
+        text_col,
+        None,
+        id_column,
+    )
+    if not known.any():
+        return rows, None
+    return rows, _dataset(path, digest, frame[known], typed[known], text_col, label_col, id_column)
+
+
+def _read_rows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     frame, typed = _read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: contains no rows")
-    text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
-    label_col = _pick_column(frame, label_column, LABEL_COLUMNS, "label", path, require_labels)
-    id_col = _pick_column(frame, id_column, ID_COLUMNS, "id", path, required=False)
+    # Row numbers are the file's, also in a part of it (ids, and rows named in errors).
+    return frame.reset_index(drop=True), typed.reset_index(drop=True)
 
+
+def _dataset(
+    path: Path,
+    digest: str,
+    frame: pd.DataFrame,
+    typed: pd.DataFrame,
+    text_col: str,
+    label_col: str | None,
+    id_column: str | None,
+) -> Dataset:
+    id_col = _pick_column(frame, id_column, ID_COLUMNS, "id", path, required=False)
     texts = frame[text_col]
     blank = texts.isna() | (texts.astype(str).str.strip() == "")
     if blank.any():
@@ -53,11 +105,11 @@ def load_dataset(
         labels = [_label_str(v) for v in frame[label_col]]
     if id_col is not None:
         ids = [str(v) for v in frame[id_col]]
-        duplicated = pd.Series(ids).duplicated()
+        duplicated = pd.Series(ids, index=frame.index).duplicated()
         if duplicated.any():
             raise DataError(f"{path}: duplicate id(s) in column {id_col!r}, row(s) {_rows(duplicated)}")
     else:
-        ids = [str(i) for i in range(len(frame))]
+        ids = [str(i) for i in frame.index]
     used = {text_col, label_col, id_col}
     extra = {str(c): typed[c].tolist() for c in frame.columns if c not in used}
     return Dataset(
@@ -65,8 +117,9 @@ def load_dataset(
         labels=labels,
         ids=ids,
         source=str(path),
-        sha256=sha256_path(path),
+        sha256=digest,
         extra=extra,
+        numbered=id_col is None,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from frugalml.data import Dataset, load_dataset
+from frugalml.data import Dataset, load_dataset, load_pool
 from frugalml.data.io import atomic_target, write_text_atomic
 from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError, FrugalError
@@ -44,7 +44,7 @@ def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
 
 def has_row_number_ids(dataset: Dataset) -> bool:
     """True when the data had no id column: the loader then numbers the rows 0, 1, 2 ..."""
-    return dataset.ids == [str(i) for i in range(len(dataset))]
+    return dataset.numbered
 
 
 def row_ref(dataset: Dataset, row: int) -> str | int:
@@ -223,7 +223,31 @@ def _prefixed(dataset: Dataset, prefix: str) -> Dataset:
         dataset.source,
         dataset.sha256,
         dataset.extra,
+        dataset.numbered,
     )
+
+
+def with_pool_labels(
+    labelled: Dataset | None, pool: Dataset, known: Dataset | None
+) -> tuple[Dataset | None, Dataset]:
+    """`labelled` plus the rows a pool file already has labels for (`load_pool`), and the pool's
+    rows to label. A pool row whose text is in `labelled` is left out: the labelled file's label
+    stands."""
+    if known is None:
+        return labelled, pool
+    if pool.numbered:  # one numbering for both parts, apart from the labelled file's
+        pool, known = _prefixed(pool, "pool-"), _prefixed(known, "pool-")
+    if labelled is None:
+        return known, pool
+    seen = {text_key(t) for t in labelled.texts}
+    known = known.subset([i for i, t in enumerate(known.texts) if text_key(t) not in seen])
+    labelled, known = _disjoint_ids(labelled, known)
+    return labelled.concat(known), pool
+
+
+def _pool_columns(columns: Columns) -> Columns:
+    # A pool's label column is found by name: --label-column names the labelled file's.
+    return {k: v for k, v in columns.items() if k != "label_column"}
 
 
 def auto_label_files(
@@ -241,11 +265,12 @@ def auto_label_files(
 
     check_outputs([labelled, unlabelled], [out, review_out])
     columns = columns or {}
-    seed = load_dataset(labelled, **columns)
-    pool = load_dataset(unlabelled, **{**columns, "label_column": None}, require_labels=False)
+    given = load_dataset(labelled, **columns)
+    pool, known = load_pool(unlabelled, **_pool_columns(columns))
+    seed, pool = with_pool_labels(given, pool, known)
     registry = open_registry(settings or get_settings())
-    registry.add_dataset(seed)
-    registry.add_dataset(pool)
+    registry.add_dataset(given)
+    registry.add_dataset(pool if known is None else pool.concat(known))  # the whole file
     run_id = registry.start_run(
         "label", {**asdict(config), "labelled": str(labelled), "unlabelled": str(unlabelled)}, seed.sha256
     )
@@ -254,7 +279,13 @@ def auto_label_files(
         write_frame(result.dataset, out)
         write_frame(result.review, review_out)
         registry.add_dataset(load_dataset(out))
-        summary = {**result.summary, "out": str(out), "review_out": str(review_out), "run_id": run_id}
+        summary = {
+            **result.summary,
+            "labelled_in_pool": len(seed) - len(given),
+            "out": str(out),
+            "review_out": str(review_out),
+            "run_id": run_id,
+        }
         registry.finish_run(run_id, "done", summary)
         return summary
     except BaseException:
@@ -334,8 +365,9 @@ def suggest_files(
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
     check_outputs([pool_path, labelled_path], [out])
     columns = columns or {}
-    pool = load_dataset(pool_path, **{**columns, "label_column": None}, require_labels=False)
-    labelled = load_dataset(labelled_path, **columns) if labelled_path else None
+    pool, known = load_pool(pool_path, **_pool_columns(columns))
+    given = load_dataset(labelled_path, **columns) if labelled_path else None
+    labelled, pool = with_pool_labels(given, pool, known)
     result = suggest_rows(pool, budget, strategy, labelled, encoder, labels, dup_threshold, seed, reporter)
     out = Path(out)
     labelstudio.write_tasks(labelstudio.to_tasks(result.rows, result.predictions), out)
@@ -352,6 +384,7 @@ def suggest_files(
         "budget": budget,
         "suggested": len(rows),
         "excluded_already_labelled": result.excluded,
+        "labelled_in_pool": len(labelled or []) - len(given or []),
         "rows": rows,
         "tasks": str(out),
         "label_config": str(config_path) if config_path else None,
