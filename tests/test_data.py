@@ -51,15 +51,12 @@ def test_a_partly_labelled_pool_splits_into_rows_to_label_and_labelled_rows(tmp_
         {"text": "a human labelled this", "label": "refund", "source": "human"},
         {"text": "an earlier run guessed this", "label": "refund", "source": "auto"},
         {"text": "labelled, no source", "label": "card", "source": None},
+        {"text": "an empty string is no label", "label": " ", "source": None},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pool, known = load_pool(path)
     # Ids are the file's row numbers in both parts; an auto guess is made again, so it is pool.
-    assert (pool.ids, pool.texts, pool.labels) == (
-        ["0", "2"],
-        ["new one", "an earlier run guessed this"],
-        None,
-    )
+    assert (pool.ids, pool.labels) == (["0", "2", "4"], None)
     assert "label" not in pool.extra and pool.numbered
     assert (known.ids, known.labels) == (["1", "3"], ["refund", "card"])
 
@@ -68,9 +65,26 @@ def test_a_partly_labelled_pool_splits_into_rows_to_label_and_labelled_rows(tmp_
     write_csv(tmp_path / "done.csv", [("a", "x"), ("b", "y")])
     with pytest.raises(DataError, match="every row already has a label in column 'label'; nothing to label"):
         load_pool(tmp_path / "done.csv")
+    write_csv(tmp_path / "dup.csv", [("u1", "a", "x"), ("u1", "b", "")], header=("id", "text", "label"))
+    with pytest.raises(DataError, match=r"dup.csv: duplicate id\(s\) \['u1'\]"):  # across the two parts
+        load_pool(tmp_path / "dup.csv")
     write_csv(tmp_path / "gap.csv", [("a", "x"), ("b", ""), ("  ", "")])
     with pytest.raises(DataError, match=r"empty text in row\(s\) 2$"):  # the file's row, not the part's
         load_pool(tmp_path / "gap.csv")
+
+
+def test_a_pool_label_column_is_the_named_one_when_a_name_is_given(tmp_path):
+    # --label-column names the labelled file's column: a pool without it has no labels, and
+    # its `category` (say, a ticket's channel) is not taken for one.
+    rows = [("a", "web", "refund"), ("b", "", ""), ("c", "phone", "")]
+    path = write_csv(tmp_path / "pool.csv", rows, header=("text", "category", "gold"))
+    pool, known = load_pool(path, label_column="intent")
+    assert known is None and len(pool) == 3 and pool.extra["category"][::2] == ["web", "phone"]
+    pool, known = load_pool(path, label_column="gold")
+    assert known.labels == ["refund"] and pool.ids == ["1", "2"]
+    assert load_pool(path)[1].labels == ["web", "phone"]  # by name, without one
+    texts = write_csv(tmp_path / "texts.csv", [("reset my pin",)], header=("category",))
+    assert load_pool(texts, text_column="category")[1] is None  # the text column is no label column
 
 
 @pytest.mark.parametrize(

@@ -167,10 +167,13 @@ def test_files_without_id_columns_get_distinct_ids(tiny_base, home, tmp_path):
 
 def test_auto_takes_the_labels_a_partly_labelled_pool_has(tiny_base, seed_and_pool, home, tmp_path):
     seed_rows = make_rows(12, seed=1)
+    # A review queue where a human has filled in every third label.
     rows = [(t, y if i % 3 == 0 else "", "") for i, (t, y) in enumerate(make_rows(10, seed=5))]
     rows[1] = (rows[1][0], "password", "auto")  # an earlier run's guess: labelled again
     rows[2] = (seed_rows[0][0], "password", "")  # a seed text: the seed's label stands
-    pool = write_csv(tmp_path / "pool.csv", rows, header=("text", "label", "source"))
+    queue_columns = [(*row, "refund", 0.42) for row in rows]
+    header = ("text", "label", "source", "suggested_label", "confidence")
+    pool = write_csv(tmp_path / "pool.csv", queue_columns, header=header)
     out, review = tmp_path / "out.csv", tmp_path / "review.csv"
     summary = ok_json(
         "label", "auto", seed_and_pool["seed"], pool, "--base", tiny_base, "--out", out, "--review", review
@@ -180,11 +183,90 @@ def test_auto_takes_the_labels_a_partly_labelled_pool_has(tiny_base, seed_and_po
     assert summary["labelled"] == 36 + 10 and summary["pool"] == 30 - 11
     frame = load_dataset(out).to_frame()
     human = frame[frame["source"] == "human"]
-    assert len(human) == 46 and human["text"].is_unique
+    assert len(human) == 46 and human["text"].is_unique and (human["confidence"] == 1.0).all()
     assert dict(zip(human["id"][36:], human["label"][36:], strict=True)) == given
+    assert list(frame.columns) == ["id", "text", "label", "confidence", "source"]  # the queue's guess is gone
     queue = pd.read_csv(review, dtype=str)  # may hold no rows
     relabelled = set(frame["id"][frame["source"] == "auto"]) | set(queue["id"])
     assert relabelled == {f"pool-{i}" for i, (_, y, s) in enumerate(rows) if not y or s} - {"pool-2"}
+
+
+def test_a_partly_labelled_pool_keeps_ids_apart_from_the_labelled_files(
+    tiny_base, seed_and_pool, home, tmp_path
+):
+    # seed.csv has no id column; the pool's own ids are 100..189 (numbers, but real ids).
+    texts = [t for t, _ in make_rows(30, seed=2)]
+    rows = [(100 + i, t, "refund" if i < 3 else "") for i, t in enumerate(texts)]
+    pool = write_csv(tmp_path / "pool.csv", rows, header=("id", "text", "label"))
+    out = tmp_path / "out.csv"
+    summary = ok_json(
+        "label",
+        "auto",
+        seed_and_pool["seed"],
+        pool,
+        "--base",
+        tiny_base,
+        "--out",
+        out,
+        "--review",
+        tmp_path / "r.csv",
+    )
+    assert summary["labelled_in_pool"] == 3 and summary["pool"] == 87
+    ids = load_dataset(out).ids  # loading refuses duplicate ids
+    assert ids[:36] == [f"seed-{i}" for i in range(36)] and ids[36:39] == ["100", "101", "102"]
+    # Suggest matches the pool's ids against real ids only: the seed's row numbers are none.
+    picked = ok_json(
+        "label", "suggest", pool, "--labelled", seed_and_pool["seed"], "--budget", "5", "--base", tiny_base,
+        "--out", tmp_path / "t.json",
+    )  # fmt: skip
+    assert picked["excluded_already_labelled"] == 0 and picked["labelled_in_pool"] == 3
+
+    # A pool label outside --labels is blamed on the pool, not on the labelled file.
+    code, output = invoke(
+        "label", "auto", seed_and_pool["seed"], pool, "--base", tiny_base, "--labels", "lost_card,password"
+    )
+    assert code == 2 and "labelled rows of" in output and "pool.csv" in output and "'refund'" in output
+
+
+def test_id_columns_that_only_number_the_rows_are_no_ids_to_match(tiny_base, seed_and_pool, home, tmp_path):
+    # An `idx` column holding 0..n-1 (a saved index) in both files: rows are told apart, not matched.
+    seed = write_csv(
+        tmp_path / "seed.csv",
+        [(i, t, y) for i, (t, y) in enumerate(make_rows(12, seed=1))],
+        header=("idx", "text", "label"),
+    )
+    pool = write_csv(
+        tmp_path / "pool.csv",
+        [(i, t) for i, (t, _) in enumerate(make_rows(20, seed=2))],
+        header=("idx", "text"),
+    )
+    summary = ok_json(
+        "label",
+        "auto",
+        seed,
+        pool,
+        "--base",
+        tiny_base,
+        "--out",
+        tmp_path / "o.csv",
+        "--review",
+        tmp_path / "r.csv",
+    )
+    assert summary["pool"] == 60
+    picked = ok_json(
+        "label",
+        "suggest",
+        pool,
+        "--labelled",
+        seed,
+        "--budget",
+        "3",
+        "--base",
+        tiny_base,
+        "--out",
+        tmp_path / "t.json",
+    )
+    assert picked["excluded_already_labelled"] == 0
 
 
 def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_pool, home, tmp_path):
@@ -304,6 +386,27 @@ def test_suggest_learns_from_the_labels_a_pool_has_and_never_suggests_them(tiny_
     )  # fmt: skip
     assert summary["labelled_in_pool"] == 12 and 1 <= summary["suggested"] <= 6
     assert all(int(r["id"][1:]) % 2 == 1 and r["predicted_label"] in INTENTS for r in summary["rows"])
+
+    # One labelled row trains no model, but a cold-start strategy still runs and skips that row.
+    one = write_csv(
+        tmp_path / "one.csv",
+        [(i, t, y if i == "p0" else "") for i, t, y in rows],
+        header=("id", "text", "label"),
+    )
+    cold = ok_json(
+        "label",
+        "suggest",
+        one,
+        "--budget",
+        "3",
+        "--strategy",
+        "kcenter",
+        "--base",
+        tiny_base,
+        "--out",
+        tmp_path / "c.json",
+    )
+    assert cold["labelled_in_pool"] == 1 and "p0" not in [r["id"] for r in cold["rows"]]
 
     done = write_csv(
         tmp_path / "done.csv", [(i, t, y or "refund") for i, t, y in rows], header=("id", "text", "label")

@@ -41,22 +41,35 @@ def load_dataset(
 
 
 def load_pool(
-    path: str | Path, *, text_column: str | None = None, id_column: str | None = None
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    id_column: str | None = None,
 ) -> tuple[Dataset, Dataset | None]:
     """A pool's rows to label, and the rows it already has human labels for (None when none).
 
-    Its label column (found by name) may be partly filled. A row with a label counts as labelled
-    unless its `source` says "auto": an earlier `frugalml label auto` run's guess, made again.
+    The label column is `label_column` when the pool has one of that name (none when it has
+    not), else one found by name. It may be partly filled: a row with a label counts as labelled
+    unless its `source` says "auto" (an earlier `frugalml label auto` run's guess, made again).
     """
     path = Path(path)
     frame, typed = _read_rows(path)
     digest = sha256_path(path)
     text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
-    label_col = _pick_column(frame, None, LABEL_COLUMNS, "label", path, required=False)
+    others = frame.drop(columns=text_col)
+    label_col = (
+        _pick_column(others, None, LABEL_COLUMNS, "label", path, required=False)
+        if label_column is None
+        else label_column
+        if label_column in others.columns
+        else None
+    )
     if label_col is None:
         return _dataset(path, digest, frame, typed, text_col, None, id_column), None
+    given = frame[label_col]
     machine = typed[SOURCE_COLUMN].eq(AUTO) if SOURCE_COLUMN in typed else pd.Series(False, frame.index)
-    known = frame[label_col].notna() & ~machine
+    known = given.notna() & given.astype(str).str.strip().ne("") & ~machine
     if known.all():
         raise DataError(f"{path}: every row already has a label in column {label_col!r}; nothing to label")
     rows = _dataset(
@@ -70,7 +83,11 @@ def load_pool(
     )
     if not known.any():
         return rows, None
-    return rows, _dataset(path, digest, frame[known], typed[known], text_col, label_col, id_column)
+    labelled = _dataset(path, digest, frame[known], typed[known], text_col, label_col, id_column)
+    clash = sorted(set(rows.ids) & set(labelled.ids))
+    if clash:
+        raise DataError(f"{path}: duplicate id(s) {clash[:5]}")
+    return rows, labelled
 
 
 def _read_rows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -7,7 +7,7 @@ into arrays and results back into tables, checks the inputs, and writes every ou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,9 @@ def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
 
 
 def has_row_number_ids(dataset: Dataset) -> bool:
-    """True when the data had no id column: the loader then numbers the rows 0, 1, 2 ..."""
-    return dataset.numbered
+    """True when the data had no id column (the loader then numbers the rows 0, 1, 2 ...), or
+    its ids are just that: a saved index or an `idx` column is no id to match rows by."""
+    return dataset.numbered or dataset.ids == [str(i) for i in range(len(dataset))]
 
 
 def row_ref(dataset: Dataset, row: int) -> str | int:
@@ -152,9 +153,10 @@ def auto_label(
         z=0.0 if config.point_estimate else 1.0,
     )
     human = seed.to_frame()
-    human["confidence"] = seed.extra.get("confidence", [1.0] * len(seed))
-    # Re-runs keep "auto"; an empty cell (a row added by hand since) is a human row.
-    human[SOURCE_COLUMN] = pd.Series(seed.extra.get(SOURCE_COLUMN, [None] * len(seed))).fillna("human")
+    # Re-runs keep "auto" and its confidence; an empty cell (a row added by hand since) is human.
+    human["confidence"] = pd.Series(seed.extra.get("confidence", [None] * len(seed))).fillna(1.0)
+    sources = seed.extra.get(SOURCE_COLUMN, [None] * len(seed))
+    human[SOURCE_COLUMN] = [AUTO if s == AUTO else "human" for s in sources]
     # A pool that is an earlier run's review queue (or output) brings that run's columns along.
     guessed = pool.to_frame().drop(columns=list(WRITTEN_COLUMNS), errors="ignore")
     guessed.insert(2, "label", [names[i] for i in result.labels])
@@ -191,7 +193,7 @@ def auto_label(
 
 def _check_source_column(data: Dataset) -> None:
     # Empty cells are human rows, as tune's validation split reads them.
-    values = {v for v in data.extra.get(SOURCE_COLUMN, []) if not pd.isna(v)} - {"human", AUTO}
+    values = {v for v in data.extra.get(SOURCE_COLUMN, []) if not pd.isna(v)} - {"human", AUTO, ""}
     if values:
         raise DataError(
             f"{data.source}: column {SOURCE_COLUMN!r} holds {sorted(map(str, values))[:3]}, but label auto "
@@ -235,19 +237,21 @@ def with_pool_labels(
     stands."""
     if known is None:
         return labelled, pool
-    if pool.numbered:  # one numbering for both parts, apart from the labelled file's
-        pool, known = _prefixed(pool, "pool-"), _prefixed(known, "pool-")
+    _check_source_column(known)
+    # A review queue's guess, its confidence and the source are not part of a human's label.
+    known = replace(known, extra={k: v for k, v in known.extra.items() if k not in WRITTEN_COLUMNS})
     if labelled is None:
         return known, pool
+    # Two files' row numbers side by side would collide: each gets its own prefix.
+    if pool.numbered:
+        pool, known = _prefixed(pool, "pool-"), _prefixed(known, "pool-")
+    if has_row_number_ids(labelled):
+        labelled = _prefixed(labelled, "seed-")
     seen = {text_key(t) for t in labelled.texts}
     known = known.subset([i for i, t in enumerate(known.texts) if text_key(t) not in seen])
     labelled, known = _disjoint_ids(labelled, known)
-    return labelled.concat(known), pool
-
-
-def _pool_columns(columns: Columns) -> Columns:
-    # A pool's label column is found by name: --label-column names the labelled file's.
-    return {k: v for k, v in columns.items() if k != "label_column"}
+    source = f"{labelled.source} with the labelled rows of {known.source}"
+    return replace(labelled.concat(known), source=source), pool
 
 
 def auto_label_files(
@@ -266,7 +270,7 @@ def auto_label_files(
     check_outputs([labelled, unlabelled], [out, review_out])
     columns = columns or {}
     given = load_dataset(labelled, **columns)
-    pool, known = load_pool(unlabelled, **_pool_columns(columns))
+    pool, known = load_pool(unlabelled, **columns)
     seed, pool = with_pool_labels(given, pool, known)
     registry = open_registry(settings or get_settings())
     registry.add_dataset(given)
@@ -336,7 +340,10 @@ def suggest_rows(
     vectors = embed(texts, encoder or Encoder(), reporter=reporter)
     x_pool, x_seen = vectors[: len(candidates)], vectors[len(candidates) :]
     names, proba = None, None
-    if labelled is not None:
+    # One class trains no model; the strategies that need none can still use the rows (cold start).
+    if labelled is not None and (
+        active.get_strategy(strategy).needs_model or len(labelled.class_counts()) > 1
+    ):
         labelled.check_trainable()
         names, y = _class_index(labelled, labels)
         proba = LinearProbe(len(names)).fit(x_seen, y).predict_proba(x_pool)
@@ -365,7 +372,7 @@ def suggest_files(
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
     check_outputs([pool_path, labelled_path], [out])
     columns = columns or {}
-    pool, known = load_pool(pool_path, **_pool_columns(columns))
+    pool, known = load_pool(pool_path, **columns)
     given = load_dataset(labelled_path, **columns) if labelled_path else None
     labelled, pool = with_pool_labels(given, pool, known)
     result = suggest_rows(pool, budget, strategy, labelled, encoder, labels, dup_threshold, seed, reporter)
