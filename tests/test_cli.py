@@ -80,7 +80,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "{one_each}"], "every class has a single row"),
         (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
         (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),
-        (["tune", "{train}", "--base", "/nonexistent/model"], "unknown base model"),
+        (["tune", "{train}", "--base", "/nonexistent/model"], "no such model folder"),
         (["run", "{bad_yaml}"], "not valid YAML"),
     ],
 )

@@ -101,6 +101,7 @@ def test_a_pool_label_column_is_the_named_one_when_a_name_is_given(tmp_path):
         (b'{"text": "a", "label": "x"}\n{broken\n', ".jsonl", "cannot be read as jsonl"),
         (b"not parquet at all", ".parquet", "cannot be read as parquet"),
         (b"whatever", ".xlsx", "unknown format '.xlsx'"),
+        (b"id,text,label\n,hello,x\nq2,hi,y\n", ".csv", "empty id in row(s) 0 of column 'id'"),
         (b"id,text,label\n1,a,x\n1,b,y\n", ".csv", "duplicate id"),
     ],
 )
@@ -173,6 +174,14 @@ def test_validation_split_holds_out_human_rows_only(tmp_path):
     assert [d.ids for d in validation_split(plain, 0.25)] == [d.ids for d in stratified_split(plain, 0.25)]
 
 
+def test_a_json_file_may_hold_one_array_of_records(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"text": "t1", "label": "a"}, {"text": "t2", "label": "b"}]))
+    assert load_dataset(path).labels == ["a", "b"]
+    path.write_text('{"text": "t1", "label": "a"}\n{"text": "t2", "label": "b"}\n')  # lines, as before
+    assert load_dataset(path).texts == ["t1", "t2"]
+
+
 def test_jsonl_with_numeric_labels_reads_them_as_strings(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(4)))
@@ -183,10 +192,14 @@ def test_csv_cells_are_read_as_written(tmp_path):
     # pandas alone reads ids 007 as 7 (a Label Studio round trip would change them) and the label
     # "NA" or the text "null" as missing values.
     path = tmp_path / "d.csv"
-    path.write_text("id,text,label,score\n007,card arrived,NA,0.5\n008,null,None,1\n", encoding="utf-8")
+    path.write_text(
+        "id,text,label,zip,flag\n007,card arrived,NA,007,true\n008,null,None,,false\n", encoding="utf-8"
+    )
     data = load_dataset(path)
     assert (data.ids, data.texts, data.labels) == (["007", "008"], ["card arrived", "null"], ["NA", "None"])
-    assert data.extra == {"score": [0.5, 1.0]}  # other columns keep their numbers
+    # Other columns too (a CSV has no types): written back, to CSV or to Label Studio, unchanged.
+    assert data.extra["zip"][0] == "007" and pd.isna(data.extra["zip"][1])
+    assert data.extra["flag"] == ["true", "false"]
     path.write_text("text,label\na,x\nb,\n", encoding="utf-8")
     with pytest.raises(DataError, match="missing label in row"):  # only an empty cell is missing
         load_dataset(path)

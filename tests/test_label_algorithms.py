@@ -233,3 +233,25 @@ def test_typos_land_on_the_letter_they_replace_in_any_script():
             for variant in variants:
                 assert len(variant) == len(original)
                 assert sum(a != b for a, b in zip(variant, original, strict=True)) == 1  # one letter changed
+
+
+def clustered_pool(seed: int) -> tuple[np.ndarray, int]:
+    """A tight cluster around one direction, its exact centre, and a few outliers, shuffled;
+    returns the rows and where the centre row landed."""
+    rng = np.random.default_rng(seed)
+    dims = 16
+    centre = np.eye(dims)[0]
+    rows = [centre + 0.3 * rng.normal(size=dims) for _ in range(40)]
+    rows += [centre, *np.eye(dims)[1:4]]
+    order = rng.permutation(len(rows))
+    return np.array(rows)[order], int(np.argsort(order)[40])
+
+
+@pytest.mark.parametrize("strategy", ["kcenter", "hybrid"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_cold_start_begins_at_the_most_typical_row_not_the_first(strategy, seed):
+    x, typical = clustered_pool(seed)
+    assert typical != 0
+    picked = active.suggest(strategy, x, 3)
+    assert picked[0] == typical
+    assert len(set(picked.tolist())) == 3

@@ -13,8 +13,9 @@ from conftest import INTENTS, make_rows, write_csv
 
 from frugalml.cli import app
 from frugalml.data import Dataset, load_dataset
+from frugalml.errors import FrugalError
 from frugalml.label import labelstudio
-from frugalml.pipeline import run_pipeline
+from frugalml.pipeline import FILE_OUTPUTS, run_pipeline
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -75,11 +76,12 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     auto_rows = frame[frame["source"] == "auto"]
     if summary["accepted"]:
         assert summary["estimated_precision"] >= 0.9
-        assert auto_rows["confidence"].min() >= summary["threshold"] - 1e-6
+        assert auto_rows["confidence"].astype(float).min() >= summary["threshold"] - 1e-6
         assert set(auto_rows["label"]) <= set(INTENTS)
     queue = load_dataset(review, require_labels=False)
     assert set(queue.ids) | set(auto_rows["id"]) == {f"u{i:03d}" for i in range(90)}
-    assert queue.extra["confidence"] == sorted(queue.extra["confidence"], reverse=True)
+    confidence = [float(c) for c in queue.extra["confidence"]]
+    assert confidence == sorted(confidence, reverse=True)
     # The review queue can be the next run's pool: the columns this run wrote are written anew.
     assert summary["review"] > 0
     out2 = tmp_path / "out2.csv"
@@ -91,14 +93,27 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     assert list(load_dataset(out2).to_frame().columns) == ["id", "text", "label", "confidence", "source"]
 
 
-def test_auto_reads_empty_source_cells_as_human_rows(tiny_base, seed_and_pool, home, tmp_path):
+def test_auto_rows_in_the_labelled_file_are_labelled_again_and_empty_sources_are_human(
+    tiny_base, seed_and_pool, home, tmp_path
+):
     seed = load_dataset(seed_and_pool["seed"]).to_frame()
     seed["source"] = (["human", "auto", None] * len(seed))[: len(seed)]  # None: an empty cell
+    seed.loc[seed["source"] == "auto", "label"] = "refund"  # an earlier run's guesses, some wrong
     seed.to_csv(tmp_path / "mixed.csv", index=False)
-    out = tmp_path / "out.csv"
-    ok_json("label", "auto", tmp_path / "mixed.csv", seed_and_pool["pool"], "--base", tiny_base, "--out", out)
+    out, review = tmp_path / "out.csv", tmp_path / "review.csv"
+    summary = ok_json(
+        "label", "auto", tmp_path / "mixed.csv", seed_and_pool["pool"], "--base", tiny_base, "--out", out,
+        "--review", review,
+    )  # fmt: skip
+    # A guess is no truth to estimate precision on: the auto rows join the pool instead.
+    assert summary["labelled"] == 24 and summary["auto_rows_labelled_again"] == 12
+    assert summary["pool"] == 90 + 12
     written = load_dataset(out).to_frame()
-    assert written["source"][: len(seed)].tolist() == (["human", "auto", "human"] * len(seed))[: len(seed)]
+    human = written[written["source"] == "human"]
+    assert human["id"].tolist() == seed["id"][seed["source"] != "auto"].tolist()
+    guessed = set(seed["id"][seed["source"] == "auto"])
+    again = set(written["id"][written["source"] == "auto"]) | set(pd.read_csv(review, dtype=str)["id"])
+    assert guessed <= again
 
 
 def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, seed_and_pool, home):
@@ -183,7 +198,7 @@ def test_auto_takes_the_labels_a_partly_labelled_pool_has(tiny_base, seed_and_po
     assert summary["labelled"] == 36 + 10 and summary["pool"] == 30 - 11
     frame = load_dataset(out).to_frame()
     human = frame[frame["source"] == "human"]
-    assert len(human) == 46 and human["text"].is_unique and (human["confidence"] == 1.0).all()
+    assert len(human) == 46 and human["text"].is_unique and (human["confidence"] == "1.0").all()
     assert dict(zip(human["id"][36:], human["label"][36:], strict=True)) == given
     assert list(frame.columns) == ["id", "text", "label", "confidence", "source"]  # the queue's guess is gone
     queue = pd.read_csv(review, dtype=str)  # may hold no rows
@@ -284,6 +299,85 @@ def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_po
     assert again["pool"] == summary["accepted"] and again["labelled_in_pool"] == 0
     frame = load_dataset(tmp_path / "second.csv").to_frame()
     assert (frame["source"] == "human").sum() == 36 and frame["text"].is_unique
+
+
+def test_auto_leaves_out_pool_rows_that_repeat_labelled_texts(tiny_base, seed_and_pool, home, tmp_path):
+    seed_texts = [t for t, _ in make_rows(12, seed=1)]
+    pool_texts = [t for t, _ in make_rows(10, seed=2)]
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t in seed_texts[:5] + pool_texts], header=("text",))
+    out = tmp_path / "out.csv"
+    summary = ok_json(
+        "label",
+        "auto",
+        seed_and_pool["seed"],
+        pool,
+        "--base",
+        tiny_base,
+        "--out",
+        out,
+        "--review",
+        tmp_path / "r.csv",
+    )
+    assert summary["pool_rows_already_labelled"] == 5 and summary["pool"] == 30
+    assert load_dataset(out).to_frame()["text"].is_unique  # no text both human and auto
+
+
+def test_label_sets_inline_or_from_a_file(tiny_base, seed_and_pool, home, tmp_path):
+    long = ",".join(["refund", "lost_card", "password"] + [f"intent_number_{i:03d}" for i in range(20)])
+    assert len(long) > 255  # longer than a file name may be
+    summary = ok_json(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base, "--labels", long,
+        "--out", tmp_path / "o.csv", "--review", tmp_path / "r.csv",
+    )  # fmt: skip
+    assert len(summary["labels_without_seed_rows"]) == 20
+    listed = tmp_path / "labels.txt"
+    listed.write_text("\ufeffrefund\nlost_card\npassword\n", encoding="utf-8")  # a BOM, as Notepad writes
+    ok_json(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base,
+        "--labels", listed, "--out", tmp_path / "o2.csv", "--review", tmp_path / "r2.csv",
+    )  # fmt: skip
+    for value, message in (
+        ("nosuch.txt", "cannot read it as a file"),
+        ("refund,", "needs at least 2 labels"),
+    ):
+        code, output = invoke(
+            "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--labels", value
+        )
+        assert code == 2 and message in output, output
+
+
+def test_one_row_per_class_is_a_clear_error_for_auto_and_enough_for_issues(tiny_base, home, tmp_path):
+    one_each = write_csv(
+        tmp_path / "one.csv", [(words[0] + " " + words[1], y) for y, words in INTENTS.items()] * 1
+    )
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(3, seed=2)], header=("text",))
+    code, output = invoke("label", "auto", one_each, pool, "--base", tiny_base)
+    assert code == 2 and "needs" in output and "Traceback" not in output
+    # Two rows of one class and one of another: the fold without the single row still answers.
+    small = write_csv(
+        tmp_path / "small.csv",
+        [("refund money", "refund"), ("money back", "refund"), ("lost card", "lost_card")],
+    )
+    report = ok_json("label", "issues", small, "--base", tiny_base, "--report", tmp_path / "i.csv")
+    assert report["rows"] == 3
+
+
+def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path):
+    pool = tmp_path / "pool.parquet"
+    frame = pd.DataFrame({"text": [t for t, _ in make_rows(3, seed=2)]})
+    frame["received"] = pd.date_range("2024-01-01", periods=len(frame), freq="h")  # not JSON by itself
+    frame.to_parquet(pool)
+    ok_json("label", "suggest", pool, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "t.json")
+    tasks = json.loads((tmp_path / "t.json").read_text())
+    assert all(t["data"]["received"].startswith("2024-01-01T") for t in tasks)
+    csv_pool = write_csv(
+        tmp_path / "pool.csv",
+        [(f"q{i}", t, "007", "true") for i, t in enumerate(frame["text"])],
+        header=("id", "text", "zip", "flag"),
+    )
+    ok_json("label", "suggest", csv_pool, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "c.json")
+    data = [t["data"] for t in json.loads((tmp_path / "c.json").read_text())]
+    assert [(d["zip"], d["flag"]) for d in data] == [("007", "true")] * 2
 
 
 # ------------------------------------------------------------------ suggest and Label Studio
@@ -577,6 +671,7 @@ def test_augment_caps_and_marks_synthetic_rows(home, tmp_path):
     out = tmp_path / "aug.csv"
     summary = ok_json("label", "augment", data, "--out", out, "--per-row", "2")
     frame = load_dataset(out).to_frame()
+    frame["synthetic"] = frame["synthetic"] == "True"  # CSV cells come back as written
     synthetic = frame[frame["synthetic"]]
     assert summary["synthetic"] == len(synthetic) <= 30 and summary["original"] == 15
     assert synthetic.groupby("origin_id").size().max() <= 2
@@ -608,3 +703,83 @@ steps:
     assert first.outputs("tune")["bundle_id"]
     second = run_pipeline(spec)
     assert [s.cached for s in second.steps] == [True, True, True]
+
+
+@pytest.fixture()
+def files(tmp_path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", make_rows(10, seed=1)),
+        "pool": write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(10, seed=3)], ("text",)),
+    }
+
+
+def run_steps(tmp_path: Path, steps: str):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("steps:\n" + steps)
+    return run_pipeline(spec)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "label_issues: {data: train.csv, report: train.csv, base: BASE}",
+        "label_augment: {data: train.csv, out: train.csv}",
+        "label_auto: {labelled: train.csv, unlabelled: pool.csv, out: pool.csv, base: BASE}",
+        "label_auto: {labelled: train.csv, unlabelled: pool.csv, out: a.csv, review: a.csv, base: BASE}",
+        "label_suggest: {pool: pool.csv, budget: 2, strategy: kcenter, out: pool.csv, base: BASE}",
+        "label_import: {data: train.csv, out: train.csv}",
+    ],
+)
+def test_a_label_step_never_writes_over_an_input_or_another_output(tiny_base, files, home, tmp_path, step):
+    before = files["train"].read_bytes(), files["pool"].read_bytes()
+    with pytest.raises(FrugalError, match="would overwrite an input or another output"):
+        run_steps(tmp_path, f"  - id: s\n    {step.replace('BASE', str(tiny_base))}\n")
+    assert (files["train"].read_bytes(), files["pool"].read_bytes()) == before
+
+
+@pytest.mark.parametrize("operations", ["'swap,typo'", "' swap , typo '", "[swap, typo]"])
+def test_label_augment_takes_operations_as_a_comma_separated_string_or_a_list(
+    files, home, tmp_path, operations
+):
+    result = run_steps(
+        tmp_path, f"  - id: a\n    label_augment: {{data: train.csv, operations: {operations}}}\n"
+    )
+    assert result.outputs("a")["synthetic"] > 0
+
+
+def test_label_augment_refuses_operations_that_are_neither(files, home, tmp_path):
+    with pytest.raises(FrugalError, match="a list of names or a comma-separated string"):
+        run_steps(tmp_path, "  - id: a\n    label_augment: {data: train.csv, operations: 3}\n")
+
+
+LABEL_PIPELINE = """\
+  - id: label
+    label_auto: {{labelled: train.csv, unlabelled: pool.csv, target_precision: 0.999, base: {base}}}
+  - id: suggest
+    label_suggest: {{pool: "${{label.review_out}}", budget: 2, labels: "refund,lost_card,password",
+                    strategy: kcenter, base: {base}}}
+  - id: issues
+    label_issues: {{data: train.csv, folds: 2, base: {base}}}
+  - id: more
+    label_augment: {{data: train.csv, per_row: 1}}
+"""
+
+
+def test_a_deleted_review_queue_reruns_label_auto_instead_of_reusing_it(tiny_base, files, home, tmp_path):
+    first = run_steps(tmp_path, LABEL_PIPELINE.format(base=tiny_base))
+    review = Path(first.outputs("label")["review_out"])
+    assert first.outputs("label")["review"] > 0  # the queue has rows for suggest to pick from
+    assert all(s.cached for s in run_steps(tmp_path, LABEL_PIPELINE.format(base=tiny_base)).steps)
+    review.unlink()
+    again = run_steps(tmp_path, LABEL_PIPELINE.format(base=tiny_base))
+    assert again.steps[0].cached is False
+    assert review.is_file()
+    assert again.outputs("suggest")["suggested"] == 2
+
+
+def test_every_file_a_label_step_writes_is_checked_before_reuse(tiny_base, files, home, tmp_path):
+    result = run_steps(tmp_path, LABEL_PIPELINE.format(base=tiny_base))
+    for step in result.steps:
+        written = {k for k, v in step.outputs.items() if isinstance(v, str) and Path(v).is_file()}
+        assert written and written <= set(FILE_OUTPUTS), (step.kind, written - set(FILE_OUTPUTS))
+    assert "review" not in FILE_OUTPUTS  # label_auto's review is a count, not a file

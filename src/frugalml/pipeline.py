@@ -182,7 +182,9 @@ def _cache_key(kind: str, args: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-FILE_OUTPUTS = ("data", "report", "tasks", "review", "out")  # step outputs that name a written file
+# Step outputs that name a written file. Not "review": label_auto's is a row count (its file is
+# review_out); a new step's file outputs go here, or a deleted one is never noticed.
+FILE_OUTPUTS = ("data", "out", "review_out", "report", "tasks", "label_config")
 
 
 def _still_valid(outputs: dict[str, Any]) -> bool:

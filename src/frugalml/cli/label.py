@@ -290,11 +290,11 @@ def augment(
 ) -> None:
     """Add synthetic variants of each text (token swaps, deletions, typos), marked synthetic."""
     from frugalml.data import load_dataset
-    from frugalml.label.workflows import augment_dataset, check_outputs, write_frame
+    from frugalml.label.workflows import augment_dataset, check_outputs, split_names, write_frame
 
     check_outputs([data], [out])
     dataset = load_dataset(data, **_columns(text_column, label_column, id_column), require_labels=False)
-    frame = augment_dataset(dataset, per_row, [o.strip() for o in operations.split(",") if o.strip()], seed)
+    frame = augment_dataset(dataset, per_row, split_names(operations), seed)
     write_frame(frame, out)
     summary = {
         "rows": len(frame),

@@ -33,11 +33,11 @@ def load_dataset(
     Raises DataError with a one-line reason for any file that cannot serve as a dataset.
     """
     path = Path(path)
-    frame, typed = _read_rows(path)
+    frame = _read_rows(path)
     digest = sha256_path(path)
     text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
     label_col = _pick_column(frame, label_column, LABEL_COLUMNS, "label", path, require_labels)
-    return _dataset(path, digest, frame, typed, text_col, label_col, id_column)
+    return _dataset(path, digest, frame, text_col, label_col, id_column)
 
 
 def load_pool(
@@ -54,7 +54,7 @@ def load_pool(
     unless its `source` says "auto" (an earlier `frugalml label auto` run's guess, made again).
     """
     path = Path(path)
-    frame, typed = _read_rows(path)
+    frame = _read_rows(path)
     digest = sha256_path(path)
     text_col = _pick_column(frame, text_column, TEXT_COLUMNS, "text", path, required=True)
     others = frame.drop(columns=text_col)
@@ -66,9 +66,9 @@ def load_pool(
         else None
     )
     if label_col is None:
-        return _dataset(path, digest, frame, typed, text_col, None, id_column), None
+        return _dataset(path, digest, frame, text_col, None, id_column), None
     given = frame[label_col]
-    machine = typed[SOURCE_COLUMN].eq(AUTO) if SOURCE_COLUMN in typed else pd.Series(False, frame.index)
+    machine = frame[SOURCE_COLUMN].eq(AUTO) if SOURCE_COLUMN in frame else pd.Series(False, frame.index)
     known = given.notna() & given.astype(str).str.strip().ne("") & ~machine
     if known.all():
         raise DataError(f"{path}: every row already has a label in column {label_col!r}; nothing to label")
@@ -76,35 +76,33 @@ def load_pool(
         path,
         digest,
         frame[~known].drop(columns=label_col),
-        typed[~known].drop(columns=label_col),
         text_col,
         None,
         id_column,
     )
     if not known.any():
         return rows, None
-    labelled = _dataset(path, digest, frame[known], typed[known], text_col, label_col, id_column)
+    labelled = _dataset(path, digest, frame[known], text_col, label_col, id_column)
     clash = sorted(set(rows.ids) & set(labelled.ids))
     if clash:
         raise DataError(f"{path}: duplicate id(s) {clash[:5]}")
     return rows, labelled
 
 
-def _read_rows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_rows(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
-    frame, typed = _read_frame(path)
+    frame = _read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: contains no rows")
     # Row numbers are the file's, also in a part of it (ids, and rows named in errors).
-    return frame.reset_index(drop=True), typed.reset_index(drop=True)
+    return frame.reset_index(drop=True)
 
 
 def _dataset(
     path: Path,
     digest: str,
     frame: pd.DataFrame,
-    typed: pd.DataFrame,
     text_col: str,
     label_col: str | None,
     id_column: str | None,
@@ -121,6 +119,9 @@ def _dataset(
             raise DataError(f"{path}: missing label in row(s) {_rows(missing)}")
         labels = [_label_str(v) for v in frame[label_col]]
     if id_col is not None:
+        empty = frame[id_col].isna() | (frame[id_col].astype(str).str.strip() == "")
+        if empty.any():
+            raise DataError(f"{path}: empty id in row(s) {_rows(empty)} of column {id_col!r}")
         ids = [str(v) for v in frame[id_col]]
         duplicated = pd.Series(ids, index=frame.index).duplicated()
         if duplicated.any():
@@ -128,7 +129,7 @@ def _dataset(
     else:
         ids = [str(i) for i in frame.index]
     used = {text_col, label_col, id_col}
-    extra = {str(c): typed[c].tolist() for c in frame.columns if c not in used}
+    extra = {str(c): frame[c].tolist() for c in frame.columns if c not in used}
     return Dataset(
         texts=texts.astype(str).tolist(),
         labels=labels,
@@ -140,25 +141,25 @@ def _dataset(
     )
 
 
-def _read_frame(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The file as a frame, twice: cells as written for the text, label and id columns, and with
-    the types pandas infers for the other columns (the same frame but for CSV/TSV)."""
+def _read_frame(path: Path) -> pd.DataFrame:
     if path.is_dir():
-        frame = _read_hf_folder(path)
-        return frame, frame
+        return _read_hf_folder(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         known = ", ".join(sorted(FORMATS))
         raise DataError(f"{path}: unknown format {path.suffix or '(no suffix)'!r}; use one of {known}")
     try:
         if kind in ("csv", "tsv"):
-            return _read_delimited(path, "\t" if kind == "tsv" else ",")
-        frame = (
-            pd.read_json(path, lines=True, encoding="utf-8", dtype=False)
-            if kind == "jsonl"
-            else pd.read_parquet(path)
-        )
-        return frame, frame
+            # As written: ids "007" stay "007", and cells such as "NA", "None", "null" or "true"
+            # stay themselves (pandas alone reads numbers, booleans and missing values); a CSV has
+            # no types to infer, and only an empty cell is missing.
+            sep = "\t" if kind == "tsv" else ","
+            return pd.read_csv(
+                path, sep=sep, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""]
+            )
+        if kind == "jsonl":
+            return pd.read_json(path, lines=not _is_json_array(path), encoding="utf-8", dtype=False)
+        return pd.read_parquet(path)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 text (bad byte at offset {exc.start})") from None
     except pd.errors.EmptyDataError:
@@ -168,11 +169,10 @@ def _read_frame(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise DataError(f"{path}: cannot be read as {kind}: {reason}") from None
 
 
-def _read_delimited(path: Path, sep: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    # As written: ids "007" stay "007", and labels or texts such as "NA", "None" or "null" stay
-    # themselves (pandas alone reads numbers and missing values); only an empty cell is missing.
-    written = pd.read_csv(path, sep=sep, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""])
-    return written, pd.read_csv(path, sep=sep, encoding="utf-8")
+def _is_json_array(path: Path) -> bool:
+    """A `.json` file may hold one array of records instead of one record per line."""
+    with path.open("rb") as handle:
+        return handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
 
 
 def _read_hf_folder(path: Path) -> pd.DataFrame:

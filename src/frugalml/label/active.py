@@ -117,10 +117,9 @@ def kcenter_greedy(
 
     With nothing labelled, the first pick is the most typical row (closest to the pool's mean).
     """
-    distance = 1.0 - max_similarity(x_pool, x_labelled)
-    if x_labelled is None:
-        distance[:] = np.inf
-        distance[int(np.argmax(x_pool @ x_pool.mean(axis=0)))] = np.finfo(float).max
+    distance = 1.0 - max_similarity(x_pool, x_labelled)  # 2.0, the most there is, with nothing labelled
+    if x_labelled is None:  # so the typical row, set above every other, is the first pick
+        distance[int(np.argmax(x_pool @ x_pool.mean(axis=0)))] = np.inf
     picked: list[int] = []
     while len(picked) < budget:
         row = int(np.argmax(distance))

@@ -154,9 +154,13 @@ def _single(choices: Any, task: dict[str, Any]) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-safe cell: NaN (pandas' missing value) becomes null, numpy scalars plain Python."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value != value:
+    """JSON-safe cell: a missing value becomes null, numpy values plain Python, times ISO 8601."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (a Parquet list column)
+        value = value.tolist()
+    if value is None or isinstance(value, str | bool | int | list | dict):
+        return value
+    if value != value:  # NaN, NaT
         return None
-    return value
+    if isinstance(value, float):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -19,6 +19,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from frugalml.errors import DataError
+
 C_GRID = (0.01, 0.1, 1.0)
 ABSENT = -1e4  # logit of a class the probe never saw: probability 0, no NaN
 
@@ -32,6 +34,9 @@ class LinearProbe:
         self.max_iter = max_iter
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearProbe:
+        self.only_ = int(y[0]) if len(np.unique(y)) == 1 else None
+        if self.only_ is not None:  # a training fold of tiny data may hold one class: it is the answer
+            return self
         # tol 1e-3: accuracy is flat beyond it and fits take a third of the time. One BLAS thread:
         # L-BFGS multiplies small matrices, and on a busy 2-core machine OpenBLAS's threads spin
         # against each other (measured: 12 s instead of 0.2 s for a 770-row fit).
@@ -42,6 +47,10 @@ class LinearProbe:
         return self
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        if self.only_ is not None:
+            out = np.full((len(x), self.n_classes), ABSENT, dtype=np.float64)
+            out[:, self.only_] = 0.0
+            return out
         with threadpool_limits(1, user_api="blas"):
             raw = self.model_.decision_function(x)
         classes = self.model_.classes_
@@ -58,7 +67,12 @@ class LinearProbe:
 def folds_for(y: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds; classes smaller than `folds` simply miss from some training folds."""
     # StratifiedKFold refuses more folds than the largest class has rows (2 labels per class: 2).
-    folds = max(2, min(folds, len(y) // 2, int(np.unique(y, return_counts=True)[1].max())))
+    largest = int(np.unique(y, return_counts=True)[1].max())
+    if largest < 2:
+        raise DataError(
+            f"cross-validation needs a class with 2 or more labelled rows; all {len(y)} classes have one"
+        )
+    folds = max(2, min(folds, len(y) // 2, largest))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"

@@ -29,6 +29,7 @@ from frugalml.label.workflows import (
     import_export,
     label_issues,
     parse_labels,
+    split_names,
     suggest_files,
     write_frame,
     write_issues_report,
@@ -141,6 +142,8 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
         args,
         {"data", "report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
     )
+    path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
+    check_outputs([args["data"]], [path])  # before the encoding, which is the slow part
     data = load_dataset(args["data"], **_columns(args))
     report = label_issues(
         data,
@@ -150,7 +153,6 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
         float(args.get("dup_threshold", 0.95)),
         context.reporter,
     )
-    path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
     write_issues_report(report, path, str(args["data"]))
     return {
         "rows": report["rows"],
@@ -165,10 +167,10 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
 def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     _require("label_augment", args, "data")
     _allow("label_augment", args, {"data", "out", "per_row", "operations", "seed", *COLUMN_KEYS})
-    data = load_dataset(args["data"], **_columns(args), require_labels=False)
-    operations = args.get("operations", ["swap", "delete", "typo"])
-    frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
     out = Path(args.get("out") or _workdir("label_augment", args, context, [args["data"]]) / "augmented.csv")
     check_outputs([args["data"]], [out])
+    data = load_dataset(args["data"], **_columns(args), require_labels=False)
+    operations = split_names(args.get("operations", ["swap", "delete", "typo"]))
+    frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
     write_frame(frame, out)
     return {"data": str(out), "rows": len(frame), "synthetic": int(frame["synthetic"].sum())}

@@ -30,15 +30,29 @@ Columns = dict[str, str | None]
 
 
 # ---------------------------------------------------------------- shared helpers
+def split_names(value: str | Sequence[str]) -> list[str]:
+    """Names from a list or a comma-separated string, as the CLI and pipeline files give them."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise FrugalError(f"expected a list of names or a comma-separated string, got {value!r}")
+    return [item.strip() for item in items if item.strip()]
+
+
 def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
     """A label set from a list, a comma-separated string, or a file with one label per line."""
-    if value is None or isinstance(value, list | tuple):
-        return list(value) if value is not None else None
-    path = Path(value)
-    items = path.read_text(encoding="utf-8").splitlines() if path.is_file() else value.split(",")
-    labels = [item.strip() for item in items if item.strip()]
-    if not labels:
-        raise FrugalError(f"empty label set {value!r}")
+    if value is None:
+        return None
+    if isinstance(value, str) and "," not in value:
+        try:
+            value = Path(value).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is no label
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FrugalError(
+                f"label set {value[:80]!r}: cannot read it as a file with one label per line "
+                f"({type(exc).__name__}); give the labels separated by commas instead"
+            ) from None
+    labels = split_names(value)
+    if len(set(labels)) < 2:
+        raise FrugalError(f"label set {str(value)[:80]!r} needs at least 2 labels, found {labels}")
     return labels
 
 
@@ -132,11 +146,16 @@ def auto_label(
         raise FrugalError(f"target precision must be in [0.5, 1), got {config.target_precision}")
     if config.rounds < 0:
         raise FrugalError(f"rounds must be 0 or more, got {config.rounds}")
-    seed.check_trainable()
-    if len(seed) < 4:
-        raise DataError(f"{seed.source}: needs at least 4 labelled rows to cross-validate a threshold")
     for data in (seed, pool):
         _check_source_column(data)
+    seed, pool, guesses = _guesses_to_pool(seed, pool)
+    seed.check_trainable()
+    if len(seed) < 4:
+        raise DataError(f"{seed.source}: needs at least 4 human-labelled rows to cross-validate a threshold")
+    fresh = unseen_rows(pool, seed.texts)
+    if not fresh:
+        raise DataError(f"{pool.source}: every row's text is already in the labelled rows; nothing to label")
+    repeats, pool = len(pool) - len(fresh), pool.subset(fresh)
     seed, pool = _disjoint_ids(seed, pool)
     names, y = _class_index(seed, config.labels)
     vectors = embed(seed.texts + pool.texts, Encoder(config.base, config.bundle), reporter=reporter)
@@ -152,11 +171,9 @@ def auto_label(
         config.c,
         z=0.0 if config.point_estimate else 1.0,
     )
-    human = seed.to_frame()
-    # Re-runs keep "auto" and its confidence; an empty cell (a row added by hand since) is human.
-    human["confidence"] = pd.Series(seed.extra.get("confidence", [None] * len(seed))).fillna(1.0)
-    sources = seed.extra.get(SOURCE_COLUMN, [None] * len(seed))
-    human[SOURCE_COLUMN] = [AUTO if s == AUTO else "human" for s in sources]
+    human = _bare(seed).to_frame()
+    human["confidence"] = 1.0
+    human[SOURCE_COLUMN] = "human"
     # A pool that is an earlier run's review queue (or output) brings that run's columns along.
     guessed = pool.to_frame().drop(columns=list(WRITTEN_COLUMNS), errors="ignore")
     guessed.insert(2, "label", [names[i] for i in result.labels])
@@ -171,6 +188,8 @@ def auto_label(
     summary = {
         "labelled": len(seed),
         "pool": len(pool),
+        "auto_rows_labelled_again": guesses,
+        "pool_rows_already_labelled": repeats,
         "accepted": n_accepted,
         "coverage": n_accepted / len(pool),
         "estimated_precision": result.estimated_precision,
@@ -189,6 +208,30 @@ def auto_label(
             "rows; nothing was accepted (label more rows or lower --target-precision)"
         )
     return AutoLabelResult(dataset, review, summary)
+
+
+def _guesses_to_pool(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset, int]:
+    """Labelled rows that an earlier run guessed (source "auto"), moved to the pool: they are
+    no truth to estimate precision on, so they are labelled again (with their count)."""
+    sources = seed.extra.get(SOURCE_COLUMN, [])
+    guessed = [i for i, s in enumerate(sources) if s == AUTO]
+    if not guessed:
+        return seed, pool, 0
+    rows = replace(_bare(seed.subset(guessed)), labels=None)
+    rows, pool = _disjoint_ids(rows, pool)
+    human = [i for i, s in enumerate(sources) if s != AUTO]
+    return seed.subset(human), rows.concat(pool), len(guessed)
+
+
+def _bare(rows: Dataset) -> Dataset:
+    """The rows without the columns label auto writes beside a label: guess, confidence, source."""
+    return replace(rows, extra={k: v for k, v in rows.extra.items() if k not in WRITTEN_COLUMNS})
+
+
+def unseen_rows(rows: Dataset, texts: Sequence[str]) -> list[int]:
+    """Indices of the rows whose text is not among `texts` (compared as `text_key` does)."""
+    seen = {text_key(t) for t in texts}
+    return [i for i, text in enumerate(rows.texts) if text_key(text) not in seen]
 
 
 def _check_source_column(data: Dataset) -> None:
@@ -239,7 +282,7 @@ def with_pool_labels(
         return labelled, pool
     _check_source_column(known)
     # A review queue's guess, its confidence and the source are not part of a human's label.
-    known = replace(known, extra={k: v for k, v in known.extra.items() if k not in WRITTEN_COLUMNS})
+    known = _bare(known)
     if labelled is None:
         return known, pool
     # Two files' row numbers side by side would collide: each gets its own prefix.
@@ -247,8 +290,7 @@ def with_pool_labels(
         pool, known = _prefixed(pool, "pool-"), _prefixed(known, "pool-")
     if has_row_number_ids(labelled):
         labelled = _prefixed(labelled, "seed-")
-    seen = {text_key(t) for t in labelled.texts}
-    known = known.subset([i for i, t in enumerate(known.texts) if text_key(t) not in seen])
+    known = known.subset(unseen_rows(known, labelled.texts))
     labelled, known = _disjoint_ids(labelled, known)
     source = f"{labelled.source} with the labelled rows of {known.source}"
     return replace(labelled.concat(known), source=source), pool
@@ -327,12 +369,8 @@ def suggest_rows(
     # Ids match rows across files only where both files have real ids, not row numbers.
     by_id = labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool)
     known_ids = set(labelled.ids) if by_id else set()
-    known_texts = {text_key(t) for t in labelled.texts} if labelled is not None else set()
-    eligible = [
-        i
-        for i, (row_id, text) in enumerate(zip(pool.ids, pool.texts, strict=True))
-        if row_id not in known_ids and text_key(text) not in known_texts
-    ]
+    new_texts = unseen_rows(pool, labelled.texts if labelled is not None else [])
+    eligible = [i for i in new_texts if pool.ids[i] not in known_ids]
     if not eligible:
         raise DataError(f"{pool.source}: all {len(pool)} rows are already in the labelled set")
     candidates = pool.subset(eligible)

@@ -40,6 +40,8 @@ def resolve_base(name: str) -> str:
         if not (path / "config.json").is_file():
             raise FrugalError(f"{path}: not a Hugging Face model folder (no config.json)")
         return str(path)
+    if name.startswith(("/", ".", "~", os.sep)):  # a path, not a hub id such as org/model
+        raise FrugalError(f"{path}: no such model folder")
     if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in name:
         raise FrugalError(
             f"unknown base model {name!r}: use 'minilm', a local model folder or a hub id "
