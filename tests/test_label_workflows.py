@@ -36,6 +36,11 @@ def ok_json(*args: str) -> dict:
     return json.loads(output[output.index("{") : output.rindex("}") + 1])
 
 
+def auto_json(seed: Path, pool: Path, base: Path, out: Path, review: Path, *options: str) -> dict:
+    """`frugalml label auto` with its outputs named, as JSON."""
+    return ok_json("label", "auto", seed, pool, "--base", base, "--out", out, "--review", review, *options)
+
+
 @pytest.fixture()
 def seed_and_pool(tmp_path) -> dict[str, Path]:
     seed = write_csv(tmp_path / "seed.csv", make_rows(12, seed=1))
@@ -214,18 +219,7 @@ def test_a_partly_labelled_pool_keeps_ids_apart_from_the_labelled_files(
     rows = [(100 + i, t, "refund" if i < 3 else "") for i, t in enumerate(texts)]
     pool = write_csv(tmp_path / "pool.csv", rows, header=("id", "text", "label"))
     out = tmp_path / "out.csv"
-    summary = ok_json(
-        "label",
-        "auto",
-        seed_and_pool["seed"],
-        pool,
-        "--base",
-        tiny_base,
-        "--out",
-        out,
-        "--review",
-        tmp_path / "r.csv",
-    )
+    summary = auto_json(seed_and_pool["seed"], pool, tiny_base, out, tmp_path / "r.csv")
     assert summary["labelled_in_pool"] == 3 and summary["pool"] == 87
     ids = load_dataset(out).ids  # loading refuses duplicate ids
     assert ids[:36] == [f"seed-{i}" for i in range(36)] and ids[36:39] == ["100", "101", "102"]
@@ -306,18 +300,7 @@ def test_auto_leaves_out_pool_rows_that_repeat_labelled_texts(tiny_base, seed_an
     pool_texts = [t for t, _ in make_rows(10, seed=2)]
     pool = write_csv(tmp_path / "pool.csv", [(t,) for t in seed_texts[:5] + pool_texts], header=("text",))
     out = tmp_path / "out.csv"
-    summary = ok_json(
-        "label",
-        "auto",
-        seed_and_pool["seed"],
-        pool,
-        "--base",
-        tiny_base,
-        "--out",
-        out,
-        "--review",
-        tmp_path / "r.csv",
-    )
+    summary = auto_json(seed_and_pool["seed"], pool, tiny_base, out, tmp_path / "r.csv")
     assert summary["pool_rows_already_labelled"] == 5 and summary["pool"] == 30
     assert load_dataset(out).to_frame()["text"].is_unique  # no text both human and auto
 
