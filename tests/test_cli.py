@@ -109,6 +109,16 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     )
 
 
+def test_serving_one_bundle_twice_under_one_name_is_refused_before_loading(
+    capsys, tiny_base, intent_files, home
+):
+    args = ("tune", str(intent_files["train"]), "--base", str(tiny_base), "--method", "head", "--json")
+    code, out, _ = run_cli(capsys, *args)
+    bundle = json.loads(out)["bundle_id"]
+    code, _, err = run_cli(capsys, "serve", f"intent={bundle}", f"intent={bundle}", "--port", "1")
+    assert code == 2 and f"bundle {bundle} is already served as 'intent'" in err and "Traceback" not in err
+
+
 def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base, intent_files, home):
     args = ("tune", str(intent_files["train"]), "--base", str(tiny_base), "--method", "full", "--lr", "1e30")
     code, _, err = run_cli(capsys, *args)

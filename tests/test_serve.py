@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,7 @@ BAD_REQUESTS = [
         "v2 shape mismatch",
         "/v2/models/train/infer",
         {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a"]}]},
-        400,
+        422,  # well-formed JSON of the wrong shape, as the docs and /openapi.json say
         "shape",
     ),
     ("v2 no inputs", "/v2/models/train/infer", {"inputs": []}, 422, "at least 1"),
@@ -432,6 +433,12 @@ def test_api_key_guards_inference_routes_only(predictor):
             fc.Client(url).predict(["a"])
         with fc.Client(url, api_key=key) as client:
             assert client.predict(["a"])[0].label in predictor.labels
+    accented = "s3cr3t-kéy"  # a key need not be ASCII; the clients send it as UTF-8
+    with running(create_app(predictor, ServeConfig(api_key=accented))) as (url, _):
+        with fc.Client(url, api_key=accented) as client:
+            assert client.predict(["a"])[0].label in predictor.labels
+        with pytest.raises(fc.AuthError):
+            fc.Client(url, api_key="s3cr3t-key").predict(["a"])
         # Refused requests never reached a model: not counted as its traffic, on v1 as on v2.
         text = httpx.get(f"{url}/metrics").text
         assert metric(text, "frugalml_requests_total", status="401") == 0
@@ -457,6 +464,60 @@ def test_sigterm_handling_drains_in_flight_requests_and_turns_readiness_off(pred
         gated.gate.set()
         first.join(30)
         assert out[0].status_code == 200  # the in-flight request was finished, not dropped
+
+
+def test_requests_for_no_known_model_are_counted_alike_on_v1_and_v2(predictor):
+    v2 = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+    with running(create_app(predictor)) as (url, _):
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": ["a"], "model": "nope"}).status_code == 404
+        assert httpx.post(f"{url}/v2/models/nope/infer", json=v2).status_code == 404
+        assert httpx.post(f"{url}/v2/models/train/versions/nope/infer", json=v2).status_code == 404
+        bad_header = {"X-Request-Timeout": "0"}
+        assert httpx.post(f"{url}/v2/models/train/infer", json=v2, headers=bad_header).status_code == 422
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": ["a"]}, headers=bad_header).status_code == 422
+        assert httpx.post(f"{url}/v2/models/train/infer", json=v2).status_code == 200
+        text = _metrics(url)
+    # Under model "", not under the default model, and v2 like v1.
+    assert metric(text, "frugalml_requests_total", model="", route="/v1/predict", status="404") == 1
+    assert (
+        metric(text, "frugalml_requests_total", model="", route="/v2/models/{name}/infer", status="404") == 2
+    )
+    assert (
+        metric(text, "frugalml_requests_total", model="", route="/v2/models/{name}/infer", status="422") == 1
+    )
+    assert metric(text, "frugalml_requests_total", model="", route="/v1/predict", status="422") == 1
+    assert (
+        metric(text, "frugalml_requests_total", model="train", route="/v2/models/{name}/infer", status="200")
+        == 1
+    )
+    assert metric(text, "frugalml_requests_total", model="train", status="404") == 0
+
+
+def test_a_body_that_stalls_gets_408_within_the_timeout(predictor):
+    with running(create_app(predictor, ServeConfig(timeout_s=0.5))) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+            stalled.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"inputs": ['  # 12 of the 100 bytes, then nothing
+            )
+            answer = stalled.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "not received within 0.5 s" in answer
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": ["a"]}).status_code == 200  # still serving
+
+
+def test_a_request_still_running_when_the_drain_runs_out_gets_a_json_503(predictor):
+    gated = GatedPredictor(predictor)
+    with running(create_app(gated), drain_s=0.3) as (url, server):
+        first, out = _in_background(_predict, url, ["a"])
+        wait_until(lambda: gated.calls == [1], what="first model call")
+        server.handle_exit(signal.SIGTERM, None)
+        first.join(30)
+        gated.gate.set()
+    # Not uvicorn's plain-text 500: an answer the clients retry (it is a 503) and can read.
+    answer = out[0]
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "shut down before" in answer.json()["error"]
 
 
 def test_several_models_and_versions(predictor, bundle_path, tmp_path):

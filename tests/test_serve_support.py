@@ -45,10 +45,13 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running(app) -> Iterator[tuple[str, DrainingServer]]:
+def running(app, drain_s: float | None = None) -> Iterator[tuple[str, DrainingServer]]:
     """Serve `app` on a free loopback port in a thread; yields (base url, server)."""
     port = free_port()
-    server = DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=drain_s
+    )
+    server = DrainingServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

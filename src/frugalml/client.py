@@ -124,9 +124,12 @@ class _Base:
         self.url = url.rstrip("/")
         # The server gets the same deadline (within what it accepts), so it drops work nobody will
         # wait for; without a client timeout the server's own deadline applies.
-        self.headers = {} if timeout is None else {"X-Request-Timeout": f"{min(timeout, MAX_DEADLINE_S):g}"}
+        self.headers: dict[str, str | bytes] = {}
+        if timeout is not None:
+            self.headers["X-Request-Timeout"] = f"{min(timeout, MAX_DEADLINE_S):g}"
         if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+            # As UTF-8 bytes, which the server compares: httpx takes str headers in ASCII only.
+            self.headers["Authorization"] = f"Bearer {api_key}".encode()
         self.timeout = timeout
         self.retry = _Retry(retries, backoff, max_backoff)
 

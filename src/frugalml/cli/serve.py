@@ -75,10 +75,13 @@ def serve(
     from frugalml.workflows import open_registry
 
     registry = open_registry()
-    models = []
+    models, served = [], set()
     for ref in bundles:
         name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
         bundle = resolve_bundle(target, registry)
+        if (name or bundle.name, bundle.id) in served:
+            raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")
+        served.add((name or bundle.name, bundle.id))
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
     # Two single-threaded calls side by side beat one call at a time on 2 cores: while one
@@ -105,7 +108,8 @@ def serve(
     threads = threads or max(1, ((os.cpu_count() or 1) - 1) // (workers * parallel))
     ui.err.print(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "
-        f"{threads} thread(s) each)"
+        f"{threads} thread(s) each); "
+        + ("an API key is required on inference routes" if config.api_key else "no API key: open to all")
     )
     # A PyTorch call that runs alone may use every core of its worker (the event loop is idle).
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)

@@ -30,6 +30,7 @@ ERROR_STATUSES = {
     400: "Malformed JSON or body not UTF-8",
     401: "Missing or wrong API key",
     404: "Unknown model or version",
+    408: "Body not received within the server's timeout",
     413: "Body larger than the limit",
     422: "Body of the wrong shape, or over the text or item limits",
     503: "Queue full or shutting down (see Retry-After)",

@@ -62,19 +62,27 @@ def body_schema(model: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, config: ServeConfig) -> bytes:
+    """The body, within `max_body_bytes` and within `timeout_s` (a client that sends part of a
+    body and stalls would otherwise hold its connection open for good)."""
+    limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body is {int(declared)} bytes; the limit is {limit}")
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"body is larger than the limit of {limit} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(config.timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"body is larger than the limit of {limit} bytes")
+                chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(499, "client closed the request") from None
+    except TimeoutError:
+        raise ApiError(
+            408, f"body not received within {config.timeout_s:g} s", headers={"Connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 
@@ -116,5 +124,16 @@ async def infer(
         raise ApiError(504, f"no answer within the deadline of {budget:g} s") from None
     except ClientGone:
         raise ApiError(499, "client closed the request") from None
+    except asyncio.CancelledError:
+        if not lifecycle.draining:
+            raise
+        # uvicorn cancels what is still running when the drain (--drain) runs out, and would
+        # answer a plain-text 500: this answer is JSON, and clients retry a 503.
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        raise ApiError(
+            503,
+            "server shut down before this request was answered; retry",
+            headers={"Retry-After": "1", "Connection": "close"},
+        ) from None
     finally:
         gone.cancel()

@@ -50,9 +50,9 @@ class PredictHandler:
         # Before the route is named: like the v2 routes, unauthorized requests count for no model.
         check_api_key(request.headers.get("authorization"), self.config.api_key)
         request.state.route = ROUTE
-        request.state.model = self.catalog.default.name
+        request.state.model = ""  # until the model is known (as on v2)
         timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
-        body = parse_body(self.models.predict, await read_body(request, self.config.max_body_bytes))
+        body = parse_body(self.models.predict, await read_body(request, self.config))
         served = self.catalog.get(body.model, body.version)
         request.state.model = served.name
         probabilities = await infer(request, served, body.inputs, self.config, self.lifecycle, timeout)

@@ -7,7 +7,7 @@ Versions are bundle ids; routes without a version use the model's first one.
 
 import math
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from frugalml import __version__
 from frugalml.serve.catalog import Catalog, ServedModel
@@ -96,15 +96,20 @@ def add_v2_routes(
     async def metadata_version(name: str, version: str) -> dict:
         return metadata(name, version)
 
-    async def run(request: Request, name: str, version: str | None, timeout: float | None) -> Response:
+    def counted(request: Request) -> None:
+        # Past the API key check (the dependency before), a request is inference traffic: it
+        # counts under model "" until its model is known, even if its header fails validation.
         request.state.route = MODEL + "/infer"
+        request.state.model = ""
+
+    async def run(request: Request, name: str, version: str | None, timeout: float | None) -> Response:
         model = catalog.get(name, version)
         request.state.model = model.name
-        body = parse_body(models.infer, await read_body(request, config.max_body_bytes))
+        body = parse_body(models.infer, await read_body(request, config))
         tensor = body.inputs[0]
         if math.prod(tensor.shape) != len(tensor.data) or tensor.shape[0] != len(tensor.data):
             raise ApiError(
-                400,
+                422,
                 f"input {tensor.name!r}: shape {tensor.shape} does not match its {len(tensor.data)} "
                 "texts; use [n] or [n, 1]",
             )
@@ -138,7 +143,7 @@ def add_v2_routes(
     infer_doc = {
         "response_model": InferenceResponse,
         "responses": errors,
-        "dependencies": guard,
+        "dependencies": [*guard, Depends(counted)],
         "openapi_extra": body_schema(models.infer),
         "tags": tags,
     }
