@@ -182,6 +182,16 @@ def test_a_json_file_may_hold_one_array_of_records(tmp_path):
     assert load_dataset(path).texts == ["t1", "t2"]
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
+    for suffix, content in (
+        (".csv", "text,label\nhi,a\nho,b\n"),
+        (".jsonl", '{"text": "hi", "label": "a"}\n'),
+    ):
+        path = tmp_path / f"bom{suffix}"
+        path.write_text("\ufeff" + content, encoding="utf-8")  # as Excel and Notepad write UTF-8
+        assert load_dataset(path).texts[0] == "hi"
+
+
 def test_jsonl_with_numeric_labels_reads_them_as_strings(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(4)))

@@ -278,6 +278,45 @@ def test_id_columns_that_only_number_the_rows_are_no_ids_to_match(tiny_base, see
     assert picked["excluded_already_labelled"] == 0
 
 
+def test_a_pool_label_column_must_be_the_labelled_files(tiny_base, seed_and_pool, home, tmp_path):
+    # seed.csv labels in `label`; the pool's `category` (a ticket's channel) is no label.
+    rows = [(t, "web" if i % 2 else "") for i, (t, _) in enumerate(make_rows(10, seed=2))]
+    pool = write_csv(tmp_path / "pool.csv", rows, header=("text", "category"))
+    summary = auto_json(seed_and_pool["seed"], pool, tiny_base, tmp_path / "o.csv", tmp_path / "r.csv")
+    assert summary["labelled_in_pool"] == 0 and summary["pool"] == 30
+    assert set(summary["accepted_per_label"]) <= set(INTENTS)
+
+
+def test_runs_chained_on_their_own_outputs_keep_ids_and_texts_unique(tiny_base, home, tmp_path):
+    seed = write_csv(tmp_path / "seed.csv", make_rows(12, seed=1))  # no id columns anywhere
+    pools = [
+        write_csv(tmp_path / f"p{k}.csv", [(t,) for t, _ in make_rows(8, seed=10 + k)], ("text",))
+        for k in range(3)
+    ]
+    labelled = seed
+    for k, pool in enumerate(pools):
+        out = tmp_path / f"out{k}.csv"
+        auto_json(labelled, pool, tiny_base, out, tmp_path / f"r{k}.csv", "--target-precision", "0.9")
+        frame = load_dataset(out).to_frame()  # loading refuses duplicate ids
+        assert frame["text"].is_unique
+        labelled = out
+    # The same pool again: an earlier guess of a pool row is not labelled a second time.
+    again = auto_json(labelled, pools[-1], tiny_base, tmp_path / "again.csv", tmp_path / "ra.csv")
+    assert load_dataset(tmp_path / "again.csv").to_frame()["text"].is_unique
+    assert again["auto_rows_labelled_again"] > 0
+
+
+def test_outputs_keep_a_clashing_label_column_and_mixed_columns_fit_parquet(tiny_base, home, tmp_path):
+    rows = [(t, y, "x", i % 3) for i, (t, y) in enumerate(make_rows(12, seed=1))]
+    seed = write_csv(tmp_path / "seed.csv", rows, header=("text", "intent", "label", "priority"))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"text": t, "priority": 1}) + "\n" for t, _ in make_rows(5, seed=2)))
+    out = tmp_path / "out.parquet"
+    auto_json(seed, pool, tiny_base, out, tmp_path / "r.csv", "--label-column", "intent")
+    frame = pd.read_parquet(out)  # "0" from the CSV beside 1 from the JSONL: written as text
+    assert frame["original_label"].iloc[0] == "x" and set(frame["priority"].dropna()) <= {"0", "1", "2"}
+
+
 def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_pool, home, tmp_path):
     first = tmp_path / "first.csv"
     summary = ok_json(
@@ -319,8 +358,14 @@ def test_label_sets_inline_or_from_a_file(tiny_base, seed_and_pool, home, tmp_pa
         "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base,
         "--labels", listed, "--out", tmp_path / "o2.csv", "--review", tmp_path / "r2.csv",
     )  # fmt: skip
+    commas = tmp_path / "labels,v2.txt"  # a file is read as one, even with a comma in its name
+    commas.write_text("refund\nlost_card\npassword\n")
+    ok_json(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base,
+        "--labels", commas, "--out", tmp_path / "o3.csv", "--review", tmp_path / "r3.csv",
+    )  # fmt: skip
     for value, message in (
-        ("nosuch.txt", "cannot read it as a file"),
+        ("nosuch.txt", "no such file"),
         ("refund,", "needs at least 2 labels"),
     ):
         code, output = invoke(
@@ -330,12 +375,14 @@ def test_label_sets_inline_or_from_a_file(tiny_base, seed_and_pool, home, tmp_pa
 
 
 def test_one_row_per_class_is_a_clear_error_for_auto_and_enough_for_issues(tiny_base, home, tmp_path):
-    one_each = write_csv(
-        tmp_path / "one.csv", [(words[0] + " " + words[1], y) for y, words in INTENTS.items()] * 1
-    )
+    # Enough rows (5) and classes for the other checks: only the cross-validation cannot work.
+    rows = [(f"{words[0]} {words[1]}", y) for y, words in INTENTS.items()]
+    rows += [("where is my parcel", "delivery"), ("change my address", "address")]
+    one_each = write_csv(tmp_path / "one.csv", rows)
     pool = write_csv(tmp_path / "pool.csv", [(t,) for t, _ in make_rows(3, seed=2)], header=("text",))
     code, output = invoke("label", "auto", one_each, pool, "--base", tiny_base)
-    assert code == 2 and "needs" in output and "Traceback" not in output
+    assert code == 2 and "cross-validation needs a class with 2 or more labelled rows" in output
+    assert "Traceback" not in output
     # Two rows of one class and one of another: the fold without the single row still answers.
     small = write_csv(
         tmp_path / "small.csv",
@@ -349,10 +396,12 @@ def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path
     pool = tmp_path / "pool.parquet"
     frame = pd.DataFrame({"text": [t for t, _ in make_rows(3, seed=2)]})
     frame["received"] = pd.date_range("2024-01-01", periods=len(frame), freq="h")  # not JSON by itself
+    frame["count"] = pd.array([1, None] * (len(frame) // 2) + [1] * (len(frame) % 2), dtype="Int64")  # pd.NA
     frame.to_parquet(pool)
     ok_json("label", "suggest", pool, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "t.json")
     tasks = json.loads((tmp_path / "t.json").read_text())
     assert all(t["data"]["received"].startswith("2024-01-01T") for t in tasks)
+    assert {t["data"]["count"] for t in tasks} <= {1, None}
     csv_pool = write_csv(
         tmp_path / "pool.csv",
         [(f"q{i}", t, "007", "true") for i, t in enumerate(frame["text"])],

@@ -493,17 +493,31 @@ def test_requests_for_no_known_model_are_counted_alike_on_v1_and_v2(predictor):
     assert metric(text, "frugalml_requests_total", model="train", status="404") == 0
 
 
+def _stalled_request(url: str) -> socket.socket:
+    """A connection that has sent 12 of the 100 body bytes it announced, and then nothing."""
+    stalled = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+    stalled.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"inputs": ['
+    )
+    return stalled
+
+
 def test_a_body_that_stalls_gets_408_within_the_timeout(predictor):
     with running(create_app(predictor, ServeConfig(timeout_s=0.5))) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
-            stalled.sendall(
-                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 100\r\n\r\n{"inputs": ['  # 12 of the 100 bytes, then nothing
-            )
+        with _stalled_request(url) as stalled:
             answer = stalled.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 408") and "not received within 0.5 s" in answer
         assert httpx.post(f"{url}/v1/predict", json={"inputs": ["a"]}).status_code == 200  # still serving
+
+
+def test_a_body_still_arriving_when_the_drain_runs_out_gets_a_json_503(predictor):
+    with running(create_app(predictor, ServeConfig(timeout_s=30)), drain_s=0.3) as (url, server):
+        with _stalled_request(url) as stalled:
+            time.sleep(0.2)  # the handler is waiting for the rest of the body
+            server.handle_exit(signal.SIGTERM, None)
+            answer = stalled.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 503") and "shut down before" in answer
 
 
 def test_a_request_still_running_when_the_drain_runs_out_gets_a_json_503(predictor):

@@ -43,7 +43,13 @@ def serve(
         float, typer.Option(min=0, help="Longest a queued text waits for companions (never when idle).")
     ] = 10.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Queued texts before 503 + Retry-After.")] = 1024,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Per-request deadline in seconds (504).")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Per-request deadline in seconds (504); also how long a body may take to arrive (408).",
+        ),
+    ] = 30.0,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,

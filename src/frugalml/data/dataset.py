@@ -26,6 +26,7 @@ class Dataset:
     sha256: str = ""
     extra: dict[str, list] = field(default_factory=dict)  # other columns, kept for round trips
     numbered: bool = False  # the file had no id column: ids are its 0-based row numbers
+    label_column: str | None = None  # the file's column the labels came from
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -62,6 +63,7 @@ class Dataset:
             sha256=self.sha256,
             extra={k: [v[i] for i in indices] for k, v in self.extra.items()},
             numbered=self.numbered,
+            label_column=self.label_column,
         )
 
     def concat(self, other: Dataset) -> Dataset:
@@ -79,6 +81,7 @@ class Dataset:
             source=self.source,
             sha256=self.sha256,
             extra={name: column(self, name) + column(other, name) for name in names},
+            label_column=self.label_column,
         )
 
     def to_frame(self) -> pd.DataFrame:

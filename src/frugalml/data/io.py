@@ -138,6 +138,7 @@ def _dataset(
         sha256=digest,
         extra=extra,
         numbered=id_col is None,
+        label_column=None if label_col is None else str(label_col),
     )
 
 
@@ -155,10 +156,10 @@ def _read_frame(path: Path) -> pd.DataFrame:
             # no types to infer, and only an empty cell is missing.
             sep = "\t" if kind == "tsv" else ","
             return pd.read_csv(
-                path, sep=sep, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""]
+                path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""]
             )
         if kind == "jsonl":
-            return pd.read_json(path, lines=not _is_json_array(path), encoding="utf-8", dtype=False)
+            return pd.read_json(path, lines=not _is_json_array(path), encoding="utf-8-sig", dtype=False)
         return pd.read_parquet(path)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 text (bad byte at offset {exc.start})") from None

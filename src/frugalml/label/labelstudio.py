@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import pandas as pd
+
 from frugalml.data import Dataset
 from frugalml.data.io import write_text_atomic
 from frugalml.errors import DataError
@@ -159,7 +161,7 @@ def _plain(value: Any) -> Any:
         value = value.tolist()
     if value is None or isinstance(value, str | bool | int | list | dict):
         return value
-    if value != value:  # NaN, NaT
+    if pd.isna(value):  # NaN, NaT, pd.NA
         return None
     if isinstance(value, float):
         return value

@@ -39,17 +39,24 @@ def split_names(value: str | Sequence[str]) -> list[str]:
 
 
 def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
-    """A label set from a list, a comma-separated string, or a file with one label per line."""
+    """A label set from a list, a file with one label per line, or a comma-separated string."""
     if value is None:
         return None
-    if isinstance(value, str) and "," not in value:
+    if isinstance(value, str):
         try:
-            value = Path(value).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is no label
-        except (OSError, UnicodeDecodeError) as exc:
+            is_file = Path(value).is_file()
+        except OSError:  # a long inline list is no file name
+            is_file = False
+        if is_file:
+            try:
+                value = Path(value).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is no label
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FrugalError(f"label set {value}: cannot be read ({type(exc).__name__})") from None
+        elif "," not in value:
             raise FrugalError(
-                f"label set {value[:80]!r}: cannot read it as a file with one label per line "
-                f"({type(exc).__name__}); give the labels separated by commas instead"
-            ) from None
+                f"label set {value[:80]!r}: no such file; give a file with one label per line, "
+                "or the labels separated by commas"
+            )
     labels = split_names(value)
     if len(set(labels)) < 2:
         raise FrugalError(f"label set {str(value)[:80]!r} needs at least 2 labels, found {labels}")
@@ -83,8 +90,23 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
         elif suffix == ".jsonl":
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:
-            frame.to_parquet(temp, index=False)
+            _one_type_per_column(frame).to_parquet(temp, index=False)
     return path
+
+
+def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet holds one type per column: a column of mixed values (say text cells of a CSV
+    beside numbers of a JSONL) is written as text."""
+    frame = frame.copy()
+    for name in frame.select_dtypes(include="object").columns:
+        present = [v for v in frame[name] if not _missing(v)]
+        if len({type(v) for v in present}) > 1:
+            frame[name] = [None if _missing(v) else str(v) for v in frame[name]]
+    return frame
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path]) -> None:
@@ -128,7 +150,8 @@ class AutoLabelConfig:
     labels: list[str] | None = None
 
 
-WRITTEN_COLUMNS = ("label", "suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes
+GUESS_COLUMNS = ("suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes beside a label
+WRITTEN_COLUMNS = ("label", *GUESS_COLUMNS)
 
 
 @dataclass
@@ -217,15 +240,16 @@ def _guesses_to_pool(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset, in
     guessed = [i for i, s in enumerate(sources) if s == AUTO]
     if not guessed:
         return seed, pool, 0
+    seed, pool = _disjoint_ids(seed, pool)  # ids apart across both files, then rows move
     rows = replace(_bare(seed.subset(guessed)), labels=None)
-    rows, pool = _disjoint_ids(rows, pool)
+    rows = rows.subset(unseen_rows(rows, pool.texts))  # the pool's own row stands for a guess of it
     human = [i for i, s in enumerate(sources) if s != AUTO]
-    return seed.subset(human), rows.concat(pool), len(guessed)
+    return seed.subset(human), pool.concat(rows), len(guessed)
 
 
 def _bare(rows: Dataset) -> Dataset:
     """The rows without the columns label auto writes beside a label: guess, confidence, source."""
-    return replace(rows, extra={k: v for k, v in rows.extra.items() if k not in WRITTEN_COLUMNS})
+    return replace(rows, extra={k: v for k, v in rows.extra.items() if k not in GUESS_COLUMNS})
 
 
 def unseen_rows(rows: Dataset, texts: Sequence[str]) -> list[int]:
@@ -250,9 +274,9 @@ def _disjoint_ids(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset]:
         return seed, pool
     # Row numbers are not ids: files without an id column are told apart by a prefix.
     if has_row_number_ids(pool):
-        return seed, _prefixed(pool, "pool-")
+        return seed, _prefixed(pool, _free_prefix("pool", pool.ids, set(seed.ids)))
     if has_row_number_ids(seed):
-        return _prefixed(seed, "seed-"), pool
+        return _prefixed(seed, _free_prefix("seed", seed.ids, set(pool.ids))), pool
     shown = sorted(overlap)[:5]
     raise DataError(
         f"{pool.source}: {len(overlap)} id(s) also appear in the labelled set {seed.source}, e.g. "
@@ -261,15 +285,15 @@ def _disjoint_ids(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset]:
 
 
 def _prefixed(dataset: Dataset, prefix: str) -> Dataset:
-    return Dataset(
-        dataset.texts,
-        dataset.labels,
-        [prefix + i for i in dataset.ids],
-        dataset.source,
-        dataset.sha256,
-        dataset.extra,
-        dataset.numbered,
-    )
+    return replace(dataset, ids=[prefix + i for i in dataset.ids])
+
+
+def _free_prefix(name: str, ids: Sequence[str], avoid: set[str]) -> str:
+    """`name-`, or `name2-` and so on where that would give an id in `avoid`."""
+    for prefix in (f"{name}-", *(f"{name}{n}-" for n in range(2, 100))):
+        if avoid.isdisjoint(prefix + i for i in ids):
+            return prefix
+    raise DataError(f"cannot give the rows of two files distinct ids with a prefix {name!r}")
 
 
 def with_pool_labels(
@@ -287,9 +311,11 @@ def with_pool_labels(
         return known, pool
     # Two files' row numbers side by side would collide: each gets its own prefix.
     if pool.numbered:
-        pool, known = _prefixed(pool, "pool-"), _prefixed(known, "pool-")
+        prefix = _free_prefix("pool", pool.ids + known.ids, set(labelled.ids))
+        pool, known = _prefixed(pool, prefix), _prefixed(known, prefix)
     if has_row_number_ids(labelled):
-        labelled = _prefixed(labelled, "seed-")
+        taken = set(pool.ids) | set(known.ids)
+        labelled = _prefixed(labelled, _free_prefix("seed", labelled.ids, taken))
     known = known.subset(unseen_rows(known, labelled.texts))
     labelled, known = _disjoint_ids(labelled, known)
     source = f"{labelled.source} with the labelled rows of {known.source}"
@@ -312,7 +338,7 @@ def auto_label_files(
     check_outputs([labelled, unlabelled], [out, review_out])
     columns = columns or {}
     given = load_dataset(labelled, **columns)
-    pool, known = load_pool(unlabelled, **columns)
+    pool, known = load_pool(unlabelled, **{**columns, "label_column": given.label_column})
     seed, pool = with_pool_labels(given, pool, known)
     registry = open_registry(settings or get_settings())
     registry.add_dataset(given)
@@ -410,8 +436,10 @@ def suggest_files(
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
     check_outputs([pool_path, labelled_path], [out])
     columns = columns or {}
-    pool, known = load_pool(pool_path, **columns)
     given = load_dataset(labelled_path, **columns) if labelled_path else None
+    if given is not None:  # the pool's labels are in the column the labelled file has them in
+        columns = {**columns, "label_column": given.label_column}
+    pool, known = load_pool(pool_path, **columns)
     labelled, pool = with_pool_labels(given, pool, known)
     result = suggest_rows(pool, budget, strategy, labelled, encoder, labels, dup_threshold, seed, reporter)
     out = Path(out)

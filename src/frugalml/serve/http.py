@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from fastapi import Header, Request, Response
@@ -62,7 +63,24 @@ def body_schema(model: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-async def read_body(request: Request, config: ServeConfig) -> bytes:
+@contextmanager
+def answered_when_drain_ends(lifecycle: Lifecycle) -> Iterator[None]:
+    """uvicorn cancels what still runs when the drain (--drain) runs out and would answer a
+    plain-text 500: the request gets a JSON 503 instead, which clients retry."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not lifecycle.draining:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        raise ApiError(
+            503,
+            "server shut down before this request was answered; retry",
+            headers={"Retry-After": "1", "Connection": "close"},
+        ) from None
+
+
+async def read_body(request: Request, config: ServeConfig, lifecycle: Lifecycle) -> bytes:
     """The body, within `max_body_bytes` and within `timeout_s` (a client that sends part of a
     body and stalls would otherwise hold its connection open for good)."""
     limit = config.max_body_bytes
@@ -71,12 +89,13 @@ async def read_body(request: Request, config: ServeConfig) -> bytes:
         raise ApiError(413, f"body is {int(declared)} bytes; the limit is {limit}")
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(config.timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, f"body is larger than the limit of {limit} bytes")
-                chunks.append(chunk)
+        with answered_when_drain_ends(lifecycle):
+            async with asyncio.timeout(config.timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ApiError(413, f"body is larger than the limit of {limit} bytes")
+                    chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(499, "client closed the request") from None
     except TimeoutError:
@@ -115,7 +134,8 @@ async def infer(
     budget = min(timeout, config.timeout_s) if timeout else config.timeout_s
     gone = asyncio.ensure_future(_disconnect(request))
     try:
-        return await model.batcher.predict(texts, budget, gone)
+        with answered_when_drain_ends(lifecycle):
+            return await model.batcher.predict(texts, budget, gone)
     except Overloaded as exc:
         raise ApiError(
             503, f"server overloaded: {exc}", headers={"Retry-After": str(exc.retry_after)}
@@ -124,16 +144,5 @@ async def infer(
         raise ApiError(504, f"no answer within the deadline of {budget:g} s") from None
     except ClientGone:
         raise ApiError(499, "client closed the request") from None
-    except asyncio.CancelledError:
-        if not lifecycle.draining:
-            raise
-        # uvicorn cancels what is still running when the drain (--drain) runs out, and would
-        # answer a plain-text 500: this answer is JSON, and clients retry a 503.
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        raise ApiError(
-            503,
-            "server shut down before this request was answered; retry",
-            headers={"Retry-After": "1", "Connection": "close"},
-        ) from None
     finally:
         gone.cancel()

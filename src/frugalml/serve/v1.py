@@ -52,7 +52,7 @@ class PredictHandler:
         request.state.route = ROUTE
         request.state.model = ""  # until the model is known (as on v2)
         timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
-        body = parse_body(self.models.predict, await read_body(request, self.config))
+        body = parse_body(self.models.predict, await read_body(request, self.config, self.lifecycle))
         served = self.catalog.get(body.model, body.version)
         request.state.model = served.name
         probabilities = await infer(request, served, body.inputs, self.config, self.lifecycle, timeout)

@@ -96,7 +96,7 @@ def add_v2_routes(
     async def metadata_version(name: str, version: str) -> dict:
         return metadata(name, version)
 
-    def counted(request: Request) -> None:
+    async def counted(request: Request) -> None:  # async: no thread-pool hop per request
         # Past the API key check (the dependency before), a request is inference traffic: it
         # counts under model "" until its model is known, even if its header fails validation.
         request.state.route = MODEL + "/infer"
@@ -105,7 +105,7 @@ def add_v2_routes(
     async def run(request: Request, name: str, version: str | None, timeout: float | None) -> Response:
         model = catalog.get(name, version)
         request.state.model = model.name
-        body = parse_body(models.infer, await read_body(request, config))
+        body = parse_body(models.infer, await read_body(request, config, lifecycle))
         tensor = body.inputs[0]
         if math.prod(tensor.shape) != len(tensor.data) or tensor.shape[0] != len(tensor.data):
             raise ApiError(
