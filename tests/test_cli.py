@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +53,19 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     report = json.loads(out)
     assert code == 0 and report["n"] == 24 and report["accuracy"] == summary["metrics"]["accuracy"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run_cli(  # another suffix: .png is added, and the JSON names the file written
+        capsys,
+        "eval",
+        bundle_id,
+        str(intent_files["test"]),
+        "--confusion",
+        str(tmp_path / "cm.txt"),
+        "--json",
+    )
+    assert (
+        json.loads(out)["confusion_png"] == str(tmp_path / "cm.txt.png")
+        and (tmp_path / "cm.txt.png").is_file()
+    )
 
     code, out, _ = run_cli(
         capsys, "predict", bundle_id, "my card was stolen block it", "reset password", "--json"
@@ -77,10 +97,13 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "{train}", "--class-weight", "equal"], "class_weight must be one of (None, 'balanced')"),
         (["tune", "{single}"], "needs at least 2 classes"),
         (["tune", "{train}", "--batch-size", "0"], "tune settings out of range: batch_size=0"),
+        (["tune", "{train}", "--seed", "-1"], "tune settings out of range: seed=-1"),
+        (["run", "{typed_yaml}"], "setting 'epochs' takes int or null, got '3'"),
         (["tune", "{one_each}"], "every class has a single row"),
         (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
         (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),
         (["tune", "{train}", "--base", "/nonexistent/model"], "no such model folder"),
+        (["tune", "{train}", "--base", "{bundle_like}"], "a frugalml bundle, not a base encoder"),
         (["run", "{bad_yaml}"], "not valid YAML"),
     ],
 )
@@ -91,14 +114,21 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     unseen.write_text("text,label\nrefund please,refund\nsomething,weird_label\n")
     one_each = tmp_path / "one_each.csv"
     one_each.write_text("text,label\na,x\nb,y\n")
+    bundle_like = tmp_path / "bundle"  # what a bundle folder's config says
+    bundle_like.mkdir()
+    (bundle_like / "config.json").write_text('{"model_type": "frugal-text-classifier"}')
     bad_yaml = tmp_path / "p.yaml"
     bad_yaml.write_text("steps: [unclosed\n")
+    typed_yaml = tmp_path / "typed.yaml"  # YAML reads '3' in quotes as text
+    typed_yaml.write_text(f"steps:\n  - id: t\n    tune: {{train: {intent_files['train']}, epochs: '3'}}\n")
     paths = {
         "train": intent_files["train"],
         "single": single,
         "one_each": one_each,
         "unseen": unseen,
         "bad_yaml": bad_yaml,
+        "bundle_like": bundle_like,
+        "typed_yaml": typed_yaml,
     }
     code, out, err = run_cli(capsys, *[a.format(**paths) for a in args])
     assert code == 2
@@ -117,6 +147,38 @@ def test_serving_one_bundle_twice_under_one_name_is_refused_before_loading(
     bundle = json.loads(out)["bundle_id"]
     code, _, err = run_cli(capsys, "serve", f"intent={bundle}", f"intent={bundle}", "--port", "1")
     assert code == 2 and f"bundle {bundle} is already served as 'intent'" in err and "Traceback" not in err
+
+
+def test_sigterm_mid_tune_records_the_run_as_failed_and_leaves_no_bundle(tiny_base, intent_files, home):
+    frugalml = str(Path(sys.executable).with_name("frugalml"))  # the installed command
+    command = [frugalml, "tune", str(intent_files["train"]), "--base", str(tiny_base)]
+    process = subprocess.Popen(
+        [*command, "--method", "full", "--epochs", "500"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _run_statuses(home) != ["running"]:
+            time.sleep(0.2)
+        assert _run_statuses(home) == ["running"]
+        time.sleep(1.0)  # into the epochs
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert _run_statuses(home) == ["failed"]
+    assert not any(p for p in (home / "bundles").glob("*") if not p.name.startswith("."))
+
+
+def _run_statuses(home) -> list[str]:
+    path = home / "registry.sqlite"
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path, timeout=30)) as db:
+        try:
+            return [row[0] for row in db.execute("SELECT status FROM runs")]
+        except sqlite3.OperationalError:  # the tables are being made
+            return []
 
 
 def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base, intent_files, home):

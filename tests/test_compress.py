@@ -24,6 +24,7 @@ from frugalml.compress.prune import (
 from frugalml.compress.search import describe, pareto_mask, recipes, select_candidate, step
 from frugalml.compress.techniques import load_torch
 from frugalml.compress.vocab_trim import trimmed_tokenizer_spec
+from frugalml.compress.workflow import CompressConfig
 from frugalml.data import Dataset, load_dataset
 from frugalml.errors import BundleError, FrugalError
 from frugalml.runtime import load_predictor
@@ -93,6 +94,9 @@ def test_served_onnx_session_is_sized_for_a_call_running_alone(onnx_bundle):
 def test_int8_dynamic_is_smaller_and_reports_agreement(onnx_bundle, context):
     quantized = apply_technique("int8", onnx_bundle, context)
     assert quantized.precision == "int8" and quantized.parents == [onnx_bundle.id]
+    for again in ("int8", "int8-static"):  # an int8 bundle is not quantized a second time
+        with pytest.raises(FrugalError, match="is int8 already"):
+            apply_technique(again, quantized, context)
     assert quantized.files["model.onnx"]["bytes"] < onnx_bundle.files["model.onnx"]["bytes"]
     assert {"agreement", "min_cosine", "max_abs_diff"} <= quantized.metrics.keys()
     assert quantized.metrics["agreement"] >= 0.95 and quantized.metrics["min_cosine"] > 0.99
@@ -114,6 +118,24 @@ def test_int8_static_calibrates_activation_ranges(onnx_bundle, context):
     assert quantized.metrics["agreement"] >= 0.95
     fp32, int8 = probabilities(onnx_bundle, TEXTS), probabilities(quantized, TEXTS)
     np.testing.assert_allclose(int8, fp32, atol=0.05)
+
+
+def test_a_candidate_that_crashes_is_listed_as_failed_and_the_others_still_build(tuned, context, monkeypatch):
+    from frugalml.compress import workflow
+
+    real = workflow.apply_technique
+
+    def crashing_int8(name, source, context, **options):  # as ONNX Runtime's quantizer can
+        if name == "int8":
+            raise RuntimeError("Incomplete symbolic shape inference")
+        return real(name, source, context, **options)
+
+    monkeypatch.setattr(workflow, "apply_technique", crashing_int8)
+    onnx, int8 = ("onnx", ()), ("int8", ())
+    built: dict = {}
+    failed = workflow._build([(onnx,), (onnx, int8)], tuned, context, CompressConfig(), built)
+    assert failed == [{"recipe": "onnx + int8", "error": "RuntimeError: Incomplete symbolic shape inference"}]
+    assert built[(onnx,)].format == "onnx"
 
 
 def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, tmp_path):

@@ -182,6 +182,14 @@ def test_a_json_file_may_hold_one_array_of_records(tmp_path):
     assert load_dataset(path).texts == ["t1", "t2"]
 
 
+def test_tsv_quote_marks_are_text(tmp_path):
+    path = tmp_path / "q.tsv"
+    rows = ['"Where is my parcel?" I asked twice\ta', '"I want my money back\tb', 'my 5" case never came\ta']
+    path.write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    data = load_dataset(path)
+    assert data.texts == [r.split("\t")[0] for r in rows] and data.labels == ["a", "b", "a"]
+
+
 def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path):
     for suffix, content in (
         (".csv", "text,label\nhi,a\nho,b\n"),

@@ -21,7 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -206,4 +207,26 @@ def config_from(args: dict[str, Any], config_type: type, exclude: set[str]) -> A
     unknown = set(args) - allowed - exclude
     if unknown:
         raise FrugalError(f"unknown argument(s) {sorted(unknown)}; allowed: {sorted(allowed | exclude)}")
-    return config_type(**{k: v for k, v in args.items() if k in allowed})
+    hints = get_type_hints(config_type)
+    return config_type(**{k: _typed(k, v, hints[k]) for k, v in args.items() if k in allowed})
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """`value` as the setting's declared type, or a one-line error (YAML gives "3" for '3')."""
+    options = get_args(hint) if isinstance(hint, UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool) and type(value) is option:
+            return value
+        if get_origin(option) is tuple and isinstance(value, list | tuple):
+            kind = get_args(option)[0]
+            if all(type(item) is kind for item in value):
+                return tuple(value)
+        if option not in (type(None), float, int, str, bool) and get_origin(option) is not tuple:
+            return value  # a type this check does not know: the config's own checks apply
+    names = {type(None): "null", tuple: "a list"}
+    wanted = " or ".join(names.get(get_origin(o) or o, getattr(o, "__name__", str(o))) for o in options)
+    raise FrugalError(f"setting {name!r} takes {wanted}, got {value!r}")

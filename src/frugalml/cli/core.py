@@ -9,6 +9,7 @@ import typer
 
 from frugalml import ui
 from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.errors import FrugalError
 
 
 @app.command()
@@ -106,6 +107,11 @@ def eval_command(
 
     loaded, report = evaluate_bundle(bundle, data, {"text_column": text_column, "label_column": label_column})
     if confusion:
+        confusion = (
+            confusion if confusion.suffix.lower() == ".png" else confusion.with_name(confusion.name + ".png")
+        )
+        if confusion.is_dir():
+            raise FrugalError(f"{confusion}: is a folder; name the PNG file to write")
         plot_confusion(report, confusion)
     if json:
         ui.emit_json(

@@ -23,6 +23,7 @@ from frugalml.bundle import Bundle
 from frugalml.compress.checks import agreement, onnx_logits, sample_texts
 from frugalml.compress.onnx_export import ONNX_FILE, copy_companions
 from frugalml.compress.techniques import CompressContext, derived_bundle, technique
+from frugalml.errors import FrugalError
 
 # The quantizer cannot infer types through ONNX Runtime's fused (com.microsoft) operators.
 FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
@@ -74,6 +75,8 @@ def quantized_bundle(
 ) -> Bundle:
     """Write `quantize(source_file, target_file)`'s output as an int8 bundle, with its agreement."""
     assert source.path is not None
+    if source.precision == "int8":
+        raise FrugalError(f"bundle {source.id} is int8 already; quantize the fp32 bundle it came from")
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     sample = sample_texts(context.corpus, check_texts, context.seed)
     reference = onnx_logits(source.path / ONNX_FILE, tokenizer, sample)

@@ -202,9 +202,10 @@ def _build(
                 built[prefix] = apply_technique(
                     name, source, context, **dict(options), **_extra(config, name)
                 )
-            except FrugalError as exc:
-                broken[prefix] = str(exc)
-                failed.append({"recipe": describe(recipe), "error": str(exc)})
+            except Exception as exc:  # one candidate failing (say, inside ONNX Runtime) ends no run
+                error = str(exc) if isinstance(exc, FrugalError) else f"{type(exc).__name__}: {exc}"
+                broken[prefix] = error
+                failed.append({"recipe": describe(recipe), "error": error})
                 break
     return failed
 

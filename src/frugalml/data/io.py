@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,9 +155,16 @@ def _read_frame(path: Path) -> pd.DataFrame:
             # As written: ids "007" stay "007", and cells such as "NA", "None", "null" or "true"
             # stay themselves (pandas alone reads numbers, booleans and missing values); a CSV has
             # no types to infer, and only an empty cell is missing.
-            sep = "\t" if kind == "tsv" else ","
+            # A TSV cell holds no tabs or newlines, so it needs no quotes: a quote mark is text.
+            tsv = kind == "tsv"
             return pd.read_csv(
-                path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""]
+                path,
+                sep="\t" if tsv else ",",
+                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+                encoding="utf-8-sig",
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
             )
         if kind == "jsonl":
             return pd.read_json(path, lines=not _is_json_array(path), encoding="utf-8-sig", dtype=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def resolve_base(name: str) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise FrugalError(f"{path}: not a Hugging Face model folder (no config.json)")
+        if (
+            json.loads((path / "config.json").read_text()).get("model_type")
+            == FrugalTextClassifierConfig.model_type
+        ):
+            raise FrugalError(
+                f"{path}: a frugalml bundle, not a base encoder; tune from the base it was tuned from"
+            )
         return str(path)
     if name.startswith(("/", ".", "~", os.sep)):  # a path, not a hub id such as org/model
         raise FrugalError(f"{path}: no such model folder")

@@ -62,6 +62,7 @@ class TuneConfig:
             raise FrugalError(f"class_weight must be one of {CLASS_WEIGHTS}; got {self.class_weight!r}")
         checks = {
             "batch_size": self.batch_size >= 1,
+            "seed": 0 <= self.seed < 2**32,
             "max_length": self.max_length >= 2,
             "val_fraction": 0 < self.val_fraction < 1,
             "epochs": self.epochs is None or self.epochs >= 0,
@@ -72,7 +73,7 @@ class TuneConfig:
         if wrong:
             shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
             raise FrugalError(
-                f"tune settings out of range: {shown} (batch_size >= 1, max_length >= 2, "
+                f"tune settings out of range: {shown} (batch_size >= 1, 0 <= seed < 2**32, max_length >= 2, "
                 "0 < val_fraction < 1, epochs >= 0, lr > 0, head_c > 0)"
             )
 
