@@ -49,6 +49,22 @@ def test_a_deleted_bundle_is_rebuilt_not_reused(tiny_base, intent_files, home, t
     assert again.steps[0].cached is False
 
 
+def test_an_eval_of_a_removed_bundle_is_not_reused(tiny_base, intent_files, home, tmp_path):
+    import shutil
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    bundle = run_pipeline(spec).outputs("tune")
+    evaluation = tmp_path / "eval.yaml"
+    evaluation.write_text(
+        f"steps:\n  - id: ev\n    eval: {{bundle: {bundle['bundle_id']}, data: test.csv}}\n"
+    )
+    assert run_pipeline(evaluation).outputs("ev")["accuracy"] >= 0
+    shutil.rmtree(bundle["bundle_path"])  # what `models rm` does to the folder
+    with pytest.raises(FrugalError):  # evaluated again, and the bundle is gone: not the old score
+        run_pipeline(evaluation)
+
+
 def test_a_deleted_output_file_is_rewritten_not_reused(intent_files, home, tmp_path):
     from pathlib import Path
 

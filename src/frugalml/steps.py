@@ -38,7 +38,8 @@ def eval_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     if missing:
         raise FrugalError(f"eval step: missing {sorted(missing)}")
     bundle, report = evaluate_bundle(args["bundle"], args["data"], _columns(args), context.settings)
-    return {"bundle_id": bundle.id, **report.summary()}
+    # bundle_path: a cached result stands only while its bundle still loads (pipeline._still_valid).
+    return {"bundle_id": bundle.id, "bundle_path": str(bundle.path), **report.summary()}
 
 
 from frugalml.compress import steps as _compress_steps  # noqa: E402,F401  (registers "compress")

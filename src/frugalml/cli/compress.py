@@ -111,7 +111,9 @@ def compress(
         ui.err.print(f"[yellow]not built:[/] {failure['recipe']}: {failure['error']}")
     selected = result["selected"]
     if selected["bundle_id"] == result["baseline"]["bundle_id"]:
-        ui.out.print(f"no candidate is within {result['max_drop']} accuracy points; keep {bundle}")
+        ui.out.print(
+            f"no candidate within {result['max_drop']} accuracy points is smaller than {bundle}; keep it"
+        )
     else:
         ui.out.print(
             f"selected {selected['bundle_id']} ({selected['recipe']}): "

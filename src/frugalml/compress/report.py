@@ -39,7 +39,7 @@ def table_rows(result: dict[str, Any]) -> list[list[Any]]:
                 entry["recipe"],
                 round(entry["accuracy"], 4),
                 round(entry["macro_f1"], 4),
-                round(entry["accuracy_drop"], 2),
+                round(-entry["accuracy_drop"], 2) + 0.0,  # a change: negative is a loss (+0.0: no -0.0)
                 round(entry["size_bytes"] / 1e6, 2),
                 round(entry["size_ratio"], 2),
                 round(entry["p50_ms"], 2),
