@@ -104,6 +104,11 @@ def test_compress_refuses_selecting_on_training_data_and_unknown_techniques(
         "zip",
     )
     assert code == 2 and "unknown technique" in err
+    test = str(intent_files["test"])
+    for option, value in (("--heads", "1.5"), ("--latency-runs", "0"), ("--threads", "-1")):
+        code, _, err = run_cli(capsys, "compress", teacher, "--data", train, "--eval", test, option, value)
+        name = option.removeprefix("--").replace("-", "_")
+        assert code == 2 and f"compress settings out of range: {name}=" in err, err  # before any build
 
 
 def test_a_compress_run_that_fails_is_recorded_as_failed(capsys, tiny_base, intent_files, home, tmp_path):

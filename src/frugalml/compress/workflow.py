@@ -167,6 +167,23 @@ def _check_config(config: CompressConfig) -> None:
     layers = config.layers
     if not isinstance(layers, (tuple, list)) or not all(isinstance(n, int) and n >= 1 for n in layers):
         raise FrugalError(f"layers is a list of student depths >= 1, not {config.layers!r}")
+    # Checked before any candidate is built, not when the first one is measured.
+    ranges = {
+        "heads": 0 < config.heads <= 1,
+        "ffn": 0 < config.ffn <= 1,
+        "threads": config.threads >= 0,
+        "latency_runs": config.latency_runs >= 1,
+        "measure_seconds": config.measure_seconds > 0,
+        "distill_epochs": config.distill_epochs >= 0,
+        "augment_copies": config.augment_copies >= 0,
+    }
+    wrong = [name for name, ok in ranges.items() if not ok]
+    if wrong:
+        shown = ", ".join(f"{name}={getattr(config, name)!r}" for name in wrong)
+        raise FrugalError(
+            f"compress settings out of range: {shown} (0 < heads <= 1, 0 < ffn <= 1, threads >= 0, "
+            "latency_runs >= 1, measure_seconds > 0, distill_epochs >= 0, augment_copies >= 0)"
+        )
 
 
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
