@@ -11,3 +11,11 @@ class DataError(FrugalError):
 
 class BundleError(FrugalError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+def check_ranges(kind: str, settings: object, checks: dict[str, bool], rules: str) -> None:
+    """One error naming every setting whose check failed, with the rules they must meet."""
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        shown = ", ".join(f"{name}={getattr(settings, name)!r}" for name in wrong)
+        raise FrugalError(f"{kind} settings out of range: {shown} ({rules})")

@@ -27,7 +27,7 @@ from frugalml.compress.search import (
 )
 from frugalml.compress.techniques import CompressContext, apply_technique, available_techniques
 from frugalml.data import load_dataset
-from frugalml.errors import FrugalError
+from frugalml.errors import FrugalError, check_ranges
 from frugalml.models import FrugalTextClassifierConfig
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.registry import Registry, resolve_bundle
@@ -177,13 +177,8 @@ def _check_config(config: CompressConfig) -> None:
         "distill_epochs": config.distill_epochs >= 0,
         "augment_copies": config.augment_copies >= 0,
     }
-    wrong = [name for name, ok in ranges.items() if not ok]
-    if wrong:
-        shown = ", ".join(f"{name}={getattr(config, name)!r}" for name in wrong)
-        raise FrugalError(
-            f"compress settings out of range: {shown} (0 < heads <= 1, 0 < ffn <= 1, threads >= 0, "
-            "latency_runs >= 1, measure_seconds > 0, distill_epochs >= 0, augment_copies >= 0)"
-        )
+    rules = "0 < heads <= 1, 0 < ffn <= 1, threads >= 0, latency_runs >= 1, measure_seconds > 0, "
+    check_ranges("compress", config, ranges, rules + "distill_epochs >= 0, augment_copies >= 0")
 
 
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:

@@ -28,7 +28,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from frugalml.data import Dataset, validation_split
-from frugalml.errors import FrugalError
+from frugalml.errors import FrugalError, check_ranges
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import collate, length_batches, run_model, tokenize, usable_length
 from frugalml.progress import Reporter, SilentReporter
@@ -69,13 +69,8 @@ class TuneConfig:
             "lr": self.lr is None or self.lr > 0,
             "head_c": self.head_c is None or self.head_c > 0,
         }
-        wrong = [name for name, ok in checks.items() if not ok]
-        if wrong:
-            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
-            raise FrugalError(
-                f"tune settings out of range: {shown} (batch_size >= 1, 0 <= seed < 2**32, max_length >= 2, "
-                "0 < val_fraction < 1, epochs >= 0, lr > 0, head_c > 0)"
-            )
+        rules = "batch_size >= 1, 0 <= seed < 2**32, max_length >= 2, 0 < val_fraction < 1, "
+        check_ranges("tune", self, checks, rules + "epochs >= 0, lr > 0, head_c > 0")
 
 
 @dataclass
