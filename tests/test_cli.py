@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -147,6 +148,12 @@ def test_serving_one_bundle_twice_under_one_name_is_refused_before_loading(
     bundle = json.loads(out)["bundle_id"]
     code, _, err = run_cli(capsys, "serve", f"intent={bundle}", f"intent={bundle}", "--port", "1")
     assert code == 2 and f"bundle {bundle} is already served as 'intent'" in err and "Traceback" not in err
+    with socket.socket() as taken:  # were the name let through, serving would fail, not hang
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = run_cli(capsys, "serve", f"team/intent={bundle}", "--port", port)
+    assert code == 2 and "'team/intent' cannot be served" in err and "Traceback" not in err
 
 
 def test_sigterm_mid_tune_records_the_run_as_failed_and_leaves_no_bundle(tiny_base, intent_files, home):

@@ -22,6 +22,7 @@ from test_serve_support import GatedPredictor, metric, running, tune_tiny_bundle
 
 from frugalml import client as fc
 from frugalml.bundle import load_bundle
+from frugalml.errors import FrugalError
 from frugalml.monitor.metrics import ServingMetrics
 from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
@@ -133,6 +134,13 @@ BAD_REQUESTS = [
         "shape",
     ),
     ("v2 no inputs", "/v2/models/train/infer", {"inputs": []}, 422, "at least 1"),
+    (
+        "v2 wrong input name",
+        "/v2/models/train/infer",
+        {"inputs": [{"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["a"]}]},
+        422,  # the metadata names the one input "text"
+        "inputs.0.name",
+    ),
 ]
 
 
@@ -423,7 +431,7 @@ def test_api_key_guards_inference_routes_only(predictor):
         assert httpx.post(f"{url}/v1/predict", json=body, headers=lower).status_code == 200
         v1_security = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/predict"]["post"]["security"]
         assert v1_security == [{"HTTPBearer": []}]
-        v2 = {"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+        v2 = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
         assert httpx.post(f"{url}/v2/models/train/infer", json=v2).status_code == 401
         assert httpx.post(f"{url}/v2/models/train/infer", json=v2, headers=good).status_code == 200
         assert httpx.get(f"{url}/v2/models/train").status_code == 401
@@ -561,6 +569,24 @@ def test_several_models_and_versions(predictor, bundle_path, tmp_path):
         text = _metrics(url)
     assert metric(text, "frugalml_model_info", model="intent", format="onnx") == 1
     assert metric(text, "frugalml_requests_total", model="other", route="/v1/predict", status="200") == 1
+
+
+def test_clients_reach_a_model_whose_name_needs_escaping_and_a_slash_is_refused(predictor):
+    name = "intent v2?#%"  # a space, ? and # would end the path unescaped
+    request = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+    with running(create_app([(name, predictor)])) as (url, _):
+        with fc.Client(url) as client:
+            assert client.infer(name, request)["model_name"] == name
+            version = predictor.bundle.id
+            assert client.infer(name, request, version=version)["model_version"] == version
+
+        async def infer_async() -> dict:
+            async with fc.AsyncClient(url) as client:
+                return await client.infer(name, request)
+
+        assert asyncio.run(infer_async())["model_name"] == name
+    with pytest.raises(FrugalError, match="without '/'"):
+        create_app([("team/intent", predictor)])
 
 
 def test_queue_depth_of_a_model_adds_up_its_versions(predictor):

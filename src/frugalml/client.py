@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 
@@ -96,6 +97,12 @@ def _raise_for(response: httpx.Response) -> None:
     raise ServerError(message, status)
 
 
+def _infer_path(model: str, version: str | None) -> str:
+    """The v2 infer route; names are escaped, so a space or `?` in one stays part of it."""
+    path = f"/v2/models/{quote(model, safe='')}"
+    return path + (f"/versions/{quote(version, safe='')}" if version else "") + "/infer"
+
+
 def _predict_body(texts: Sequence[str], model: str | None, version: str | None) -> dict:
     if isinstance(texts, str):
         raise TypeError("predict takes a list of texts, not one string")
@@ -169,8 +176,7 @@ class Client(_Base):
 
     def infer(self, model: str, request: dict, version: str | None = None) -> dict:
         """An Open Inference Protocol v2 infer call; `request` is the v2 request body."""
-        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
-        return self._send("POST", path, json=request).json()
+        return self._send("POST", _infer_path(model, version), json=request).json()
 
     def ready(self) -> bool:
         try:
@@ -229,8 +235,7 @@ class AsyncClient(_Base):
         return _predictions(response)
 
     async def infer(self, model: str, request: dict, version: str | None = None) -> dict:
-        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
-        return (await self._send("POST", path, json=request)).json()
+        return (await self._send("POST", _infer_path(model, version), json=request)).json()
 
     async def ready(self) -> bool:
         try:

@@ -75,6 +75,7 @@ def serve(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet_libraries()
     from frugalml.registry import resolve_bundle
+    from frugalml.serve.catalog import check_model_name
     from frugalml.serve.config import ServeConfig
     from frugalml.serve.runner import ServeSpec
     from frugalml.serve.runner import serve as run_server
@@ -85,6 +86,7 @@ def serve(
     for ref in bundles:
         name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
         bundle = resolve_bundle(target, registry)
+        check_model_name(name or bundle.name)
         if (name or bundle.name, bundle.id) in served:
             raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")
         served.add((name or bundle.name, bundle.id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from frugalml.errors import FrugalError
 from frugalml.monitor.metrics import ServingMetrics
 from frugalml.runtime.predictor import Predictor
 from frugalml.serve.batcher import Batcher
@@ -28,6 +29,15 @@ class ServedModel:
         return PLATFORMS.get(bundle.format, bundle.format) if bundle else "pytorch_frugalml"
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a name that v2 routes cannot carry: they take it as one URL path segment."""
+    if not name or "/" in name:
+        raise FrugalError(
+            f"model name {name!r} cannot be served: a name must be non-empty and without '/' "
+            "(serve the bundle as NAME=BUNDLE to give it another name)"
+        )
+
+
 class Catalog:
     """Models by name; bundles sharing a name are versions of it, the first listed the default."""
 
@@ -41,6 +51,7 @@ class Catalog:
             raise ValueError("serve at least one model")
         self._by_name: dict[str, list[ServedModel]] = {}
         for name, predictor in predictors:
+            check_model_name(name)
             version = predictor.bundle.id if predictor.bundle else "1"
             if any(m.version == version for m in self._by_name.get(name, [])):
                 raise ValueError(f"model {name!r} version {version} is listed twice")

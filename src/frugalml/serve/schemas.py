@@ -108,7 +108,7 @@ def request_models(config: ServeConfig) -> RequestModels:
     infer_input = create_model(
         "InferInput",
         __config__=forbid,
-        name=(str, Field(max_length=256)),
+        name=(Literal["text"], Field(description="The model's one input, as its metadata names it.")),
         shape=(list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
         datatype=(Literal["BYTES"], ...),
         data=(texts, ...),
