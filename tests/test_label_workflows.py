@@ -128,7 +128,7 @@ def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, se
     point = ok_json(*common, "--point-estimate", "--out", home / "p.csv", "--review", home / "p.review.csv")
     assert (wilson["precision_rule"], point["precision_rule"]) == ("Wilson lower bound", "point estimate")
     # 36 held-out rows: even all correct, the Wilson bound (z=1) is 36/37 = 0.973 < 0.98.
-    assert wilson["accepted"] == 0 and "no confidence threshold" in wilson["note"]
+    assert wilson["accepted"] == 0 and "no confidence threshold" in wilson["notes"][0]
     assert point["accepted"] > 0 and point["estimated_precision"] >= 0.98
     assert len(load_dataset(home / "p.csv").texts) == 36 + point["accepted"]
 
@@ -675,6 +675,26 @@ def test_issues_names_flagged_rows_by_id_with_given_and_suggested_labels(tiny_ba
     scores = [r["score"] for r in found["issues"]]
     assert scores == sorted(scores)
     assert "<table" in report.read_text() and "label_error" in report.read_text()
+
+
+def test_folds_beyond_what_the_rows_allow_are_reported_and_below_two_refused(
+    tiny_base, seed_and_pool, home, tmp_path
+):
+    data = write_csv(tmp_path / "data.csv", make_rows(6, seed=12))  # 6 rows per label
+    found = ok_json("label", "issues", data, "--base", tiny_base, "--folds", "10")
+    assert found["folds"] == 6 and found["notes"] == [
+        "cross-validation used 6 folds, not 10: the labelled rows allow no more"
+    ]
+    assert ok_json("label", "issues", data, "--base", tiny_base, "--folds", "3")["notes"] == []
+    code, output = invoke("label", "issues", data, "--base", tiny_base, "--folds", "20")
+    assert code == 0 and "note: cross-validation used 6 folds, not 20" in output
+
+    out, review = tmp_path / "out.csv", tmp_path / "review.csv"
+    summary = auto_json(seed_and_pool["seed"], seed_and_pool["pool"], tiny_base, out, review, "--folds", "40")
+    assert summary["folds"] == 12 and "used 12 folds, not 40" in summary["notes"][0]
+    for command in (("issues", data), ("auto", seed_and_pool["seed"], seed_and_pool["pool"])):
+        code, output = invoke("label", *command, "--base", tiny_base, "--folds", "1")
+        assert code == 2 and "folds must be 2 or more, got 1" in output and "Traceback" not in output
 
 
 def test_issues_without_an_id_column_uses_row_indices(tiny_base, home, tmp_path):

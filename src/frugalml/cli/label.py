@@ -53,7 +53,12 @@ def auto(
     out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
     review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
     labels: Labels = None,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds on the labelled rows.")] = 5,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="Cross-validation folds on the labelled rows (2 or more; fewer where they allow no more)."
+        ),
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
     base: Base = "minilm",
     bundle: BundleRef = None,
@@ -107,8 +112,7 @@ def auto(
         ("left for review", summary["review"]),
     ]
     ui.out.print(ui.table("auto-label", ["key", "value"], rows))
-    if "note" in summary:
-        ui.err.print(f"[yellow]note:[/] {summary['note']}")
+    _print_notes(summary)
     ui.out.print(f"labelled data: {summary['out']}\nreview queue:  {summary['review_out']}")
     # Accepted rows over-represent the classes the model finds easy (docs/labelling.md, (a)).
     ui.out.print(f"tune on it with:  {ui.command_name()} tune {summary['out']} --class-weight balanced")
@@ -212,7 +216,12 @@ def import_command(
 def issues(
     data: Annotated[Path, typer.Argument(help="Labelled data to check.")],
     report: Annotated[Path | None, typer.Option(help="Write every finding here (.csv or .html).")] = None,
-    folds: Annotated[int, typer.Option(help="Folds for out-of-fold probabilities.")] = 5,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="Folds for out-of-fold probabilities (2 or more; fewer where the rows allow no more)."
+        ),
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
     dup_threshold: Annotated[
         float, typer.Option(help="Cosine similarity at which two texts count as near-duplicates.")
@@ -270,6 +279,12 @@ def issues(
     )
     if report:
         ui.out.print(f"report: {report}")
+    _print_notes(found)
+
+
+def _print_notes(summary: dict) -> None:
+    for note in summary["notes"]:
+        ui.err.print(f"[yellow]note:[/] {note}")
 
 
 @label_app.command("augment")

@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from frugalml.errors import DataError
+from frugalml.errors import DataError, FrugalError
 
 C_GRID = (0.01, 0.1, 1.0)
 ABSENT = -1e4  # logit of a class the probe never saw: probability 0, no NaN
@@ -64,16 +64,22 @@ class LinearProbe:
         return softmax(self.logits(x) / temperature, axis=1)
 
 
-def folds_for(y: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds; classes smaller than `folds` simply miss from some training folds."""
+def usable_folds(y: np.ndarray, folds: int) -> int:
+    """The folds `folds_for` makes of `y`: `folds`, or fewer where the rows allow no more."""
+    if folds < 2:
+        raise FrugalError(f"folds must be 2 or more, got {folds}")
     # StratifiedKFold refuses more folds than the largest class has rows (2 labels per class: 2).
     largest = int(np.unique(y, return_counts=True)[1].max())
     if largest < 2:
         raise DataError(
             f"cross-validation needs a class with 2 or more labelled rows; all {len(y)} classes have one"
         )
-    folds = max(2, min(folds, len(y) // 2, largest))
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return max(2, min(folds, len(y) // 2, largest))
+
+
+def folds_for(y: np.ndarray, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; classes smaller than `folds` simply miss from some training folds."""
+    splitter = StratifiedKFold(usable_folds(y, folds), shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
         yield from splitter.split(np.zeros(len(y)), y)

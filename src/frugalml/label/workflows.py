@@ -22,7 +22,7 @@ from frugalml.label import active, augment, labelstudio
 from frugalml.label.autolabel import self_train
 from frugalml.label.embeddings import Encoder, embed
 from frugalml.label.issues import conflicting_duplicates, find_issues, neighbours, outliers
-from frugalml.label.probe import LinearProbe
+from frugalml.label.probe import LinearProbe, usable_folds
 from frugalml.progress import Reporter
 from frugalml.settings import Settings, get_settings
 
@@ -181,6 +181,7 @@ def auto_label(
     repeats, pool = len(pool) - len(fresh), pool.subset(fresh)
     seed, pool = _disjoint_ids(seed, pool)
     names, y = _class_index(seed, config.labels)
+    folds, notes = _folds(y, config.folds)
     vectors = embed(seed.texts + pool.texts, Encoder(config.base, config.bundle), reporter=reporter)
     result = self_train(
         vectors[: len(seed)],
@@ -224,13 +225,23 @@ def auto_label(
         "accepted_per_label": {k: int(v) for k, v in accepted["label"].value_counts().sort_index().items()},
         "labels_without_seed_rows": sorted(set(names) - set(seed.labels)),
         "encoder": Encoder(config.base, config.bundle).describe(),
+        "folds": folds,
+        "notes": notes,
     }
     if result.threshold is None:
-        summary["note"] = (
+        notes.append(
             f"no confidence threshold reaches precision {config.target_precision} on the labelled "
             "rows; nothing was accepted (label more rows or lower --target-precision)"
         )
     return AutoLabelResult(dataset, review, summary)
+
+
+def _folds(y: np.ndarray, asked: int) -> tuple[int, list[str]]:
+    """The cross-validation folds the labelled rows allow, and a note when fewer than asked."""
+    used = usable_folds(y, asked)
+    if used == asked:
+        return used, []
+    return used, [f"cross-validation used {used} folds, not {asked}: the labelled rows allow no more"]
 
 
 def _guesses_to_pool(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset, int]:
@@ -489,6 +500,7 @@ def label_issues(
     """Likely label errors (ranked, with a suggested label), conflicting near-duplicates, outliers."""
     data.check_trainable()
     names, y = _class_index(data, None)
+    folds, notes = _folds(y, folds)
     x = embed(data.texts, encoder or Encoder(), reporter=reporter)
     found = find_issues(x, y, len(names), folds, seed)
     near = neighbours(x)
@@ -529,6 +541,8 @@ def label_issues(
             for i in flagged.tolist()
         ],
         "probe_c": found.c,
+        "folds": folds,
+        "notes": notes,
     }
 
 
