@@ -407,9 +407,20 @@ def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path
         [(f"q{i}", t, "007", "true") for i, t in enumerate(frame["text"])],
         header=("id", "text", "zip", "flag"),
     )
-    ok_json("label", "suggest", csv_pool, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "c.json")
+    picked = ok_json(
+        "label", "suggest", csv_pool, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "c.json"
+    )
     data = [t["data"] for t in json.loads((tmp_path / "c.json").read_text())]
     assert [(d["zip"], d["flag"]) for d in data] == [("007", "true")] * 2
+    assert picked["notes"] == []
+    # Columns that Label Studio's JSON-MIN export overwrites with its own keys are named.
+    clashing = write_csv(
+        tmp_path / "clash.csv",
+        [(f"q{i}", t, "2024-05-01", "ann") for i, t in enumerate(frame["text"])],
+        header=("id", "text", "created_at", "annotator"),
+    )
+    code, output = invoke("label", "suggest", clashing, "--budget", "2", "--base", tiny_base)
+    assert code == 0 and "['annotator', 'created_at'] share names" in output
 
 
 # ------------------------------------------------------------------ suggest and Label Studio

@@ -186,6 +186,7 @@ def suggest(
     ui.out.print(f"Label Studio tasks: {summary['tasks']}")
     if summary["label_config"]:
         ui.out.print(f"labelling config:   {summary['label_config']}")
+    _print_notes(summary)
 
 
 @label_app.command("import")

@@ -65,6 +65,18 @@ def to_tasks(
     return tasks
 
 
+def json_min_notes(columns: Sequence[str]) -> list[str]:
+    """A note when some data columns cannot come back from a JSON-MIN export: it puts the data
+    beside Label Studio's own keys, which overwrite data keys of the same names."""
+    lost = sorted(set(columns) & (_MIN_META | {FROM_NAME}))
+    if not lost:
+        return []
+    return [
+        f"column(s) {lost} share names with Label Studio's JSON-MIN keys and come back only "
+        "from its JSON export (export as JSON, not JSON-MIN)"
+    ]
+
+
 def write_tasks(tasks: list[dict[str, Any]], path: Path) -> Path:
     return write_text_atomic(path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
 

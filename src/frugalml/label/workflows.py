@@ -472,6 +472,7 @@ def suggest_files(
         "rows": rows,
         "tasks": str(out),
         "label_config": str(config_path) if config_path else None,
+        "notes": labelstudio.json_min_notes(list(result.rows.extra)),
     }
 
 
