@@ -140,20 +140,23 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     )
 
 
-def test_serving_one_bundle_twice_under_one_name_is_refused_before_loading(
-    capsys, tiny_base, intent_files, home
+def test_serving_one_bundle_twice_or_an_empty_api_key_is_refused_before_loading(
+    capsys, monkeypatch, tiny_base, intent_files, home
 ):
     args = ("tune", str(intent_files["train"]), "--base", str(tiny_base), "--method", "head", "--json")
     code, out, _ = run_cli(capsys, *args)
     bundle = json.loads(out)["bundle_id"]
     code, _, err = run_cli(capsys, "serve", f"intent={bundle}", f"intent={bundle}", "--port", "1")
     assert code == 2 and f"bundle {bundle} is already served as 'intent'" in err and "Traceback" not in err
-    with socket.socket() as taken:  # were the name let through, serving would fail, not hang
+    with socket.socket() as taken:  # were the serve let through, it would fail to bind, not hang
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
         code, _, err = run_cli(capsys, "serve", f"team/intent={bundle}", "--port", port)
-    assert code == 2 and "'team/intent' cannot be served" in err and "Traceback" not in err
+        assert code == 2 and "'team/intent' cannot be served" in err and "Traceback" not in err
+        monkeypatch.setenv("FRUGALML_API_KEY", "")  # say, a secret that was never filled in
+        code, _, err = run_cli(capsys, "serve", bundle, "--port", port)
+        assert code == 2 and "the API key is empty" in err and "Traceback" not in err
 
 
 def test_sigterm_mid_tune_records_the_run_as_failed_and_leaves_no_bundle(tiny_base, intent_files, home):

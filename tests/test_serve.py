@@ -451,6 +451,13 @@ def test_api_key_guards_inference_routes_only(predictor):
         text = httpx.get(f"{url}/metrics").text
         assert metric(text, "frugalml_requests_total", status="401") == 0
         assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="200") >= 1
+    # A key read from a secret file ends in a newline that no header can carry: it is trimmed.
+    with running(create_app(predictor, ServeConfig(api_key="s3cret\n"))) as (url, _):
+        with fc.Client(url, api_key="s3cret") as client:
+            assert client.predict(["a"])[0].label in predictor.labels
+    for empty in ("", " \n"):  # an empty secret fails closed instead of opening the routes
+        with pytest.raises(ValueError, match="API key is empty"):
+            ServeConfig(api_key=empty)
 
 
 def test_sigterm_handling_drains_in_flight_requests_and_turns_readiness_off(predictor):

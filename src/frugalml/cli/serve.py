@@ -105,7 +105,8 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_items=max_items,
             max_text_chars=max_text_chars,
-            api_key=api_key or None,
+            # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
+            api_key=os.environ.get("FRUGALML_API_KEY") if api_key is None else api_key,
             access_log=access_log,
         )
     except ValueError as exc:

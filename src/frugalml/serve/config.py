@@ -33,3 +33,9 @@ class ServeConfig:
             raise ValueError("max_items must not exceed max_queue (such a request could never be queued)")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
             raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")
+        if self.api_key is not None:
+            # A header cannot carry a key's surrounding whitespace (say, a secret file's newline).
+            object.__setattr__(self, "api_key", self.api_key.strip())
+            if not self.api_key:
+                # Fail closed: an empty secret must not quietly open the inference routes.
+                raise ValueError("the API key is empty; leave it unset to serve without a key")
