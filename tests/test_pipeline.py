@@ -97,12 +97,34 @@ def test_a_local_base_model_is_found_next_to_the_pipeline_and_its_change_reruns(
     assert run_pipeline(spec).steps[0].cached is False
 
 
+def test_a_reference_to_no_earlier_step_is_refused_before_any_step_runs(
+    tmp_path, tiny_base, intent_files, home
+):
+    spec = tmp_path / "p.yaml"
+    train = intent_files["train"]
+    spec.write_text(
+        f"steps:\n  - id: tune\n    tune: {{train: {train}, base: {tiny_base}, method: head}}\n"
+        f"  - id: check\n    eval: {{bundle: '${{tuned.bundle_id}}', data: {train}}}\n"
+    )
+    with pytest.raises(
+        FrugalError, match=re.escape("no earlier step has the id 'tuned' (earlier steps: 'tune')")
+    ):
+        run_pipeline(spec)
+    assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())  # tune never ran
+    spec.write_text(spec.read_text().replace("tuned.bundle_id", "tune.bundle"))  # a key typo: named
+    with pytest.raises(FrugalError, match=r"unknown reference \$\{tune.bundle\}; .* bundle_id, bundle_path"):
+        run_pipeline(spec)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("steps: []", "non-empty 'steps' list"),
         ("steps:\n  - id: a\n    bake: {}", "exactly one of"),
-        ("steps:\n  - id: a\n    eval: {bundle: '${nope.bundle_id}', data: x.csv}", "unknown reference"),
+        (
+            "steps:\n  - id: a\n    eval: {bundle: '${nope.bundle_id}', data: x.csv}",
+            "refers to ${nope.bundle_id}, but no earlier step has the id 'nope' (earlier steps: none)",
+        ),
         ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown argument(s) ['learning_rate']"),
         ("steps:\n  - id: a\n    tune: {train: t.csv}\n  - id: a\n    tune: {train: t.csv}", "used twice"),
         ("steps:\n  - tune: train.csv", "takes its settings as a mapping"),

@@ -85,7 +85,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         raise FrugalError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise FrugalError(f"{path}: a pipeline needs a non-empty 'steps' list")
-    seen: set[str] = set()
+    seen: dict[str, None] = {}  # step ids so far, in order
     for number, entry in enumerate(spec["steps"], 1):
         kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
         if len(kinds) != 1 or kinds[0] not in STEPS:
@@ -98,8 +98,25 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         entry.setdefault("id", kinds[0])
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
-        seen.add(entry["id"])
+        # Checked before anything runs: a typo must not cost the steps before it.
+        for ref, key in REFERENCE.findall(_text_of(entry[kinds[0]])):
+            if ref not in seen:
+                earlier = ", ".join(map(repr, seen)) or "none"
+                raise FrugalError(
+                    f"{path}: step {entry['id']!r} refers to ${{{ref}.{key}}}, but no earlier step has "
+                    f"the id {ref!r} (earlier steps: {earlier})"
+                )
+        seen[entry["id"]] = None
     return spec
+
+
+def _text_of(value: Any) -> str:
+    """Every string in a step's settings, nested ones included, joined."""
+    if isinstance(value, dict):
+        return " ".join(_text_of(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(_text_of(v) for v in value)
+    return value if isinstance(value, str) else ""
 
 
 def run_pipeline(
@@ -144,8 +161,11 @@ def _resolve(
 
             def lookup(match: re.Match) -> str:
                 ref, key = match.groups()
-                if ref not in done or key not in done[ref]:
-                    raise FrugalError(f"step {step_id!r}: unknown reference ${{{ref}.{key}}}")
+                if key not in done[ref]:
+                    raise FrugalError(
+                        f"step {step_id!r}: unknown reference ${{{ref}.{key}}}; step {ref!r} has the "
+                        f"outputs {', '.join(sorted(done[ref]))}"
+                    )
                 return str(done[ref][key])
 
             return REFERENCE.sub(lookup, value)
