@@ -25,7 +25,10 @@ def _tune(capsys, tiny_base, files) -> str:
     return json.loads(out)["bundle_id"]
 
 
-def test_compress_selects_within_budget_registers_lineage_and_serves(capsys, tiny_base, intent_files, home):
+def test_compress_selects_within_budget_registers_lineage_and_serves(
+    capsys, monkeypatch, tiny_base, intent_files, home
+):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # as in a fresh shell
     teacher = _tune(capsys, tiny_base, intent_files)
     train, dev = str(intent_files["train"]), str(intent_files["test"])
     code, out, err = run_cli(
@@ -58,6 +61,9 @@ def test_compress_selects_within_budget_registers_lineage_and_serves(capsys, tin
             "agreement",
         ):
             assert entry[key] is not None
+    # Measured as `serve` runs models: OpenMP threads that busy-wait made PyTorch latency on a
+    # busy machine 40x worse than served.
+    assert result["omp_wait_policy"] == "PASSIVE"
     # The selection rule: the smallest candidate within one accuracy point of the baseline.
     floor = result["baseline"]["accuracy"] - 0.01
     within = [c for c in [result["baseline"], *result["candidates"]] if c["accuracy"] >= floor - 1e-12]
@@ -105,6 +111,8 @@ def test_compress_refuses_selecting_on_training_data_and_unknown_techniques(
     )
     assert code == 2 and "unknown technique" in err
     test = str(intent_files["test"])
+    code, _, err = run_cli(capsys, "compress", teacher, "--data", train, "--eval", test, "--techniques", " ")
+    assert code == 2 and "no techniques given" in err  # not every technique
     for option, value in (("--heads", "1.5"), ("--latency-runs", "0"), ("--threads", "-1")):
         code, _, err = run_cli(capsys, "compress", teacher, "--data", train, "--eval", test, option, value)
         name = option.removeprefix("--").replace("-", "_")
@@ -145,7 +153,7 @@ steps:
       bundle: "${{tune.bundle_id}}"
       train: train.csv
       eval: test.csv
-      techniques: [onnx]
+      techniques: onnx
       threads: 1
       latency_runs: 5
       measure_seconds: 0.05

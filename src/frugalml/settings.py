@@ -5,6 +5,13 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# PyTorch's OpenMP threads busy-wait after each operation by default; beside an event loop and on
+# shared cores that spinning starves the very threads it waits for (a lone MiniLM call took 490 ms
+# instead of 17 ms on a busy 2-core machine). `serve` waits passively, and so do compress's
+# measurements of what will be served. Must be in the environment before torch is imported; a
+# value the user set wins.
+INFERENCE_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRUGALML_")

@@ -9,6 +9,7 @@ import typer
 
 from frugalml import ui
 from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.names import split_names
 
 DRIFT_WARNING = 0.15
 TECHNIQUES_HELP = "Comma-separated: onnx, int8, int8-static, trim, prune, distill (default: all)."
@@ -18,7 +19,7 @@ def _numbers(text: str | None, kind: type) -> tuple:
     if not text:
         return ()
     try:
-        return tuple(kind(part) for part in text.split(","))
+        return tuple(kind(part) for part in split_names(text))
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
 
@@ -70,7 +71,7 @@ def compress(
     from frugalml.compress.workflow import CompressConfig, compress_and_register
 
     config = CompressConfig(
-        techniques=tuple(t.strip() for t in techniques.split(",")) if techniques else DEFAULT_TECHNIQUES,
+        techniques=tuple(split_names(techniques)) if techniques is not None else DEFAULT_TECHNIQUES,
         max_drop=max_drop,
         layers=_numbers(layers, int),
         heads=heads,

@@ -306,7 +306,8 @@ def augment(
 ) -> None:
     """Add synthetic variants of each text (token swaps, deletions, typos), marked synthetic."""
     from frugalml.data import load_dataset
-    from frugalml.label.workflows import augment_dataset, check_outputs, split_names, write_frame
+    from frugalml.label.workflows import augment_dataset, check_outputs, write_frame
+    from frugalml.names import split_names
 
     check_outputs([data], [out])
     dataset = load_dataset(data, **_columns(text_column, label_column, id_column), require_labels=False)

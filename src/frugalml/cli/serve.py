@@ -10,6 +10,7 @@ import typer
 from frugalml import ui
 from frugalml.cli import app, quiet_libraries
 from frugalml.errors import FrugalError
+from frugalml.settings import INFERENCE_ENV
 
 
 @app.command()
@@ -69,10 +70,8 @@ def serve(
     Bundles with the same name become versions of one model. SIGTERM drains in-flight requests
     and exits 0.
     """
-    # PyTorch's OpenMP threads busy-wait after each operation by default; beside an event loop and
-    # on shared cores that spinning starves the very threads it waits for (a lone MiniLM call took
-    # 490 ms instead of 17 ms on a busy 2-core machine). Must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for name, value in INFERENCE_ENV.items():  # before torch is imported
+        os.environ.setdefault(name, value)
     quiet_libraries()
     from frugalml.registry import resolve_bundle
     from frugalml.serve.catalog import check_model_name

@@ -24,6 +24,7 @@ import numpy as np
 
 from frugalml.data import Dataset
 from frugalml.errors import FrugalError
+from frugalml.settings import INFERENCE_ENV
 
 
 def measure(
@@ -80,6 +81,7 @@ def measure(
         "peak_rss_mb": peak_rss_mb(),
         "load_seconds": load_seconds,
         "threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "predictions": predicted.tolist(),
     }
 
@@ -103,6 +105,7 @@ def measure_in_subprocess(
 ) -> dict[str, Any]:
     """`measure` in a fresh interpreter; raises FrugalError with the worker's last words on failure."""
     env = {
+        **INFERENCE_ENV,
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),

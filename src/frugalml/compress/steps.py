@@ -13,6 +13,7 @@ from typing import Any
 
 from frugalml.compress.workflow import CompressConfig, compress_and_register
 from frugalml.errors import FrugalError
+from frugalml.names import split_names
 from frugalml.pipeline import StepContext, config_from, step
 from frugalml.steps import COLUMN_KEYS
 
@@ -25,6 +26,8 @@ def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     if missing:
         raise FrugalError(f"compress step: missing {sorted(missing)}")
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    if "techniques" in settings:  # a list, or comma-separated as on the command line
+        settings["techniques"] = tuple(split_names(settings["techniques"]))
     config = config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
     result = compress_and_register(
         args["bundle"],

@@ -157,6 +157,8 @@ def _measure(
 
 def _check_config(config: CompressConfig) -> None:
     known = available_techniques()
+    if not config.techniques:
+        raise FrugalError(f"no techniques given; choose from {', '.join(known)}")
     unknown = [t for t in config.techniques if t not in known]
     if unknown:
         raise FrugalError(f"unknown technique(s) {unknown}; choose from {', '.join(known)}")
@@ -265,6 +267,7 @@ def _result(
         "run_id": run_id,
         "max_drop": config.max_drop,
         "threads": base["threads"],
+        "omp_wait_policy": base["omp_wait_policy"],
         "selected": entries[chosen] if chosen is not None else None,
         "baseline": entries[0],
         "candidates": entries[1:],

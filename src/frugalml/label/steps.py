@@ -29,11 +29,11 @@ from frugalml.label.workflows import (
     import_export,
     label_issues,
     parse_labels,
-    split_names,
     suggest_files,
     write_frame,
     write_issues_report,
 )
+from frugalml.names import split_names
 from frugalml.pipeline import StepContext, config_from, step
 
 COLUMN_KEYS = ("text_column", "label_column", "id_column")

@@ -23,6 +23,7 @@ from frugalml.label.autolabel import self_train
 from frugalml.label.embeddings import Encoder, embed
 from frugalml.label.issues import conflicting_duplicates, find_issues, neighbours, outliers
 from frugalml.label.probe import LinearProbe, usable_folds
+from frugalml.names import split_names
 from frugalml.progress import Reporter
 from frugalml.settings import Settings, get_settings
 
@@ -30,14 +31,6 @@ Columns = dict[str, str | None]
 
 
 # ---------------------------------------------------------------- shared helpers
-def split_names(value: str | Sequence[str]) -> list[str]:
-    """Names from a list or a comma-separated string, as the CLI and pipeline files give them."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
-        raise FrugalError(f"expected a list of names or a comma-separated string, got {value!r}")
-    return [item.strip() for item in items if item.strip()]
-
-
 def parse_labels(value: str | Sequence[str] | None) -> list[str] | None:
     """A label set from a list, a file with one label per line, or a comma-separated string."""
     if value is None:
