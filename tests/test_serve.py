@@ -174,6 +174,9 @@ def test_openapi_documents_the_schemas_and_limits(server):
     assert "InferenceRequest" in schemas and "InferenceResponse" in schemas
     body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
+    for path in ("/v1/predict", "/v2/models/{name}/infer"):
+        request_body = document["paths"][path]["post"]["requestBody"]
+        assert request_body["description"] == f"At most {LIMITS.max_body_bytes} bytes (413 beyond)."
     assert {"413", "422", "503", "504"} <= set(document["paths"]["/v1/predict"]["post"]["responses"])
     (header,) = document["paths"]["/v1/predict"]["post"]["parameters"]
     assert header["name"] == "X-Request-Timeout" and header["in"] == "header"
@@ -334,6 +337,15 @@ def test_full_queue_answers_503_with_retry_after_and_the_client_retries(predicto
     assert metric(text, "frugalml_requests_total", model="train", route="/v1/predict", status="503") >= 2
 
 
+def test_clients_told_to_retry_after_one_second_come_back_spread_out():
+    with fc.Client("http://127.0.0.1:1", max_backoff=5.0) as client:
+        waits = [client.retry.delay(0, "1") for _ in range(200)]
+        long_waits = [client.retry.delay(0, "60") for _ in range(20)]
+    assert all(1 <= w <= 1.5 for w in waits)  # never sooner than the server asked
+    assert np.std(waits) > 0.1  # not all at once: 20 clients in lock-step overloaded a queue again
+    assert all(5.0 <= w <= 7.5 for w in long_waits)  # capped at max_backoff, then spread
+
+
 def test_deadline_gives_504_and_expired_requests_cost_no_model_time(predictor):
     gated = GatedPredictor(predictor)
     with running(create_app(gated)) as (url, _):
@@ -455,6 +467,10 @@ def test_api_key_guards_inference_routes_only(predictor):
     with running(create_app(predictor, ServeConfig(api_key="s3cret\n"))) as (url, _):
         with fc.Client(url, api_key="s3cret") as client:
             assert client.predict(["a"])[0].label in predictor.labels
+        with fc.Client(url, api_key=" s3cret\n") as client:  # the client trims its copy too
+            assert client.predict(["a"])[0].label in predictor.labels
+    with pytest.raises(ValueError, match="line break"):
+        fc.Client("http://127.0.0.1:1", api_key="s3c\nret")  # was reported as Unreachable
     for empty in ("", " \n"):  # an empty secret fails closed instead of opening the routes
         with pytest.raises(ValueError, match="API key is empty"):
             ServeConfig(api_key=empty)

@@ -67,9 +67,10 @@ class _Retry:
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds before retry number `attempt` (0-based): Retry-After if given, else back-off."""
+        # Jitter, so that many clients told to wait together do not come back in lock-step:
+        # up to half as long again past Retry-After; full jitter for the back-off.
         if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), self.max_backoff)
-        # Full jitter: many clients retrying together do not come back in lock-step.
+            return min(float(retry_after), self.max_backoff) * random.uniform(1, 1.5)
         return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
 
@@ -134,6 +135,10 @@ class _Base:
         self.headers: dict[str, str | bytes] = {}
         if timeout is not None:
             self.headers["X-Request-Timeout"] = f"{min(timeout, MAX_DEADLINE_S):g}"
+        # Trimmed, as the server trims its own (a secret file's newline): no header can carry it.
+        api_key = (api_key or "").strip()
+        if any(c in api_key for c in "\r\n\0"):
+            raise ValueError("api_key holds a line break or NUL, which no HTTP header can carry")
         if api_key:
             # As UTF-8 bytes, which the server compares: httpx takes str headers in ASCII only.
             self.headers["Authorization"] = f"Bearer {api_key}".encode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from typing import Annotated
 
 import typer
@@ -22,7 +24,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; loopback unless you mean otherwise.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model copy.")] = 1,
     threads: Annotated[
         int | None,
@@ -80,17 +82,6 @@ def serve(
     from frugalml.serve.runner import serve as run_server
     from frugalml.workflows import open_registry
 
-    registry = open_registry()
-    models, served = [], set()
-    for ref in bundles:
-        name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
-        bundle = resolve_bundle(target, registry)
-        check_model_name(name or bundle.name)
-        if (name or bundle.name, bundle.id) in served:
-            raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")
-        served.add((name or bundle.name, bundle.id))
-        models.append((name or bundle.name, str(bundle.path)))
-        ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
     # Two single-threaded calls side by side beat one call at a time on 2 cores: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
@@ -109,7 +100,19 @@ def serve(
             access_log=access_log,
         )
     except ValueError as exc:
-        raise FrugalError(str(exc)) from None
+        raise FrugalError(_as_options(str(exc))) from None
+    registry = open_registry()
+    models, served = [], set()
+    for ref in bundles:
+        name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
+        bundle = resolve_bundle(target, registry)
+        check_model_name(name or bundle.name)
+        if (name or bundle.name, bundle.id) in served:
+            raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")
+        served.add((name or bundle.name, bundle.id))
+        models.append((name or bundle.name, str(bundle.path)))
+        ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
+    _check_port(host, port)  # before any model loads
     # One core stays with the event loop, the tokenizer and the network: on 2 cores a model call
     # with one thread served MiniLM faster than one with two (bench/serve.py, "all-cores" rows
     # in bench/results/serve.json at commit 8a84022: 114 vs 91 req/s at concurrency 32).
@@ -123,3 +126,26 @@ def serve(
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
     spec = ServeSpec(models, config, threads, lone_threads)
     run_server(spec, host=host, port=port, workers=workers, drain_s=drain)
+
+
+_FIELDS = ("max_batch_size", "max_wait_ms", "max_queue", "max_items", "max_body_bytes", "max_text_chars",
+           "timeout_s", "parallel")  # fmt: skip
+
+
+def _as_options(message: str) -> str:
+    """ServeConfig's messages name its fields; say the options that set them instead."""
+    option = lambda match: "--" + match.group().removesuffix("_s").replace("_", "-")  # noqa: E731
+    return re.sub(r"\b(" + "|".join(_FIELDS) + r")\b", option, message)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that is taken before any model loads (uvicorn would say so after)."""
+    if port == 0:
+        return
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise FrugalError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -57,10 +57,16 @@ def json_response(payload: dict, status: int = 200) -> Response:
     )
 
 
-def body_schema(model: type[BaseModel]) -> dict:
+def body_schema(model: type[BaseModel], config: ServeConfig) -> dict:
     """`openapi_extra` declaring `model` as the JSON request body (parsed by `parse_body`)."""
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"At most {config.max_body_bytes} bytes (413 beyond).",
+            "content": {"application/json": {"schema": ref}},
+        }
+    }
 
 
 @contextmanager

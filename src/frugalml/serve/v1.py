@@ -91,7 +91,7 @@ def add_v1_routes(
         response_model=PredictResponse,
         responses=errors,
         dependencies=guard,
-        openapi_extra=body_schema(models.predict),
+        openapi_extra=body_schema(models.predict, config),
         tags=["v1"],
         summary="Classify texts",
     )

@@ -144,7 +144,7 @@ def add_v2_routes(
         "response_model": InferenceResponse,
         "responses": errors,
         "dependencies": [*guard, Depends(counted)],
-        "openapi_extra": body_schema(models.infer),
+        "openapi_extra": body_schema(models.infer, config),
         "tags": tags,
     }
 
