@@ -134,6 +134,11 @@ def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, se
 
 
 def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, home, tmp_path):
+    code, output = invoke(
+        "label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base, "--out", "o.txt"
+    )
+    assert code == 2 and "o.txt: write .csv, .jsonl or .parquet" in output
+    assert not (home / "cache").exists()  # refused before anything was encoded
     empty = tmp_path / "empty.csv"
     empty.write_text("id,text\n")
     code, output = invoke("label", "auto", seed_and_pool["seed"], empty, "--base", tiny_base)
@@ -412,7 +417,7 @@ def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path
     )
     data = [t["data"] for t in json.loads((tmp_path / "c.json").read_text())]
     assert [(d["zip"], d["flag"]) for d in data] == [("007", "true")] * 2
-    assert picked["notes"] == []
+    assert not any("JSON-MIN" in note for note in picked["notes"])
     # Columns that Label Studio's JSON-MIN export overwrites with its own keys are named.
     clashing = write_csv(
         tmp_path / "clash.csv",
@@ -507,6 +512,15 @@ def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base
             tmp_path / "t.json",
         )
         assert summary["suggested"] == 5 and summary["label_config"] is None
+        assert summary["notes"] == [  # the docs promise a config: say why there is none
+            "no Label Studio label config written: the label set is unknown without labelled rows "
+            "(pass --labels, a list or a file of labels)"
+        ]
+    # A budget over what the pool holds: fewer rows, and the summary says why.
+    summary = ok_json("label", "suggest", pool, "--budget", "500", "--base", tiny_base, "--labels", "a,b")
+    assert summary["suggested"] < 500 and summary["notes"][0].startswith(
+        f"suggested {summary['suggested']} of the 500 rows asked: the pool has 30 rows not labelled yet"
+    )
     for strategy in ("margin", "entropy"):
         code, output = invoke(
             "label", "suggest", pool, "--budget", "5", "--strategy", strategy, "--base", tiny_base
@@ -556,7 +570,7 @@ TRICKY = Dataset(
     texts=['comma, "quotes" and\nnewline', "ünïcödé ✓ 日本", "  padded  ", "plain"],
     labels=["refund", "lost_card", "refund", "password"],
     ids=["007", "a,b", "x-1", "42"],
-    extra={"channel": ["email", None, "chat", "phone"], "priority": [1, 2, 3, 4]},
+    extra={"priority": [1, 2, 3, 4], "channel": ["email", None, "chat", "phone"]},  # not A-Z
 )
 
 
@@ -570,6 +584,7 @@ def test_label_studio_round_trip_is_lossless(tmp_path):
         TRICKY.labels,
         TRICKY.extra,
     )
+    assert list(back.extra) == list(TRICKY.extra)  # the columns in their order, not sorted
 
 
 def test_import_reads_a_label_studio_export_of_suggested_tasks(tmp_path):
@@ -699,6 +714,8 @@ def test_folds_beyond_what_the_rows_allow_are_reported_and_below_two_refused(
     assert ok_json("label", "issues", data, "--base", tiny_base, "--folds", "3")["notes"] == []
     code, output = invoke("label", "issues", data, "--base", tiny_base, "--folds", "20")
     assert code == 0 and "note: cross-validation used 6 folds, not 20" in output
+    code, output = invoke("label", "issues", data, "--base", tiny_base, "--report", tmp_path / "issues.txt")
+    assert code == 2 and "issues.txt: write .csv, .jsonl, .parquet or .html" in output  # .html included
 
     out, review = tmp_path / "out.csv", tmp_path / "review.csv"
     summary = auto_json(seed_and_pool["seed"], seed_and_pool["pool"], tiny_base, out, review, "--folds", "40")

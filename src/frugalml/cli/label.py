@@ -239,10 +239,10 @@ def issues(
     quiet_libraries()
     from frugalml.data import load_dataset
     from frugalml.label.embeddings import Encoder
-    from frugalml.label.workflows import check_outputs, label_issues, write_issues_report
+    from frugalml.label.workflows import REPORT_SUFFIXES, check_outputs, label_issues, write_issues_report
 
     if report:
-        check_outputs([data], [report])
+        check_outputs([data], [report], REPORT_SUFFIXES)
     dataset = load_dataset(data, **_columns(text_column, label_column, id_column))
     found = label_issues(dataset, Encoder(base, bundle), folds, seed, dup_threshold, ui.RichReporter())
     if report:

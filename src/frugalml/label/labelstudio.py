@@ -126,7 +126,7 @@ def read_export(path: str | Path, labels: Sequence[str] | None = None) -> tuple[
         unknown = sorted(set(answers) - set(labels))
         if unknown:
             raise DataError(f"{path}: label(s) {unknown[:5]} are not in the label set {list(labels)}")
-    columns = sorted({k for e in extras for k in e})
+    columns = list(dict.fromkeys(k for e in extras for k in e))  # in the order the tasks give them
     dataset = Dataset(
         texts=texts,
         labels=answers,

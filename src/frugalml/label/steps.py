@@ -22,6 +22,7 @@ from frugalml.hashing import sha256_path
 from frugalml.label.active import DEFAULT_STRATEGY
 from frugalml.label.embeddings import Encoder
 from frugalml.label.workflows import (
+    REPORT_SUFFIXES,
     AutoLabelConfig,
     augment_dataset,
     auto_label_files,
@@ -143,7 +144,7 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
         {"data", "report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
     )
     path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
-    check_outputs([args["data"]], [path])  # before the encoding, which is the slow part
+    check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
     data = load_dataset(args["data"], **_columns(args))
     report = label_issues(
         data,

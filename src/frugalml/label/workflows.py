@@ -71,12 +71,15 @@ def text_key(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+FRAME_SUFFIXES = (".csv", ".jsonl", ".parquet")  # what write_frame writes
+REPORT_SUFFIXES = (*FRAME_SUFFIXES, ".html")  # what write_issues_report writes
+
+
 def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV, JSONL or Parquet by suffix, atomically: a crash leaves the old file or none."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".parquet"):
-        raise FrugalError(f"{path}: write .csv, .jsonl or .parquet")
+    _check_suffix(path, FRAME_SUFFIXES)
     with atomic_target(path) as temp:
         if suffix == ".csv":
             frame.to_csv(temp, index=False)
@@ -102,8 +105,15 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path]) -> None:
-    """Refuse to overwrite an input file, or to write two outputs to one path."""
+def check_outputs(
+    inputs: Sequence[str | Path | None],
+    outputs: Sequence[str | Path],
+    suffixes: Sequence[str] | None = FRAME_SUFFIXES,
+) -> None:
+    """Refuse, before any work, to overwrite an input file, to write two outputs to one path, or
+    to write a file type that is not in `suffixes` (None: any)."""
+    for path in outputs:
+        _check_suffix(Path(path), suffixes)
     sources = {Path(p).resolve() for p in inputs if p}
     targets = [Path(p).resolve() for p in outputs]
     clash = [str(t) for t in targets if t in sources]
@@ -111,6 +121,11 @@ def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | P
         raise FrugalError(
             f"output {clash[0] if clash else targets[0]} would overwrite an input or another output"
         )
+
+
+def _check_suffix(path: Path, suffixes: Sequence[str] | None) -> None:
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise FrugalError(f"{path}: write {', '.join(suffixes[:-1])} or {suffixes[-1]}")
 
 
 def _class_index(dataset: Dataset, labels: list[str] | None) -> tuple[list[str], np.ndarray]:
@@ -438,7 +453,7 @@ def suggest_files(
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
-    check_outputs([pool_path, labelled_path], [out])
+    check_outputs([pool_path, labelled_path], [out], suffixes=None)  # tasks JSON, any name
     columns = columns or {}
     given = load_dataset(labelled_path, **columns) if labelled_path else None
     if given is not None:  # the pool's labels are in the column the labelled file has them in
@@ -465,8 +480,27 @@ def suggest_files(
         "rows": rows,
         "tasks": str(out),
         "label_config": str(config_path) if config_path else None,
-        "notes": labelstudio.json_min_notes(list(result.rows.extra)),
+        "notes": labelstudio.json_min_notes(list(result.rows.extra))
+        + _suggest_notes(len(rows), budget, len(pool) - result.excluded, dup_threshold, config_path),
     }
+
+
+def _suggest_notes(
+    suggested: int, budget: int, unlabelled: int, dup_threshold: float, config_path: Path | None
+) -> list[str]:
+    notes = []
+    if suggested < budget:
+        notes.append(
+            f"suggested {suggested} of the {budget} rows asked: the pool has {unlabelled} rows not "
+            f"labelled yet, and the others of them are near-duplicates (similarity >= {dup_threshold}) "
+            "of a row picked or labelled"
+        )
+    if config_path is None:
+        notes.append(
+            "no Label Studio label config written: the label set is unknown without labelled rows "
+            "(pass --labels, a list or a file of labels)"
+        )
+    return notes
 
 
 def import_export(export: str | Path, out: str | Path, labels: list[str] | None = None) -> dict[str, Any]:
