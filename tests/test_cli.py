@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from frugalml import ui
 from frugalml.cli import app
 
 
@@ -83,6 +85,16 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     assert shown["bundle"]["id"] == bundle_id
     assert shown["lineage"][0]["dataset"]["source"] == str(intent_files["train"])
     assert shown["lineage"][0]["run"]["config"]["method"] == "head"
+    # The same content under another name, given relative to the working folder: lineage names
+    # the file that run read, whole (it named the first file ever seen with that content).
+    copy = Path("renamed.csv")
+    copy.write_bytes(intent_files["train"].read_bytes())
+    args = ("tune", str(copy), "--base", str(tiny_base), "--method", "head", "--json")
+    second = json.loads(run_cli(capsys, *args)[1])["bundle_id"]
+    lineage = json.loads(run_cli(capsys, "models", "show", second, "--json")[1])["lineage"]
+    assert lineage[0]["data_path"] == str(copy.resolve())
+    assert run_cli(capsys, "models", "show", second)[0] == 0  # the table shows that path too
+    run_cli(capsys, "models", "rm", second)
     code, out, _ = run_cli(capsys, "models", "rm", bundle_id, "--json")
     assert json.loads(out) == {"removed": bundle_id}
     code, _, err = run_cli(capsys, "models", "show", bundle_id)
@@ -95,7 +107,8 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "missing.csv"], "missing.csv: no such file or directory"),
         (["tune", "miss[/b]ing.csv"], "miss[/b]ing.csv: no such file"),  # not console markup
         (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
-        (["tune", "{train}", "--class-weight", "equal"], "class_weight must be one of (None, 'balanced')"),
+        (["tune", "{train}", "--class-weight", "equal"], "class weight must be 'balanced', or not given"),
+        (["predict", "nobundle", "hello", "  "], "text 2 is empty"),  # before the bundle is looked up
         (["tune", "{single}"], "needs at least 2 classes"),
         (["tune", "{train}", "--batch-size", "0"], "tune settings out of range: batch_size=0"),
         (["tune", "{train}", "--seed", "-1"], "tune settings out of range: seed=-1"),
@@ -140,7 +153,7 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     )
 
 
-def test_serving_one_bundle_twice_or_an_empty_api_key_is_refused_before_loading(
+def test_serve_refuses_a_bundle_twice_a_bad_name_a_taken_port_or_an_empty_key_before_loading(
     capsys, monkeypatch, tiny_base, intent_files, home
 ):
     args = ("tune", str(intent_files["train"]), "--base", str(tiny_base), "--method", "head", "--json")
@@ -154,9 +167,19 @@ def test_serving_one_bundle_twice_or_an_empty_api_key_is_refused_before_loading(
         port = str(taken.getsockname()[1])
         code, _, err = run_cli(capsys, "serve", f"team/intent={bundle}", "--port", port)
         assert code == 2 and "'team/intent' cannot be served" in err and "Traceback" not in err
+        code, _, err = run_cli(capsys, "serve", bundle, "--port", port)  # before loading, exit 2
+        assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
         monkeypatch.setenv("FRUGALML_API_KEY", "")  # say, a secret that was never filled in
         code, _, err = run_cli(capsys, "serve", bundle, "--port", port)
         assert code == 2 and "the API key is empty" in err and "Traceback" not in err
+
+
+def test_serve_checks_its_options_before_it_looks_for_a_bundle(capsys, home):
+    # "nope" is no bundle: each of these must fail on the option or the port, before that.
+    code, _, err = run_cli(capsys, "serve", "nope", "--max-queue", "4")
+    assert code == 2 and "--max-items must not exceed --max-queue" in err
+    code, _, err = run_cli(capsys, "serve", "nope", "--port", "70000")  # was bound as 70000 - 65536
+    assert code == 2 and "65535" in err
 
 
 def test_sigterm_mid_tune_records_the_run_as_failed_and_leaves_no_bundle(tiny_base, intent_files, home):
@@ -196,3 +219,15 @@ def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "fine-tuning diverged in epoch 1" in err and "lower the learning rate" in err
     assert "Traceback" not in err
+
+
+def test_hints_name_the_command_as_it_can_be_typed_again(monkeypatch, tmp_path):
+    command = Path(sys.executable).with_name("frugalml").resolve()  # the installed command
+    monkeypatch.setattr(sys, "argv", [str(command)])
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.chdir(tmp_path)  # elsewhere: a relative path would climb out with ../../
+    assert ui.command_name() == str(command)
+    monkeypatch.chdir(command.parent.parent)
+    assert ui.command_name() == os.path.join("bin", "frugalml")
+    monkeypatch.setenv("PATH", str(command.parent))
+    assert ui.command_name() == "frugalml"

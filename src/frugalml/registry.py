@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS steps (
 """
 
 
+def run_path(path: str | Path | None) -> str:
+    """A file path as run configs record it: absolute, so lineage holds from any folder."""
+    return str(Path(path).resolve()) if path else ""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -138,6 +143,9 @@ class Registry:
             row["run"] = self.get_run(row["run_id"]) if row["run_id"] else None
             datasets = self._rows("SELECT * FROM datasets WHERE sha256=?", (row["data_sha256"],))
             row["dataset"] = datasets[0] if datasets else None
+            # The file this run read; the dataset's `source` is the first file seen with that content.
+            run_data = ((row["run"] or {}).get("config") or {}).get("train")
+            row["data_path"] = run_data or (row["dataset"] or {}).get("source")
             chain.append(row)
             parent = row["parent_id"]
             rows = self._rows("SELECT * FROM bundles WHERE id=?", (parent,)) if parent else []

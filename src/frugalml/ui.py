@@ -65,7 +65,10 @@ def command_name() -> str:
     found = shutil.which("frugalml")
     if found and Path(found).resolve() == me:
         return "frugalml"
-    return os.path.relpath(me) if me.exists() else "frugalml"
+    if not me.exists():
+        return "frugalml"
+    relative = os.path.relpath(me)  # the shorter to copy, unless it climbs out of this folder
+    return str(me) if relative.startswith("..") else relative
 
 
 def emit_json(document: Any) -> None:

@@ -10,7 +10,7 @@ from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
 from frugalml.evaluate import EvalReport, evaluate
 from frugalml.progress import Reporter
-from frugalml.registry import Registry, resolve_bundle
+from frugalml.registry import Registry, resolve_bundle, run_path
 from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
@@ -41,7 +41,7 @@ def tune_and_register(
     registry = open_registry(settings)
     registry.add_dataset(train)
     run_id = registry.start_run(
-        "tune", {**asdict(config), "train": str(train_path), "eval": str(eval_path or "")}, train.sha256
+        "tune", {**asdict(config), "train": run_path(train_path), "eval": run_path(eval_path)}, train.sha256
     )
     try:
         result = tune(train, config, reporter)

@@ -152,6 +152,9 @@ def predict(
     from frugalml.runtime.predictor import top_predictions
     from frugalml.workflows import open_registry
 
+    blank = [str(i) for i, text in enumerate(texts, 1) if not text.strip()]
+    if blank:  # as in data files: an empty text has no label to give
+        raise FrugalError(f"text {', '.join(blank)} is empty")
     predictor = load_predictor(resolve_bundle(bundle, open_registry()))
     predictions = top_predictions(predictor.labels, predictor.predict_proba(texts))
     if json:

@@ -69,7 +69,7 @@ def models_show(
             r["id"],
             r["method"],
             r["format"],
-            (r["dataset"] or {}).get("source"),
+            r["data_path"],
             (r["dataset"] or {}).get("sha256", "")[:12],
             r["run_id"],
         )

@@ -30,7 +30,7 @@ from frugalml.data import load_dataset
 from frugalml.errors import FrugalError, check_ranges
 from frugalml.models import FrugalTextClassifierConfig
 from frugalml.progress import Reporter, SilentReporter
-from frugalml.registry import Registry, resolve_bundle
+from frugalml.registry import Registry, resolve_bundle, run_path
 from frugalml.settings import Settings, get_settings
 
 MEASURED = ("accuracy", "macro_f1", "p50_ms", "p90_ms", "batch32_per_s", "peak_rss_mb")
@@ -88,7 +88,12 @@ def compress_and_register(
         unlabelled = load_dataset(unlabelled_path, require_labels=False, **text_column).texts
     registry.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
-    run_config = {**asdict(config), "bundle": baseline.id, "train": str(train_path), "eval": str(eval_path)}
+    run_config = {
+        **asdict(config),
+        "bundle": baseline.id,
+        "train": run_path(train_path),
+        "eval": run_path(eval_path),
+    }
     plan = _plan(baseline, config)  # before the run starts: a plan that fails records no run
     run_id = registry.start_run("compress", run_config, train.sha256)
     context = CompressContext(settings.bundles_dir, train, baseline, unlabelled, config.seed, reporter)

@@ -58,6 +58,8 @@ def _ia3_config(options: dict) -> object:
 
     return IA3Config(
         task_type=TaskType.SEQ_CLS,
+        # "output.dense" matches the FFN's and the attention's output projections (by suffix):
+        # IA3 scales the input of each, and the keys and values.
         target_modules=["key", "value", "output.dense"],
         feedforward_modules=["output.dense"],
         modules_to_save=["classifier"],

@@ -59,7 +59,10 @@ class TuneConfig:
 
     def __post_init__(self):
         if self.class_weight not in CLASS_WEIGHTS:
-            raise FrugalError(f"class_weight must be one of {CLASS_WEIGHTS}; got {self.class_weight!r}")
+            raise FrugalError(
+                "class weight must be 'balanced', or not given (every row the same); "
+                f"got {self.class_weight!r}"
+            )
         checks = {
             "batch_size": self.batch_size >= 1,
             "seed": 0 <= self.seed < 2**32,
