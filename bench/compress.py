@@ -170,7 +170,13 @@ def remeasure(rounds: int, threads: int) -> None:
     chosen = select_candidate(accuracy, size, latency, teacher["accuracy"], document["max_drop"])
     document["selected"] = entries[chosen]
     document["goal"]["met"] = goal_met(document["selected"])
-    document["remeasured"] = {"rounds": rounds, "threads": threads, "statistic": "median"}
+    policy = runs[teacher["bundle_id"]][0]["omp_wait_policy"]  # as `frugalml serve` runs models
+    document["remeasured"] = {
+        "rounds": rounds,
+        "threads": threads,
+        "statistic": "median",
+        "omp_wait_policy": policy,
+    }
     document["rows"] = rows(document)
     save(document)
     print(markdown_table(COLUMNS, document["rows"]))
