@@ -221,7 +221,7 @@ def main() -> None:
     os.environ["FRUGALML_HOME"] = str(HOME)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from frugalml.cli import quiet_libraries
+    from frugalml.ui import quiet_libraries
 
     quiet_libraries()
     if args.remeasure:

@@ -84,6 +84,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(bundle_path, tmp_path):
         process.kill()
     assert answers and answers[0].status_code == 200, stderr[-2000:]
     assert process.returncode == 0, stderr[-2000:]
+    assert "Loading weights" not in stderr  # workers are as quiet as the CLI: no progress bars
     logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r["path"] == "/v1/predict" and r["status"] == 200 and r["request_id"] for r in logged)
     with pytest.raises(httpx.TransportError):
@@ -105,3 +106,4 @@ def test_worker_processes_report_one_merged_set_of_metrics(bundle_path, tmp_path
         assert metric(text, "frugalml_batch_size_count", model="train") == 12
         assert metric(text, "frugalml_model_info", model="train") == 1
     assert process.returncode == 0, stderr[-2000:]
+    assert "Loading weights" not in stderr  # workers are as quiet as the CLI: no progress bars

@@ -100,3 +100,15 @@ def human_bytes(count: float) -> str:
             return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
     return f"{count:.1f} GB"
+
+
+def quiet_libraries() -> None:
+    """Silence library chatter (weight-loading bars, deprecation notes) on the user's terminal."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -64,17 +64,5 @@ app = _App(
 )
 
 
-def quiet_libraries() -> None:
-    """Silence library chatter (weight-loading bars, deprecation notes) on the user's terminal."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 # Stage modules register their commands on import.
 from frugalml.cli import compress, core, label, models, serve  # noqa: E402,F401

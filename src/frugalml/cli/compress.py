@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.cli import Json, LabelColumn, TextColumn, app
 from frugalml.names import split_names
 
 DRIFT_WARNING = 0.15
@@ -66,7 +66,7 @@ def compress(
     and predict load as they are. The report (JSON, Markdown table, PNG plot) is written to --out
     (default: FRUGALML_HOME/reports/RUN_ID).
     """
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.compress.search import DEFAULT_TECHNIQUES
     from frugalml.compress.workflow import CompressConfig, compress_and_register
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.cli import Json, LabelColumn, TextColumn, app
 from frugalml.errors import FrugalError
 
 
@@ -45,7 +45,7 @@ def tune(
     head trains only a classifier on the frozen encoder (seconds to a minute); lora, ia3 and full
     also adapt the encoder, starting from that head, with early stopping on a validation split.
     """
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.tune import TuneConfig
     from frugalml.workflows import tune_and_register
 
@@ -101,7 +101,7 @@ def eval_command(
     json: Json = False,
 ) -> None:
     """Accuracy, macro-F1 and per-class scores of a bundle on labelled data."""
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.evaluate import plot_confusion
     from frugalml.workflows import evaluate_bundle
 
@@ -146,7 +146,7 @@ def predict(
     json: Json = False,
 ) -> None:
     """Classify texts given on the command line."""
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.registry import resolve_bundle
     from frugalml.runtime import load_predictor
     from frugalml.runtime.predictor import top_predictions
@@ -178,7 +178,7 @@ def run(
     json: Json = False,
 ) -> None:
     """Run a pipeline; steps whose inputs are unchanged are reused from the cache."""
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.pipeline import run_pipeline
 
     def show(step) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app, quiet_libraries
+from frugalml.cli import Json, LabelColumn, TextColumn, app
 from frugalml.label.active import DEFAULT_STRATEGY
 
 label_app = typer.Typer(
@@ -73,7 +73,7 @@ def auto(
     model for --rounds rounds. Writes the labelled rows (label, confidence, source human/auto)
     and a review queue of the rest, most confident first.
     """
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.label.workflows import AutoLabelConfig, auto_label_files, parse_labels
 
     out = out or Path(f"{unlabelled.stem}.labelled.csv")
@@ -156,7 +156,7 @@ def suggest(
     work from nothing, for a cold start.
     Never suggests a labelled row or a near-duplicate of one, or two near-duplicates.
     """
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.label.embeddings import Encoder
     from frugalml.label.workflows import parse_labels, suggest_files
 
@@ -236,7 +236,7 @@ def issues(
     json: Json = False,
 ) -> None:
     """Likely label errors with a suggested label (cleanlab), conflicting near-duplicates, outliers."""
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.data import load_dataset
     from frugalml.label.embeddings import Encoder
     from frugalml.label.workflows import REPORT_SUFFIXES, check_outputs, label_issues, write_issues_report

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import app, quiet_libraries
+from frugalml.cli import app
 from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
@@ -74,7 +74,7 @@ def serve(
     """
     for name, value in INFERENCE_ENV.items():  # before torch is imported
         os.environ.setdefault(name, value)
-    quiet_libraries()
+    ui.quiet_libraries()
     from frugalml.registry import resolve_bundle
     from frugalml.serve.catalog import check_model_name
     from frugalml.serve.config import ServeConfig

@@ -18,6 +18,7 @@ import uvicorn
 
 from frugalml.monitor.metrics import MULTIPROC_ENV
 from frugalml.serve.config import ServeConfig
+from frugalml.ui import quiet_libraries
 
 SPEC_ENV = "FRUGALML_SERVE_SPEC"
 
@@ -79,6 +80,7 @@ def build_app(spec: ServeSpec):
 
 def app_from_env():
     """uvicorn factory for worker processes."""
+    quiet_libraries()  # a worker is a fresh interpreter: the CLI's settings did not carry over
     return build_app(ServeSpec.from_json(os.environ[SPEC_ENV]))
 
 
