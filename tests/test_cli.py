@@ -107,7 +107,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "missing.csv"], "missing.csv: no such file or directory"),
         (["tune", "miss[/b]ing.csv"], "miss[/b]ing.csv: no such file"),  # not console markup
         (["tune", "{train}", "--method", "magic"], "unknown method 'magic'"),
-        (["tune", "{train}", "--class-weight", "equal"], "class weight must be 'balanced', or not given"),
+        (["tune", "{train}", "--class-weight", "equal"], "class weight must be 'balanced', or none"),
         (["predict", "nobundle", "hello", "  "], "text 2 is empty"),  # before the bundle is looked up
         (["tune", "{single}"], "needs at least 2 classes"),
         (["tune", "{train}", "--batch-size", "0"], "tune settings out of range: batch_size=0"),
@@ -169,9 +169,11 @@ def test_serve_refuses_a_bundle_twice_a_bad_name_a_taken_port_or_an_empty_key_be
         assert code == 2 and "'team/intent' cannot be served" in err and "Traceback" not in err
         code, _, err = run_cli(capsys, "serve", bundle, "--port", port)  # before loading, exit 2
         assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+        code, _, err = run_cli(capsys, "serve", bundle, "--host", "", "--port", port)  # every interface
+        assert code == 2 and f"cannot listen on 0.0.0.0:{port}" in err
         monkeypatch.setenv("FRUGALML_API_KEY", "")  # say, a secret that was never filled in
         code, _, err = run_cli(capsys, "serve", bundle, "--port", port)
-        assert code == 2 and "the API key is empty" in err and "Traceback" not in err
+        assert code == 2 and "--api-key (or FRUGALML_API_KEY) is empty" in err and "Traceback" not in err
 
 
 def test_serve_checks_its_options_before_it_looks_for_a_bundle(capsys, home):
@@ -222,12 +224,19 @@ def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base
 
 
 def test_hints_name_the_command_as_it_can_be_typed_again(monkeypatch, tmp_path):
-    command = Path(sys.executable).with_name("frugalml").resolve()  # the installed command
+    command = tmp_path / "venv" / "bin" / "frugalml"  # an installed command off the PATH
+    command.parent.mkdir(parents=True)
+    command.write_text("#!/bin/sh\n")
+    command.chmod(0o755)
     monkeypatch.setattr(sys, "argv", [str(command)])
     monkeypatch.setenv("PATH", "")
-    monkeypatch.chdir(tmp_path)  # elsewhere: a relative path would climb out with ../../
-    assert ui.command_name() == str(command)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a relative path would climb out with ../
+    assert ui.command_name() == str(command.resolve())
     monkeypatch.chdir(command.parent.parent)
     assert ui.command_name() == os.path.join("bin", "frugalml")
+    monkeypatch.chdir(command.parent)  # a bare name would be looked up on PATH instead
+    assert ui.command_name() == os.path.join(".", "frugalml")
     monkeypatch.setenv("PATH", str(command.parent))
     assert ui.command_name() == "frugalml"

@@ -153,7 +153,7 @@ steps:
       bundle: "${{tune.bundle_id}}"
       train: train.csv
       eval: test.csv
-      techniques: onnx
+      techniques: [onnx]
       threads: 1
       latency_runs: 5
       measure_seconds: 0.05
@@ -172,3 +172,11 @@ def test_compress_pipeline_step_outputs_the_selected_bundle_and_caches(
     assert {"accuracy", "size_bytes", "report"} <= outputs.keys()
     again = run_pipeline(spec)
     assert [s.cached for s in again.steps] == [True, True]
+
+
+def test_compress_step_takes_techniques_as_a_list_or_comma_separated():
+    from frugalml.compress.steps import step_config
+
+    inputs = {"bundle": "b", "train": "t.csv", "eval": "e.csv"}
+    for given in (["onnx", "int8"], "onnx, int8", "onnx,int8"):
+        assert step_config({**inputs, "techniques": given}).techniques == ("onnx", "int8")

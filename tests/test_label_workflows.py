@@ -518,9 +518,12 @@ def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base
         ]
     # A budget over what the pool holds: fewer rows, and the summary says why.
     summary = ok_json("label", "suggest", pool, "--budget", "500", "--base", tiny_base, "--labels", "a,b")
-    assert summary["suggested"] < 500 and summary["notes"][0].startswith(
+    near_copies = 30 - summary["suggested"]
+    expected = (
         f"suggested {summary['suggested']} of the 500 rows asked: the pool has 30 rows not labelled yet"
     )
+    expected += f", and {near_copies} of them are near-duplicates" if near_copies else ""
+    assert summary["notes"][0].startswith(expected)
     for strategy in ("margin", "entropy"):
         code, output = invoke(
             "label", "suggest", pool, "--budget", "5", "--strategy", strategy, "--base", tiny_base

@@ -343,7 +343,7 @@ def test_clients_told_to_retry_after_one_second_come_back_spread_out():
         long_waits = [client.retry.delay(0, "60") for _ in range(20)]
     assert all(1 <= w <= 1.5 for w in waits)  # never sooner than the server asked
     assert np.std(waits) > 0.1  # not all at once: 20 clients in lock-step overloaded a queue again
-    assert all(5.0 <= w <= 7.5 for w in long_waits)  # capped at max_backoff, then spread
+    assert all(5.0 / 1.5 <= w <= 5.0 for w in long_waits)  # within max_backoff, still spread
 
 
 def test_deadline_gives_504_and_expired_requests_cost_no_model_time(predictor):
@@ -472,7 +472,7 @@ def test_api_key_guards_inference_routes_only(predictor):
     with pytest.raises(ValueError, match="line break"):
         fc.Client("http://127.0.0.1:1", api_key="s3c\nret")  # was reported as Unreachable
     for empty in ("", " \n"):  # an empty secret fails closed instead of opening the routes
-        with pytest.raises(ValueError, match="API key is empty"):
+        with pytest.raises(ValueError, match="api_key is empty"):
             ServeConfig(api_key=empty)
 
 
@@ -608,8 +608,9 @@ def test_clients_reach_a_model_whose_name_needs_escaping_and_a_slash_is_refused(
                 return await client.infer(name, request)
 
         assert asyncio.run(infer_async())["model_name"] == name
-    with pytest.raises(FrugalError, match="without '/'"):
-        create_app([("team/intent", predictor)])
+    for unreachable in ("team/intent", "..", "."):  # "." and ".." vanish from a URL path
+        with pytest.raises(FrugalError, match="cannot be served"):
+            create_app([(unreachable, predictor)])
 
 
 def test_queue_depth_of_a_model_adds_up_its_versions(predictor):

@@ -68,9 +68,10 @@ class _Retry:
     def delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds before retry number `attempt` (0-based): Retry-After if given, else back-off."""
         # Jitter, so that many clients told to wait together do not come back in lock-step:
-        # up to half as long again past Retry-After; full jitter for the back-off.
+        # up to half as long again past Retry-After (all within max_backoff); full jitter for
+        # the back-off.
         if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), self.max_backoff) * random.uniform(1, 1.5)
+            return min(float(retry_after), self.max_backoff / 1.5) * random.uniform(1, 1.5)
         return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
 

@@ -161,6 +161,7 @@ def _resolve(
 
             def lookup(match: re.Match) -> str:
                 ref, key = match.groups()
+                # load_pipeline has checked that `ref` names an earlier step.
                 if key not in done[ref]:
                     raise FrugalError(
                         f"step {step_id!r}: unknown reference ${{{ref}.{key}}}; step {ref!r} has the "

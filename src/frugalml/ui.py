@@ -68,7 +68,9 @@ def command_name() -> str:
     if not me.exists():
         return "frugalml"
     relative = os.path.relpath(me)  # the shorter to copy, unless it climbs out of this folder
-    return str(me) if relative.startswith("..") else relative
+    if relative.startswith(".."):
+        return str(me)
+    return relative if os.sep in relative else os.path.join(".", relative)  # not looked up on PATH
 
 
 def emit_json(document: Any) -> None:

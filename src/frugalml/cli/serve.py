@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -14,6 +15,8 @@ from frugalml.cli import app
 from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
+API_KEY_ENV = "FRUGALML_API_KEY"
+
 
 @app.command()
 def serve(
@@ -24,7 +27,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; loopback unless you mean otherwise.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, each with its own model copy.")] = 1,
     threads: Annotated[
         int | None,
@@ -58,9 +61,7 @@ def serve(
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
     api_key: Annotated[
         str | None,
-        typer.Option(
-            envvar="FRUGALML_API_KEY", help="Require 'Authorization: Bearer KEY' on inference routes."
-        ),
+        typer.Option(envvar=API_KEY_ENV, help="Require 'Authorization: Bearer KEY' on inference routes."),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     drain: Annotated[
@@ -96,7 +97,7 @@ def serve(
             max_items=max_items,
             max_text_chars=max_text_chars,
             # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
-            api_key=os.environ.get("FRUGALML_API_KEY") if api_key is None else api_key,
+            api_key=os.environ.get(API_KEY_ENV) if api_key is None else api_key,
             access_log=access_log,
         )
     except ValueError as exc:
@@ -128,24 +129,28 @@ def serve(
     run_server(spec, host=host, port=port, workers=workers, drain_s=drain)
 
 
-_FIELDS = ("max_batch_size", "max_wait_ms", "max_queue", "max_items", "max_body_bytes", "max_text_chars",
-           "timeout_s", "parallel")  # fmt: skip
-
-
 def _as_options(message: str) -> str:
     """ServeConfig's messages name its fields; say the options that set them instead."""
-    option = lambda match: "--" + match.group().removesuffix("_s").replace("_", "-")  # noqa: E731
-    return re.sub(r"\b(" + "|".join(_FIELDS) + r")\b", option, message)
+    from frugalml.serve.config import ServeConfig
+
+    def option(match: re.Match) -> str:
+        name = match.group()
+        if name == "api_key":
+            return f"--api-key (or {API_KEY_ENV})"
+        return "--" + name.removesuffix("_s").replace("_", "-")  # timeout_s is --timeout
+
+    names = "|".join(field.name for field in dataclasses.fields(ServeConfig))
+    return re.sub(rf"\b({names})\b", option, message)
 
 
 def _check_port(host: str, port: int) -> None:
-    """Refuse a port that is taken before any model loads (uvicorn would say so after)."""
-    if port == 0:
-        return
+    """Refuse a port that is taken before any model loads (uvicorn would say so after), binding
+    as uvicorn's workers do: IPv6 when the host has a colon, else IPv4; "" is every interface."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind(address)
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
     except OSError as exc:
-        raise FrugalError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+        raise FrugalError(f"cannot listen on {where}: {exc.strerror or exc}") from None

@@ -20,15 +20,20 @@ from frugalml.steps import COLUMN_KEYS
 INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
 
 
+def step_config(args: dict[str, Any]) -> CompressConfig:
+    """The step's settings as a CompressConfig; techniques as a list or comma-separated."""
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    if "techniques" in settings:
+        settings["techniques"] = tuple(split_names(settings["techniques"]))
+    return config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
+
+
 @step("compress")
 def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     missing = {"bundle", "train", "eval"} - args.keys()
     if missing:
         raise FrugalError(f"compress step: missing {sorted(missing)}")
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-    if "techniques" in settings:  # a list, or comma-separated as on the command line
-        settings["techniques"] = tuple(split_names(settings["techniques"]))
-    config = config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
+    config = step_config(args)
     result = compress_and_register(
         args["bundle"],
         args["train"],

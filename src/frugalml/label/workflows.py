@@ -490,11 +490,13 @@ def _suggest_notes(
 ) -> list[str]:
     notes = []
     if suggested < budget:
-        notes.append(
-            f"suggested {suggested} of the {budget} rows asked: the pool has {unlabelled} rows not "
-            f"labelled yet, and the others of them are near-duplicates (similarity >= {dup_threshold}) "
-            "of a row picked or labelled"
-        )
+        why = f"the pool has {unlabelled} rows not labelled yet"
+        if suggested < unlabelled:
+            why += (
+                f", and {unlabelled - suggested} of them are near-duplicates (similarity >= "
+                f"{dup_threshold}) of a row picked or labelled"
+            )
+        notes.append(f"suggested {suggested} of the {budget} rows asked: {why}")
     if config_path is None:
         notes.append(
             "no Label Studio label config written: the label set is unknown without labelled rows "

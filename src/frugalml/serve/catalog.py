@@ -31,9 +31,10 @@ class ServedModel:
 
 def check_model_name(name: str) -> None:
     """Refuse a name that v2 routes cannot carry: they take it as one URL path segment."""
-    if not name or "/" in name:
+    if name in ("", ".", "..") or "/" in name:  # URLs resolve "." and ".." away
         raise FrugalError(
-            f"model name {name!r} cannot be served: a name must be non-empty and without '/' "
+            f"model name {name!r} cannot be served: a name must be non-empty, not '.' or '..', "
+            "and without '/' "
             "(serve the bundle as NAME=BUNDLE to give it another name)"
         )
 
@@ -48,13 +49,13 @@ class Catalog:
         config: ServeConfig,
     ):
         if not predictors:
-            raise ValueError("serve at least one model")
+            raise FrugalError("serve at least one model")
         self._by_name: dict[str, list[ServedModel]] = {}
         for name, predictor in predictors:
             check_model_name(name)
             version = predictor.bundle.id if predictor.bundle else "1"
             if any(m.version == version for m in self._by_name.get(name, [])):
-                raise ValueError(f"model {name!r} version {version} is listed twice")
+                raise FrugalError(f"model {name!r} version {version} is listed twice")
             batcher = Batcher(
                 predictor,
                 metrics,

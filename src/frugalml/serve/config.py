@@ -38,4 +38,4 @@ class ServeConfig:
             object.__setattr__(self, "api_key", self.api_key.strip())
             if not self.api_key:
                 # Fail closed: an empty secret must not quietly open the inference routes.
-                raise ValueError("the API key is empty; leave it unset to serve without a key")
+                raise ValueError("api_key is empty; leave it unset to serve without a key")

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 
 from frugalml.serve.config import ServeConfig
 
+INPUT_NAME = "text"  # a v2 text classifier's one input
+
 V2_OUTPUTS = ("label", "score", "probabilities")
 
 
@@ -108,7 +110,7 @@ def request_models(config: ServeConfig) -> RequestModels:
     infer_input = create_model(
         "InferInput",
         __config__=forbid,
-        name=(Literal["text"], Field(description="The model's one input, as its metadata names it.")),
+        name=(Literal[INPUT_NAME], Field(description="The model's one input, as its metadata names it.")),
         shape=(list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
         datatype=(Literal["BYTES"], ...),
         data=(texts, ...),

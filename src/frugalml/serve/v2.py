@@ -16,6 +16,7 @@ from frugalml.serve.errors import ApiError
 from frugalml.serve.http import body_schema, infer, json_response, parse_body, read_body, timeout_header
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import (
+    INPUT_NAME,
     InferenceResponse,
     Live,
     ModelMetadata,
@@ -35,7 +36,7 @@ def _metadata(model: ServedModel, versions: list[str]) -> dict:
         "name": model.name,
         "versions": versions,
         "platform": model.platform,
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "score", "datatype": "FP32", "shape": [-1]},

@@ -59,8 +59,9 @@ class TuneConfig:
 
     def __post_init__(self):
         if self.class_weight not in CLASS_WEIGHTS:
+            named = " or ".join(repr(w) for w in CLASS_WEIGHTS if w)
             raise FrugalError(
-                "class weight must be 'balanced', or not given (every row the same); "
+                f"class weight must be {named}, or none (every row weighs the same); "
                 f"got {self.class_weight!r}"
             )
         checks = {
