@@ -830,6 +830,25 @@ def test_label_augment_takes_operations_as_a_comma_separated_string_or_a_list(
     assert result.outputs("a")["synthetic"] > 0
 
 
+def test_a_relative_home_hands_later_steps_paths_they_can_open(files, tiny_base, monkeypatch, tmp_path):
+    # The default home, ./.frugalml, is relative; the pipeline file sits in another folder.
+    monkeypatch.delenv("FRUGALML_HOME", raising=False)
+    project = tmp_path / "examples"
+    project.mkdir()
+    for name in ("train.csv", "pool.csv"):
+        (project / name).write_bytes(files[name.removesuffix(".csv")].read_bytes())
+    spec = project / "p.yaml"
+    spec.write_text(
+        "steps:\n  - id: more\n    label_augment: {data: train.csv, per_row: 1}\n"
+        f"  - id: check\n    label_issues: {{data: '${{more.data}}', base: '{tiny_base}'}}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # as `make run` runs examples/quickstart.yaml from the repository
+    result = run_pipeline(spec.relative_to(tmp_path))
+    first = Path(result.outputs("more")["data"])
+    assert first.is_absolute() and first.is_relative_to(tmp_path / ".frugalml")
+    assert result.outputs("check")["rows"] == result.outputs("more")["rows"]  # it read that file
+
+
 def test_label_augment_refuses_operations_that_are_neither(files, home, tmp_path):
     with pytest.raises(FrugalError, match="a list of names or a comma-separated string"):
         run_steps(tmp_path, "  - id: a\n    label_augment: {data: train.csv, operations: 3}\n")

@@ -3,6 +3,7 @@
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # PyTorch's OpenMP threads busy-wait after each operation by default; beside an event loop and on
@@ -17,6 +18,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRUGALML_")
 
     home: Path = Path(".frugalml")  # holds the registry database and the bundle store
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, home: Path) -> Path:
+        # Absolute from the start: paths under it are handed on (pipeline step outputs, run
+        # configs) and read again from other folders, where a relative one names another file.
+        return home.expanduser().resolve()
 
     @cached_property
     def bundles_dir(self) -> Path:
