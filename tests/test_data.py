@@ -31,6 +31,31 @@ def test_csv_jsonl_parquet_and_hf_folder_load_the_same_rows(tmp_path):
     assert len({d.sha256 for d in loaded}) == 4  # content hashes differ per file
 
 
+def test_hf_folders_with_several_splits_are_refused_and_label_minus_one_is_no_label(tmp_path):
+    import datasets
+
+    frame = pd.DataFrame(make_rows(4, seed=0), columns=["text", "label"])
+    labelled = datasets.Dataset.from_pandas(frame).class_encode_column("label")
+    splits = datasets.DatasetDict({"train": labelled, "test": labelled.select(range(3))})
+    splits.save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(
+        DataError, match="holds the splits \\['test', 'train'\\]; point at one split's folder"
+    ):
+        load_dataset(tmp_path / "dd")  # it was the train split, even for eval
+    assert len(load_dataset(tmp_path / "dd" / "test")) == 3
+    datasets.DatasetDict({"train": labelled}).save_to_disk(str(tmp_path / "one"))
+    assert len(load_dataset(tmp_path / "one")) == 12
+
+    # Hugging Face marks a row without a label -1: no label, not a crash in int2str.
+    codes = labelled.cast_column("label", labelled.features["label"])
+    codes = codes.map(lambda row, i: {"label": -1 if i == 1 else row["label"]}, with_indices=True)
+    codes.save_to_disk(str(tmp_path / "pool"))
+    unlabelled, known = load_pool(tmp_path / "pool")
+    assert unlabelled.texts == [frame["text"][1]] and len(known) == 11
+    with pytest.raises(DataError, match="missing label"):
+        load_dataset(tmp_path / "pool")
+
+
 def test_explicit_columns_and_ids(tmp_path):
     path = tmp_path / "d.csv"
     pd.DataFrame({"uid": ["a", "b"], "body": ["x y", "z"], "y": [1, 2]}).to_csv(path, index=False)

@@ -192,13 +192,18 @@ def _read_hf_folder(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataError(f"{path}: not a Hugging Face datasets folder (save_to_disk output)") from None
     if isinstance(loaded, datasets.DatasetDict):
-        if "train" not in loaded:
-            raise DataError(f"{path}: has splits {sorted(loaded)}; point at one split's folder")
-        loaded = loaded["train"]
+        # Picking one of several splits for the user would score eval on training rows unseen.
+        if len(loaded) != 1:
+            first = sorted(loaded)[0]
+            raise DataError(
+                f"{path}: holds the splits {sorted(loaded)}; point at one split's folder, "
+                f"such as {path / first}"
+            )
+        (loaded,) = loaded.values()
     frame = loaded.to_pandas()
     for column, feature in loaded.features.items():
-        if isinstance(feature, datasets.ClassLabel):  # store class names, not integer codes
-            frame[column] = [feature.int2str(int(v)) for v in frame[column]]
+        if isinstance(feature, datasets.ClassLabel):  # class names, not integer codes; -1: none
+            frame[column] = [None if int(v) < 0 else feature.int2str(int(v)) for v in frame[column]]
     return frame
 
 
