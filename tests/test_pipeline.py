@@ -116,6 +116,23 @@ def test_a_reference_to_no_earlier_step_is_refused_before_any_step_runs(
         run_pipeline(spec)
 
 
+def test_a_misnamed_setting_in_a_late_step_is_refused_before_any_step_runs(
+    tmp_path, tiny_base, intent_files, home
+):
+    spec = tmp_path / "p.yaml"
+    train, test = intent_files["train"], intent_files["test"]
+    spec.write_text(
+        f"steps:\n  - id: tune\n    tune: {{train: {train}, base: {tiny_base}, method: head}}\n"
+        f"  - id: small\n    compress: {{bundle: '${{tune.bundle_id}}', train: {train}, eval: {test}, "
+        "maxdrop: 1}\n"
+    )
+    with pytest.raises(
+        FrugalError, match=re.escape("step 'small' (compress): unknown setting(s) ['maxdrop']")
+    ):
+        run_pipeline(spec)
+    assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())  # tune never ran
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -125,7 +142,8 @@ def test_a_reference_to_no_earlier_step_is_refused_before_any_step_runs(
             "steps:\n  - id: a\n    eval: {bundle: '${nope.bundle_id}', data: x.csv}",
             "refers to ${nope.bundle_id}, but no earlier step has the id 'nope' (earlier steps: none)",
         ),
-        ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown argument(s) ['learning_rate']"),
+        ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown setting(s) ['learning_rate']"),
+        ("steps:\n  - eval: {bundle: b1}", "step 'eval' (eval): missing ['data']"),
         ("steps:\n  - id: a\n    tune: {train: t.csv}\n  - id: a\n    tune: {train: t.csv}", "used twice"),
         ("steps:\n  - tune: train.csv", "takes its settings as a mapping"),
         ("steps:\n  - eval: {bundle: x, data: [a.csv, b.csv]}", "'data' is a path, not ['a.csv', 'b.csv']"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import UnionType
@@ -46,17 +46,34 @@ class StepContext:
 
 
 StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
-STEPS: dict[str, StepFunction] = {}
 
 
-def step(kind: str) -> Callable[[StepFunction], StepFunction]:
-    """Register a pipeline step kind; later stages add theirs the same way."""
+@dataclass(frozen=True)
+class StepKind:
+    run: StepFunction
+    required: frozenset[str]  # settings it cannot do without
+    allowed: frozenset[str]  # every setting it takes, the required ones included
+
+
+STEPS: dict[str, StepKind] = {}
+
+
+def step(
+    kind: str, required: Iterable[str] = (), optional: Iterable[str] = ()
+) -> Callable[[StepFunction], StepFunction]:
+    """Register a pipeline step kind and its settings; later stages add theirs the same way.
+    Settings are checked when the pipeline file is read, before any step runs."""
 
     def register(function: StepFunction) -> StepFunction:
-        STEPS[kind] = function
+        STEPS[kind] = StepKind(function, frozenset(required), frozenset(required) | frozenset(optional))
         return function
 
     return register
+
+
+def config_keys(config_type: type) -> set[str]:
+    """A config dataclass's fields: the settings a step built on it takes."""
+    return {f.name for f in fields(config_type)}
 
 
 @dataclass
@@ -98,6 +115,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         entry.setdefault("id", kinds[0])
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
+        _check_settings(path, entry["id"], kinds[0], entry[kinds[0]] or {})
         # Checked before anything runs: a typo must not cost the steps before it.
         for ref, key in REFERENCE.findall(_text_of(entry[kinds[0]])):
             if ref not in seen:
@@ -108,6 +126,15 @@ def load_pipeline(path: Path) -> dict[str, Any]:
                 )
         seen[entry["id"]] = None
     return spec
+
+
+def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
+    known = STEPS[kind]
+    missing = sorted(n for n in known.required if settings.get(n) in (None, ""))
+    unknown = sorted(set(settings) - known.allowed)
+    if missing or unknown:
+        problem = f"missing {missing}" if missing else f"unknown setting(s) {unknown}"
+        raise FrugalError(f"{path}: step {step_id!r} ({kind}): {problem}; it takes {sorted(known.allowed)}")
 
 
 def _text_of(value: Any) -> str:
@@ -143,7 +170,7 @@ def run_pipeline(
         outputs = None if force else registry.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
         if not cached:
-            outputs = STEPS[kind](args, context)
+            outputs = STEPS[kind].run(args, context)
             registry.cache_step(key, kind, outputs)
         step_result = StepResult(entry["id"], kind, outputs, cached)
         result.steps.append(step_result)

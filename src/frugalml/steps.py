@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugalml.errors import FrugalError
-from frugalml.pipeline import StepContext, config_from, step
+from frugalml.pipeline import StepContext, config_from, config_keys, step
 from frugalml.tune import TuneConfig
 from frugalml.workflows import evaluate_bundle, tune_and_register
 
@@ -16,10 +15,8 @@ def _columns(args: dict[str, Any]) -> dict[str, Any]:
     return {k: args[k] for k in COLUMN_KEYS if k in args}
 
 
-@step("tune")
+@step("tune", required={"train"}, optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS)
 def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    if "train" not in args:
-        raise FrugalError("tune step: 'train' (a data file) is required")
     config = config_from(args, TuneConfig, {"train", "eval", "name"} | COLUMN_KEYS)
     return tune_and_register(
         args["train"],
@@ -32,11 +29,8 @@ def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     )
 
 
-@step("eval")
+@step("eval", required={"bundle", "data"}, optional=COLUMN_KEYS)
 def eval_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    missing = {"bundle", "data"} - args.keys()
-    if missing:
-        raise FrugalError(f"eval step: missing {sorted(missing)}")
     bundle, report = evaluate_bundle(args["bundle"], args["data"], _columns(args), context.settings)
     # bundle_path: a cached result stands only while its bundle still loads (pipeline._still_valid).
     return {"bundle_id": bundle.id, "bundle_path": str(bundle.path), **report.summary()}

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from frugalml.compress.workflow import CompressConfig, compress_and_register
-from frugalml.errors import FrugalError
 from frugalml.names import split_names
-from frugalml.pipeline import StepContext, config_from, step
+from frugalml.pipeline import StepContext, config_from, config_keys, step
 from frugalml.steps import COLUMN_KEYS
 
 INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
@@ -28,11 +27,12 @@ def step_config(args: dict[str, Any]) -> CompressConfig:
     return config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
 
 
-@step("compress")
+@step(
+    "compress",
+    required={"bundle", "train", "eval"},
+    optional=config_keys(CompressConfig) | INPUTS | COLUMN_KEYS,
+)
 def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    missing = {"bundle", "train", "eval"} - args.keys()
-    if missing:
-        raise FrugalError(f"compress step: missing {sorted(missing)}")
     config = step_config(args)
     result = compress_and_register(
         args["bundle"],

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from frugalml.data import load_dataset
-from frugalml.errors import FrugalError
 from frugalml.hashing import sha256_path
 from frugalml.label.active import DEFAULT_STRATEGY
 from frugalml.label.embeddings import Encoder
@@ -35,21 +34,9 @@ from frugalml.label.workflows import (
     write_issues_report,
 )
 from frugalml.names import split_names
-from frugalml.pipeline import StepContext, config_from, step
+from frugalml.pipeline import StepContext, config_from, config_keys, step
 
 COLUMN_KEYS = ("text_column", "label_column", "id_column")
-
-
-def _require(kind: str, args: dict[str, Any], *names: str) -> None:
-    missing = [n for n in names if not args.get(n)]
-    if missing:
-        raise FrugalError(f"{kind} step: {', '.join(repr(m) for m in missing)} required")
-
-
-def _allow(kind: str, args: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(args) - allowed)
-    if unknown:
-        raise FrugalError(f"{kind} step: unknown argument(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def _columns(args: dict[str, Any]) -> dict[str, Any]:
@@ -70,11 +57,12 @@ def _encoder(args: dict[str, Any]) -> Encoder:
     return Encoder(base=args.get("base", "minilm"), bundle=args.get("bundle"))
 
 
-@step("label_auto")
+AUTO_FILES = {"labelled", "unlabelled", "out", "review", *COLUMN_KEYS}
+
+
+@step("label_auto", required={"labelled", "unlabelled"}, optional=config_keys(AutoLabelConfig) | AUTO_FILES)
 def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    _require("label_auto", args, "labelled", "unlabelled")
-    files = {"labelled", "unlabelled", "out", "review", *COLUMN_KEYS}
-    config = config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig, files)
+    config = config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig, AUTO_FILES)
     folder = _workdir("label_auto", args, context, [args["labelled"], args["unlabelled"]])
     out = Path(args.get("out") or folder / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
@@ -91,12 +79,10 @@ def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any
     return {**summary, "data": str(out)}
 
 
-@step("label_suggest")
-def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    _require("label_suggest", args, "pool", "budget")
-    allowed = {
-        "pool",
-        "budget",
+@step(
+    "label_suggest",
+    required={"pool", "budget"},
+    optional={
         "strategy",
         "labelled",
         "out",
@@ -106,8 +92,9 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
         "dup_threshold",
         "seed",
         *COLUMN_KEYS,
-    }
-    _allow("label_suggest", args, allowed)
+    },
+)
+def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     inputs = [args["pool"], *([args["labelled"]] if args.get("labelled") else [])]
     out = Path(args.get("out") or _workdir("label_suggest", args, context, inputs) / "tasks.json")
     summary = suggest_files(
@@ -126,23 +113,19 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
     return {k: v for k, v in summary.items() if k != "rows"} | {"ids": [r["id"] for r in summary["rows"]]}
 
 
-@step("label_import")
+@step("label_import", required={"data"}, optional={"out", "labels"})
 def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    _require("label_import", args, "data")
-    _allow("label_import", args, {"data", "out", "labels"})
     out = Path(args.get("out") or _workdir("label_import", args, context, [args["data"]]) / "imported.csv")
     summary = import_export(args["data"], out, parse_labels(args.get("labels")))
     return {**summary, "data": str(out)}
 
 
-@step("label_issues")
+@step(
+    "label_issues",
+    required={"data"},
+    optional={"report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
+)
 def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    _require("label_issues", args, "data")
-    _allow(
-        "label_issues",
-        args,
-        {"data", "report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
-    )
     path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
     check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
     data = load_dataset(args["data"], **_columns(args))
@@ -164,10 +147,8 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
     }
 
 
-@step("label_augment")
+@step("label_augment", required={"data"}, optional={"out", "per_row", "operations", "seed", *COLUMN_KEYS})
 def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    _require("label_augment", args, "data")
-    _allow("label_augment", args, {"data", "out", "per_row", "operations", "seed", *COLUMN_KEYS})
     out = Path(args.get("out") or _workdir("label_augment", args, context, [args["data"]]) / "augmented.csv")
     check_outputs([args["data"]], [out])
     data = load_dataset(args["data"], **_columns(args), require_labels=False)
