@@ -320,6 +320,14 @@ def test_outputs_keep_a_clashing_label_column_and_mixed_columns_fit_parquet(tiny
     auto_json(seed, pool, tiny_base, out, tmp_path / "r.csv", "--label-column", "intent")
     frame = pd.read_parquet(out)  # "0" from the CSV beside 1 from the JSONL: written as text
     assert frame["original_label"].iloc[0] == "x" and set(frame["priority"].dropna()) <= {"0", "1", "2"}
+    # JSONL objects and lists come back from a CSV as JSON (they were Python reprs: {'a': 1}).
+    nested = tmp_path / "nested.jsonl"
+    meta = {"src": "chat", "tags": [1, "ü"]}
+    nested.write_text("".join(json.dumps({"text": t, "meta": meta}) + "\n" for t, _ in make_rows(5, seed=3)))
+    csv_out = tmp_path / "nested_out.csv"
+    auto_json(seed, nested, tiny_base, csv_out, tmp_path / "r2.csv", "--label-column", "intent")
+    written = pd.concat([pd.read_csv(f, dtype=str) for f in (csv_out, tmp_path / "r2.csv")])["meta"].dropna()
+    assert len(written) == 15 and all(json.loads(cell) == meta for cell in written)  # every pool row
 
 
 def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_pool, home, tmp_path):

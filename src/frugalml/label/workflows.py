@@ -6,6 +6,7 @@ into arrays and results back into tables, checks the inputs, and writes every ou
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -82,7 +83,7 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
     _check_suffix(path, FRAME_SUFFIXES)
     with atomic_target(path) as temp:
         if suffix == ".csv":
-            frame.to_csv(temp, index=False)
+            frame.map(_nested_as_json).to_csv(temp, index=False)
         elif suffix == ".jsonl":
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:
@@ -97,8 +98,14 @@ def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
     for name in frame.select_dtypes(include="object").columns:
         present = [v for v in frame[name] if not _missing(v)]
         if len({type(v) for v in present}) > 1:
-            frame[name] = [None if _missing(v) else str(v) for v in frame[name]]
+            frame[name] = [None if _missing(v) else str(_nested_as_json(v)) for v in frame[name]]
     return frame
+
+
+def _nested_as_json(value: object) -> object:
+    """A JSONL object or list as JSON text, which a CSV or text cell holds and reads back
+    (Python's repr would not); any other value as it is."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
 
 def _missing(value: object) -> bool:
