@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sqlite3
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -328,6 +330,19 @@ def test_outputs_keep_a_clashing_label_column_and_mixed_columns_fit_parquet(tiny
     auto_json(seed, nested, tiny_base, csv_out, tmp_path / "r2.csv", "--label-column", "intent")
     written = pd.concat([pd.read_csv(f, dtype=str) for f in (csv_out, tmp_path / "r2.csv")])["meta"].dropna()
     assert len(written) == 15 and all(json.loads(cell) == meta for cell in written)  # every pool row
+    # To Parquet (pyarrow refuses [1, "ü"] as a list), and from Parquet, whose structs hold arrays.
+    parquet_out = tmp_path / "nested_out.parquet"
+    auto_json(seed, nested, tiny_base, parquet_out, tmp_path / "r3.parquet", "--label-column", "intent")
+    assert json.loads(pd.read_parquet(parquet_out)["meta"].dropna().iloc[0]) == meta
+    struct_pool = tmp_path / "struct.parquet"
+    pd.DataFrame({"text": [t for t, _ in make_rows(5, seed=3)], "meta": [{"tags": [1, 2]}] * 15}).to_parquet(
+        struct_pool
+    )
+    auto_json(
+        seed, struct_pool, tiny_base, tmp_path / "s.csv", tmp_path / "rs.csv", "--label-column", "intent"
+    )
+    cells = pd.concat([pd.read_csv(f, dtype=str) for f in (tmp_path / "s.csv", tmp_path / "rs.csv")])["meta"]
+    assert all(json.loads(cell) == {"tags": [1, 2]} for cell in cells.dropna()) and cells.notna().sum() == 15
 
 
 def test_auto_on_its_own_output_keeps_its_human_rows_once(tiny_base, seed_and_pool, home, tmp_path):
@@ -855,6 +870,19 @@ def test_a_relative_home_hands_later_steps_paths_they_can_open(files, tiny_base,
     first = Path(result.outputs("more")["data"])
     assert first.is_absolute() and first.is_relative_to(tmp_path / ".frugalml")
     assert result.outputs("check")["rows"] == result.outputs("more")["rows"]  # it read that file
+
+
+def test_a_cached_step_with_a_relative_output_path_runs_again(files, home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    steps = "  - id: more\n    label_augment: {data: train.csv, per_row: 1}\n"
+    first = Path(run_steps(tmp_path, steps).outputs("more")["data"])
+    # As a run before FRUGALML_HOME was made absolute cached it: relative to the working folder.
+    with sqlite3.connect(home / "registry.sqlite") as db:
+        for key, outputs in db.execute("SELECT key, outputs FROM steps").fetchall():
+            relative = {**json.loads(outputs), "data": os.path.relpath(first)}
+            db.execute("UPDATE steps SET outputs=? WHERE key=?", (json.dumps(relative), key))
+    again = run_steps(tmp_path, steps)
+    assert not again.steps[0].cached and Path(again.outputs("more")["data"]).is_absolute()
 
 
 def test_label_augment_refuses_operations_that_are_neither(files, home, tmp_path):

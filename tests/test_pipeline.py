@@ -144,6 +144,7 @@ def test_a_misnamed_setting_in_a_late_step_is_refused_before_any_step_runs(
         ),
         ("steps:\n  - tune: {train: train.csv, learning_rate: 3}", "unknown setting(s) ['learning_rate']"),
         ("steps:\n  - eval: {bundle: b1}", "step 'eval' (eval): missing ['data']"),
+        ("steps:\n  - eval: {bundle: b1, dat: x.csv}", "missing ['data'], unknown setting(s) ['dat']"),
         ("steps:\n  - id: a\n    tune: {train: t.csv}\n  - id: a\n    tune: {train: t.csv}", "used twice"),
         ("steps:\n  - tune: train.csv", "takes its settings as a mapping"),
         ("steps:\n  - eval: {bundle: x, data: [a.csv, b.csv]}", "'data' is a path, not ['a.csv', 'b.csv']"),

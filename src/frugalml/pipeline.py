@@ -52,20 +52,22 @@ StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
 class StepKind:
     run: StepFunction
     required: frozenset[str]  # settings it cannot do without
-    allowed: frozenset[str]  # every setting it takes, the required ones included
+    allowed: frozenset[str] | None  # every setting it takes, the required ones included; None: any
 
 
 STEPS: dict[str, StepKind] = {}
 
 
 def step(
-    kind: str, required: Iterable[str] = (), optional: Iterable[str] = ()
+    kind: str, required: Iterable[str] = (), optional: Iterable[str] | None = None
 ) -> Callable[[StepFunction], StepFunction]:
     """Register a pipeline step kind and its settings; later stages add theirs the same way.
-    Settings are checked when the pipeline file is read, before any step runs."""
+    Settings are checked when the pipeline file is read, before any step runs (without
+    `optional`, only the required ones)."""
 
     def register(function: StepFunction) -> StepFunction:
-        STEPS[kind] = StepKind(function, frozenset(required), frozenset(required) | frozenset(optional))
+        allowed = None if optional is None else frozenset(required) | frozenset(optional)
+        STEPS[kind] = StepKind(function, frozenset(required), allowed)
         return function
 
     return register
@@ -131,10 +133,11 @@ def load_pipeline(path: Path) -> dict[str, Any]:
 def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
     known = STEPS[kind]
     missing = sorted(n for n in known.required if settings.get(n) in (None, ""))
-    unknown = sorted(set(settings) - known.allowed)
-    if missing or unknown:
-        problem = f"missing {missing}" if missing else f"unknown setting(s) {unknown}"
-        raise FrugalError(f"{path}: step {step_id!r} ({kind}): {problem}; it takes {sorted(known.allowed)}")
+    unknown = sorted(set(settings) - known.allowed) if known.allowed is not None else []
+    problems = [f"missing {missing}"] * bool(missing) + [f"unknown setting(s) {unknown}"] * bool(unknown)
+    if problems:
+        takes = f"; it takes {sorted(known.allowed)}" if known.allowed is not None else ""
+        raise FrugalError(f"{path}: step {step_id!r} ({kind}): {', '.join(problems)}{takes}")
 
 
 def _text_of(value: Any) -> str:
@@ -237,8 +240,11 @@ FILE_OUTPUTS = ("data", "out", "review_out", "report", "tasks", "label_config")
 
 
 def _still_valid(outputs: dict[str, Any]) -> bool:
-    """A cached step is reused only if what it wrote is still there (and bundles still verify)."""
-    if any(isinstance(outputs.get(k), str) and not Path(outputs[k]).exists() for k in FILE_OUTPUTS):
+    """A cached step is reused only if what it wrote is still there (and bundles still verify).
+    A relative path (cached before FRUGALML_HOME was made absolute) would be read from the wrong
+    folder by the next step: the step runs again."""
+    written = [outputs[k] for k in FILE_OUTPUTS if isinstance(outputs.get(k), str)]
+    if not all(Path(p).is_absolute() and Path(p).exists() for p in written):
         return False
     if "bundle_path" not in outputs:
         return True

@@ -93,19 +93,24 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
 
 def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
     """Parquet holds one type per column: a column of mixed values (say text cells of a CSV
-    beside numbers of a JSONL) is written as text."""
+    beside numbers of a JSONL) is written as text, and objects and lists as JSON text (pyarrow
+    refuses a list of mixed types)."""
     frame = frame.copy()
     for name in frame.select_dtypes(include="object").columns:
         present = [v for v in frame[name] if not _missing(v)]
-        if len({type(v) for v in present}) > 1:
+        nested = any(isinstance(v, dict | list | np.ndarray) for v in present)
+        if nested or len({type(v) for v in present}) > 1:
             frame[name] = [None if _missing(v) else str(_nested_as_json(v)) for v in frame[name]]
     return frame
 
 
 def _nested_as_json(value: object) -> object:
-    """A JSONL object or list as JSON text, which a CSV or text cell holds and reads back
-    (Python's repr would not); any other value as it is."""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+    """An object or list cell (JSONL, or Parquet's structs and arrays) as JSON text, which a CSV
+    or text cell holds and reads back (Python's repr would not); any other value as it is."""
+    if not isinstance(value, dict | list | np.ndarray):
+        return value
+    plain = lambda o: o.tolist() if hasattr(o, "tolist") else str(o)  # noqa: E731  (numpy inside)
+    return json.dumps(value, ensure_ascii=False, default=plain)
 
 
 def _missing(value: object) -> bool:
