@@ -94,7 +94,7 @@ def test_a_partly_labelled_pool_splits_into_rows_to_label_and_labelled_rows(tmp_
     with pytest.raises(DataError, match=r"dup.csv: duplicate id\(s\) \['u1'\]"):  # across the two parts
         load_pool(tmp_path / "dup.csv")
     write_csv(tmp_path / "gap.csv", [("a", "x"), ("b", ""), ("  ", "")])
-    with pytest.raises(DataError, match=r"empty text in row\(s\) 2$"):  # the file's row, not the part's
+    with pytest.raises(DataError, match=r"empty text in row\(s\) 2 \(data rows from 0\)$"):  # the file's row, not the part's
         load_pool(tmp_path / "gap.csv")
 
 
@@ -121,12 +121,12 @@ def test_a_pool_label_column_is_the_named_one_when_a_name_is_given(tmp_path):
         (b"a,b\n1,2\n", ".csv", "no text column found"),
         (b"text\nhello\n", ".csv", "no label column found"),
         (b"text,label\nok,\n", ".csv", "missing label in row(s) 0"),
-        (b"text,label\n  ,x\n", ".csv", "empty text in row(s) 0"),
+        (b"text,label\nok,x\n  ,x\n", ".csv", "empty text in row(s) 1 (data rows from 0)"),  # file line 3
         (b"text,label\ncaf\xe9,x\n", ".csv", "not valid UTF-8"),
         (b'{"text": "a", "label": "x"}\n{broken\n', ".jsonl", "cannot be read as jsonl"),
         (b"not parquet at all", ".parquet", "cannot be read as parquet"),
         (b"whatever", ".xlsx", "unknown format '.xlsx'"),
-        (b"id,text,label\n,hello,x\nq2,hi,y\n", ".csv", "empty id in row(s) 0 of column 'id'"),
+        (b"id,text,label\n,hello,x\nq2,hi,y\n", ".csv", "empty id in row(s) 0 (data rows from 0) of column 'id'"),
         (b"id,text,label\n1,a,x\n1,b,y\n", ".csv", "duplicate id"),
     ],
 )

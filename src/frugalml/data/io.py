@@ -242,7 +242,8 @@ def _label_str(value: object) -> str:
 
 def _rows(mask: pd.Series) -> str:
     rows = [str(i) for i in mask[mask].index[:5]]
-    return ", ".join(rows) + (" ..." if int(mask.sum()) > 5 else "")
+    # Counted as row-number ids are: from 0, over data rows (a CSV's header is no row).
+    return ", ".join(rows) + (" ..." if int(mask.sum()) > 5 else "") + " (data rows from 0)"
 
 
 @contextmanager
