@@ -134,7 +134,11 @@ def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any
     known = STEPS[kind]
     missing = sorted(n for n in known.required if settings.get(n) in (None, ""))
     unknown = sorted(set(settings) - known.allowed) if known.allowed is not None else []
-    problems = [f"missing {missing}"] * bool(missing) + [f"unknown setting(s) {unknown}"] * bool(unknown)
+    problems = []
+    if missing:
+        problems.append(f"missing {missing}")
+    if unknown:
+        problems.append(f"unknown setting(s) {unknown}")
     if problems:
         takes = f"; it takes {sorted(known.allowed)}" if known.allowed is not None else ""
         raise FrugalError(f"{path}: step {step_id!r} ({kind}): {', '.join(problems)}{takes}")
