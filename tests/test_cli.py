@@ -110,7 +110,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "{train}", "--class-weight", "equal"], "class weight must be 'balanced', or none"),
         (["predict", "nobundle", "hello", "  "], "text 2 is empty"),  # before the bundle is looked up
         (["tune", "{single}"], "needs at least 2 classes"),
-        (["tune", "{train}", "--batch-size", "0"], "tune settings out of range: batch_size=0"),
+        (["tune", "{train}", "--batch-size", "0"], "out of range: batch_size=0 (batch_size >= 1, 0 <= seed"),
         (["tune", "{train}", "--seed", "-1"], "tune settings out of range: seed=-1"),
         (["run", "{typed_yaml}"], "setting 'epochs' takes int or null, got '3'"),
         (["tune", "{one_each}"], "every class has a single row"),

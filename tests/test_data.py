@@ -94,7 +94,9 @@ def test_a_partly_labelled_pool_splits_into_rows_to_label_and_labelled_rows(tmp_
     with pytest.raises(DataError, match=r"dup.csv: duplicate id\(s\) \['u1'\]"):  # across the two parts
         load_pool(tmp_path / "dup.csv")
     write_csv(tmp_path / "gap.csv", [("a", "x"), ("b", ""), ("  ", "")])
-    with pytest.raises(DataError, match=r"empty text in row\(s\) 2 \(data rows from 0\)$"):  # the file's row, not the part's
+    with pytest.raises(
+        DataError, match=r"empty text in row\(s\) 2 \(data rows from 0\)$"
+    ):  # the file's row, not the part's
         load_pool(tmp_path / "gap.csv")
 
 
@@ -126,7 +128,11 @@ def test_a_pool_label_column_is_the_named_one_when_a_name_is_given(tmp_path):
         (b'{"text": "a", "label": "x"}\n{broken\n', ".jsonl", "cannot be read as jsonl"),
         (b"not parquet at all", ".parquet", "cannot be read as parquet"),
         (b"whatever", ".xlsx", "unknown format '.xlsx'"),
-        (b"id,text,label\n,hello,x\nq2,hi,y\n", ".csv", "empty id in row(s) 0 (data rows from 0) of column 'id'"),
+        (
+            b"id,text,label\n,hello,x\nq2,hi,y\n",
+            ".csv",
+            "empty id in row(s) 0 (data rows from 0) of column 'id'",
+        ),
         (b"id,text,label\n1,a,x\n1,b,y\n", ".csv", "duplicate id"),
     ],
 )

@@ -13,9 +13,11 @@ class BundleError(FrugalError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
 
 
-def check_ranges(kind: str, settings: object, checks: dict[str, bool], rules: str) -> None:
-    """One error naming every setting whose check failed, with the rules they must meet."""
-    wrong = [name for name, ok in checks.items() if not ok]
+def check_ranges(kind: str, settings: object, checks: dict[str, tuple[bool, str]]) -> None:
+    """One error naming every setting whose check failed, with the rules they must meet.
+    `checks`: setting name -> (whether it passes, the rule as the user reads it)."""
+    wrong = [name for name, (ok, _) in checks.items() if not ok]
     if wrong:
         shown = ", ".join(f"{name}={getattr(settings, name)!r}" for name in wrong)
+        rules = ", ".join(rule for _, rule in checks.values())
         raise FrugalError(f"{kind} settings out of range: {shown} ({rules})")

@@ -259,14 +259,12 @@ def _still_valid(outputs: dict[str, Any]) -> bool:
     return True
 
 
-def config_from(args: dict[str, Any], config_type: type, exclude: set[str]) -> Any:
-    """Build a config dataclass from step arguments, refusing unknown keys."""
-    allowed = {f.name for f in fields(config_type)}
-    unknown = set(args) - allowed - exclude
-    if unknown:
-        raise FrugalError(f"unknown argument(s) {sorted(unknown)}; allowed: {sorted(allowed | exclude)}")
+def config_from(args: dict[str, Any], config_type: type) -> Any:
+    """A config dataclass from the step settings that are its fields, each of its declared type.
+    (Which settings a step takes at all is checked when the pipeline is read: `step`.)"""
     hints = get_type_hints(config_type)
-    return config_type(**{k: _typed(k, v, hints[k]) for k, v in args.items() if k in allowed})
+    keys = config_keys(config_type)
+    return config_type(**{k: _typed(k, v, hints[k]) for k, v in args.items() if k in keys})
 
 
 def _typed(name: str, value: Any, hint: Any) -> Any:

@@ -17,7 +17,7 @@ def _columns(args: dict[str, Any]) -> dict[str, Any]:
 
 @step("tune", required={"train"}, optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS)
 def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = config_from(args, TuneConfig, {"train", "eval", "name"} | COLUMN_KEYS)
+    config = config_from(args, TuneConfig)
     return tune_and_register(
         args["train"],
         config,

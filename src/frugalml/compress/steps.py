@@ -24,7 +24,7 @@ def step_config(args: dict[str, Any]) -> CompressConfig:
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
     if "techniques" in settings:
         settings["techniques"] = tuple(split_names(settings["techniques"]))
-    return config_from(settings, CompressConfig, INPUTS | COLUMN_KEYS)
+    return config_from(settings, CompressConfig)
 
 
 @step(

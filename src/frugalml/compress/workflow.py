@@ -176,16 +176,15 @@ def _check_config(config: CompressConfig) -> None:
         raise FrugalError(f"layers is a list of student depths >= 1, not {config.layers!r}")
     # Checked before any candidate is built, not when the first one is measured.
     ranges = {
-        "heads": 0 < config.heads <= 1,
-        "ffn": 0 < config.ffn <= 1,
-        "threads": config.threads >= 0,
-        "latency_runs": config.latency_runs >= 1,
-        "measure_seconds": config.measure_seconds > 0,
-        "distill_epochs": config.distill_epochs >= 0,
-        "augment_copies": config.augment_copies >= 0,
+        "heads": (0 < config.heads <= 1, "0 < heads <= 1"),
+        "ffn": (0 < config.ffn <= 1, "0 < ffn <= 1"),
+        "threads": (config.threads >= 0, "threads >= 0"),
+        "latency_runs": (config.latency_runs >= 1, "latency_runs >= 1"),
+        "measure_seconds": (config.measure_seconds > 0, "measure_seconds > 0"),
+        "distill_epochs": (config.distill_epochs >= 0, "distill_epochs >= 0"),
+        "augment_copies": (config.augment_copies >= 0, "augment_copies >= 0"),
     }
-    rules = "0 < heads <= 1, 0 < ffn <= 1, threads >= 0, latency_runs >= 1, measure_seconds > 0, "
-    check_ranges("compress", config, ranges, rules + "distill_epochs >= 0, augment_copies >= 0")
+    check_ranges("compress", config, ranges)
 
 
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:

@@ -65,16 +65,15 @@ class TuneConfig:
                 f"got {self.class_weight!r}"
             )
         checks = {
-            "batch_size": self.batch_size >= 1,
-            "seed": 0 <= self.seed < 2**32,
-            "max_length": self.max_length >= 2,
-            "val_fraction": 0 < self.val_fraction < 1,
-            "epochs": self.epochs is None or self.epochs >= 0,
-            "lr": self.lr is None or self.lr > 0,
-            "head_c": self.head_c is None or self.head_c > 0,
+            "batch_size": (self.batch_size >= 1, "batch_size >= 1"),
+            "seed": (0 <= self.seed < 2**32, "0 <= seed < 2**32"),
+            "max_length": (self.max_length >= 2, "max_length >= 2"),
+            "val_fraction": (0 < self.val_fraction < 1, "0 < val_fraction < 1"),
+            "epochs": (self.epochs is None or self.epochs >= 0, "epochs >= 0"),
+            "lr": (self.lr is None or self.lr > 0, "lr > 0"),
+            "head_c": (self.head_c is None or self.head_c > 0, "head_c > 0"),
         }
-        rules = "batch_size >= 1, 0 <= seed < 2**32, max_length >= 2, 0 < val_fraction < 1, "
-        check_ranges("tune", self, checks, rules + "epochs >= 0, lr > 0, head_c > 0")
+        check_ranges("tune", self, checks)
 
 
 @dataclass
