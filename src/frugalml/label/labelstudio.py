@@ -52,7 +52,7 @@ def to_tasks(
     """Label Studio tasks for `dataset`; labels become annotations, `predictions` pre-annotations."""
     tasks = []
     for row, (row_id, text) in enumerate(zip(dataset.ids, dataset.texts, strict=True)):
-        extra = {k: _plain(v[row]) for k, v in dataset.extra.items() if k not in (TO_NAME, ID_KEY)}
+        extra = {k: json_cell(v[row]) for k, v in dataset.extra.items() if k not in (TO_NAME, ID_KEY)}
         task: dict[str, Any] = {"data": {TO_NAME: text, ID_KEY: row_id, **extra}}
         if dataset.labels is not None:
             task["annotations"] = [{"result": [_choice(dataset.labels[row])]}]
@@ -167,7 +167,7 @@ def _single(choices: Any, task: dict[str, Any]) -> str:
     return str(choices[0])
 
 
-def _plain(value: Any) -> Any:
+def json_cell(value: Any) -> Any:
     """JSON-safe cell: a missing value becomes null, numpy values plain Python, times ISO 8601."""
     if hasattr(value, "tolist"):  # numpy scalars and arrays (a Parquet list column)
         value = value.tolist()

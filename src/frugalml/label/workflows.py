@@ -109,8 +109,7 @@ def _nested_as_json(value: object) -> object:
     or text cell holds and reads back (Python's repr would not); any other value as it is."""
     if not isinstance(value, dict | list | np.ndarray):
         return value
-    plain = lambda o: o.tolist() if hasattr(o, "tolist") else str(o)  # noqa: E731  (numpy inside)
-    return json.dumps(value, ensure_ascii=False, default=plain)
+    return json.dumps(value, ensure_ascii=False, default=labelstudio.json_cell)  # numpy inside
 
 
 def _missing(value: object) -> bool:
