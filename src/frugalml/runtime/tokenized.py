@@ -38,11 +38,15 @@ class TokenizedPredictor:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         with self._tokenizer_lock:
             ids = tokenize(self.tokenizer, texts, self.max_length)
+        return softmax(self.token_logits(ids))
+
+    def token_logits(self, ids: list[list[int]]) -> np.ndarray:
+        """Logits of tokenized rows: one padded model call per length group."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         pad = self.tokenizer.pad_token_id
         for index in padding_groups([len(row) for row in ids], self.batch_size, self.call_overhead):
             out[index] = self.logits(collate([ids[i] for i in index], pad))
-        return softmax(out)
+        return out
 
     def warmup(self) -> None:
         # One lone text and one full batch: the shapes a server sees first.

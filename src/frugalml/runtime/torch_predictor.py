@@ -14,16 +14,23 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
 from frugalml.models.batching import PositionalLogits, collate, tokenize, usable_length
+from frugalml.runtime.packed import PackedClassifier, pack, packable
 from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor
 
 log = logging.getLogger("frugalml.runtime")
 
+# Traced on texts of two lengths, so the masked path is the one recorded; checked on other
+# shapes, since tracing silently bakes in any shape-dependent Python branch.
+TRACE_EXAMPLE = ["a short one", "a somewhat longer text to pad the other row"]
+TRACE_CHECK = ["one", "two words", "and a third text, longer than both of them"]
+
 
 class TorchPredictor(TokenizedPredictor):
     """`jit=True` runs a frozen TorchScript trace of the model (checked against eager at load):
     one call into C++ per batch instead of Python between every operation, which is faster
-    and, in a server, leaves the GIL to the event loop for the whole call.
+    and, in a server, leaves the GIL to the event loop for the whole call. A BERT-family encoder
+    is traced packed, free of padding (frugalml.runtime.packed); others padded, per length group.
 
     `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
     on an idle server), where the usual per-call count (set at load) would leave cores idle.
@@ -46,7 +53,8 @@ class TorchPredictor(TokenizedPredictor):
         self.bundle = bundle
         self.batch_size = batch_size
         self.max_length = usable_length(max_length, tokenizer, model.config.encoder)
-        self.traced = self._trace() if jit else None
+        self.traced = self._trace(packed=False) if jit else None
+        self.packed = self._trace(packed=True) if jit and packable(self.model) else None
         self.threads = torch.get_num_threads()
         self.lone_threads = lone_threads
         self._running = 0
@@ -63,28 +71,34 @@ class TorchPredictor(TokenizedPredictor):
         tokenizer = AutoTokenizer.from_pretrained(bundle.path)
         return cls(model, tokenizer, bundle.labels, bundle=bundle, **options)
 
-    def _probe(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return collate(tokenize(self.tokenizer, texts, self.max_length), self.tokenizer.pad_token_id)
-
     @torch.inference_mode()
-    def _trace(self) -> torch.jit.ScriptModule | None:
-        # Traced on a padded batch, so the attention-mask path is the one recorded; checked on
-        # another shape, since tracing silently bakes in any shape-dependent Python branch.
-        example = self._probe(["a short one", "a somewhat longer text to pad the other row"])
-        check = self._probe(["one", "two words", "and a third text, longer than both of them"])
+    def _trace(self, packed: bool) -> torch.jit.ScriptModule | None:
+        """The model traced padded (inputs as `logits` takes them) or packed (as `pack` makes
+        them); None where tracing fails or the trace disagrees with eager."""
+        if packed:
+            module, inputs = PackedClassifier(self.model), self._packed_inputs
+        else:
+            module, inputs = PositionalLogits(self.model), self._padded_inputs
+        expected = self.model(**self._padded_inputs(TRACE_CHECK)).logits
+        name = "packed" if packed else "padded"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.freeze(
-                    torch.jit.trace(PositionalLogits(self.model).eval(), tuple(example.values()))
+                    torch.jit.trace(module.eval(), tuple(inputs(TRACE_EXAMPLE).values()))
                 )
-            expected = self.model(**check).logits
-            if torch.allclose(traced(*check.values()), expected, atol=1e-4):
+            if torch.allclose(traced(*inputs(TRACE_CHECK).values()), expected, atol=1e-4):
                 return traced
-            log.warning("traced model disagrees with eager; serving the eager model")
+            log.warning("the %s trace disagrees with the eager model; not used", name)
         except Exception as exc:  # a model tracing cannot capture still serves, only slower
-            log.warning("model cannot be traced (%s); serving the eager model", exc)
+            log.warning("the model cannot be traced %s (%s); not used", name, exc)
         return None
+
+    def _padded_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return collate(tokenize(self.tokenizer, texts, self.max_length), self.tokenizer.pad_token_id)
+
+    def _packed_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return pack(tokenize(self.tokenizer, texts, self.max_length))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not self.lone_threads or self.lone_threads == self.threads:
@@ -100,6 +114,14 @@ class TorchPredictor(TokenizedPredictor):
         finally:
             with self._running_lock:
                 self._running -= 1
+
+    @torch.inference_mode()
+    def token_logits(self, ids: list[list[int]]) -> np.ndarray:
+        if self.packed is None or len(ids) == 1:  # one text has no padding to save
+            return super().token_logits(ids)
+        # No padding to cut, so no length groups: one call per batch_size rows.
+        chunks = [ids[start : start + self.batch_size] for start in range(0, len(ids), self.batch_size)]
+        return np.concatenate([self.packed(*pack(chunk).values()).numpy() for chunk in chunks])
 
     @torch.inference_mode()
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
