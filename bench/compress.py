@@ -170,12 +170,12 @@ def remeasure(rounds: int, threads: int) -> None:
     chosen = select_candidate(accuracy, size, latency, teacher["accuracy"], document["max_drop"])
     document["selected"] = entries[chosen]
     document["goal"]["met"] = goal_met(document["selected"])
-    policy = runs[teacher["bundle_id"]][0]["omp_wait_policy"]  # as `frugalml serve` runs models
+    inference_env = runs[teacher["bundle_id"]][0]["inference_env"]  # as `frugalml serve` runs models
     document["remeasured"] = {
         "rounds": rounds,
         "threads": threads,
         "statistic": "median",
-        "omp_wait_policy": policy,
+        "inference_env": inference_env,
     }
     document["rows"] = rows(document)
     save(document)

@@ -31,6 +31,8 @@ from pathlib import Path
 from _common import DATA, HOME, RESULTS, write_results
 from pydantic import BaseModel
 
+from frugalml.settings import INFERENCE_ENV
+
 RESULT = RESULTS / "serve.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
@@ -252,7 +254,7 @@ def model_ceilings(bundles: dict[str, str]) -> dict[str, dict]:
     for kind, path in bundles.items():
         out = subprocess.run(
             [sys.executable, __file__, "--ceiling", path],
-            env={**os.environ, **ENV, "OMP_WAIT_POLICY": "PASSIVE"},
+            env={**os.environ, **ENV, **INFERENCE_ENV},
             capture_output=True,
             text=True,
             check=True,
@@ -369,9 +371,9 @@ def servers(bundles: dict[str, str]) -> list[dict]:
         command = [*me, "--server", framework, bundles["torch"]]
         entries.append({"name": f"{framework} torch fp32", "bundle": "torch", "cmd": command})
         # The same server with the model settings of `frugalml serve` (threads, OpenMP threads
-        # that sleep instead of spinning, the traced forward): engine against engine.
+        # that spin briefly and then sleep, the traced forward): engine against engine.
         same = {
-            "OMP_WAIT_POLICY": "PASSIVE",
+            **INFERENCE_ENV,
             "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) - 1)),
             "BENCH_JIT": "1",
         }

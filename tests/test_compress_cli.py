@@ -12,7 +12,7 @@ from test_cli import run_cli
 from frugalml.bundle import load_bundle
 from frugalml.pipeline import run_pipeline
 from frugalml.registry import Registry
-from frugalml.settings import get_settings
+from frugalml.settings import INFERENCE_ENV, get_settings
 
 FAST = ("--threads", "1", "--latency-runs", "5", "--measure-seconds", "0.05")
 
@@ -28,7 +28,8 @@ def _tune(capsys, tiny_base, files) -> str:
 def test_compress_selects_within_budget_registers_lineage_and_serves(
     capsys, monkeypatch, tiny_base, intent_files, home
 ):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # as in a fresh shell
+    for name in INFERENCE_ENV:
+        monkeypatch.delenv(name, raising=False)  # as in a fresh shell
     teacher = _tune(capsys, tiny_base, intent_files)
     train, dev = str(intent_files["train"]), str(intent_files["test"])
     code, out, err = run_cli(
@@ -63,7 +64,7 @@ def test_compress_selects_within_budget_registers_lineage_and_serves(
             assert entry[key] is not None
     # Measured as `serve` runs models: OpenMP threads that busy-wait made PyTorch latency on a
     # busy machine 40x worse than served.
-    assert result["omp_wait_policy"] == "PASSIVE"
+    assert result["inference_env"] == INFERENCE_ENV
     # The selection rule: the smallest candidate within one accuracy point of the baseline.
     floor = result["baseline"]["accuracy"] - 0.01
     within = [c for c in [result["baseline"], *result["candidates"]] if c["accuracy"] >= floor - 1e-12]

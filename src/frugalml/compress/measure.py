@@ -81,7 +81,7 @@ def measure(
         "peak_rss_mb": peak_rss_mb(),
         "load_seconds": load_seconds,
         "threads": threads,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "inference_env": {name: os.environ.get(name) for name in INFERENCE_ENV},
         "predictions": predicted.tolist(),
     }
 

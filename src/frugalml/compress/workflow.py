@@ -271,7 +271,7 @@ def _result(
         "run_id": run_id,
         "max_drop": config.max_drop,
         "threads": base["threads"],
-        "omp_wait_policy": base["omp_wait_policy"],
+        "inference_env": base["inference_env"],
         "selected": entries[chosen] if chosen is not None else None,
         "baseline": entries[0],
         "candidates": entries[1:],
