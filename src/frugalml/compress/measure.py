@@ -2,7 +2,8 @@
 
 Every bundle is measured in a fresh Python process (`python -m frugalml.compress.measure`) with
 the same thread count, so one candidate's allocator, thread pools and caches never colour
-another's figures, and peak RSS is the candidate's own. Latency is end to end (tokenize, run,
+another's figures, and peak RSS is the candidate's own. Each runs as `frugalml serve` runs it
+(a PyTorch bundle traced, packed where it can be), with serve's OpenMP settings. Latency is end to end (tokenize, run,
 softmax) for one text at a time; throughput is texts per second in batches of 32 texts drawn in
 random order (mixed lengths, as a server sees them).
 """
@@ -39,11 +40,11 @@ def measure(
     """Figures for one bundle, measured in this process (the worker side)."""
     from frugalml.bundle import load_bundle
     from frugalml.evaluate import score
-    from frugalml.runtime import load_predictor
+    from frugalml.serve.runner import serving_predictor
 
     bundle = load_bundle(bundle_path)
     started = time.perf_counter()
-    predictor = load_predictor(bundle, threads=threads)
+    predictor = serving_predictor(str(bundle_path), threads=threads)  # as `frugalml serve` runs it
     predictor.warmup()
     load_seconds = time.perf_counter() - started
 
