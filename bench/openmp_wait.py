@@ -76,7 +76,7 @@ def orchestrate(rounds: int) -> None:
     runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for round_ in range(rounds):
         for name, settings in SETTINGS.items():
-            env = {k: v for k, v in os.environ.items() if k not in INFERENCE_ENV and k != "OMP_WAIT_POLICY"}
+            env = {k: v for k, v in os.environ.items() if k not in INFERENCE_ENV}
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", bundle],
                 env={**env, **ENV, **settings},

@@ -671,9 +671,9 @@ def test_settings_that_cannot_work_are_refused():
 
 def test_traced_torch_predictor_matches_eager(bundle_path, predictor):
     traced = load_predictor(load_bundle(bundle_path), jit=True, batch_size=3)
-    assert traced.traced is not None and traced.packed is not None  # a BERT: packed as well
+    assert traced.padded_trace is not None and traced.packed_trace is not None  # a BERT: packed too
     texts = [*TEXTS, "refund", "please help me my card was stolen today and i need a new one", "card"]
-    # 7 texts of 3 to 14 tokens: packed calls of 3, 3 and 1 rows; one text alone goes padded.
+    # 7 texts of 3 to 16 tokens: packed calls of 3, 3 and 1 rows; one text alone goes padded.
     np.testing.assert_allclose(traced.predict_proba(texts), predictor.predict_proba(texts), atol=1e-6)
     np.testing.assert_allclose(
         traced.predict_proba(texts[5:6]), predictor.predict_proba(texts[5:6]), atol=1e-6
@@ -686,10 +686,10 @@ def test_packed_forward_is_the_padded_forward(tiny_base, normalize):
     from frugalml.models.batching import collate
     from frugalml.runtime.packed import PackedClassifier, pack, packable
 
-    encoder = json.loads((tiny_base / "config.json").read_text())
-    model = FrugalTextClassifier(
-        FrugalTextClassifierConfig(encoder, normalize=normalize, num_labels=5)
-    ).eval()
+    # Weights far from the usual 0.02 spread: sharp attention, so a wrong mask or scale shows.
+    encoder = {**json.loads((tiny_base / "config.json").read_text()), "initializer_range": 0.5}
+    model = FrugalTextClassifier(FrugalTextClassifierConfig(encoder, normalize=normalize, num_labels=5))
+    model.eval()
     assert packable(model)
     rng = np.random.default_rng(0)
     vocab = model.encoder.config.vocab_size
@@ -697,13 +697,14 @@ def test_packed_forward_is_the_padded_forward(tiny_base, normalize):
     with torch.inference_mode():
         padded = model(**collate(ids, pad_id=0)).logits
         packed = PackedClassifier(model)(**pack(ids))
-    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-4)
 
 
 def test_encoders_other_than_bert_are_served_padded(tiny_base):
     from transformers import AutoTokenizer
 
     from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
+    from frugalml.runtime.packed import packable
     from frugalml.runtime.torch_predictor import TorchPredictor
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
@@ -717,6 +718,7 @@ def test_encoders_other_than_bert_are_served_padded(tiny_base):
     }
     model = FrugalTextClassifier(FrugalTextClassifierConfig(encoder, num_labels=2))
     traced = TorchPredictor(model, tokenizer, ["a", "b"], max_length=32, jit=True)
-    assert traced.packed is None and traced.traced is not None
+    assert not packable(model)
+    assert traced.packed_trace is None and traced.padded_trace is not None
     eager = TorchPredictor(model, tokenizer, ["a", "b"], max_length=32)
     np.testing.assert_allclose(traced.predict_proba(TEXTS), eager.predict_proba(TEXTS), atol=1e-6)

@@ -83,7 +83,7 @@ def serve(
     from frugalml.serve.runner import serve as run_server
     from frugalml.workflows import open_registry
 
-    # Two single-threaded calls side by side beat one call at a time on 2 cores: while one
+    # Two calls side by side beat one call at a time on 2 cores under most loads: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
     try:

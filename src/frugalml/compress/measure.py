@@ -2,10 +2,10 @@
 
 Every bundle is measured in a fresh Python process (`python -m frugalml.compress.measure`) with
 the same thread count, so one candidate's allocator, thread pools and caches never colour
-another's figures, and peak RSS is the candidate's own. Each runs as `frugalml serve` runs it
-(a PyTorch bundle traced, packed where it can be), with serve's OpenMP settings. Latency is end to end (tokenize, run,
-softmax) for one text at a time; throughput is texts per second in batches of 32 texts drawn in
-random order (mixed lengths, as a server sees them).
+another's figures, and peak RSS is the candidate's own. Each runs as `frugalml serve` runs it (a
+PyTorch bundle traced, packed where it can be), with serve's OpenMP settings. Latency is end to
+end (tokenize, run, softmax) for one text at a time; throughput is texts per second in batches
+of 32 texts drawn in random order (mixed lengths, as a server sees them).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def measure(
 
     bundle = load_bundle(bundle_path)
     started = time.perf_counter()
-    predictor = serving_predictor(str(bundle_path), threads=threads)  # as `frugalml serve` runs it
+    predictor = serving_predictor(bundle, threads=threads)  # as `frugalml serve` runs it
     predictor.warmup()
     load_seconds = time.perf_counter() - started
 

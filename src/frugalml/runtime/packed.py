@@ -1,4 +1,4 @@
-"""Padding-free forward of a BERT-family classifier: a batch's tokens as one [tokens, hidden] matrix.
+"""Padding-free forward of a BERT classifier (MiniLM among them): a batch's tokens as one matrix.
 
 On short texts a small encoder's work is nearly all linear layers (MiniLM on 16 tokens: attention
 is under 1 % of the multiply-adds), and on a padded batch they run on the padding too (16 random
@@ -18,11 +18,10 @@ from frugalml.models import FrugalTextClassifier
 
 
 def packable(model: FrugalTextClassifier) -> bool:
-    """Whether `model`'s encoder is a BERT whose forward PackedClassifier reproduces."""
+    """Whether `model`'s encoder is a BERT encoder (MiniLM among them), whose forward
+    PackedClassifier reproduces; a BERT decoder's causal mask it does not."""
     config = model.encoder.config
-    return (
-        config.model_type == "bert" and getattr(config, "position_embedding_type", "absolute") == "absolute"
-    )
+    return config.model_type == "bert" and not config.is_decoder
 
 
 class PackedClassifier(torch.nn.Module):
@@ -31,7 +30,6 @@ class PackedClassifier(torch.nn.Module):
     def __init__(self, model: FrugalTextClassifier):
         super().__init__()
         self.model = model
-        self.heads = model.encoder.config.num_attention_heads
 
     def forward(
         self,
@@ -51,12 +49,13 @@ class PackedClassifier(torch.nn.Module):
         keys_mask = mask[:, None, None, :]
         for layer in self.model.encoder.encoder.layer:
             attention = layer.attention.self
+            heads = attention.num_attention_heads  # per layer: pruning may leave layers uneven
             query, key, value = (
-                self._grid(projection(states), slots, texts, longest)
+                _grid(projection(states), slots, texts, longest, heads)
                 for projection in (attention.query, attention.key, attention.value)
             )
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=keys_mask)
-            context = context.transpose(1, 2).reshape(texts * longest, hidden).index_select(0, slots)
+            context = context.transpose(1, 2).reshape(texts * longest, -1).index_select(0, slots)
             output = layer.attention.output
             states = output.LayerNorm(output.dense(context) + states)
             inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
@@ -68,11 +67,12 @@ class PackedClassifier(torch.nn.Module):
             pooled = F.normalize(pooled, dim=-1)
         return self.model.classifier(pooled)
 
-    def _grid(self, values: torch.Tensor, slots: torch.Tensor, texts: int, longest: int) -> torch.Tensor:
-        """[tokens, hidden] -> [texts, heads, longest, head size], zeros where a text has ended."""
-        hidden = values.shape[1]
-        grid = values.new_zeros(texts * longest, hidden).index_copy(0, slots, values)
-        return grid.view(texts, longest, self.heads, hidden // self.heads).transpose(1, 2)
+
+def _grid(values: torch.Tensor, slots: torch.Tensor, texts: int, longest: int, heads: int) -> torch.Tensor:
+    """[tokens, width] -> [texts, heads, longest, width / heads], zeros where a text has ended."""
+    width = values.shape[1]
+    grid = values.new_zeros(texts * longest, width).index_copy(0, slots, values)
+    return grid.view(texts, longest, heads, width // heads).transpose(1, 2)
 
 
 def pack(token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
-from frugalml.models.batching import PositionalLogits, collate, tokenize, usable_length
+from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
 from frugalml.runtime.packed import PackedClassifier, pack, packable
 from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor
@@ -29,8 +29,9 @@ TRACE_CHECK = ["one", "two words", "and a third text, longer than both of them"]
 class TorchPredictor(TokenizedPredictor):
     """`jit=True` runs a frozen TorchScript trace of the model (checked against eager at load):
     one call into C++ per batch instead of Python between every operation, which is faster
-    and, in a server, leaves the GIL to the event loop for the whole call. A BERT-family encoder
-    is traced packed, free of padding (frugalml.runtime.packed); others padded, per length group.
+    and, in a server, leaves the GIL to the event loop for the whole call. A BERT encoder (MiniLM
+    among them) is also traced packed, free of padding (frugalml.runtime.packed), for batches of
+    several texts; a lone text and other encoders run the padded trace, per length group.
 
     `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
     on an idle server), where the usual per-call count (set at load) would leave cores idle.
@@ -53,8 +54,8 @@ class TorchPredictor(TokenizedPredictor):
         self.bundle = bundle
         self.batch_size = batch_size
         self.max_length = usable_length(max_length, tokenizer, model.config.encoder)
-        self.traced = self._trace(packed=False) if jit else None
-        self.packed = self._trace(packed=True) if jit and packable(self.model) else None
+        self.padded_trace = self._trace(packed=False) if jit else None
+        self.packed_trace = self._trace(packed=True) if jit and packable(self.model) else None
         self.threads = torch.get_num_threads()
         self.lone_threads = lone_threads
         self._running = 0
@@ -79,9 +80,9 @@ class TorchPredictor(TokenizedPredictor):
             module, inputs = PackedClassifier(self.model), self._packed_inputs
         else:
             module, inputs = PositionalLogits(self.model), self._padded_inputs
-        expected = self.model(**self._padded_inputs(TRACE_CHECK)).logits
         name = "packed" if packed else "padded"
         try:
+            expected = self.model(**self._padded_inputs(TRACE_CHECK)).logits
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.freeze(
@@ -117,16 +118,19 @@ class TorchPredictor(TokenizedPredictor):
 
     @torch.inference_mode()
     def token_logits(self, ids: list[list[int]]) -> np.ndarray:
-        if self.packed is None or len(ids) == 1:  # one text has no padding to save
+        if self.packed_trace is None or len(ids) <= 1:  # one text has no padding to save
             return super().token_logits(ids)
-        # No padding to cut, so no length groups: one call per batch_size rows.
-        chunks = [ids[start : start + self.batch_size] for start in range(0, len(ids), self.batch_size)]
-        return np.concatenate([self.packed(*pack(chunk).values()).numpy() for chunk in chunks])
+        # One call per batch_size rows, in length order: attention still runs on a texts x longest
+        # grid, so rows of like length share a call.
+        out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        for index in length_batches([len(row) for row in ids], self.batch_size):
+            out[index] = self.packed_trace(*pack([ids[i] for i in index]).values()).float().numpy()
+        return out
 
     @torch.inference_mode()
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        if self.traced is not None:
-            return self.traced(batch["input_ids"], batch["attention_mask"]).float().numpy()
+        if self.padded_trace is not None:
+            return self.padded_trace(batch["input_ids"], batch["attention_mask"]).float().numpy()
         return self.model(**batch).logits.float().numpy()
 
 

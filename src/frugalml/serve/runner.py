@@ -13,12 +13,16 @@ import signal
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from frugalml.monitor.metrics import MULTIPROC_ENV
 from frugalml.serve.config import ServeConfig
 from frugalml.ui import quiet_libraries
+
+if TYPE_CHECKING:
+    from frugalml.bundle import Bundle
 
 SPEC_ENV = "FRUGALML_SERVE_SPEC"
 
@@ -51,12 +55,13 @@ class ServeSpec:
         return cls(models, ServeConfig(**data["config"]), data["threads"], data["lone_threads"])
 
 
-def serving_predictor(path: str, threads: int | None = None, lone_threads: int | None = None):
-    """The predictor `frugalml serve` runs for the bundle at `path`."""
+def serving_predictor(bundle: Bundle | str, threads: int | None = None, lone_threads: int | None = None):
+    """The predictor `frugalml serve` runs for `bundle` (or the bundle in that folder)."""
     from frugalml.bundle import load_bundle
     from frugalml.runtime import load_predictor
 
-    bundle = load_bundle(path)
+    if isinstance(bundle, str):
+        bundle = load_bundle(bundle)
     options: dict = {"threads": threads} if threads else {}
     if bundle.format == "torch":
         options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
