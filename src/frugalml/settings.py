@@ -10,10 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # measurements of what will be served. By default they spin for about 3 ms after each operation;
 # beside an event loop and on shared cores that starves the very threads they wait for (a lone
 # MiniLM call took 490 ms instead of 17 ms on a busy 2-core machine). Sleeping at once (PASSIVE)
-# fixes that, but then every operation of a two-thread call waits for a sleeping thread to wake:
-# a lone MiniLM call took 11.6 ms on two threads against 8.3 ms on one. A short spin first
-# (GOMP_SPINCOUNT, GNU OpenMP as in PyTorch's wheels; it overrides PASSIVE there) keeps the
-# wake-ups cheap: 5.6 ms. Set before torch is imported; a value the user set wins.
+# fixes that, but then every operation of a two-thread call waits for a sleeping thread to wake,
+# and a lone call on two threads was slower than on one. A short spin first (GOMP_SPINCOUNT: GNU
+# OpenMP, as in PyTorch's wheels, takes it over PASSIVE's zero) keeps those wake-ups cheap
+# (bench/openmp_wait.py). Set before torch is imported; a value the user set wins.
 INFERENCE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 
 
