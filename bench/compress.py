@@ -37,7 +37,10 @@ def find_teacher(registry, train_sha256: str):
     rows = [
         r
         for r in registry.list_bundles()
-        if r["method"] in ("full", "lora") and r["format"] == "torch" and r["data_sha256"] == train_sha256
+        if r["method"] in ("full", "lora")
+        and r["format"] == "torch"
+        and r["data_sha256"] == train_sha256
+        and not r["parent_id"]  # a tune, not a compress candidate built from one
     ]
     rows = [r for r in rows if Path(r["path"]).is_dir()]
     if not rows:
