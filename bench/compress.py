@@ -235,6 +235,7 @@ def main() -> None:
 
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.data import load_dataset
+    from frugalml.hashing import sha256_path
     from frugalml.settings import get_settings
     from frugalml.ui import RichReporter, out, table
     from frugalml.workflows import open_registry
@@ -244,8 +245,9 @@ def main() -> None:
     settings = get_settings()
     train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
     fit_path, dev_path = selection_split(train)
-    fit_sha256 = load_dataset(fit_path).sha256
-    teacher = find_teacher(open_registry(settings), fit_sha256) or train_teacher(fit_path, settings)
+    teacher = find_teacher(open_registry(settings), sha256_path(fit_path)) or train_teacher(
+        fit_path, settings
+    )
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
 
     config = CompressConfig(

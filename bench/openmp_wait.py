@@ -2,7 +2,7 @@
 
 The serving bench's MiniLM head (`bench/serve.py` prepares it), as `frugalml serve` runs it
 (traced, packed), in a fresh process per setting: p50 of one text at a time on 1 and 2 threads
-(a lone request on an idle server), and texts/s of two single-threaded calls side by side in
+(a lone request on an idle server), and texts/s of one single-threaded call per core side by side in
 batches of 32 (a loaded server). Settings: PyTorch's default (spin about 3 ms), passive (sleep at
 once) and frugalml's (passive after a short spin, `frugalml.settings.INFERENCE_ENV`). Rounds
 round-robin, medians reported.
@@ -19,14 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from _common import RESULTS, write_results
-from serve import ENV, load_texts, prepare_bundles
+from serve import ENV, MAX_BATCH, load_texts, prepare_bundles, side_by_side
 
 from frugalml.settings import INFERENCE_ENV
 
 RESULT = RESULTS / "openmp_wait.json"
+SIDE_BY_SIDE = "texts/s, one call per core side by side"
 SETTINGS = {
     "PyTorch default": {},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
@@ -39,7 +39,7 @@ def run_worker(bundle_path: str) -> None:
 
     texts = load_texts()
     figures = {}
-    for threads in (1, 2):
+    for threads in (2, 1):  # the single-threaded predictor last: it also runs side by side
         predictor = serving_predictor(bundle_path, threads=threads)
         predictor.warmup()
         latencies = []
@@ -48,25 +48,8 @@ def run_worker(bundle_path: str) -> None:
             predictor.predict_proba([text])
             latencies.append(time.perf_counter() - tick)
         figures[f"lone p50 ms, {threads} thread{'s' * (threads > 1)}"] = statistics.median(latencies) * 1000
-    figures["texts/s, 2 calls side by side"] = _side_by_side(predictor, texts)  # threads=1 per call below
+    figures[SIDE_BY_SIDE] = side_by_side(predictor, texts, MAX_BATCH)
     print(json.dumps(figures))
-
-
-def _side_by_side(predictor, texts: list[str], batch: int = 32, seconds: float = 3.0) -> float:
-    import torch
-
-    def work(start: int) -> int:
-        torch.set_num_threads(1)
-        done, at, deadline = 0, start, time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            predictor.predict_proba(texts[at : at + batch])
-            at, done = (at + 2 * batch) % (len(texts) - batch), done + batch
-        return done
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        total = sum(pool.map(work, [0, batch]))
-    return total / (time.perf_counter() - started)
 
 
 def orchestrate(rounds: int) -> None:
@@ -97,7 +80,8 @@ def orchestrate(rounds: int) -> None:
         if key.startswith("lone")
     }
     ratios["texts/s side by side: frugalml serve / passive"] = round(
-        serve["texts/s, 2 calls side by side"] / passive["texts/s, 2 calls side by side"], 2
+        serve[SIDE_BY_SIDE] / passive[SIDE_BY_SIDE],
+        2,
     )
     rows = [[name, *figures.values()] for name, figures in medians.items()]
     ui.out.print(ui.table("OpenMP waiting: a served MiniLM call (medians)", ["setting", *serve], rows))

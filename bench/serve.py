@@ -220,19 +220,13 @@ def run_load(url: str, concurrency: int, requests: int) -> None:
 # --------------------------------------------------------------- the model alone (--ceiling)
 
 
-def run_ceiling(bundle_path: str, seconds: float = 3.0) -> None:
-    """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
-    side (as `frugalml serve --parallel <cores>` runs it), at half and full batches."""
+def side_by_side(predictor, texts: list[str], batch: int, seconds: float = 3.0) -> float:
+    """Texts/s of one call per core side by side, each `batch` texts at a time (no HTTP)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from frugalml.serve.runner import serving_predictor
-
     callers = os.cpu_count() or 1
-    predictor = serving_predictor(bundle_path, threads=1)
-    predictor.warmup()
-    texts = load_texts()
 
-    def work(batch: int, start: int) -> int:
+    def work(start: int) -> int:
         done, deadline = 0, time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             at = (start + done * callers) % (len(texts) - batch)
@@ -240,12 +234,21 @@ def run_ceiling(bundle_path: str, seconds: float = 3.0) -> None:
             done += batch
         return done
 
-    rates = {}
-    for batch in (MAX_BATCH // 2, MAX_BATCH):
-        started = time.perf_counter()
-        with ThreadPoolExecutor(callers) as pool:
-            total = sum(pool.map(work, [batch] * callers, [k * batch for k in range(callers)]))
-        rates[f"batch {batch}"] = round(total / (time.perf_counter() - started), 1)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(callers) as pool:
+        total = sum(pool.map(work, [k * batch for k in range(callers)]))
+    return total / (time.perf_counter() - started)
+
+
+def run_ceiling(bundle_path: str) -> None:
+    """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
+    side (as `frugalml serve --parallel <cores>` runs it), at half and full batches."""
+    from frugalml.serve.runner import serving_predictor
+
+    predictor = serving_predictor(bundle_path, threads=1)
+    predictor.warmup()
+    texts = load_texts()
+    rates = {f"batch {b}": round(side_by_side(predictor, texts, b), 1) for b in (MAX_BATCH // 2, MAX_BATCH)}
     print(json.dumps(rates))
 
 

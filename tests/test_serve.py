@@ -673,11 +673,16 @@ def test_traced_torch_predictor_matches_eager(bundle_path, predictor):
     traced = load_predictor(load_bundle(bundle_path), jit=True, batch_size=3)
     assert traced.padded_trace is not None and traced.packed_trace is not None  # a BERT: packed too
     texts = [*TEXTS, "refund", "please help me my card was stolen today and i need a new one", "card"]
+    packed_rows = []  # rows per packed call (the mask, last input, is texts x longest)
+    trace = traced.packed_trace
+    traced.packed_trace = lambda *inputs: packed_rows.append(len(inputs[-1])) or trace(*inputs)
     # 7 texts of 3 to 16 tokens: packed calls of 3, 3 and 1 rows; one text alone goes padded.
     np.testing.assert_allclose(traced.predict_proba(texts), predictor.predict_proba(texts), atol=1e-6)
+    assert packed_rows == [3, 3, 1]
     np.testing.assert_allclose(
         traced.predict_proba(texts[5:6]), predictor.predict_proba(texts[5:6]), atol=1e-6
     )
+    assert packed_rows == [3, 3, 1]
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -691,6 +696,8 @@ def test_packed_forward_is_the_padded_forward(tiny_base, normalize):
     model = FrugalTextClassifier(FrugalTextClassifierConfig(encoder, normalize=normalize, num_labels=5))
     model.eval()
     assert packable(model)
+    decoder = FrugalTextClassifier(FrugalTextClassifierConfig({**encoder, "is_decoder": True}, num_labels=5))
+    assert not packable(decoder)  # a causal mask the packed forward does not apply
     rng = np.random.default_rng(0)
     vocab = model.encoder.config.vocab_size
     ids = [rng.integers(5, vocab, size=n).tolist() for n in (1, 9, 4, 9, 2)]
