@@ -2,8 +2,10 @@
 
 Same MiniLM BANKING77 intent model (a `head` bundle), one BANKING77 test query per request, closed-
 loop load from a separate process on loopback at concurrency 1, 8, 32 and 64, a bounded number of
-requests per level. Every server gets the same machine in one run, one after another, round-robin
-over --rounds rounds (3; the round with the median req/s is reported, every round's req/s beside it).
+requests per level. frugalml also serves the bundle bench/compress.py selected, when that has run
+here (a smaller model of its own: each bundle's test accuracy is reported beside its speed).
+Every server gets the same machine in one run, one after another, round-robin over --rounds
+rounds (3; the round with the median req/s is reported, every round's req/s beside it).
 
     .venv/bin/python bench/serve.py            # writes bench/results/serve.json
 
@@ -28,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DATA, HOME, RESULTS, write_results
+from _common import DATA, HOME, RESULTS, in_repo, write_results
 from pydantic import BaseModel
 
 from frugalml.settings import INFERENCE_ENV
@@ -242,18 +244,29 @@ def side_by_side(predictor, texts: list[str], batch: int, seconds: float = 3.0) 
 
 def run_ceiling(bundle_path: str) -> None:
     """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
-    side (as `frugalml serve --parallel <cores>` runs it), at half and full batches."""
+    side (as `frugalml serve --parallel <cores>` runs it), at half and full batches; and its
+    accuracy on the BANKING77 test set, since the bundles served need not be the same model."""
+    import numpy as np
+
     from frugalml.serve.runner import serving_predictor
 
     predictor = serving_predictor(bundle_path, threads=1)
     predictor.warmup()
     texts = load_texts()
     rates = {f"batch {b}": round(side_by_side(predictor, texts, b), 1) for b in (MAX_BATCH // 2, MAX_BATCH)}
-    print(json.dumps(rates))
+    with (DATA / "test.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    probabilities = np.concatenate(
+        [predictor.predict_proba([r["text"] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]
+    )
+    predicted = np.asarray(predictor.labels)[probabilities.argmax(1)]
+    accuracy = float(np.mean(predicted == np.asarray([r["category"] for r in rows])))
+    print(json.dumps({"texts_per_s": rates, "test_accuracy": round(accuracy, 4)}))
 
 
-def model_ceilings(bundles: dict[str, str]) -> dict[str, dict]:
-    ceilings = {}
+def model_ceilings(bundles: dict[str, str]) -> tuple[dict[str, dict], dict[str, float]]:
+    """Per bundle: the model alone's texts/s, and its BANKING77 test accuracy."""
+    ceilings, accuracy = {}, {}
     for kind, path in bundles.items():
         out = subprocess.run(
             [sys.executable, __file__, "--ceiling", path],
@@ -263,15 +276,36 @@ def model_ceilings(bundles: dict[str, str]) -> dict[str, dict]:
             check=True,
             timeout=600,
         )
-        ceilings[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  model alone, {kind}: {ceilings[kind]} texts/s", flush=True)
-    return ceilings
+        measured = json.loads(out.stdout.strip().splitlines()[-1])
+        ceilings[kind], accuracy[kind] = measured["texts_per_s"], measured["test_accuracy"]
+        print(f"  model alone, {kind}: {ceilings[kind]} texts/s, test accuracy {accuracy[kind]}", flush=True)
+    return ceilings, accuracy
 
 
 # ----------------------------------------------------------------------------- orchestration
 
 
 def prepare_bundles() -> dict[str, str]:
+    """Bundle folders for torch fp32, ONNX fp32 and ONNX int8 of one model, and the bundle the
+    compression benchmark selected (when it has run here)."""
+    paths = model_bundles()
+    compressed = compressed_bundle()
+    return paths | {"compressed": compressed} if compressed else paths
+
+
+def compressed_bundle() -> str | None:
+    """The bundle bench/compress.py selected: int8 ONNX, smaller, distilled from a teacher of its
+    own (so a different model: its test accuracy is reported beside the others')."""
+    report = RESULTS / "compress.json"
+    selected = json.loads(report.read_text()).get("selected") if report.exists() else None
+    folder = in_repo(selected["bundle_path"]) if selected else None
+    if folder is None or not folder.is_dir() or selected["format"] != "onnx":
+        print("compressed: not served (run bench/compress.py here first)", flush=True)
+        return None
+    return str(folder)
+
+
+def model_bundles() -> dict[str, str]:
     """Bundle folders for torch fp32, ONNX fp32 and (when frugalml.compress has it) ONNX int8."""
     os.environ.update(ENV)
     cache = HOME / "serve-bundles.json"
@@ -355,7 +389,12 @@ def servers(bundles: dict[str, str]) -> list[dict]:
     batching = ["--max-batch-size", str(MAX_BATCH), "--max-wait-ms", str(MAX_WAIT_MS)]
     entries = [
         {"name": f"frugalml {kind}", "bundle": key, "cmd": [frugalml, "serve", bundles[key], *batching]}
-        for kind, key in (("torch fp32", "torch"), ("onnx fp32", "onnx"), ("onnx int8", "int8"))
+        for kind, key in (
+            ("torch fp32", "torch"),
+            ("onnx fp32", "onnx"),
+            ("onnx int8", "int8"),
+            ("compressed int8", "compressed"),
+        )
         if key in bundles
     ]
     # The default leaves one core to the event loop; --parallel runs one single-threaded model
@@ -555,7 +594,7 @@ def orchestrate(quick: bool = False, only: str | None = None, rounds: int = ROUN
     bundles = prepare_bundles()
     requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
     print("the model alone, no HTTP:", flush=True)
-    ceilings = model_ceilings(bundles)
+    ceilings, accuracy = model_ceilings(bundles)
     entries = [
         entry
         for entry in servers(bundles)
@@ -609,6 +648,7 @@ def orchestrate(quick: bool = False, only: str | None = None, rounds: int = ROUN
                 "statistic": "round with the median req/s, per server and concurrency",
             },
             "bundles": bundles,
+            "test_accuracy": accuracy,
             "model_alone_texts_per_s": ceilings,
             "c32_bound_req_per_s": bounds(rows, ceilings),
             "c32_cpu_ms_per_request": split,
