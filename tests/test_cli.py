@@ -240,3 +240,9 @@ def test_hints_name_the_command_as_it_can_be_typed_again(monkeypatch, tmp_path):
     assert ui.command_name() == os.path.join(".", "frugalml")
     monkeypatch.setenv("PATH", str(command.parent))
     assert ui.command_name() == "frugalml"
+    other = tmp_path / "other" / "frugalml"  # another install first on PATH: `frugalml` is not this one
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(other.parent), str(command.parent)]))
+    assert ui.command_name() == os.path.join(".", "frugalml")

@@ -447,8 +447,13 @@ def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path
         [(f"q{i}", t, "2024-05-01", "ann") for i, t in enumerate(frame["text"])],
         header=("id", "text", "created_at", "annotator"),
     )
-    code, output = invoke("label", "suggest", clashing, "--budget", "2", "--base", tiny_base)
-    assert code == 0 and "['annotator', 'created_at'] share names" in output
+    picked = ok_json(
+        "label", "suggest", clashing, "--budget", "2", "--base", tiny_base, "--out", tmp_path / "m.json"
+    )
+    assert picked["notes"] == [
+        "column(s) ['annotator', 'created_at'] share names with Label Studio's JSON-MIN keys and come "
+        "back only from its JSON export (export as JSON, not JSON-MIN)"
+    ]
 
 
 # ------------------------------------------------------------------ suggest and Label Studio
@@ -539,14 +544,23 @@ def test_suggest_without_labels_uses_diversity_and_refuses_uncertainty(tiny_base
             "no Label Studio label config written: the label set is unknown without labelled rows "
             "(pass --labels, a list or a file of labels)"
         ]
-    # A budget over what the pool holds: fewer rows, and the summary says why.
-    summary = ok_json("label", "suggest", pool, "--budget", "500", "--base", tiny_base, "--labels", "a,b")
-    near_copies = 30 - summary["suggested"]
-    expected = (
-        f"suggested {summary['suggested']} of the 500 rows asked: the pool has 30 rows not labelled yet"
-    )
-    expected += f", and {near_copies} of them are near-duplicates" if near_copies else ""
-    assert summary["notes"][0].startswith(expected)
+    # A budget over what the pool holds: fewer rows, and the summary says why. Only exact copies
+    # reach a similarity of 0.9999, so the pool's distinct texts are all suggested.
+    distinct = sorted({t for t, _ in make_rows(10, seed=4)})
+    copies = distinct[:3]
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t in distinct + copies], header=("text",))
+    asked = ("label", "suggest", pool, "--budget", "500", "--base", tiny_base, "--labels", "a,b")
+    summary = ok_json(*asked, "--dup-threshold", "0.9999")
+    assert summary["suggested"] == len(distinct)
+    assert summary["notes"] == [
+        f"suggested {len(distinct)} of the 500 rows asked: the pool has {len(distinct) + 3} rows not "
+        "labelled yet, and 3 of them are near-duplicates (similarity >= 0.9999) of a row picked or labelled"
+    ]
+    pool = write_csv(tmp_path / "pool.csv", [(t,) for t in distinct], header=("text",))
+    summary = ok_json(*asked, "--dup-threshold", "0.9999")
+    assert summary["notes"] == [
+        f"suggested {len(distinct)} of the 500 rows asked: the pool has {len(distinct)} rows not labelled yet"
+    ]
     for strategy in ("margin", "entropy"):
         code, output = invoke(
             "label", "suggest", pool, "--budget", "5", "--strategy", strategy, "--base", tiny_base
@@ -883,6 +897,7 @@ def test_a_cached_step_with_a_relative_output_path_runs_again(files, home, tmp_p
             db.execute("UPDATE steps SET outputs=? WHERE key=?", (json.dumps(relative), key))
     again = run_steps(tmp_path, steps)
     assert not again.steps[0].cached and Path(again.outputs("more")["data"]).is_absolute()
+    assert run_steps(tmp_path, steps).steps[0].cached  # its absolute output path is reused
 
 
 def test_label_augment_refuses_operations_that_are_neither(files, home, tmp_path):
