@@ -452,7 +452,9 @@ def test_suggested_tasks_carry_every_column_as_written(tiny_base, home, tmp_path
     )
     assert picked["notes"] == [
         "column(s) ['annotator', 'created_at'] share names with Label Studio's JSON-MIN keys and come "
-        "back only from its JSON export (export as JSON, not JSON-MIN)"
+        "back only from its JSON export (export as JSON, not JSON-MIN)",
+        "no Label Studio label config written: the label set is unknown without labelled rows "
+        "(pass --labels, a list or a file of labels)",
     ]
 
 

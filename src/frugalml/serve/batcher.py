@@ -8,7 +8,9 @@ Policy, in order of importance:
   two idle slots: two batches of 16), not run as one batch while the other slot idles.
 - A lone request on an idle server runs at once. Waiting (up to `max_wait`, counted from the
   oldest queued request) only happens when the previous batch held several requests, i.e. when
-  concurrent load makes companions likely.
+  concurrent load makes companions likely, and only for the idle slots' share of
+  `max_batch_size`: with two slots, a slot that frees up while the other runs starts once half a
+  batch is queued, rather than idling until a whole one is.
 - The queue is bounded in texts; when full, `Overloaded` carries a Retry-After estimate from the
   measured throughput. A request past its deadline, or whose client went away, is dropped from
   the queue if its batch has not started, so it costs no model time.
@@ -158,7 +160,7 @@ class Batcher:
             if self.max_wait > 0 and self._last_batch_requests > 1:
                 await self._wait_for_companions()
             # Spread over the idle slots: two half batches side by side finish sooner than one.
-            idle_slots = self.parallel - len(self._running)
+            idle_slots = self._idle_slots()
             batch = self._take(max(1, min(self.max_batch_size, math.ceil(self._queued / idle_slots))))
             if not batch:  # everything queued was dropped meanwhile
                 self._slots.release()
@@ -167,6 +169,9 @@ class Batcher:
             self._running.add(task)
             task.add_done_callback(self._finished)
 
+    def _idle_slots(self) -> int:
+        return self.parallel - len(self._running)
+
     def _finished(self, task: asyncio.Task) -> None:
         self._running.discard(task)
         self._slots.release()
@@ -174,8 +179,9 @@ class Batcher:
             self._idle.set()
 
     async def _wait_for_companions(self) -> None:
+        """Until the idle slots' share of a full batch is queued, or the oldest has waited `max_wait`."""
         deadline = self._queue[0].enqueued + self.max_wait
-        while self._queued < self.max_batch_size:
+        while self._queued < math.ceil(self.max_batch_size * self._idle_slots() / self.parallel):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
