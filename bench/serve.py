@@ -1,9 +1,10 @@
 """Serving benchmark: frugalml (PyTorch, ONNX Runtime fp32, int8) vs LitServe vs plain FastAPI.
 
-Same MiniLM BANKING77 intent model (a `head` bundle), one BANKING77 test query per request, closed-
-loop load from a separate process on loopback at concurrency 1, 8, 32 and 64, a bounded number of
-requests per level. frugalml also serves the bundle bench/compress.py selected, when that has run
-here (a smaller model of its own: each bundle's test accuracy is reported beside its speed).
+The same MiniLM BANKING77 intent model (a `head` bundle) on every server, one BANKING77 test query
+per request, closed-loop load from a separate process on loopback at concurrency 1, 8, 32 and 64,
+a bounded number of requests per level. frugalml also serves the bundle bench/compress.py
+selected, when that has run here (a smaller model of its own: each bundle's test accuracy is
+reported beside its speed).
 Every server gets the same machine in one run, one after another, round-robin over --rounds
 rounds (3; the round with the median req/s is reported, every round's req/s beside it).
 
@@ -246,21 +247,15 @@ def run_ceiling(bundle_path: str) -> None:
     """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
     side (as `frugalml serve --parallel <cores>` runs it), at half and full batches; and its
     accuracy on the BANKING77 test set, since the bundles served need not be the same model."""
-    import numpy as np
-
+    from frugalml.data import load_dataset
+    from frugalml.evaluate import evaluate
     from frugalml.serve.runner import serving_predictor
 
     predictor = serving_predictor(bundle_path, threads=1)
     predictor.warmup()
     texts = load_texts()
     rates = {f"batch {b}": round(side_by_side(predictor, texts, b), 1) for b in (MAX_BATCH // 2, MAX_BATCH)}
-    with (DATA / "test.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    probabilities = np.concatenate(
-        [predictor.predict_proba([r["text"] for r in rows[i : i + 64]]) for i in range(0, len(rows), 64)]
-    )
-    predicted = np.asarray(predictor.labels)[probabilities.argmax(1)]
-    accuracy = float(np.mean(predicted == np.asarray([r["category"] for r in rows])))
+    accuracy = evaluate(predictor, load_dataset(DATA / "test.csv")).accuracy
     print(json.dumps({"texts_per_s": rates, "test_accuracy": round(accuracy, 4)}))
 
 
@@ -294,12 +289,12 @@ def prepare_bundles() -> dict[str, str]:
 
 
 def compressed_bundle() -> str | None:
-    """The bundle bench/compress.py selected: int8 ONNX, smaller, distilled from a teacher of its
-    own (so a different model: its test accuracy is reported beside the others')."""
+    """The bundle bench/compress.py selected: smaller, and in the committed run distilled from a
+    teacher of its own (so a different model: its test accuracy is reported beside the others')."""
     report = RESULTS / "compress.json"
     selected = json.loads(report.read_text()).get("selected") if report.exists() else None
     folder = in_repo(selected["bundle_path"]) if selected else None
-    if folder is None or not folder.is_dir() or selected["format"] != "onnx":
+    if folder is None or not folder.is_dir():
         print("compressed: not served (run bench/compress.py here first)", flush=True)
         return None
     return str(folder)
@@ -393,7 +388,7 @@ def servers(bundles: dict[str, str]) -> list[dict]:
             ("torch fp32", "torch"),
             ("onnx fp32", "onnx"),
             ("onnx int8", "int8"),
-            ("compressed int8", "compressed"),
+            (f"compressed {_precision(bundles.get('compressed'))}", "compressed"),
         )
         if key in bundles
     ]
@@ -427,6 +422,10 @@ def servers(bundles: dict[str, str]) -> list[dict]:
         # LitServe's event loops run in worker processes; the others' in the main thread.
         entry["loop_in_main_thread"] = not entry["name"].startswith("litserve")
     return entries
+
+
+def _precision(bundle_path: str | None) -> str | None:
+    return json.loads((Path(bundle_path) / "bundle.json").read_text())["precision"] if bundle_path else None
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:

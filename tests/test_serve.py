@@ -283,8 +283,10 @@ def test_queued_requests_are_spread_over_idle_inference_threads(predictor):
 
 
 def test_a_slot_freed_beside_a_running_call_waits_for_its_share_of_a_batch_only(predictor):
-    class FirstCallHeld:
-        """The first model call waits for `release`; later ones run at once."""
+    held = TEXTS[:2]
+
+    class FirstBatchHeld:
+        """The call on the first two texts waits for `release`; every other call runs at once."""
 
         labels = predictor.labels
         release = threading.Event()
@@ -292,29 +294,37 @@ def test_a_slot_freed_beside_a_running_call_waits_for_its_share_of_a_batch_only(
 
         def predict_proba(self, texts):
             self.calls.append(len(texts))
-            if len(self.calls) == 1 and not self.release.wait(30):
+            if list(texts) == held and not self.release.wait(30):
                 raise TimeoutError("never released")
             return predictor.predict_proba(texts)
 
-    async def scenario() -> None:
-        model = FirstCallHeld()
+    async def scenario() -> list[int]:
+        model = FirstBatchHeld()
         # max_wait is far beyond the test: only the batch-size rule can start the third batch.
         batcher = Batcher(model, ServingMetrics(), "m", max_batch_size=8, max_wait=60, parallel=2)
         first = [asyncio.ensure_future(batcher.predict([t], timeout=90)) for t in TEXTS]
         await asyncio.sleep(0)
         with ThreadPoolExecutor(2) as executor:
             batcher.start(executor)
-            await asyncio.wait_for(asyncio.gather(*first[2:]), 10)  # the second batch of two is done
-            # One slot runs, one is free after a batch of two: four texts are its half of eight.
-            later = [asyncio.ensure_future(batcher.predict([t], timeout=90)) for t in TEXTS]
-            results = await asyncio.wait_for(asyncio.gather(*later), 10)
-            assert model.calls == [2, 2, 4]
-            model.release.set()
+            try:
+                await asyncio.wait_for(asyncio.gather(*first[2:]), 10)  # the unheld batch of two
+                # One slot runs, one is free after a batch of two: four texts are its half of eight.
+                later = [asyncio.ensure_future(batcher.predict([t], timeout=90)) for t in TEXTS]
+                results = await asyncio.wait_for(asyncio.gather(*later), 10)
+            finally:
+                model.release.set()
             await asyncio.gather(*first)
-            await batcher.close()
+            # Both slots idle now, after batches of several: four texts are half of the whole
+            # batch they share, so the batcher waits (here until the deadline a request brings).
+            late = [asyncio.ensure_future(batcher.predict([t], timeout=1)) for t in TEXTS]
+            answers = await asyncio.gather(*late, return_exceptions=True)
+            assert all(isinstance(answer, DeadlineExceeded) for answer in answers)
+            # Those requests left the queue: the batcher stops waiting for their companions.
+            await asyncio.wait_for(batcher.close(), 10)
         assert np.allclose(np.concatenate(results), predictor.predict_proba(TEXTS), atol=1e-5)
+        return sorted(model.calls[:2]) + model.calls[2:]
 
-    asyncio.run(scenario())
+    assert asyncio.run(scenario()) == [2, 2, 4]
 
 
 def test_a_torch_call_alone_uses_its_lone_threads_and_calls_side_by_side_their_own(bundle_path, predictor):

@@ -135,6 +135,7 @@ class Batcher:
         if not pending.started and not pending.dropped:
             pending.dropped = True
             self._count_queued(-len(pending.texts))
+            self._arrived.set()  # a batcher waiting for companions of dropped requests stops
 
     def _count_queued(self, texts: int) -> None:
         # The gauge moves by the change, not to this batcher's count: the versions of one model
@@ -179,9 +180,10 @@ class Batcher:
             self._idle.set()
 
     async def _wait_for_companions(self) -> None:
-        """Until the idle slots' share of a full batch is queued, or the oldest has waited `max_wait`."""
+        """Until the idle slots' share of a full batch is queued, the oldest has waited `max_wait`,
+        or every queued request has been dropped (deadline, hang-up)."""
         deadline = self._queue[0].enqueued + self.max_wait
-        while self._queued < math.ceil(self.max_batch_size * self._idle_slots() / self.parallel):
+        while 0 < self._queued < math.ceil(self.max_batch_size * self._idle_slots() / self.parallel):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
