@@ -93,7 +93,8 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     second = json.loads(run_cli(capsys, *args)[1])["bundle_id"]
     lineage = json.loads(run_cli(capsys, "models", "show", second, "--json")[1])["lineage"]
     assert lineage[0]["data_path"] == str(copy.resolve())
-    assert run_cli(capsys, "models", "show", second)[0] == 0  # the table shows that path too
+    code, out, _ = run_cli(capsys, "models", "show", second)  # the table names that file too,
+    assert code == 0 and " renamed.csv " in out  # whole, as typed from this folder
     run_cli(capsys, "models", "rm", second)
     code, out, _ = run_cli(capsys, "models", "rm", bundle_id, "--json")
     assert json.loads(out) == {"removed": bundle_id}

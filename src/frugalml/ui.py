@@ -67,10 +67,15 @@ def command_name() -> str:
         return "frugalml"
     if not me.exists():
         return "frugalml"
-    relative = os.path.relpath(me)  # the shorter to copy, unless it climbs out of this folder
-    if relative.startswith(".."):
-        return str(me)
-    return relative if os.sep in relative else os.path.join(".", relative)  # not looked up on PATH
+    shown = short_path(me)
+    return shown if os.sep in shown else os.path.join(".", shown)  # a bare name is looked up on PATH
+
+
+def short_path(path: str | Path) -> str:
+    """`path` relative to the working folder when it lies inside it (shorter to read and to copy),
+    else absolute."""
+    relative = os.path.relpath(path)
+    return str(Path(path).resolve()) if relative.startswith("..") else relative
 
 
 def emit_json(document: Any) -> None:
@@ -84,7 +89,9 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
         result.add_column(column, justify="left" if column in ("label", "id", "name", "key") else "right")
     for row in rows:
         # Text, not markup: a cell such as "reset [/b] password" is user data, shown as typed.
-        result.add_row(*(Text(fmt(v)) for v in row))
+        # Folded, not cut with an ellipsis, where a narrow terminal squeezes a column: a path or
+        # an id is no use with its end missing.
+        result.add_row(*(Text(fmt(v), overflow="fold") for v in row))
     return result
 
 

@@ -69,7 +69,7 @@ def models_show(
             r["id"],
             r["method"],
             r["format"],
-            r["data_path"],
+            ui.short_path(r["data_path"]) if r["data_path"] else "",
             (r["dataset"] or {}).get("sha256", "")[:12],
             r["run_id"],
         )
