@@ -21,7 +21,7 @@ import sys
 import time
 
 from _common import RESULTS, write_results
-from serve import ENV, MAX_BATCH, load_texts, prepare_bundles, side_by_side
+from serve import ENV, MAX_BATCH, load_texts, model_bundles, side_by_side
 
 from frugalml.settings import INFERENCE_ENV
 
@@ -55,7 +55,7 @@ def run_worker(bundle_path: str) -> None:
 def orchestrate(rounds: int) -> None:
     from frugalml import ui
 
-    bundle = prepare_bundles()["torch"]
+    bundle = model_bundles()["torch"]
     runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for round_ in range(rounds):
         for name, settings in SETTINGS.items():

@@ -380,16 +380,16 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300) -> 
 
 
 def servers(bundles: dict[str, str]) -> list[dict]:
+    from frugalml.bundle import load_bundle
+
+    kinds = [("torch fp32", "torch"), ("onnx fp32", "onnx"), ("onnx int8", "int8")]
+    if "compressed" in bundles:
+        kinds.append((f"compressed {load_bundle(bundles['compressed']).precision}", "compressed"))
     frugalml = str(Path(sys.executable).with_name("frugalml"))
     batching = ["--max-batch-size", str(MAX_BATCH), "--max-wait-ms", str(MAX_WAIT_MS)]
     entries = [
         {"name": f"frugalml {kind}", "bundle": key, "cmd": [frugalml, "serve", bundles[key], *batching]}
-        for kind, key in (
-            ("torch fp32", "torch"),
-            ("onnx fp32", "onnx"),
-            ("onnx int8", "int8"),
-            (f"compressed {_precision(bundles.get('compressed'))}", "compressed"),
-        )
+        for kind, key in kinds
         if key in bundles
     ]
     # The default leaves one core to the event loop; --parallel runs one single-threaded model
@@ -422,10 +422,6 @@ def servers(bundles: dict[str, str]) -> list[dict]:
         # LitServe's event loops run in worker processes; the others' in the main thread.
         entry["loop_in_main_thread"] = not entry["name"].startswith("litserve")
     return entries
-
-
-def _precision(bundle_path: str | None) -> str | None:
-    return json.loads((Path(bundle_path) / "bundle.json").read_text())["precision"] if bundle_path else None
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:

@@ -224,6 +224,13 @@ def test_a_diverging_fine_tune_is_a_user_error_not_a_traceback(capsys, tiny_base
     assert "Traceback" not in err
 
 
+def test_paths_are_shown_from_the_working_folder_unless_they_climb_out_of_it(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert ui.short_path(tmp_path / "data" / "train.csv") == os.path.join("data", "train.csv")
+    assert ui.short_path(tmp_path / "..hidden.csv") == "..hidden.csv"  # a name, not the parent
+    assert ui.short_path(tmp_path.parent / "x.csv") == str(tmp_path.parent.resolve() / "x.csv")
+
+
 def test_hints_name_the_command_as_it_can_be_typed_again(monkeypatch, tmp_path):
     command = tmp_path / "venv" / "bin" / "frugalml"  # an installed command off the PATH
     command.parent.mkdir(parents=True)

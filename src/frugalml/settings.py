@@ -7,7 +7,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How PyTorch's OpenMP threads wait for work between operations, for `serve` and for compress's
-# measurements of what will be served. By default they spin for about 3 ms after each operation;
+# measurements of what will be served. By default they spin (GNU OpenMP: up to 300,000 rounds);
 # beside an event loop and on shared cores that starves the very threads they wait for (a lone
 # MiniLM call took 490 ms instead of 17 ms on a busy 2-core machine). Sleeping at once (PASSIVE)
 # fixes that, but then every operation of a two-thread call waits for a sleeping thread to wake,

@@ -75,7 +75,8 @@ def short_path(path: str | Path) -> str:
     """`path` relative to the working folder when it lies inside it (shorter to read and to copy),
     else absolute."""
     relative = os.path.relpath(path)
-    return str(Path(path).resolve()) if relative.startswith("..") else relative
+    climbs = relative == os.pardir or relative.startswith(os.pardir + os.sep)  # not "..name"
+    return str(Path(path).resolve()) if climbs else relative
 
 
 def emit_json(document: Any) -> None:
