@@ -155,3 +155,27 @@ def test_bad_pipelines_are_refused(tmp_path, intent_files, home, text, message):
     spec.write_text(text)
     with pytest.raises(FrugalError, match=re.escape(message)):
         run_pipeline(spec)
+
+
+COLUMNS_PIPELINE = """
+steps:
+  - id: tune
+    tune: {{train: train.csv, eval: test.csv, method: head, base: "{base}", {columns}}}
+  - id: check
+    eval: {{bundle: "${{tune.bundle_id}}", data: test.csv, {columns}}}
+"""
+
+
+def test_tune_and_eval_steps_read_the_columns_they_are_told(tiny_base, home, tmp_path):
+    for name, seed in (("train", 1), ("test", 2)):
+        rows = [(f"r{i}", text, label) for i, (text, label) in enumerate(make_rows(20, seed=seed))]
+        write_csv(tmp_path / f"{name}.csv", rows, header=("ref", "body", "intent"))
+    spec = tmp_path / "p.yaml"
+    columns = "text_column: body, label_column: intent, id_column: ref"
+    spec.write_text(COLUMNS_PIPELINE.format(base=tiny_base, columns=columns))
+    result = run_pipeline(spec)
+    assert result.outputs("check")["accuracy"] == result.outputs("tune")["metrics"]["accuracy"]
+    assert result.outputs("check")["accuracy"] > 0.5  # 3 classes: the labels were read as labels
+    spec.write_text(COLUMNS_PIPELINE.format(base=tiny_base, columns="label_column: intent"))
+    with pytest.raises(FrugalError, match="text column"):
+        run_pipeline(spec)

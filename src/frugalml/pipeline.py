@@ -73,6 +73,15 @@ def step(
     return register
 
 
+# The settings of a step that reads a data file: which of its columns hold what (load_dataset).
+COLUMN_KEYS = frozenset({"text_column", "label_column", "id_column"})
+
+
+def column_settings(args: dict[str, Any]) -> dict[str, Any]:
+    """The step's column settings, as load_dataset's keyword arguments."""
+    return {k: args[k] for k in COLUMN_KEYS if k in args}
+
+
 def config_keys(config_type: type) -> set[str]:
     """A config dataclass's fields: the settings a step built on it takes."""
     return {f.name for f in fields(config_type)}

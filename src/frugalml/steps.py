@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugalml.pipeline import StepContext, config_from, config_keys, step
+from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
 from frugalml.tune import TuneConfig
 from frugalml.workflows import evaluate_bundle, tune_and_register
-
-COLUMN_KEYS = {"text_column", "label_column"}
-
-
-def _columns(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: args[k] for k in COLUMN_KEYS if k in args}
 
 
 @step("tune", required={"train"}, optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS)
@@ -23,7 +17,7 @@ def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         config,
         eval_path=args.get("eval"),
         name=args.get("name"),
-        columns=_columns(args),
+        columns=column_settings(args),
         reporter=context.reporter,
         settings=context.settings,
     )
@@ -31,7 +25,7 @@ def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
 
 @step("eval", required={"bundle", "data"}, optional=COLUMN_KEYS)
 def eval_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    bundle, report = evaluate_bundle(args["bundle"], args["data"], _columns(args), context.settings)
+    bundle, report = evaluate_bundle(args["bundle"], args["data"], column_settings(args), context.settings)
     # bundle_path: a cached result stands only while its bundle still loads (pipeline._still_valid).
     return {"bundle_id": bundle.id, "bundle_path": str(bundle.path), **report.summary()}
 

@@ -13,8 +13,7 @@ from typing import Any
 
 from frugalml.compress.workflow import CompressConfig, compress_and_register
 from frugalml.names import split_names
-from frugalml.pipeline import StepContext, config_from, config_keys, step
-from frugalml.steps import COLUMN_KEYS
+from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
 
 INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
 
@@ -40,7 +39,7 @@ def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         args["eval"],
         config,
         unlabelled_path=args.get("unlabelled"),
-        columns={k: args[k] for k in COLUMN_KEYS if k in args},
+        columns=column_settings(args),
         out_dir=args.get("out"),
         reporter=context.reporter,
         settings=context.settings,

@@ -34,13 +34,7 @@ from frugalml.label.workflows import (
     write_issues_report,
 )
 from frugalml.names import split_names
-from frugalml.pipeline import StepContext, config_from, config_keys, step
-
-COLUMN_KEYS = ("text_column", "label_column", "id_column")
-
-
-def _columns(args: dict[str, Any]) -> dict[str, Any]:
-    return {k: args[k] for k in COLUMN_KEYS if k in args}
+from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
 
 
 def _workdir(kind: str, args: dict[str, Any], context: StepContext, inputs: list[str]) -> Path:
@@ -72,7 +66,7 @@ def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any
         out,
         review,
         config,
-        _columns(args),
+        column_settings(args),
         context.reporter,
         context.settings,
     )
@@ -107,7 +101,7 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
         labels=parse_labels(args.get("labels")),
         dup_threshold=float(args.get("dup_threshold", 0.95)),
         seed=int(args.get("seed", 0)),
-        columns=_columns(args),
+        columns=column_settings(args),
         reporter=context.reporter,
     )
     return {k: v for k, v in summary.items() if k != "rows"} | {"ids": [r["id"] for r in summary["rows"]]}
@@ -128,7 +122,7 @@ def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, A
 def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
     check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
-    data = load_dataset(args["data"], **_columns(args))
+    data = load_dataset(args["data"], **column_settings(args))
     report = label_issues(
         data,
         _encoder(args),
@@ -151,7 +145,7 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
 def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir("label_augment", args, context, [args["data"]]) / "augmented.csv")
     check_outputs([args["data"]], [out])
-    data = load_dataset(args["data"], **_columns(args), require_labels=False)
+    data = load_dataset(args["data"], **column_settings(args), require_labels=False)
     operations = split_names(args.get("operations", ["swap", "delete", "typo"]))
     frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
     write_frame(frame, out)
