@@ -151,6 +151,8 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, case):
     response = httpx.post(server + path, **kwargs)
     assert response.status_code == status, response.text
     assert says in response.json()["error"]
+    if status == 422:  # a body of the wrong shape: where and what, as validation errors
+        assert any(says in ".".join(map(str, d["loc"])) + d["msg"] for d in response.json()["detail"])
     assert httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}).status_code == 200
 
 

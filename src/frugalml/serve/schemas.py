@@ -6,10 +6,11 @@ per text) are both enforced by validation and published in /openapi.json.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
 from frugalml.serve.config import ServeConfig
 
@@ -115,6 +116,7 @@ def request_models(config: ServeConfig) -> RequestModels:
         datatype=(Literal["BYTES"], ...),
         data=(texts, ...),
         parameters=(dict[str, Any] | None, None),
+        __validators__={"shape_fits_data": model_validator(mode="after")(_shape_fits_data)},
     )
     infer = create_model(
         "InferenceRequest",
@@ -128,3 +130,11 @@ def request_models(config: ServeConfig) -> RequestModels:
         outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
     )
     return RequestModels(predict=predict, infer=infer)
+
+
+def _shape_fits_data(tensor: BaseModel) -> BaseModel:
+    """A 422 like any other wrong shape of body, with the validation error's `detail`."""
+    n = len(tensor.data)
+    if math.prod(tensor.shape) != n or tensor.shape[0] != n:
+        raise ValueError(f"shape {tensor.shape} does not match its {n} texts; use [n] or [n, 1]")
+    return tensor

@@ -5,14 +5,11 @@ A text classifier takes one BYTES input of shape [n] (or [n, 1]) and returns `la
 Versions are bundle ids; routes without a version use the model's first one.
 """
 
-import math
-
 from fastapi import Depends, FastAPI, Request, Response
 
 from frugalml import __version__
 from frugalml.serve.catalog import Catalog, ServedModel
 from frugalml.serve.config import ServeConfig
-from frugalml.serve.errors import ApiError
 from frugalml.serve.http import body_schema, infer, json_response, parse_body, read_body, timeout_header
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import (
@@ -108,12 +105,6 @@ def add_v2_routes(
         request.state.model = model.name
         body = parse_body(models.infer, await read_body(request, config, lifecycle))
         tensor = body.inputs[0]
-        if math.prod(tensor.shape) != len(tensor.data) or tensor.shape[0] != len(tensor.data):
-            raise ApiError(
-                422,
-                f"input {tensor.name!r}: shape {tensor.shape} does not match its {len(tensor.data)} "
-                "texts; use [n] or [n, 1]",
-            )
         wanted = [o.name for o in body.outputs] if body.outputs else ["label", "score"]
         probabilities = await infer(request, model, tensor.data, config, lifecycle, timeout)
         n = len(tensor.data)
