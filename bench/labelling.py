@@ -9,6 +9,7 @@
     swings by about 2 points). The auto-labels carry `source = auto`, as `frugalml label auto`
     writes them, so tune validates on the human rows only.
 (b) precision and coverage of the accepted auto-labels (target 0.95), against the true labels.
+    (a) and (b) smooth the embeddings over each text's nearest rows as `label auto` does.
 (c) 10 % and 20 % of train labels flipped at random: precision / recall / F1 of the flagged rows,
     beside cleanlab's usual recipe (out-of-fold logistic regression on TF-IDF features).
 (d) active learning from 2 labels per intent, 77 more per round: test accuracy vs labels used for
@@ -54,6 +55,11 @@ def main() -> int:
         help="(a) also tunes this method on the 10-shot seed and on seed + auto-labels (minutes per draw)",
     )
     parser.add_argument("--parts", default="a,c,d", help="parts to run; the others keep their last results")
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        help="(a) and (b): smoothing neighbours, as `label auto --neighbours` (default: its default)",
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: BANKING77 not found at {DATA}")
@@ -87,7 +93,9 @@ def main() -> int:
     )
     parts = args.parts.split(",")
     results["auto_label"] = (
-        bench_auto_label(train, test, x, y, x_test, y_test, names, args.rounds, args.draws, args.fine_tune)
+        bench_auto_label(
+            train, test, x, y, x_test, y_test, names, args.rounds, args.draws, args.fine_tune, args.neighbours
+        )
         if "a" in parts
         else previous["auto_label"]
     )
@@ -123,10 +131,18 @@ def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- (a) + (b)
-def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune=None) -> dict:
+def bench_auto_label(
+    train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune=None, neighbours=None
+) -> dict:
     """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by 2 points."""
+    from frugalml.label.neighbours import smooth
+    from frugalml.label.workflows import AutoLabelConfig
+
+    neighbours = AutoLabelConfig().neighbours if neighbours is None else neighbours
+    # As `label auto` does on seed + pool: here, every train row.
+    smoothed = smooth(x, neighbours)
     runs = [
-        auto_label_draw(train, test, x, y, x_test, y_test, names, rounds, seed, fine_tune)
+        auto_label_draw(train, test, smoothed, y, x_test, y_test, names, rounds, seed, fine_tune)
         for seed in range(draws)
     ]
     metrics = {
@@ -147,6 +163,7 @@ def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fi
         "seed_rows": runs[0]["seed_rows"],
         "pool_rows": runs[0]["pool_rows"],
         "target_precision": 0.95,
+        "neighbours": neighbours,
         "fine_tune": fine_tune,
         "class_weight_on_auto_labels": AUTO_CLASS_WEIGHT,
         "mean": mean,

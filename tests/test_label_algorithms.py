@@ -9,7 +9,8 @@ from frugalml.errors import FrugalError
 from frugalml.label import active
 from frugalml.label.augment import augment_texts
 from frugalml.label.autolabel import choose_threshold, self_train
-from frugalml.label.issues import conflicting_duplicates, find_issues, neighbours, outliers
+from frugalml.label.issues import conflicting_duplicates, find_issues, outliers
+from frugalml.label.neighbours import neighbours, smooth
 
 
 def clusters(n_per_class: int, n_classes: int = 6, dim: int = 16, spread: float = 0.55, seed: int = 0):
@@ -107,6 +108,36 @@ def test_self_training_runs_on_two_labels_per_class():
     result = self_train(x[seed_rows], y[seed_rows], x[pool], 6, target_precision=0.5, rounds=1)
     assert len(result.labels) == len(pool)
     assert (result.labels == y[pool]).mean() > 0.9  # well separated clusters
+
+
+def test_smoothing_adds_half_the_mean_of_the_nearest_other_rows():
+    x, _ = clusters(20, seed=4)
+    x = np.vstack([x, x[:1]])  # an exact copy: each of the two has the other as its nearest row
+    near = neighbours(x, 3)
+    assert 0 not in near.index[0] and near.index[0][0] == len(x) - 1
+    cosine = x @ x.T
+    np.fill_diagonal(cosine, -np.inf)
+    assert all(set(near.index[i]) == set(np.argsort(-cosine[i])[:3]) for i in range(len(x)))
+    expected = x + 0.5 * x[near.index].mean(axis=1)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(smooth(x, 3), expected, atol=1e-6)
+    assert smooth(x, 0) is x
+    assert np.allclose(smooth(x[:3], 10), smooth(x[:3], 2))  # more neighbours asked than rows: all others
+    with pytest.raises(ValueError, match="0 or more"):
+        smooth(x, -1)
+
+
+def test_smoothing_lifts_self_training_accuracy_on_overlapping_classes():
+    raw, smoothed = [], []
+    for seed in range(4):
+        x, y = clusters(100, spread=1.0, seed=seed)
+        seed_rows = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(6)])
+        pool = np.setdiff1d(np.arange(len(y)), seed_rows)
+        for vectors, scores in ((x, raw), (smooth(x, 5), smoothed)):
+            result = self_train(vectors[seed_rows], y[seed_rows], vectors[pool], 6, 0.9, rounds=1)
+            scores.append((result.labels == y[pool]).mean())
+    assert np.mean(smoothed) >= np.mean(raw) + 0.01  # measured: 0.930 against 0.915
+    assert sum(s > r for s, r in zip(smoothed, raw, strict=True)) >= 3  # measured: 3 of 4 seeds
 
 
 # ------------------------------------------------------------------ active learning

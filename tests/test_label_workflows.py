@@ -66,11 +66,11 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
         "--review",
         review,
         "--target-precision",
-        "0.9",
+        "0.97",
         "--rounds",
         "1",
     )
-    assert summary["pool"] == 90 and summary["labelled"] == 36
+    assert summary["pool"] == 90 and summary["labelled"] == 36 and summary["neighbours"] == 5
     assert summary["accepted"] + summary["review"] == 90
     assert summary["coverage"] == pytest.approx(summary["accepted"] / 90)
     assert len(summary["rounds"]) <= 2
@@ -82,7 +82,7 @@ def test_auto_writes_labelled_rows_and_a_review_queue(tiny_base, seed_and_pool, 
     ]
     auto_rows = frame[frame["source"] == "auto"]
     if summary["accepted"]:
-        assert summary["estimated_precision"] >= 0.9
+        assert summary["estimated_precision"] >= 0.97
         assert auto_rows["confidence"].astype(float).min() >= summary["threshold"] - 1e-6
         assert set(auto_rows["label"]) <= set(INTENTS)
     queue = load_dataset(review, require_labels=False)
@@ -133,6 +133,24 @@ def test_auto_point_estimate_accepts_where_the_wilson_bound_cannot(tiny_base, se
     assert wilson["accepted"] == 0 and "no confidence threshold" in wilson["notes"][0]
     assert point["accepted"] > 0 and point["estimated_precision"] >= 0.98
     assert len(load_dataset(home / "p.csv").texts) == 36 + point["accepted"]
+
+
+def test_auto_smooths_over_neighbours_by_default_and_not_with_zero(tiny_base, seed_and_pool, home):
+    common = ("label", "auto", seed_and_pool["seed"], seed_and_pool["pool"], "--base", tiny_base)
+    smoothed = ok_json(*common, "--out", home / "s.csv", "--review", home / "s.review.csv")
+    raw = ok_json(*common, "--neighbours", "0", "--out", home / "r.csv", "--review", home / "r.review.csv")
+    assert (smoothed["neighbours"], raw["neighbours"]) == (5, 0)
+    confidences = [  # of every pool row, accepted or queued for review
+        pd.concat([pd.read_csv(home / f"{run}.csv"), pd.read_csv(home / f"{run}.review.csv")])
+        .set_index("id")["confidence"]
+        .to_dict()
+        for run in ("s", "r")
+    ]
+    pool_ids = set(load_dataset(seed_and_pool["pool"], require_labels=False).ids)
+    assert confidences[0].keys() >= pool_ids and confidences[1].keys() >= pool_ids
+    assert any(confidences[0][i] != confidences[1][i] for i in pool_ids)
+    code, output = invoke(*common, "--neighbours", "-1")
+    assert code == 2 and "neighbours must be 0 or more, got -1" in output
 
 
 def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, home, tmp_path):

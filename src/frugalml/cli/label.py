@@ -50,6 +50,15 @@ def auto(
         ),
     ] = False,
     rounds: Annotated[int, typer.Option(help="Self-training rounds after the first pass.")] = 2,
+    neighbours: Annotated[
+        int,
+        typer.Option(
+            metavar="K",
+            help="Before labelling, move each text's embedding towards the mean of its K nearest "
+            "texts among the labelled and pool rows (more, surer labels where texts paraphrase "
+            "each other). 0: off."
+        ),
+    ] = 5,
     out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
     review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
     labels: Labels = None,
@@ -82,6 +91,7 @@ def auto(
         target_precision=target_precision,
         point_estimate=point_estimate,
         rounds=rounds,
+        neighbours=neighbours,
         folds=folds,
         seed=seed,
         base=base,

@@ -2,7 +2,8 @@
 
 Every labelling technique works on the same vectors the `head` tuning method uses (mean-pooled,
 L2-normalized encoder states), so a threshold or a label-issue score found here holds for the
-classifier that tune builds. Encoding is the expensive part (BANKING77's 13k texts take about 40 s on
+classifier that tune builds; `label auto` first smooths them over each text's nearest texts
+(label.neighbours). Encoding is the expensive part (BANKING77's 13k texts take about 40 s on
 two cores), so each vector is cached under FRUGALML_HOME/cache/embeddings, keyed by the encoder's
 identity and the sha256 of the text: a second command over the same texts encodes nothing.
 """

@@ -16,8 +16,8 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from scipy.special import softmax
-from sklearn.neighbors import NearestNeighbors
 
+from frugalml.label.neighbours import Neighbours
 from frugalml.label.probe import choose_c, out_of_fold_logits
 
 OUTLIER_IQR = 1 / 0.37037 - 1  # Datalab's default: outlier beyond Q3 + 1.7 x IQR of kNN distance
@@ -52,21 +52,6 @@ def find_issues(
         pred_probs=pred_probs,
         c=c,
     )
-
-
-@dataclass
-class Neighbours:
-    index: np.ndarray  # (n, k) nearest other rows
-    distance: np.ndarray  # (n, k) their cosine distances, ascending
-
-
-def neighbours(x: np.ndarray, k: int = 10) -> Neighbours:
-    k = min(k, len(x) - 1)
-    distance, index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(x).kneighbors(x)
-    # Drop each row itself (distance 0); an exact duplicate may take its place in column 0.
-    own = index == np.arange(len(x))[:, None]
-    keep = np.where(own.any(axis=1, keepdims=True), ~own, np.arange(k + 1) < k)
-    return Neighbours(index[keep].reshape(len(x), k), distance[keep].reshape(len(x), k))
 
 
 def conflicting_duplicates(

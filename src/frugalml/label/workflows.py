@@ -22,10 +22,11 @@ from frugalml.errors import DataError, FrugalError
 from frugalml.label import active, augment, labelstudio
 from frugalml.label.autolabel import self_train
 from frugalml.label.embeddings import Encoder, embed
-from frugalml.label.issues import conflicting_duplicates, find_issues, neighbours, outliers
+from frugalml.label.issues import conflicting_duplicates, find_issues, outliers
+from frugalml.label.neighbours import neighbours, smooth
 from frugalml.label.probe import LinearProbe, usable_folds
 from frugalml.names import split_names
-from frugalml.progress import Reporter
+from frugalml.progress import Reporter, SilentReporter
 from frugalml.settings import Settings, get_settings
 
 Columns = dict[str, str | None]
@@ -161,6 +162,9 @@ class AutoLabelConfig:
     # on BANKING77 a slightly better training set on average, docs/labelling.md).
     point_estimate: bool = False
     rounds: int = 2
+    # Smooth each embedding towards its nearest texts among labelled + pool rows before
+    # self-training (label.neighbours); 0 turns it off.
+    neighbours: int = 5
     folds: int = 5
     seed: int = 0
     c: float = 0.1
@@ -184,10 +188,13 @@ def auto_label(
     seed: Dataset, pool: Dataset, config: AutoLabelConfig, reporter: Reporter | None = None
 ) -> AutoLabelResult:
     """Label `pool` from the human-labelled `seed` rows (see label.autolabel for the method)."""
+    reporter = reporter or SilentReporter()
     if not 0.5 <= config.target_precision < 1:
         raise FrugalError(f"target precision must be in [0.5, 1), got {config.target_precision}")
     if config.rounds < 0:
         raise FrugalError(f"rounds must be 0 or more, got {config.rounds}")
+    if config.neighbours < 0:
+        raise FrugalError(f"neighbours must be 0 or more, got {config.neighbours}")
     for data in (seed, pool):
         _check_source_column(data)
     seed, pool, guesses = _guesses_to_pool(seed, pool)
@@ -202,6 +209,9 @@ def auto_label(
     names, y = _class_index(seed, config.labels)
     folds, notes = _folds(y, config.folds)
     vectors = embed(seed.texts + pool.texts, Encoder(config.base, config.bundle), reporter=reporter)
+    if config.neighbours:
+        with reporter.task(f"smoothing over the {config.neighbours} nearest texts", None):
+            vectors = smooth(vectors, config.neighbours)
     result = self_train(
         vectors[: len(seed)],
         y,
@@ -241,6 +251,7 @@ def auto_label(
         "threshold": result.threshold,
         "review": len(review),
         "rounds": result.history,
+        "neighbours": config.neighbours,
         "accepted_per_label": {k: int(v) for k, v in accepted["label"].value_counts().sort_index().items()},
         "labels_without_seed_rows": sorted(set(names) - set(seed.labels)),
         "encoder": Encoder(config.base, config.bundle).describe(),
