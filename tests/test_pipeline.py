@@ -179,3 +179,28 @@ def test_tune_and_eval_steps_read_the_columns_they_are_told(tiny_base, home, tmp
     spec.write_text(COLUMNS_PIPELINE.format(base=tiny_base, columns="label_column: intent"))
     with pytest.raises(FrugalError, match="text column"):
         run_pipeline(spec)
+
+
+def test_a_setting_spelled_out_at_its_default_is_cached_and_a_new_default_reruns(
+    tiny_base, intent_files, home, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from frugalml import steps
+    from frugalml.tune import TuneConfig
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    first = run_pipeline(spec)
+    spec.write_text(PIPELINE.format(base=tiny_base).replace("method: head", "method: head, seed: 0"))
+    assert [s.cached for s in run_pipeline(spec).steps] == [True, True]
+
+    # As a new frugalml version that changes a default would: the tune step runs again.
+    @dataclasses.dataclass
+    class NewDefaults(TuneConfig):
+        head_c: float | None = 0.3
+
+    monkeypatch.setattr(steps, "TuneConfig", NewDefaults)
+    again = run_pipeline(spec)
+    assert again.steps[0].cached is False
+    assert again.outputs("tune")["bundle_id"] != first.outputs("tune")["bundle_id"]

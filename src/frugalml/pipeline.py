@@ -9,8 +9,9 @@
 
 Paths are relative to the pipeline file, also a `base` model or `bundle` given as a local folder.
 `${step.key}` refers to an earlier step's output. A step's cache key is the hash of its kind, its
-arguments, the content of every file or folder they read and the frugalml version; a step whose
-key is in the registry (and whose bundle still loads) is reused.
+arguments, its settings with every default filled in (for a step built on a config), the content
+of every file or folder they read and the frugalml version; a step whose key is in the registry
+(and whose bundle still loads) is reused.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
@@ -53,21 +54,27 @@ class StepKind:
     run: StepFunction
     required: frozenset[str]  # settings it cannot do without
     allowed: frozenset[str] | None  # every setting it takes, the required ones included; None: any
+    config: Callable[[dict[str, Any]], Any] | None = None  # its settings as a config dataclass
 
 
 STEPS: dict[str, StepKind] = {}
 
 
 def step(
-    kind: str, required: Iterable[str] = (), optional: Iterable[str] | None = None
+    kind: str,
+    required: Iterable[str] = (),
+    optional: Iterable[str] | None = None,
+    config: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Callable[[StepFunction], StepFunction]:
     """Register a pipeline step kind and its settings; later stages add theirs the same way.
     Settings are checked when the pipeline file is read, before any step runs (without
-    `optional`, only the required ones)."""
+    `optional`, only the required ones). `config` builds the step's config dataclass from its
+    settings: its fields, defaults included, join the cache key, so a step reruns when a new
+    version changes a default and not when a setting is spelled differently."""
 
     def register(function: StepFunction) -> StepFunction:
         allowed = None if optional is None else frozenset(required) | frozenset(optional)
-        STEPS[kind] = StepKind(function, frozenset(required), allowed)
+        STEPS[kind] = StepKind(function, frozenset(required), allowed, config)
         return function
 
     return register
@@ -239,8 +246,12 @@ def _cache_key(kind: str, args: dict[str, Any]) -> str:
         for key, value in args.items()
         if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
+    build = STEPS[kind].config
+    settings = asdict(build(args)) if build else {}
+    # The config speaks for its fields, defaults included: `seed: 0` or no seed is one key.
+    args = {k: v for k, v in args.items() if k not in settings}
     payload = json.dumps(
-        {"kind": kind, "args": args, "contents": contents, "version": __version__},
+        {"kind": kind, "args": args, "settings": settings, "contents": contents, "version": __version__},
         sort_keys=True,
         default=str,
     )

@@ -9,9 +9,18 @@ from frugalml.tune import TuneConfig
 from frugalml.workflows import evaluate_bundle, tune_and_register
 
 
-@step("tune", required={"train"}, optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS)
+def tune_config(args: dict[str, Any]) -> TuneConfig:
+    return config_from(args, TuneConfig)
+
+
+@step(
+    "tune",
+    required={"train"},
+    optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS,
+    config=tune_config,
+)
 def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = config_from(args, TuneConfig)
+    config = tune_config(args)
     return tune_and_register(
         args["train"],
         config,

@@ -30,6 +30,7 @@ def step_config(args: dict[str, Any]) -> CompressConfig:
     "compress",
     required={"bundle", "train", "eval"},
     optional=config_keys(CompressConfig) | INPUTS | COLUMN_KEYS,
+    config=step_config,
 )
 def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     config = step_config(args)

@@ -54,9 +54,18 @@ def _encoder(args: dict[str, Any]) -> Encoder:
 AUTO_FILES = {"labelled", "unlabelled", "out", "review", *COLUMN_KEYS}
 
 
-@step("label_auto", required={"labelled", "unlabelled"}, optional=config_keys(AutoLabelConfig) | AUTO_FILES)
+def auto_config(args: dict[str, Any]) -> AutoLabelConfig:
+    return config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig)
+
+
+@step(
+    "label_auto",
+    required={"labelled", "unlabelled"},
+    optional=config_keys(AutoLabelConfig) | AUTO_FILES,
+    config=auto_config,
+)
 def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig)
+    config = auto_config(args)
     folder = _workdir("label_auto", args, context, [args["labelled"], args["unlabelled"]])
     out = Path(args.get("out") or folder / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
