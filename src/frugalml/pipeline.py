@@ -9,9 +9,9 @@
 
 Paths are relative to the pipeline file, also a `base` model or `bundle` given as a local folder.
 `${step.key}` refers to an earlier step's output. A step's cache key is the hash of its kind, its
-arguments, its settings with every default filled in (for a step built on a config), the content
-of every file or folder they read and the frugalml version; a step whose key is in the registry
-(and whose bundle still loads) is reused.
+settings (for a step built on a config dataclass, that config with every default filled in, in
+place of the settings that are its fields), the content of every file or folder they read and the
+frugalml version; a step whose key is in the registry (and whose bundle still loads) is reused.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def step(
     """Register a pipeline step kind and its settings; later stages add theirs the same way.
     Settings are checked when the pipeline file is read, before any step runs (without
     `optional`, only the required ones). `config` builds the step's config dataclass from its
-    settings: its fields, defaults included, join the cache key, so a step reruns when a new
-    version changes a default and not when a setting is spelled differently."""
+    settings: its fields, defaults included, stand for those settings in the cache key, so the
+    step reruns when a new version changes a default, and not for a default spelled out."""
 
     def register(function: StepFunction) -> StepFunction:
         allowed = None if optional is None else frozenset(required) | frozenset(optional)
@@ -246,16 +246,12 @@ def _cache_key(kind: str, args: dict[str, Any]) -> str:
         for key, value in args.items()
         if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
+    key = {"kind": kind, "args": args, "contents": contents, "version": __version__}
     build = STEPS[kind].config
-    settings = asdict(build(args)) if build else {}
-    # The config speaks for its fields, defaults included: `seed: 0` or no seed is one key.
-    args = {k: v for k, v in args.items() if k not in settings}
-    payload = json.dumps(
-        {"kind": kind, "args": args, "settings": settings, "contents": contents, "version": __version__},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    if build:  # the config speaks for its fields, defaults included: `seed: 0` or no seed is one key
+        key["settings"] = asdict(build(args))
+        key["args"] = {k: v for k, v in args.items() if k not in key["settings"]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # Step outputs that name a written file. Not "review": label_auto's is a row count (its file is
