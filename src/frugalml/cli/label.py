@@ -56,7 +56,7 @@ def auto(
             metavar="K",
             help="Before labelling, move each text's embedding towards the mean of its K nearest "
             "texts among the labelled and pool rows (more, surer labels where texts paraphrase "
-            "each other). 0: off."
+            "each other). 0: off.",
         ),
     ] = 5,
     out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
