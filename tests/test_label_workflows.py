@@ -956,3 +956,28 @@ def test_every_file_a_label_step_writes_is_checked_before_reuse(tiny_base, files
         written = {k for k, v in step.outputs.items() if isinstance(v, str) and Path(v).is_file()}
         assert written and written <= set(FILE_OUTPUTS), (step.kind, written - set(FILE_OUTPUTS))
     assert "review" not in FILE_OUTPUTS  # label_auto's review is a count, not a file
+
+
+def test_a_label_auto_rerun_for_a_new_default_writes_beside_the_files_of_the_old_run(
+    tiny_base, files, home, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from frugalml.label import steps
+
+    spec = (
+        f"  - id: label\n    label_auto: {{labelled: train.csv, unlabelled: pool.csv, base: {tiny_base}}}\n"
+    )
+    first = run_steps(tmp_path, spec).outputs("label")
+    before = Path(first["data"]).read_bytes()
+
+    # As a new frugalml version that changes a default would: the step runs again, into a new folder.
+    @dataclasses.dataclass
+    class NewDefaults(steps.AutoLabelConfig):
+        neighbours: int = 0
+
+    monkeypatch.setattr(steps, "AutoLabelConfig", NewDefaults)
+    again = run_steps(tmp_path, spec)
+    assert again.steps[0].cached is False and again.outputs("label")["neighbours"] == 0
+    assert Path(again.outputs("label")["data"]).parent != Path(first["data"]).parent
+    assert Path(first["data"]).read_bytes() == before  # what the older cache entry points to

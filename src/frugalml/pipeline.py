@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
@@ -44,6 +44,7 @@ MODEL_KEYS = {"base", "bundle"}  # a model name or bundle id, or a local folder
 class StepContext:
     settings: Settings
     reporter: Reporter | None
+    key: str = ""  # the step's cache key: it names the folder a step writes its files to by default
 
 
 StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
@@ -193,7 +194,7 @@ def run_pipeline(
         outputs = None if force else registry.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
         if not cached:
-            outputs = STEPS[kind].run(args, context)
+            outputs = STEPS[kind].run(args, replace(context, key=key))
             registry.cache_step(key, kind, outputs)
         step_result = StepResult(entry["id"], kind, outputs, cached)
         result.steps.append(step_result)

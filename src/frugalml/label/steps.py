@@ -5,19 +5,17 @@
     - id: tune
       tune: {train: "${label.data}", eval: data/test.csv}
 
-Files a step writes go to `out` when given, else under FRUGALML_HOME/labels/<hash of the step's
-arguments and input files>/, so a re-run with the same inputs rewrites the same paths.
+Files a step writes go to `out` when given, else under FRUGALML_HOME/labels/<the step's cache key>/
+(its settings and the content of its input files), so a re-run with the same inputs rewrites the
+same paths.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from frugalml.data import load_dataset
-from frugalml.hashing import sha256_path
 from frugalml.label.active import DEFAULT_STRATEGY
 from frugalml.label.embeddings import Encoder
 from frugalml.label.workflows import (
@@ -37,14 +35,11 @@ from frugalml.names import split_names
 from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
 
 
-def _workdir(kind: str, args: dict[str, Any], context: StepContext, inputs: list[str]) -> Path:
-    """A folder named by the hash of the step's arguments and the content of its input files."""
-    payload = json.dumps(
-        {"kind": kind, "args": args, "inputs": [sha256_path(Path(p)) for p in inputs if Path(p).exists()]},
-        sort_keys=True,
-        default=str,
-    )
-    return context.settings.home / "labels" / hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _workdir(context: StepContext) -> Path:
+    """The step's folder, named by its cache key (its settings and the content of its input files):
+    a rerun with the same inputs rewrites the same files, and one with new inputs or settings writes
+    beside them, leaving the files an earlier cached run points to as they were."""
+    return context.settings.home / "labels" / context.key[:16]
 
 
 def _encoder(args: dict[str, Any]) -> Encoder:
@@ -66,7 +61,7 @@ def auto_config(args: dict[str, Any]) -> AutoLabelConfig:
 )
 def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     config = auto_config(args)
-    folder = _workdir("label_auto", args, context, [args["labelled"], args["unlabelled"]])
+    folder = _workdir(context)
     out = Path(args.get("out") or folder / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
     summary = auto_label_files(
@@ -98,8 +93,7 @@ def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any
     },
 )
 def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    inputs = [args["pool"], *([args["labelled"]] if args.get("labelled") else [])]
-    out = Path(args.get("out") or _workdir("label_suggest", args, context, inputs) / "tasks.json")
+    out = Path(args.get("out") or _workdir(context) / "tasks.json")
     summary = suggest_files(
         args["pool"],
         int(args["budget"]),
@@ -118,7 +112,7 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
 
 @step("label_import", required={"data"}, optional={"out", "labels"})
 def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    out = Path(args.get("out") or _workdir("label_import", args, context, [args["data"]]) / "imported.csv")
+    out = Path(args.get("out") or _workdir(context) / "imported.csv")
     summary = import_export(args["data"], out, parse_labels(args.get("labels")))
     return {**summary, "data": str(out)}
 
@@ -129,7 +123,7 @@ def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, A
     optional={"report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
 )
 def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    path = Path(args.get("report") or _workdir("label_issues", args, context, [args["data"]]) / "issues.csv")
+    path = Path(args.get("report") or _workdir(context) / "issues.csv")
     check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
     data = load_dataset(args["data"], **column_settings(args))
     report = label_issues(
@@ -152,7 +146,7 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
 
 @step("label_augment", required={"data"}, optional={"out", "per_row", "operations", "seed", *COLUMN_KEYS})
 def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    out = Path(args.get("out") or _workdir("label_augment", args, context, [args["data"]]) / "augmented.csv")
+    out = Path(args.get("out") or _workdir(context) / "augmented.csv")
     check_outputs([args["data"]], [out])
     data = load_dataset(args["data"], **column_settings(args), require_labels=False)
     operations = split_names(args.get("operations", ["swap", "delete", "typo"]))
