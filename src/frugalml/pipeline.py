@@ -45,6 +45,7 @@ class StepContext:
     settings: Settings
     reporter: Reporter | None
     key: str = ""  # the step's cache key: it names the folder a step writes its files to by default
+    config: Any = None  # the step's settings as its config dataclass, for a step built on one
 
 
 StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
@@ -190,11 +191,13 @@ def run_pipeline(
     for entry in spec["steps"]:
         kind = next(k for k in entry if k != "id")
         args = _resolve(entry[kind] or {}, done, path.parent, entry["id"])
-        key = _cache_key(kind, args)
+        build = STEPS[kind].config
+        config = build(args) if build else None  # once: the key and the step share it
+        key = _cache_key(kind, args, config)
         outputs = None if force else registry.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
         if not cached:
-            outputs = STEPS[kind].run(args, replace(context, key=key))
+            outputs = STEPS[kind].run(args, replace(context, key=key, config=config))
             registry.cache_step(key, kind, outputs)
         step_result = StepResult(entry["id"], kind, outputs, cached)
         result.steps.append(step_result)
@@ -241,16 +244,15 @@ def _resolve(
     return resolved
 
 
-def _cache_key(kind: str, args: dict[str, Any]) -> str:
+def _cache_key(kind: str, args: dict[str, Any], config: Any = None) -> str:
     contents = {
         key: sha256_path(Path(value))
         for key, value in args.items()
         if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
     key = {"kind": kind, "args": args, "contents": contents, "version": __version__}
-    build = STEPS[kind].config
-    if build:  # the config speaks for its fields, defaults included: `seed: 0` or no seed is one key
-        key["settings"] = asdict(build(args))
+    if config is not None:  # it speaks for its fields, defaults included: `seed: 0` or no seed is one key
+        key["settings"] = asdict(config)
         key["args"] = {k: v for k, v in args.items() if k not in key["settings"]}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 

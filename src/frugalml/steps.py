@@ -20,10 +20,9 @@ def tune_config(args: dict[str, Any]) -> TuneConfig:
     config=tune_config,
 )
 def tune_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = tune_config(args)
     return tune_and_register(
         args["train"],
-        config,
+        context.config,
         eval_path=args.get("eval"),
         name=args.get("name"),
         columns=column_settings(args),

@@ -33,12 +33,11 @@ def step_config(args: dict[str, Any]) -> CompressConfig:
     config=step_config,
 )
 def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = step_config(args)
     result = compress_and_register(
         args["bundle"],
         args["train"],
         args["eval"],
-        config,
+        context.config,
         unlabelled_path=args.get("unlabelled"),
         columns=column_settings(args),
         out_dir=args.get("out"),

@@ -60,7 +60,6 @@ def auto_config(args: dict[str, Any]) -> AutoLabelConfig:
     config=auto_config,
 )
 def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    config = auto_config(args)
     folder = _workdir(context)
     out = Path(args.get("out") or folder / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
@@ -69,7 +68,7 @@ def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any
         args["unlabelled"],
         out,
         review,
-        config,
+        context.config,
         column_settings(args),
         context.reporter,
         context.settings,
