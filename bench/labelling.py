@@ -6,7 +6,7 @@
 (a) 10 labelled examples per intent + the rest of train as the pool: test accuracy of a `head`
     tune (and with --fine-tune, that method) on seed + accepted auto-labels, beside the same
     tune on the 10-shot seed alone; mean and std over five different seed sets (one draw alone
-    swings by about 2 points). The auto-labels carry `source = auto`, as `frugalml label auto`
+    swings by up to 1.4 points). The auto-labels carry `source = auto`, as `frugalml label auto`
     writes them, so tune validates on the human rows only.
 (b) precision and coverage of the accepted auto-labels (target 0.95), against the true labels.
     (a) and (b) smooth the embeddings over each text's nearest rows as `label auto` does.
@@ -134,7 +134,7 @@ def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 def bench_auto_label(
     train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune=None, neighbours=None
 ) -> dict:
-    """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by 2 points."""
+    """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by up to 1.4."""
     from frugalml.label.neighbours import smooth
     from frugalml.label.workflows import AutoLabelConfig
 

@@ -8,8 +8,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How PyTorch's OpenMP threads wait for work between operations, for `serve` and for compress's
 # measurements of what will be served. By default they spin (GNU OpenMP: up to 300,000 rounds);
-# beside an event loop and on shared cores that starves the very threads they wait for (a lone
-# MiniLM call took 490 ms instead of 17 ms on a busy 2-core machine). Sleeping at once (PASSIVE)
+# beside an event loop on shared cores that starved the very threads they wait for in one early
+# run (a lone MiniLM call took 490 ms instead of 17 ms on a busy 2-core machine, commit 8a84022;
+# no bench reproduces it, and on an idle machine the default is as fast). Sleeping at once (PASSIVE)
 # fixes that, but then every operation of a two-thread call waits for a sleeping thread to wake,
 # and a lone call on two threads was slower than on one. A short spin first (GOMP_SPINCOUNT: GNU
 # OpenMP, as in PyTorch's wheels, takes it over PASSIVE's zero) keeps those wake-ups cheap
