@@ -720,9 +720,9 @@ def test_traced_torch_predictor_matches_eager(bundle_path, predictor):
     traced = load_predictor(load_bundle(bundle_path), jit=True, batch_size=3)
     assert traced.padded_trace is not None and traced.packed_trace is not None  # a BERT: packed too
     texts = [*TEXTS, "refund", "please help me my card was stolen today and i need a new one", "card"]
-    packed_rows = []  # rows per packed call (the mask, last input, is texts x longest)
+    packed_rows = []  # rows per packed call (its fourth input holds each text's length)
     trace = traced.packed_trace
-    traced.packed_trace = lambda *inputs: packed_rows.append(len(inputs[-1])) or trace(*inputs)
+    traced.packed_trace = lambda *inputs: packed_rows.append(len(inputs[3])) or trace(*inputs)
     # 7 texts of 3 to 16 tokens: packed calls of 3, 3 and 1 rows; one text alone goes padded.
     np.testing.assert_allclose(traced.predict_proba(texts), predictor.predict_proba(texts), atol=1e-6)
     assert packed_rows == [3, 3, 1]
@@ -730,6 +730,11 @@ def test_traced_torch_predictor_matches_eager(bundle_path, predictor):
         traced.predict_proba(texts[5:6]), predictor.predict_proba(texts[5:6]), atol=1e-6
     )
     assert packed_rows == [3, 3, 1]
+    # Two texts: fewer than the packed call's grids, one of which stays empty.
+    np.testing.assert_allclose(
+        traced.predict_proba(texts[4:6]), predictor.predict_proba(texts[4:6]), atol=1e-6
+    )
+    assert packed_rows == [3, 3, 1, 2]
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -747,11 +752,13 @@ def test_packed_forward_is_the_padded_forward(tiny_base, normalize):
     assert not packable(decoder)  # a causal mask the packed forward does not apply
     rng = np.random.default_rng(0)
     vocab = model.encoder.config.vocab_size
-    ids = [rng.integers(5, vocab, size=n).tolist() for n in (1, 9, 4, 9, 2)]
+    ids = [rng.integers(5, vocab, size=n).tolist() for n in (1, 9, 4, 9, 2, 6)]
     with torch.inference_mode():
         padded = model(**collate(ids, pad_id=0)).logits
-        packed = PackedClassifier(model)(**pack(ids))
-    torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-4)
+        # One grid, grids of several texts, a text per grid, and grids left empty; out of order.
+        for groups in (1, 2, 3, 6, 8):
+            packed = PackedClassifier(model)(*pack(ids, groups).values())
+            torch.testing.assert_close(packed, padded, atol=1e-4, rtol=1e-4)
 
 
 def test_encoders_other_than_bert_are_served_padded(tiny_base):

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from frugalml.runtime.grouping import padding_groups
+from frugalml.runtime.grouping import grid_groups, padding_groups
 
 
 def _cost(lengths, groups, overhead):
@@ -35,6 +35,29 @@ def test_groups_partition_the_rows_and_are_optimal(seed):
     assert sorted(np.concatenate(groups).tolist()) == list(range(9))
     assert all(len(g) <= 4 for g in groups)
     assert _cost(lengths, groups, 20) == _best_cost(lengths, 4, 20)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_grid_groups_are_the_least_area_cut(seed, groups):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 40, size=8).tolist()
+    parts = grid_groups(lengths, groups)
+    assert len(parts) == groups and all(len(part) for part in parts)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(8))
+    # Least total grid area over every cut into at most `groups` groups (none is better with fewer).
+    ordered = sorted(lengths)
+    best = min(
+        sum(len(part) * max(part) for part in (ordered[a:b] for a, b in itertools.pairwise((0, *cuts, 8))))
+        for cuts in itertools.combinations(range(1, 8), groups - 1)
+    )
+    assert _cost(lengths, parts, 0) == best
+
+
+def test_grid_groups_leave_the_last_groups_empty_when_rows_are_few():
+    parts = grid_groups([7, 3], 4)
+    assert [part.tolist() for part in parts] == [[1], [0], [], []]
+    assert [part.tolist() for part in grid_groups([], 2)] == [[], []]
 
 
 def test_overhead_decides_between_padding_and_calls():

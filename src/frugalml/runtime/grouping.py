@@ -1,8 +1,13 @@
-"""Split a batch into length groups: each group is one model call, padded to its longest row.
+"""Split a batch into length groups, each padded to its longest row.
 
-A model call costs a fixed overhead plus work proportional to rows x padded width. Sorting by
-length and cutting where the padding saved outweighs one more call's overhead is an exact dynamic
-programme over the sorted lengths (O(n * max_rows)), cheap next to the model itself.
+`padding_groups`: each group is one model call. A call costs a fixed overhead plus work
+proportional to rows x padded width; sorting by length and cutting where the padding saved
+outweighs one more call's overhead is an exact dynamic programme over the sorted lengths
+(O(n * max_rows)), cheap next to the model itself.
+
+`grid_groups`: a fixed number of groups inside one packed call (frugalml.runtime.packed), each an
+attention grid of rows x longest; the cuts that make the grids' total area least, by the same
+kind of programme (O(groups * n^2)).
 """
 
 from __future__ import annotations
@@ -34,3 +39,28 @@ def padding_groups(lengths: Sequence[int], max_rows: int, call_overhead: float) 
         groups.append(order[cut[end] : end])
         end = int(cut[end])
     return groups[::-1]
+
+
+def grid_groups(lengths: Sequence[int], groups: int) -> list[np.ndarray]:
+    """`groups` row-index groups, contiguous in length order, that minimise sum(rows * longest).
+
+    Every group holds a row where there are rows enough; the last groups are empty otherwise.
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    width = np.asarray(lengths, dtype=np.float64)[order]
+    n, used = len(width), min(groups, len(width))
+    best = np.full((used + 1, n + 1), np.inf)  # best[g, j]: the first j sorted rows in g groups
+    best[0, 0] = 0.0
+    cut = np.zeros((used + 1, n + 1), dtype=np.int64)
+    for group in range(1, used + 1):
+        for end in range(group, n + 1):
+            starts = np.arange(group - 1, end)
+            costs = best[group - 1, starts] + (end - starts) * width[end - 1]
+            choice = int(costs.argmin())
+            best[group, end], cut[group, end] = costs[choice], starts[choice]
+    parts = []
+    end = n
+    for group in range(used, 0, -1):
+        parts.append(order[cut[group, end] : end])
+        end = int(cut[group, end])
+    return parts[::-1] + [order[:0]] * (groups - used)

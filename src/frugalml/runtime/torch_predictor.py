@@ -14,15 +14,16 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
 from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
-from frugalml.runtime.packed import PackedClassifier, pack, packable
+from frugalml.runtime.packed import GRID_GROUPS, PackedClassifier, pack, packable
 from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor
 
 log = logging.getLogger("frugalml.runtime")
 
-# Traced on texts of two lengths, so the masked path is the one recorded; checked on other
-# shapes, since tracing silently bakes in any shape-dependent Python branch.
-TRACE_EXAMPLE = ["a short one", "a somewhat longer text to pad the other row"]
+# Traced on texts of several lengths, so the masked path is the one recorded and each of the
+# packed trace's grids holds texts; checked on other shapes, since tracing silently bakes in any
+# shape-dependent Python branch.
+TRACE_EXAMPLE = ["a short one", "a somewhat longer text to pad the other row", "hi", "a fourth, middling one"]
 TRACE_CHECK = ["one", "two words", "and a third text, longer than both of them"]
 
 
@@ -35,6 +36,7 @@ class TorchPredictor(TokenizedPredictor):
 
     `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
     on an idle server), where the usual per-call count (set at load) would leave cores idle.
+    `grids`: attention grids per packed call (frugalml.runtime.packed).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class TorchPredictor(TokenizedPredictor):
         max_length: int | None = None,  # None: the length the bundle was tuned with
         jit: bool = False,
         lone_threads: int | None = None,
+        grids: int = GRID_GROUPS,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -54,6 +57,9 @@ class TorchPredictor(TokenizedPredictor):
         self.bundle = bundle
         self.batch_size = batch_size
         self.max_length = usable_length(max_length, tokenizer, model.config.encoder)
+        if grids < 1:
+            raise ValueError(f"grids must be at least 1, not {grids}")
+        self.grids = grids
         self.padded_trace = self._trace(packed=False) if jit else None
         self.packed_trace = self._trace(packed=True) if jit and packable(self.model) else None
         self.threads = torch.get_num_threads()
@@ -99,7 +105,7 @@ class TorchPredictor(TokenizedPredictor):
         return collate(tokenize(self.tokenizer, texts, self.max_length), self.tokenizer.pad_token_id)
 
     def _packed_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return pack(tokenize(self.tokenizer, texts, self.max_length))
+        return pack(tokenize(self.tokenizer, texts, self.max_length), self.grids)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not self.lone_threads or self.lone_threads == self.threads:
@@ -124,7 +130,8 @@ class TorchPredictor(TokenizedPredictor):
         # grid, so rows of like length share a call.
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         for index in length_batches([len(row) for row in ids], self.batch_size):
-            out[index] = self.packed_trace(*pack([ids[i] for i in index]).values()).float().numpy()
+            inputs = pack([ids[i] for i in index], self.grids)
+            out[index] = self.packed_trace(*inputs.values()).float().numpy()
         return out
 
     @torch.inference_mode()
