@@ -9,6 +9,12 @@ Every server gets the same machine in one run, one after another, round-robin ov
 rounds (3; the round with the median req/s is reported, every round's req/s beside it).
 
     .venv/bin/python bench/serve.py            # writes bench/results/serve.json
+    .venv/bin/python bench/serve.py --goal     # writes bench/results/serve_goal.json
+
+--goal measures only what the issue's goal compares, at concurrency 32, over more rounds (9): each
+frugalml bundle served with `frugalml serve`'s defaults, and LitServe. A server's ratio to LitServe
+is taken per round, between measurements a minute apart, so the machine's drift over the run moves
+both sides of a ratio alike; the JSON gives every round's ratio and their median, min and max.
 
 Run it under the shared CPU lock (`flock /tmp/frugalml-cpu.lock ...`) on a shared machine.
 The same file is also the LitServe and plain-FastAPI servers (--server) and the load generator
@@ -37,9 +43,12 @@ from pydantic import BaseModel
 from frugalml.settings import INFERENCE_ENV
 
 RESULT = RESULTS / "serve.json"
+GOAL_RESULT = RESULTS / "serve_goal.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
 ROUNDS = 3  # every server measured this many times, round-robin
+GOAL_ROUNDS = 9
+BASELINES = ("litserve torch fp32", "litserve +same model")
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "FRUGALML_HOME": str(HOME)}
 
 
@@ -246,22 +255,40 @@ def side_by_side(predictor, texts: list[str], batch: int, seconds: float = 3.0) 
 def run_ceiling(bundle_path: str) -> None:
     """Texts/s of the served model with no HTTP at all: one single-threaded call per core side by
     side (as `frugalml serve --parallel <cores>` runs it), at half and full batches; and its
-    accuracy on the BANKING77 test set, since the bundles served need not be the same model."""
+    accuracy on the BANKING77 test set, since the bundles served need not be the same model.
+    A packed PyTorch model is also measured with 1 to 3 attention grids per call, in turns."""
+    from frugalml.bundle import load_bundle
     from frugalml.data import load_dataset
     from frugalml.evaluate import evaluate
+    from frugalml.runtime import load_predictor
     from frugalml.serve.runner import serving_predictor
 
     predictor = serving_predictor(bundle_path, threads=1)
     predictor.warmup()
     texts = load_texts()
-    rates = {f"batch {b}": round(side_by_side(predictor, texts, b), 1) for b in (MAX_BATCH // 2, MAX_BATCH)}
-    accuracy = evaluate(predictor, load_dataset(DATA / "test.csv")).accuracy
-    print(json.dumps({"texts_per_s": rates, "test_accuracy": round(accuracy, 4)}))
+    batches = (MAX_BATCH // 2, MAX_BATCH)
+    rates = {f"batch {b}": round(side_by_side(predictor, texts, b), 1) for b in batches}
+    measured = {"texts_per_s": rates}
+    if getattr(predictor, "packed_trace", None) is not None:
+        by_grids = {
+            g: load_predictor(load_bundle(bundle_path), threads=1, jit=True, grids=g) for g in (1, 2, 3)
+        }
+        runs: dict[str, list[float]] = {}
+        for _ in range(3):  # in turns, so the machine's drift reaches every count alike
+            for g, model in by_grids.items():
+                for b in batches:
+                    runs.setdefault(f"grids {g}, batch {b}", []).append(
+                        side_by_side(model, texts, b, seconds=2.0)
+                    )
+        measured["packed_texts_per_s_by_grids"] = {k: round(sorted(v)[1], 1) for k, v in runs.items()}
+    measured["test_accuracy"] = round(evaluate(predictor, load_dataset(DATA / "test.csv")).accuracy, 4)
+    print(json.dumps(measured))
 
 
-def model_ceilings(bundles: dict[str, str]) -> tuple[dict[str, dict], dict[str, float]]:
-    """Per bundle: the model alone's texts/s, and its BANKING77 test accuracy."""
-    ceilings, accuracy = {}, {}
+def model_ceilings(bundles: dict[str, str]) -> tuple[dict[str, dict], dict[str, float], dict[str, dict]]:
+    """Per bundle: the model alone's texts/s, its BANKING77 test accuracy, and for a packed
+    PyTorch model its texts/s by attention grids per call."""
+    ceilings, accuracy, grids = {}, {}, {}
     for kind, path in bundles.items():
         out = subprocess.run(
             [sys.executable, __file__, "--ceiling", path],
@@ -274,7 +301,10 @@ def model_ceilings(bundles: dict[str, str]) -> tuple[dict[str, dict], dict[str, 
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         ceilings[kind], accuracy[kind] = measured["texts_per_s"], measured["test_accuracy"]
         print(f"  model alone, {kind}: {ceilings[kind]} texts/s, test accuracy {accuracy[kind]}", flush=True)
-    return ceilings, accuracy
+        if "packed_texts_per_s_by_grids" in measured:
+            grids[kind] = measured["packed_texts_per_s_by_grids"]
+            print(f"  model alone, {kind}, packed, by attention grids: {grids[kind]}", flush=True)
+    return ceilings, accuracy, grids
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -400,8 +430,10 @@ def servers(bundles: dict[str, str]) -> list[dict]:
             **entry,
             "name": f"{entry['name']} parallel {cores}",
             "cmd": [*entry["cmd"], "--parallel", cores],
+            "default": cores != "1",  # `frugalml serve` runs min(2, cores) calls at once
         }
         entry["cmd"] += ["--parallel", "1"]
+        entry["default"] = cores == "1"
         entries.insert(entries.index(entry) + 1, parallel)
     me = [sys.executable, str(Path(__file__).resolve())]
     for framework in ("litserve", "fastapi"):
@@ -506,7 +538,7 @@ def _ratios(rows: list[dict], ceilings: dict[str, dict]) -> dict:
 
     ours = sorted({r["server"] for r in rows if r["server"].startswith("frugalml")})
     ratios = {}
-    for baseline in ("litserve torch fp32", "litserve +same model"):
+    for baseline in BASELINES:
         for server in ours:
             ratios[f"c32 req/s  {server} / {baseline}"] = ratio(server, baseline, 32, "rps")
             ratios[f"c32 p99    {server} / {baseline}"] = ratio(server, baseline, 32, "p99_ms")
@@ -519,7 +551,7 @@ def _ratios(rows: list[dict], ceilings: dict[str, dict]) -> dict:
         if row["concurrency"] == 32 and alone:
             ratios[f"c32 req/s  {row['server']} / its model alone"] = round(row["rps"] / alone, 2)
     for bundle, bound in bounds(rows, ceilings).items():
-        for baseline in ("litserve torch fp32", "litserve +same model"):
+        for baseline in BASELINES:
             if (baseline, 32) in at:
                 ratios[f"c32 req/s  {bundle} bound / {baseline}"] = round(bound / at[baseline, 32]["rps"], 2)
     return {k: v for k, v in ratios.items() if v is not None}
@@ -580,28 +612,46 @@ def median_rows(rounds: list[list[dict]]) -> list[dict]:
     return rows
 
 
-def orchestrate(quick: bool = False, only: str | None = None, rounds: int = ROUNDS) -> None:
+def round_ratios(rounds: list[list[dict]]) -> dict[str, dict]:
+    """Each frugalml server's c=32 req/s over LitServe's, round by round (measurements of one
+    round are minutes apart, where the medians of `median_rows` may come from different rounds),
+    with the median, min and max of those ratios."""
+    out: dict[str, dict] = {}
+    for measured in rounds:
+        at = {row["server"]: row["rps"] for row in measured if row["concurrency"] == 32}
+        for baseline in (b for b in BASELINES if at.get(b)):
+            for server in (s for s in at if s.startswith("frugalml")):
+                key = f"c32 req/s  {server} / {baseline}"
+                out.setdefault(key, {"rounds": []})["rounds"].append(round(at[server] / at[baseline], 2))
+    for entry in out.values():
+        ordered = sorted(entry["rounds"])
+        entry.update(median=ordered[(len(ordered) - 1) // 2], min=ordered[0], max=ordered[-1])
+    return out
+
+
+def orchestrate(
+    quick: bool = False, only: str | None = None, rounds: int | None = None, goal: bool = False
+) -> None:
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (the shared BANKING77 data)")
         return
     from frugalml import ui
 
     bundles = prepare_bundles()
-    requests = {c: max(20, n // 20) for c, n in REQUESTS.items()} if quick else REQUESTS
-    print("the model alone, no HTTP:", flush=True)
-    ceilings, accuracy = model_ceilings(bundles)
+    requests = {32: REQUESTS[32]} if goal else REQUESTS
+    requests = {c: max(20, n // 20) for c, n in requests.items()} if quick else requests
+    rounds = rounds or (GOAL_ROUNDS if goal else ROUNDS)
     entries = [
         entry
         for entry in servers(bundles)
-        if not only or any(part in entry["name"] for part in only.split(","))
+        if (not only or any(part in entry["name"] for part in only.split(",")))
+        and (not goal or entry.get("default") or entry["name"] in BASELINES)
     ]
-    # Round-robin: this machine's speed drifts by 20 % and more within minutes, and each server's
-    # median over rounds spread across the whole run is compared, not one window of it.
-    measured = []
-    for round_number in range(1, rounds + 1):
-        for entry in entries:
-            print(f"{entry['name']} (round {round_number} of {rounds}):", flush=True)
-            measured.append(measure(entry, requests))
+    if goal:
+        return goal_run(entries, requests, rounds, bundles, write=not (quick or only))
+    print("the model alone, no HTTP:", flush=True)
+    ceilings, accuracy, grids = model_ceilings(bundles)
+    measured = measure_rounds(entries, requests, rounds)
     rows = median_rows(measured)
     ratios = _ratios(rows, ceilings)
     ui.out.print(
@@ -645,14 +695,66 @@ def orchestrate(quick: bool = False, only: str | None = None, rounds: int = ROUN
             "bundles": bundles,
             "test_accuracy": accuracy,
             "model_alone_texts_per_s": ceilings,
+            "packed_texts_per_s_by_grids": grids,
             "c32_bound_req_per_s": bounds(rows, ceilings),
             "c32_cpu_ms_per_request": split,
             "results": rows,
             "ratios": ratios,
+            "c32_ratio_rounds": round_ratios(measured),
             "int8": "measured" if "int8" in bundles else "pending",
         },
     )
     print(f"wrote {RESULT}")
+
+
+def measure_rounds(entries: list[dict], requests: dict[int, int], rounds: int) -> list[list[dict]]:
+    """Every entry measured once per round, round-robin: this machine's speed drifts by 20 % and
+    more within minutes, so each server's measurements spread across the whole run, not one
+    window of it."""
+    measured = []
+    for round_number in range(1, rounds + 1):
+        for entry in entries:
+            print(f"{entry['name']} (round {round_number} of {rounds}):", flush=True)
+            measured.append(measure(entry, requests))
+    # Regrouped by round: one list of rows per round, every entry's rows in it.
+    return [sum(measured[i : i + len(entries)], []) for i in range(0, len(measured), len(entries))]
+
+
+def goal_run(entries: list[dict], requests: dict[int, int], rounds: int, bundles: dict, write: bool) -> None:
+    from frugalml import ui
+
+    measured = measure_rounds(entries, requests, rounds)
+    ratios = round_ratios(measured)
+    ui.out.print(
+        ui.table(
+            f"c=32 req/s over LitServe's, round by round ({rounds} rounds)",
+            ["comparison", "median", "min", "max", "rounds"],
+            [
+                (k, *(f"{v[stat]:.2f}" for stat in ("median", "min", "max")), " ".join(map(str, v["rounds"])))
+                for k, v in ratios.items()
+            ],
+        )
+    )
+    if not write:
+        return
+    write_results(
+        GOAL_RESULT,
+        {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "settings": {
+                "max_batch_size": MAX_BATCH,
+                "max_wait_ms": MAX_WAIT_MS,
+                "requests": requests,
+                "rounds": rounds,
+                "statistic": "per-round ratio of req/s at c=32; median, min and max over rounds",
+            },
+            "bundles": bundles,
+            "servers": [entry["name"] for entry in entries],
+            "rows": [row for measured_round in measured for row in measured_round],
+            "c32_ratio_rounds": ratios,
+        },
+    )
+    print(f"wrote {GOAL_RESULT}")
 
 
 def main() -> None:
@@ -663,8 +765,13 @@ def main() -> None:
     parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--quick", action="store_true", help="a few requests per level; writes nothing")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="round-robin rounds (median reported)")
+    parser.add_argument(
+        "--rounds", type=int, help=f"round-robin rounds ({ROUNDS}; {GOAL_ROUNDS} with --goal)"
+    )
     parser.add_argument("--only", help="servers named with any of these comma-separated parts (no JSON)")
+    parser.add_argument(
+        "--goal", action="store_true", help="c=32 only, default servers and LitServe, ratios per round"
+    )
     args = parser.parse_args()
     if args.server == "noop":
         run_noop(args.port)
@@ -676,7 +783,7 @@ def main() -> None:
     elif args.ceiling:
         run_ceiling(args.ceiling)
     else:
-        orchestrate(quick=args.quick, only=args.only, rounds=args.rounds)
+        orchestrate(quick=args.quick, only=args.only, rounds=args.rounds, goal=args.goal)
 
 
 if __name__ == "__main__":
