@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,13 +17,19 @@ from conftest import make_rows, write_csv
 from test_serve_support import free_port, metric, tune_tiny_bundle, wait_ready, wait_until
 
 # The real CLI, with the torch format wrapped so that texts containing "slow" take a while:
-# a request is then surely in flight when the signal arrives.
+# a request is then surely in flight when the signal arrives. LOAD_DELAY_S makes loading the
+# model take that many seconds more.
 SLOW_CLI = """
-import sys, time
+import os, sys, time
 from frugalml.runtime import register_format
 from frugalml.runtime.torch_predictor import TorchPredictor
 
 class Slow(TorchPredictor):
+    @classmethod
+    def from_bundle(cls, bundle, **options):
+        time.sleep(float(os.environ.get("LOAD_DELAY_S", "0")))
+        return super().from_bundle(bundle, **options)
+
     def predict_proba(self, texts):
         if any("slow" in t for t in texts):
             time.sleep(1.5)
@@ -107,3 +114,32 @@ def test_worker_processes_report_one_merged_set_of_metrics(bundle_path, tmp_path
         assert metric(text, "frugalml_model_info", model="train") == 1
     assert process.returncode == 0, stderr[-2000:]
     assert "Loading weights" not in stderr  # workers are as quiet as the CLI: no progress bars
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:  # no SO_REUSEADDR: any socket bound to the port refuses it
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_the_port_is_held_from_before_the_model_loads(bundle_path, tmp_path):
+    port = free_port()
+    env = {**os.environ, "FRUGALML_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "LOAD_DELAY_S": "3"}
+    command = [sys.executable, "-c", SLOW_CLI, "serve", bundle_path, "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _port_taken(port), timeout=60, what="port bound")
+        # Bound while the model loads (3 s more here), not yet accepting: a client is refused at
+        # once rather than left waiting.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        wait_ready(f"http://127.0.0.1:{port}", timeout=120)
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"inputs": ["hi"]}).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0

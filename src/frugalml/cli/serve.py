@@ -113,7 +113,7 @@ def serve(
         served.add((name or bundle.name, bundle.id))
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
-    _check_port(host, port)  # before any model loads
+    listener = _listen(host, port)  # before any model loads; the server takes this socket
     # One core stays with the event loop, the tokenizer and the network: on 2 cores a model call
     # with one thread served MiniLM faster than one with two (bench/serve.py, "all-cores" rows
     # in bench/results/serve.json at commit 8a84022: 114 vs 91 req/s at concurrency 32).
@@ -126,7 +126,7 @@ def serve(
     # A PyTorch call that runs alone may use every core of its worker (the event loop is idle).
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
     spec = ServeSpec(models, config, threads, lone_threads)
-    run_server(spec, host=host, port=port, workers=workers, drain_s=drain)
+    run_server(spec, listener, host=host, port=port, workers=workers, drain_s=drain)
 
 
 def _as_options(message: str) -> str:
@@ -143,14 +143,19 @@ def _as_options(message: str) -> str:
     return re.sub(rf"\b({names})\b", option, message)
 
 
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port that is taken before any model loads (uvicorn would say so after), binding
-    as uvicorn's workers do: IPv6 when the host has a colon, else IPv4; "" is every interface."""
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound once and before any model loads, so that a taken port is refused
+    at once (uvicorn would say so after loading). It listens only when the server starts: while
+    models load, clients are refused rather than left waiting. Bound as uvicorn binds: IPv6 when
+    the host has a colon, else IPv4; "" is every interface."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.set_inheritable(True)  # worker processes serve it too
+        return listener
     except OSError as exc:
+        listener.close()
         where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
         raise FrugalError(f"cannot listen on {where}: {exc.strerror or exc}") from None

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
@@ -129,8 +130,14 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(
-    spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, drain_s: float = 30
+    spec: ServeSpec,
+    listener: socket.socket,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    drain_s: float = 30,
 ) -> None:
+    """Serve `spec` on `listener`, a socket bound to host:port (which uvicorn only reports)."""
     options = dict(
         host=host,
         port=port,
@@ -141,7 +148,7 @@ def serve(
     )
     if workers <= 1:
         app = build_app(spec)
-        DrainingServer(uvicorn.Config(app, **options)).run()
+        DrainingServer(uvicorn.Config(app, **options)).run(sockets=[listener])
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -154,7 +161,7 @@ def serve(
         config = uvicorn.Config(
             "frugalml.serve.runner:app_from_env", factory=True, workers=workers, **options
         )
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=[listener]).run()
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
