@@ -5,8 +5,8 @@
 
 (a) 10 labelled examples per intent + the rest of train as the pool: test accuracy of a `head`
     tune (and with --fine-tune, that method) on seed + accepted auto-labels, beside the same
-    tune on the 10-shot seed alone; mean and std over five different seed sets (one draw alone
-    swings by up to 1.4 points). The auto-labels carry `source = auto`, as `frugalml label auto`
+    tune on the 10-shot seed alone; mean and std over five different seed sets (the draws of one
+    row differ by up to 1.4 points). The auto-labels carry `source = auto`, as `frugalml label auto`
     writes them, so tune validates on the human rows only.
 (b) precision and coverage of the accepted auto-labels (target 0.95), against the true labels.
     (a) and (b) smooth the embeddings over each text's nearest rows as `label auto` does.
@@ -45,6 +45,8 @@ STRATEGIES = ("margin", "entropy", "kcenter", "hybrid", "random")
 
 
 def main() -> int:
+    from frugalml.label.workflows import AutoLabelConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="active-learning runs per strategy (seeds)")
     parser.add_argument("--rounds", type=int, default=2, help="self-training rounds")
@@ -58,7 +60,8 @@ def main() -> int:
     parser.add_argument(
         "--neighbours",
         type=int,
-        help="(a) and (b): smoothing neighbours, as `label auto --neighbours` (default: its default)",
+        default=AutoLabelConfig().neighbours,
+        help="(a) and (b): smoothing neighbours, as `label auto --neighbours` (default: %(default)s)",
     )
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -131,14 +134,10 @@ def per_class_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- (a) + (b)
-def bench_auto_label(
-    train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune=None, neighbours=None
-) -> dict:
-    """(a) and (b) on `draws` different 10-per-intent seed sets: one draw swings by up to 1.4."""
+def bench_auto_label(train, test, x, y, x_test, y_test, names, rounds, draws, fine_tune, neighbours) -> dict:
+    """(a) and (b) on `draws` different 10-per-intent seed sets (a row's draws differ by up to 1.4)."""
     from frugalml.label.neighbours import smooth
-    from frugalml.label.workflows import AutoLabelConfig
 
-    neighbours = AutoLabelConfig().neighbours if neighbours is None else neighbours
     # As `label auto` does on seed + pool: here, every train row.
     smoothed = smooth(x, neighbours)
     runs = [

@@ -13,7 +13,7 @@ rounds (3; the round with the median req/s is reported, every round's req/s besi
 
 --goal measures only what the issue's goal compares, at concurrency 32, over more rounds (9): each
 frugalml bundle served with `frugalml serve`'s defaults, and LitServe. A server's ratio to LitServe
-is taken per round, between measurements a minute apart, so the machine's drift over the run moves
+is taken per round, between measurements close in time, so the machine's drift over the run moves
 both sides of a ratio alike; the JSON gives every round's ratio and their median, min and max.
 
 Run it under the shared CPU lock (`flock /tmp/frugalml-cpu.lock ...`) on a shared machine.
@@ -263,7 +263,8 @@ def run_ceiling(bundle_path: str) -> None:
     from frugalml.runtime import load_predictor
     from frugalml.serve.runner import serving_predictor
 
-    predictor = serving_predictor(bundle_path, threads=1)
+    bundle = load_bundle(bundle_path)
+    predictor = serving_predictor(bundle, threads=1)
     predictor.warmup()
     texts = load_texts()
     batches = (MAX_BATCH // 2, MAX_BATCH)
@@ -271,7 +272,8 @@ def run_ceiling(bundle_path: str) -> None:
     measured = {"texts_per_s": rates}
     if getattr(predictor, "packed_trace", None) is not None:
         by_grids = {
-            g: load_predictor(load_bundle(bundle_path), threads=1, jit=True, grids=g) for g in (1, 2, 3)
+            g: predictor if g == predictor.grids else load_predictor(bundle, threads=1, jit=True, grids=g)
+            for g in (1, 2, 3)
         }
         runs: dict[str, list[float]] = {}
         for _ in range(3):  # in turns, so the machine's drift reaches every count alike
@@ -613,9 +615,9 @@ def median_rows(rounds: list[list[dict]]) -> list[dict]:
 
 
 def round_ratios(rounds: list[list[dict]]) -> dict[str, dict]:
-    """Each frugalml server's c=32 req/s over LitServe's, round by round (measurements of one
-    round are minutes apart, where the medians of `median_rows` may come from different rounds),
-    with the median, min and max of those ratios."""
+    """Each frugalml server's c=32 req/s over LitServe's, round by round (a round measures the
+    servers one after another, close in time, where the medians of `median_rows` may come from
+    different rounds), with the median, min and max of those ratios."""
     out: dict[str, dict] = {}
     for measured in rounds:
         at = {row["server"]: row["rps"] for row in measured if row["concurrency"] == 32}

@@ -129,15 +129,16 @@ def test_smoothing_adds_half_the_mean_of_the_nearest_other_rows():
 
 def test_smoothing_lifts_self_training_accuracy_on_overlapping_classes():
     raw, smoothed = [], []
-    for seed in range(4):
+    for seed in range(8):
         x, y = clusters(100, spread=1.0, seed=seed)
         seed_rows = np.concatenate([np.flatnonzero(y == k)[:5] for k in range(6)])
         pool = np.setdiff1d(np.arange(len(y)), seed_rows)
         for vectors, scores in ((x, raw), (smooth(x, 5), smoothed)):
             result = self_train(vectors[seed_rows], y[seed_rows], vectors[pool], 6, 0.9, rounds=1)
             scores.append((result.labels == y[pool]).mean())
-    assert np.mean(smoothed) >= np.mean(raw) + 0.01  # measured: 0.930 against 0.915
-    assert sum(s > r for s, r in zip(smoothed, raw, strict=True)) >= 3  # measured: 3 of 4 seeds
+    # Measured: 0.939 against 0.927 on average, higher on 6 of 8 seeds; each bound leaves slack.
+    assert np.mean(smoothed) >= np.mean(raw) + 0.005
+    assert sum(s > r for s, r in zip(smoothed, raw, strict=True)) >= 5
 
 
 # ------------------------------------------------------------------ active learning

@@ -151,6 +151,9 @@ def test_auto_smooths_over_neighbours_by_default_and_not_with_zero(tiny_base, se
     assert any(confidences[0][i] != confidences[1][i] for i in pool_ids)
     code, output = invoke(*common, "--neighbours", "-1")
     assert code == 2 and "neighbours must be 0 or more, got -1" in output
+    # Refused as the settings are read, before any file: a missing one is not reached.
+    code, output = invoke("label", "auto", "missing.csv", "missing-pool.csv", "--neighbours", "-1")
+    assert code == 2 and "neighbours must be 0 or more" in output and "missing" not in output
 
 
 def test_auto_refuses_bad_inputs_with_one_clear_line(tiny_base, seed_and_pool, home, tmp_path):

@@ -1,7 +1,8 @@
 """Nearest neighbours among sentence embeddings, and smoothing the embeddings over them.
 
-Smoothing is one hop of graph propagation (Wu et al. 2019, "Simplifying Graph Convolutional
-Networks"): each vector moves towards the mean of its nearest rows, so texts that say the same
+Smoothing is akin to one hop of graph propagation (Wu et al. 2019, "Simplifying Graph
+Convolutional Networks", which propagates over a normalised adjacency): each vector moves towards
+the mean of its nearest rows, so texts that say the same
 thing in different words end up closer, and a probe trained on a few labels per class labels a
 pool better (bench/labelling.py, docs/labelling.md). It is transductive: a row's vector depends
 on the other rows smoothed with it. Labelled and pool rows are smoothed alike and no label is
@@ -27,7 +28,7 @@ class Neighbours:
 
 def neighbours(x: np.ndarray, k: int = 10) -> Neighbours:
     """Each row's `k` nearest other rows by cosine distance (fewer when there are not as many).
-    Brute force: time grows with the square of the rows (BANKING77's 10k: seconds)."""
+    Brute force: its work grows with the square of the rows."""
     k = min(k, len(x) - 1)
     distance, index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(x).kneighbors(x)
     # Drop each row itself (distance 0); an exact duplicate may take its place in column 0.

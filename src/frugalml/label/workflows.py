@@ -172,6 +172,14 @@ class AutoLabelConfig:
     bundle: str | None = None
     labels: list[str] | None = None
 
+    def __post_init__(self) -> None:  # refused where it is built: before any file is read
+        if not 0.5 <= self.target_precision < 1:
+            raise FrugalError(f"target precision must be in [0.5, 1), got {self.target_precision}")
+        if self.rounds < 0:
+            raise FrugalError(f"rounds must be 0 or more, got {self.rounds}")
+        if self.neighbours < 0:
+            raise FrugalError(f"neighbours must be 0 or more, got {self.neighbours}")
+
 
 GUESS_COLUMNS = ("suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes beside a label
 WRITTEN_COLUMNS = ("label", *GUESS_COLUMNS)
@@ -189,12 +197,6 @@ def auto_label(
 ) -> AutoLabelResult:
     """Label `pool` from the human-labelled `seed` rows (see label.autolabel for the method)."""
     reporter = reporter or SilentReporter()
-    if not 0.5 <= config.target_precision < 1:
-        raise FrugalError(f"target precision must be in [0.5, 1), got {config.target_precision}")
-    if config.rounds < 0:
-        raise FrugalError(f"rounds must be 0 or more, got {config.rounds}")
-    if config.neighbours < 0:
-        raise FrugalError(f"neighbours must be 0 or more, got {config.neighbours}")
     for data in (seed, pool):
         _check_source_column(data)
     seed, pool, guesses = _guesses_to_pool(seed, pool)

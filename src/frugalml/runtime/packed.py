@@ -96,18 +96,20 @@ def pack(token_ids: Sequence[Sequence[int]], groups: int = GRID_GROUPS) -> dict[
     lengths = np.array([len(ids) for ids in token_ids])
     parts = grid_groups(lengths, groups)
     order = np.concatenate(parts)
+    positions = np.concatenate([np.arange(lengths[i]) for i in order])
     inputs = {
         "input_ids": torch.tensor([token for i in order for token in token_ids[i]], dtype=torch.long),
-        "positions": torch.from_numpy(np.concatenate([np.arange(lengths[i]) for i in order])),
+        "positions": torch.from_numpy(positions),
         "rows": torch.from_numpy(np.repeat(order, lengths[order])),
         "lengths": torch.from_numpy(lengths),
     }
+    start = 0
     for number, part in enumerate(parts):
-        sizes = torch.from_numpy(lengths[part])
-        longest = int(sizes.max()) if len(part) else 1
-        positions = torch.cat([torch.arange(n) for n in sizes.tolist()]) if len(part) else sizes
-        inputs[f"slots_{number}"] = (
-            torch.repeat_interleave(torch.arange(len(part)), sizes) * longest + positions
-        )
-        inputs[f"mask_{number}"] = torch.arange(longest)[None, :] < sizes[:, None]
+        sizes = lengths[part]
+        longest = sizes.max(initial=1)  # an empty grid: one column, no rows
+        rows_in_grid = np.repeat(np.arange(len(part)), sizes)
+        end = start + len(rows_in_grid)
+        inputs[f"slots_{number}"] = torch.from_numpy(rows_in_grid * longest + positions[start:end])
+        inputs[f"mask_{number}"] = torch.from_numpy(np.arange(longest)[None, :] < sizes[:, None])
+        start = end
     return inputs

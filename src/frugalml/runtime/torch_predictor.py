@@ -126,8 +126,8 @@ class TorchPredictor(TokenizedPredictor):
     def token_logits(self, ids: list[list[int]]) -> np.ndarray:
         if self.packed_trace is None or len(ids) <= 1:  # one text has no padding to save
             return super().token_logits(ids)
-        # One call per batch_size rows, in length order: attention still runs on a texts x longest
-        # grid, so rows of like length share a call.
+        # One call per batch_size rows, in length order: attention runs on texts x longest grids,
+        # so rows of like length share a call.
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         for index in length_batches([len(row) for row in ids], self.batch_size):
             inputs = pack([ids[i] for i in index], self.grids)
