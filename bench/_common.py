@@ -9,7 +9,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 DATA = ROOT.parent / "shared" / "data" / "banking77"
-HOME = ROOT / "bench" / ".home"  # FRUGALML_HOME of every benchmark: bundles, registry, caches
+HOME = ROOT / "bench" / ".home"  # FRUGALML_HOME of every benchmark: bundles, lineage store, caches
 RESULTS = ROOT / "bench" / "results"
 
 

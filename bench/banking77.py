@@ -49,7 +49,7 @@ def run_one(method: str, shots: int, seed: int) -> dict:
     """One tuning run in this process; returns its summary."""
     os.environ["FRUGALML_HOME"] = str(HOME)
     from frugalml.tune import TuneConfig
-    from frugalml.workflows import tune_and_register
+    from frugalml.tune.workflow import tune_and_register
 
     train = DATA / "train.csv" if shots == 0 else few_shot_file(shots, seed)
     summary = tune_and_register(

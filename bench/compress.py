@@ -30,13 +30,13 @@ from _common import DATA, HOME, RESULTS, in_repo, write_results
 GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
 
 
-def find_teacher(registry, train_sha256: str):
+def find_teacher(lineage, train_sha256: str):
     """The best registered full/lora bundle trained on exactly this file, or None."""
     from frugalml.bundle import load_bundle
 
     rows = [
         r
-        for r in registry.list_bundles()
+        for r in lineage.list_bundles()
         if r["method"] in ("full", "lora")
         and r["format"] == "torch"
         and r["data_sha256"] == train_sha256
@@ -52,8 +52,8 @@ def find_teacher(registry, train_sha256: str):
 def train_teacher(fit_path: Path, settings):
     from frugalml.bundle import load_bundle
     from frugalml.tune import TuneConfig
+    from frugalml.tune.workflow import tune_and_register
     from frugalml.ui import RichReporter
-    from frugalml.workflows import tune_and_register
 
     print("no full/lora teacher registered in bench/.home: training one (full, 3 epochs)", flush=True)
     summary = tune_and_register(
@@ -236,16 +236,16 @@ def main() -> None:
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.data import load_dataset
     from frugalml.hashing import sha256_path
+    from frugalml.lineage import open_store
     from frugalml.settings import get_settings
     from frugalml.ui import RichReporter, out, table
-    from frugalml.workflows import open_registry
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     settings = get_settings()
     train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
     fit_path, dev_path = selection_split(train)
-    teacher = find_teacher(open_registry(settings), sha256_path(fit_path)) or train_teacher(
+    teacher = find_teacher(open_store(settings), sha256_path(fit_path)) or train_teacher(
         fit_path, settings
     )
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)

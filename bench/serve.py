@@ -343,18 +343,19 @@ def model_bundles() -> dict[str, str]:
     from frugalml.bundle import load_bundle
     from frugalml.compress import export_onnx
     from frugalml.data import load_dataset
+    from frugalml.lineage import open_store
     from frugalml.settings import get_settings
     from frugalml.tune import TuneConfig
-    from frugalml.workflows import open_registry, tune_and_register
+    from frugalml.tune.workflow import tune_and_register
 
     store = get_settings().bundles_dir
-    registry = open_registry()
+    lineage = open_store()
     train = load_dataset(DATA / "train.csv")
     # Any MiniLM head already tuned on this exact training set will do: serving cost does not
     # depend on how the head was trained.
     known = [
         b
-        for b in registry.list_bundles()
+        for b in lineage.list_bundles()
         if (b["format"], b["method"], b["base_model"], b["data_sha256"])
         == ("torch", "head", "minilm", train.sha256)
     ]
@@ -368,23 +369,19 @@ def model_bundles() -> dict[str, str]:
         torch_bundle = load_bundle(summary["bundle_path"])
     print(f"preparing: ONNX export (and int8) of {torch_bundle.id} ...", flush=True)
     onnx_bundle = export_onnx(torch_bundle, store)
-    registry.add_bundle(onnx_bundle)
+    lineage.add_bundle(onnx_bundle)
     paths = {"torch": str(torch_bundle.path), "onnx": str(onnx_bundle.path)}
     int8 = _int8_bundle(torch_bundle, onnx_bundle, store, train)
     if int8 is not None:
-        registry.add_bundle(int8)
+        lineage.add_bundle(int8)
         paths["int8"] = str(int8.path)
     cache.write_text(json.dumps(paths, indent=2))
     return paths
 
 
 def _int8_bundle(torch_bundle, onnx_bundle, store, train):
-    try:
-        from frugalml.compress import CompressContext, apply_technique, available_techniques
-    except ImportError:
-        return None
-    if "int8" not in available_techniques():
-        return None
+    from frugalml.compress import CompressContext, apply_technique
+
     context = CompressContext(store=store, train=train, teacher=torch_bundle)
     return apply_technique("int8", onnx_bundle, context)
 

@@ -207,7 +207,7 @@ def test_sigterm_mid_tune_records_the_run_as_failed_and_leaves_no_bundle(tiny_ba
 
 
 def _run_statuses(home) -> list[str]:
-    path = home / "registry.sqlite"
+    path = home / "lineage.sqlite"
     if not path.exists():
         return []
     with closing(sqlite3.connect(path, timeout=30)) as db:

@@ -30,7 +30,7 @@ from frugalml.errors import BundleError, FrugalError
 from frugalml.runtime import load_predictor
 from frugalml.settings import Settings
 from frugalml.tune import TuneConfig
-from frugalml.workflows import tune_and_register
+from frugalml.tune.workflow import tune_and_register
 
 TEXTS = [
     "refund my money back please",

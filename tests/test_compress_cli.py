@@ -10,8 +10,8 @@ import pytest
 from test_cli import run_cli
 
 from frugalml.bundle import load_bundle
+from frugalml.lineage import open_store
 from frugalml.pipeline import run_pipeline
-from frugalml.registry import Registry
 from frugalml.settings import INFERENCE_ENV, get_settings
 
 FAST = ("--threads", "1", "--latency-runs", "5", "--measure-seconds", "0.05")
@@ -73,11 +73,11 @@ def test_compress_selects_within_budget_registers_lineage_and_serves(
     assert {"bundle_id", "bundle_path", "accuracy", "size_bytes"} <= selected.keys()
 
     # Every candidate is registered, with its parent chain back to the teacher.
-    registry = Registry(get_settings().registry_path)
+    store = open_store()
     int8 = result["candidates"][1]["bundle_id"]
-    chain = [row["id"] for row in registry.lineage(int8)]
+    chain = [row["id"] for row in store.lineage(int8)]
     assert chain == [int8, result["candidates"][0]["bundle_id"], teacher]
-    assert registry.find_bundle(int8)["metrics"]["accuracy"] == result["candidates"][1]["accuracy"]
+    assert store.find_bundle(int8)["metrics"]["accuracy"] == result["candidates"][1]["accuracy"]
 
     # The report: JSON, Markdown table and PNG plot side by side.
     report = {kind: Path(path) for kind, path in result["report"].items()}
@@ -140,7 +140,7 @@ def test_a_compress_run_that_fails_is_recorded_as_failed(capsys, tiny_base, inte
             str(tmp_path / "report"),
             *FAST,
         )
-    with sqlite3.connect(get_settings().registry_path) as db:
+    with sqlite3.connect(get_settings().lineage_path) as db:
         runs = db.execute("SELECT status FROM runs WHERE kind = 'compress'").fetchall()
     assert runs == [("failed",)]  # not left "running"
 

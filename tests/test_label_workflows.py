@@ -914,7 +914,7 @@ def test_a_cached_step_with_a_relative_output_path_runs_again(files, home, tmp_p
     steps = "  - id: more\n    label_augment: {data: train.csv, per_row: 1}\n"
     first = Path(run_steps(tmp_path, steps).outputs("more")["data"])
     # As a run before FRUGALML_HOME was made absolute cached it: relative to the working folder.
-    with sqlite3.connect(home / "registry.sqlite") as db:
+    with sqlite3.connect(home / "lineage.sqlite") as db:
         for key, outputs in db.execute("SELECT key, outputs FROM steps").fetchall():
             relative = {**json.loads(outputs), "data": os.path.relpath(first)}
             db.execute("UPDATE steps SET outputs=? WHERE key=?", (json.dumps(relative), key))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from frugalml.evaluate.workflow import evaluate_bundle
 from frugalml.tune import TuneConfig
-from frugalml.workflows import evaluate_bundle, tune_and_register
+from frugalml.tune.workflow import tune_and_register
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 

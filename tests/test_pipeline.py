@@ -111,9 +111,13 @@ def test_a_reference_to_no_earlier_step_is_refused_before_any_step_runs(
     ):
         run_pipeline(spec)
     assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())  # tune never ran
-    spec.write_text(spec.read_text().replace("tuned.bundle_id", "tune.bundle"))  # a key typo: named
-    with pytest.raises(FrugalError, match=r"unknown reference \$\{tune.bundle\}; .* bundle_id, bundle_path"):
+    # A key typo is refused as early, naming what a tune step does give.
+    spec.write_text(spec.read_text().replace("tuned.bundle_id", "tune.bundle"))
+    with pytest.raises(
+        FrugalError, match=r"\$\{tune.bundle\}, but a tune step has no output 'bundle'; .*bundle_id"
+    ):
         run_pipeline(spec)
+    assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())
 
 
 def test_a_misnamed_setting_in_a_late_step_is_refused_before_any_step_runs(
@@ -186,8 +190,7 @@ def test_a_setting_spelled_out_at_its_default_is_cached_and_a_new_default_reruns
 ):
     import dataclasses
 
-    from frugalml import steps
-    from frugalml.tune import TuneConfig
+    from frugalml.tune import TuneConfig, steps
 
     spec = tmp_path / "p.yaml"
     spec.write_text(PIPELINE.format(base=tiny_base))

@@ -21,7 +21,7 @@ from test_serve_support import free_port, metric, tune_tiny_bundle, wait_ready, 
 # model take that many seconds more.
 SLOW_CLI = """
 import os, sys, time
-from frugalml.runtime import register_format
+from frugalml.runtime import FORMATS
 from frugalml.runtime.torch_predictor import TorchPredictor
 
 class Slow(TorchPredictor):
@@ -35,7 +35,7 @@ class Slow(TorchPredictor):
             time.sleep(1.5)
         return super().predict_proba(texts)
 
-register_format("torch", Slow.from_bundle)
+FORMATS["torch"] = Slow.from_bundle
 from frugalml.cli import app
 app(sys.argv[1:], prog_name="frugalml")
 """

@@ -16,7 +16,7 @@ import uvicorn
 from frugalml.serve.runner import DrainingServer
 from frugalml.settings import Settings
 from frugalml.tune import TuneConfig
-from frugalml.workflows import tune_and_register
+from frugalml.tune.workflow import tune_and_register
 
 
 def tune_tiny_bundle(tiny_base: Path, files: dict[str, Path], home: Path) -> str:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from frugalml.bundle import load_bundle
+from frugalml.evaluate.workflow import evaluate_bundle
 from frugalml.runtime import load_predictor
 from frugalml.tune import TuneConfig
-from frugalml.workflows import evaluate_bundle, tune_and_register
+from frugalml.tune.workflow import tune_and_register
 
 
 def _tune(tiny_base, files, method, **overrides):

@@ -11,7 +11,7 @@ Paths are relative to the pipeline file, also a `base` model or `bundle` given a
 `${step.key}` refers to an earlier step's output. A step's cache key is the hash of its kind, its
 settings (for a step built on a config dataclass, that config with every default filled in, in
 place of the settings that are its fields), the content of every file or folder they read and the
-frugalml version; a step whose key is in the registry (and whose bundle still loads) is reused.
+frugalml version; a step whose key is in the lineage store (and whose bundle still loads) is reused.
 """
 
 from __future__ import annotations
@@ -19,81 +19,44 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import UnionType
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 from frugalml import __version__
 from frugalml.bundle import load_bundle
+from frugalml.compress.steps import COMPRESS
 from frugalml.errors import BundleError, FrugalError
+from frugalml.evaluate.steps import EVAL
 from frugalml.hashing import sha256_path
+from frugalml.label.steps import LABEL_AUGMENT, LABEL_AUTO, LABEL_IMPORT, LABEL_ISSUES, LABEL_SUGGEST
+from frugalml.lineage import open_store
 from frugalml.progress import Reporter
 from frugalml.settings import Settings, get_settings
+from frugalml.step_kind import StepContext, StepKind
+from frugalml.tune.steps import TUNE
+
+# Every step kind a pipeline may use, in the order of the data flow.
+STEP_KINDS: dict[str, StepKind] = {
+    "label_import": LABEL_IMPORT,
+    "label_suggest": LABEL_SUGGEST,
+    "label_issues": LABEL_ISSUES,
+    "label_augment": LABEL_AUGMENT,
+    "label_auto": LABEL_AUTO,
+    "tune": TUNE,
+    "eval": EVAL,
+    "compress": COMPRESS,
+}
 
 REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
 PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool"}  # files a step reads
 OUTPUT_KEYS = {"out", "review", "report"}  # files or folders a step writes
-MODEL_KEYS = {"base", "bundle"}  # a model name or bundle id, or a local folder
-
-
-@dataclass
-class StepContext:
-    settings: Settings
-    reporter: Reporter | None
-    key: str = ""  # the step's cache key: it names the folder a step writes its files to by default
-    config: Any = None  # the step's settings as its config dataclass, for a step built on one
-
-
-StepFunction = Callable[[dict[str, Any], StepContext], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class StepKind:
-    run: StepFunction
-    required: frozenset[str]  # settings it cannot do without
-    allowed: frozenset[str] | None  # every setting it takes, the required ones included; None: any
-    config: Callable[[dict[str, Any]], Any] | None = None  # its settings as a config dataclass
-
-
-STEPS: dict[str, StepKind] = {}
-
-
-def step(
-    kind: str,
-    required: Iterable[str] = (),
-    optional: Iterable[str] | None = None,
-    config: Callable[[dict[str, Any]], Any] | None = None,
-) -> Callable[[StepFunction], StepFunction]:
-    """Register a pipeline step kind and its settings; later stages add theirs the same way.
-    Settings are checked when the pipeline file is read, before any step runs (without
-    `optional`, only the required ones). `config` builds the step's config dataclass from its
-    settings: its fields, defaults included, stand for those settings in the cache key, so the
-    step reruns when a new version changes a default, and not for a default spelled out."""
-
-    def register(function: StepFunction) -> StepFunction:
-        allowed = None if optional is None else frozenset(required) | frozenset(optional)
-        STEPS[kind] = StepKind(function, frozenset(required), allowed, config)
-        return function
-
-    return register
-
-
-# The settings of a step that reads a data file: which of its columns hold what (load_dataset).
-COLUMN_KEYS = frozenset({"text_column", "label_column", "id_column"})
-
-
-def column_settings(args: dict[str, Any]) -> dict[str, Any]:
-    """The step's column settings, as load_dataset's keyword arguments."""
-    return {k: args[k] for k in COLUMN_KEYS if k in args}
-
-
-def config_keys(config_type: type) -> set[str]:
-    """A config dataclass's fields: the settings a step built on it takes."""
-    return {f.name for f in fields(config_type)}
+# A file or folder next to the pipeline if there is one, else a model name, a bundle id or an inline
+# label list.
+LOCAL_OR_NAME_KEYS = {"base", "bundle", "labels"}
 
 
 @dataclass
@@ -122,11 +85,13 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         raise FrugalError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise FrugalError(f"{path}: a pipeline needs a non-empty 'steps' list")
-    seen: dict[str, None] = {}  # step ids so far, in order
+    seen: dict[str, str] = {}  # step id -> kind, for the steps so far, in order
     for number, entry in enumerate(spec["steps"], 1):
         kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
-        if len(kinds) != 1 or kinds[0] not in STEPS:
-            raise FrugalError(f"{path}: step {number} must have an id and exactly one of {sorted(STEPS)}")
+        if len(kinds) != 1 or kinds[0] not in STEP_KINDS:
+            raise FrugalError(
+                f"{path}: step {number} must have an id and exactly one of {sorted(STEP_KINDS)}"
+            )
         if not isinstance(entry[kinds[0]], dict | None):
             raise FrugalError(
                 f"{path}: step {number} ({kinds[0]}) takes its settings as a mapping (key: value), "
@@ -144,22 +109,29 @@ def load_pipeline(path: Path) -> dict[str, Any]:
                     f"{path}: step {entry['id']!r} refers to ${{{ref}.{key}}}, but no earlier step has "
                     f"the id {ref!r} (earlier steps: {earlier})"
                 )
-        seen[entry["id"]] = None
+            outputs = STEP_KINDS[seen[ref]].outputs
+            if key not in outputs:
+                raise FrugalError(
+                    f"{path}: step {entry['id']!r} refers to ${{{ref}.{key}}}, but a {seen[ref]} step has "
+                    f"no output {key!r}; it has {', '.join(sorted(outputs))}"
+                )
+        seen[entry["id"]] = kinds[0]
     return spec
 
 
 def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
-    known = STEPS[kind]
+    known = STEP_KINDS[kind]
     missing = sorted(n for n in known.required if settings.get(n) in (None, ""))
-    unknown = sorted(set(settings) - known.allowed) if known.allowed is not None else []
+    unknown = sorted(set(settings) - known.allowed)
     problems = []
     if missing:
         problems.append(f"missing {missing}")
     if unknown:
         problems.append(f"unknown setting(s) {unknown}")
     if problems:
-        takes = f"; it takes {sorted(known.allowed)}" if known.allowed is not None else ""
-        raise FrugalError(f"{path}: step {step_id!r} ({kind}): {', '.join(problems)}{takes}")
+        raise FrugalError(
+            f"{path}: step {step_id!r} ({kind}): {', '.join(problems)}; it takes {sorted(known.allowed)}"
+        )
 
 
 def _text_of(value: Any) -> str:
@@ -178,33 +150,40 @@ def run_pipeline(
     force: bool = False,
     on_step: Callable[[StepResult], None] | None = None,
 ) -> PipelineResult:
-    from frugalml import steps as _  # noqa: F401  (registers the built-in step kinds)
-    from frugalml.workflows import open_registry
-
     path = Path(path)
     spec = load_pipeline(path)
     settings = settings or get_settings()
-    registry = open_registry(settings)
+    lineage = open_store(settings)
     context = StepContext(settings, reporter)
     result = PipelineResult(name=spec.get("name", path.stem))
     done: dict[str, dict[str, Any]] = {}
     for entry in spec["steps"]:
         kind = next(k for k in entry if k != "id")
         args = _resolve(entry[kind] or {}, done, path.parent, entry["id"])
-        build = STEPS[kind].config
+        build = STEP_KINDS[kind].config
         config = build(args) if build else None  # once: the key and the step share it
         key = _cache_key(kind, args, config)
-        outputs = None if force else registry.cached_step(key)
+        outputs = None if force else lineage.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
         if not cached:
-            outputs = STEPS[kind].run(args, replace(context, key=key, config=config))
-            registry.cache_step(key, kind, outputs)
+            outputs = STEP_KINDS[kind].run(args, replace(context, key=key, config=config))
+            _check_outputs(kind, outputs)
+            lineage.cache_step(key, kind, outputs)
         step_result = StepResult(entry["id"], kind, outputs, cached)
         result.steps.append(step_result)
         done[entry["id"]] = outputs
         if on_step:
             on_step(step_result)
     return result
+
+
+def _check_outputs(kind: str, outputs: dict[str, Any]) -> None:
+    """A step returns exactly the outputs its kind declares: references were checked against them."""
+    declared = STEP_KINDS[kind].outputs
+    if set(outputs) != declared:
+        raise RuntimeError(
+            f"step kind {kind} returned outputs {sorted(outputs)}, but declares {sorted(declared)}"
+        )
 
 
 def _resolve(
@@ -237,7 +216,7 @@ def _resolve(
             raise FrugalError(f"step {step_id!r}: {key!r} is a path, not {value!r}")
         if value and not Path(value).is_absolute():
             resolved[key] = str((base / value).resolve())
-    for key in MODEL_KEYS & resolved.keys():  # a folder next to the pipeline, else a name or an id
+    for key in LOCAL_OR_NAME_KEYS & resolved.keys():  # a folder next to the pipeline, else a name or an id
         value = resolved[key]
         if isinstance(value, str) and value and (base / value).exists():
             resolved[key] = str((base / value).resolve())
@@ -248,7 +227,7 @@ def _cache_key(kind: str, args: dict[str, Any], config: Any = None) -> str:
     contents = {
         key: sha256_path(Path(value))
         for key, value in args.items()
-        if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
+        if key in PATH_KEYS | LOCAL_OR_NAME_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
     key = {"kind": kind, "args": args, "contents": contents, "version": __version__}
     if config is not None:  # it speaks for its fields, defaults included: `seed: 0` or no seed is one key
@@ -276,32 +255,3 @@ def _still_valid(outputs: dict[str, Any]) -> bool:
     except BundleError:
         return False
     return True
-
-
-def config_from(args: dict[str, Any], config_type: type) -> Any:
-    """A config dataclass from the step settings that are its fields, each of its declared type.
-    (Which settings a step takes at all is checked when the pipeline is read: `step`.)"""
-    hints = get_type_hints(config_type)
-    keys = config_keys(config_type)
-    return config_type(**{k: _typed(k, v, hints[k]) for k, v in args.items() if k in keys})
-
-
-def _typed(name: str, value: Any, hint: Any) -> Any:
-    """`value` as the setting's declared type, or a one-line error (YAML gives "3" for '3')."""
-    options = get_args(hint) if isinstance(hint, UnionType) else (hint,)
-    for option in options:
-        if option is type(None) and value is None:
-            return None
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if option in (int, str, bool) and type(value) is option:
-            return value
-        if get_origin(option) is tuple and isinstance(value, list | tuple):
-            kind = get_args(option)[0]
-            if all(type(item) is kind for item in value):
-                return tuple(value)
-        if option not in (type(None), float, int, str, bool) and get_origin(option) is not tuple:
-            return value  # a type this check does not know: the config's own checks apply
-    names = {type(None): "null", tuple: "a list"}
-    wanted = " or ".join(names.get(get_origin(o) or o, getattr(o, "__name__", str(o))) for o in options)
-    raise FrugalError(f"setting {name!r} takes {wanted}, got {value!r}")

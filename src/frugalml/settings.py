@@ -21,7 +21,7 @@ INFERENCE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRUGALML_")
 
-    home: Path = Path(".frugalml")  # holds the registry database and the bundle store
+    home: Path = Path(".frugalml")  # holds the lineage store and the bundles
 
     @field_validator("home")
     @classmethod
@@ -35,8 +35,8 @@ class Settings(BaseSettings):
         return self.home / "bundles"
 
     @cached_property
-    def registry_path(self) -> Path:
-        return self.home / "registry.sqlite"
+    def lineage_path(self) -> Path:
+        return self.home / "lineage.sqlite"
 
 
 def get_settings() -> Settings:

@@ -1,6 +1,6 @@
 """The `frugalml` command: parse arguments, call the library, render the result.
 
-One module per stage registers its commands on `app`; keep each one thin.
+Each stage's commands live in their own module here; keep each one thin.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Annotated
+from collections.abc import Callable
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -16,12 +16,8 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
+from frugalml.cli import compress, core, label, models, serve
 from frugalml.errors import FrugalError
-
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-TextColumn = Annotated[str | None, typer.Option(help="Text column (default: auto-detect).")]
-LabelColumn = Annotated[str | None, typer.Option(help="Label column (default: auto-detect).")]
-
 
 _signals: list[int] = []
 
@@ -55,6 +51,18 @@ class _App(typer.Typer):
                 signal.signal(signal.SIGTERM, previous)
 
 
+# Every command, in the order of the data flow. Each module defines plain functions (or, for a
+# group, a Typer of its own); this table alone puts them on the app.
+COMMANDS: dict[str, Callable[..., None]] = {
+    "tune": core.tune,
+    "eval": core.eval_command,
+    "predict": core.predict,
+    "compress": compress.compress,
+    "serve": serve.serve,
+    "run": core.run,
+}
+GROUPS: dict[str, typer.Typer] = {"label": label.app, "models": models.app}
+
 app = _App(
     name="frugalml",
     help="Label, tune, compress, serve and monitor text classifiers on a small budget.",
@@ -62,7 +70,7 @@ app = _App(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-# Stage modules register their commands on import.
-from frugalml.cli import compress, core, label, models, serve  # noqa: E402,F401
+for name, group in GROUPS.items():
+    app.add_typer(group, name=name)
+for name, command in COMMANDS.items():
+    app.command(name)(command)

@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app
+from frugalml.cli.options import Json, LabelColumn, TextColumn
 from frugalml.names import split_names
 
 DRIFT_WARNING = 0.15
+# The names of compress.techniques.TECHNIQUES, written out: importing the table loads PyTorch and
+# ONNX Runtime, seconds that every command's start would pay (a test keeps the two equal).
 TECHNIQUES_HELP = "Comma-separated: onnx, int8, int8-static, trim, prune, distill (default: all)."
 
 
@@ -24,7 +26,6 @@ def _numbers(text: str | None, kind: type) -> tuple:
         raise typer.BadParameter(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
 
 
-@app.command()
 def compress(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder to compress.")],
     data: Annotated[

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app
+from frugalml.cli.options import Json, LabelColumn, TextColumn
 from frugalml.errors import FrugalError
 
 
-@app.command()
 def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
@@ -47,7 +46,7 @@ def tune(
     """
     ui.quiet_libraries()
     from frugalml.tune import TuneConfig
-    from frugalml.workflows import tune_and_register
+    from frugalml.tune.workflow import tune_and_register
 
     config = TuneConfig(
         method=method,
@@ -91,7 +90,6 @@ def _tune_table(summary: dict) -> object:
     return ui.table("tune", ["key", "value"], [r for r in rows if r[1] is not None])
 
 
-@app.command("eval")
 def eval_command(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
@@ -103,7 +101,7 @@ def eval_command(
     """Accuracy, macro-F1 and per-class scores of a bundle on labelled data."""
     ui.quiet_libraries()
     from frugalml.evaluate import plot_confusion
-    from frugalml.workflows import evaluate_bundle
+    from frugalml.evaluate.workflow import evaluate_bundle
 
     loaded, report = evaluate_bundle(bundle, data, {"text_column": text_column, "label_column": label_column})
     if confusion:
@@ -139,7 +137,6 @@ def eval_command(
         ui.out.print(f"confusion matrix: {confusion}")
 
 
-@app.command()
 def predict(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
     texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
@@ -147,15 +144,14 @@ def predict(
 ) -> None:
     """Classify texts given on the command line."""
     ui.quiet_libraries()
-    from frugalml.registry import resolve_bundle
+    from frugalml.lineage import open_store, resolve_bundle
     from frugalml.runtime import load_predictor
     from frugalml.runtime.predictor import top_predictions
-    from frugalml.workflows import open_registry
 
     blank = [str(i) for i, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # as in data files: an empty text has no label to give
         raise FrugalError(f"text {', '.join(blank)} is empty")
-    predictor = load_predictor(resolve_bundle(bundle, open_registry()))
+    predictor = load_predictor(resolve_bundle(bundle, open_store()))
     predictions = top_predictions(predictor.labels, predictor.predict_proba(texts))
     if json:
         ui.emit_json(
@@ -171,7 +167,6 @@ def predict(
     )
 
 
-@app.command()
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
     force: Annotated[bool, typer.Option(help="Re-run every step, ignoring the cache.")] = False,

@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, LabelColumn, TextColumn, app
+from frugalml.cli.options import Json, LabelColumn, TextColumn
 from frugalml.label.active import DEFAULT_STRATEGY
 
-label_app = typer.Typer(
+app = typer.Typer(
     help="Cut labelling cost: auto-label, pick rows for humans, find wrong labels, augment.",
     no_args_is_help=True,
 )
-app.add_typer(label_app, name="label")
 
 IdColumn = Annotated[str | None, typer.Option(help="Id column (default: auto-detect; else row numbers).")]
 Base = Annotated[str, typer.Option(help="Encoder for embeddings: 'minilm' or a local HF model folder.")]
@@ -31,7 +30,7 @@ def _columns(text_column: str | None, label_column: str | None, id_column: str |
     return {"text_column": text_column, "label_column": label_column, "id_column": id_column}
 
 
-@label_app.command("auto")
+@app.command("auto")
 def auto(
     labelled: Annotated[Path, typer.Argument(help="Human-labelled seed rows.")],
     unlabelled: Annotated[
@@ -128,7 +127,7 @@ def auto(
     ui.out.print(f"tune on it with:  {ui.command_name()} tune {summary['out']} --class-weight balanced")
 
 
-@label_app.command("suggest")
+@app.command("suggest")
 def suggest(
     pool: Annotated[
         Path,
@@ -199,7 +198,7 @@ def suggest(
     _print_notes(summary)
 
 
-@label_app.command("import")
+@app.command("import")
 def import_command(
     export: Annotated[Path, typer.Argument(help="Label Studio export (JSON or JSON-MIN).")],
     out: Annotated[Path, typer.Option(help="Dataset to write (.csv, .jsonl, .parquet).")] = Path(
@@ -223,7 +222,7 @@ def import_command(
     )
 
 
-@label_app.command("issues")
+@app.command("issues")
 def issues(
     data: Annotated[Path, typer.Argument(help="Labelled data to check.")],
     report: Annotated[Path | None, typer.Option(help="Write every finding here (.csv or .html).")] = None,
@@ -298,7 +297,7 @@ def _print_notes(summary: dict) -> None:
         ui.err.print(f"[yellow]note:[/] {note}")
 
 
-@label_app.command("augment")
+@app.command("augment")
 def augment(
     data: Annotated[Path, typer.Argument(help="Data to augment (labelled or not).")],
     out: Annotated[Path, typer.Option(help="Dataset to write (.csv, .jsonl, .parquet).")] = Path(

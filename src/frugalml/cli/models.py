@@ -7,18 +7,17 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import Json, app
+from frugalml.cli.options import Json
 
-models_app = typer.Typer(help="List, inspect and remove registered bundles.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
+app = typer.Typer(help="List, inspect and remove registered bundles.", no_args_is_help=True)
 
 
-@models_app.command("list")
+@app.command("list")
 def models_list(json: Json = False) -> None:
     """Registered bundles, oldest first."""
-    from frugalml.workflows import open_registry
+    from frugalml.lineage import open_store
 
-    rows = open_registry().list_bundles()
+    rows = open_store().list_bundles()
     if json:
         ui.emit_json(rows)
         return
@@ -44,17 +43,16 @@ def models_list(json: Json = False) -> None:
     )
 
 
-@models_app.command("show")
+@app.command("show")
 def models_show(
     bundle: Annotated[str, typer.Argument(help="Bundle id or unique prefix.")],
     json: Json = False,
 ) -> None:
     """A bundle's manifest and its whole lineage: parents, runs and data."""
-    from frugalml.registry import resolve_bundle
-    from frugalml.workflows import open_registry
+    from frugalml.lineage import open_store, resolve_bundle
 
-    registry = open_registry()
-    chain = registry.lineage(bundle)
+    lineage = open_store()
+    chain = lineage.lineage(bundle)
     manifest = resolve_bundle(chain[0]["path"], verify=False).manifest()
     if json:
         ui.emit_json({"bundle": manifest, "lineage": chain})
@@ -80,15 +78,15 @@ def models_show(
     )
 
 
-@models_app.command("rm")
+@app.command("rm")
 def models_rm(
     bundle: Annotated[str, typer.Argument(help="Bundle id or unique prefix.")],
     json: Json = False,
 ) -> None:
-    """Remove a bundle from the registry and delete its folder."""
-    from frugalml.workflows import open_registry
+    """Remove a bundle from the lineage store and delete its folder."""
+    from frugalml.lineage import open_store
 
-    row = open_registry().remove_bundle(bundle)
+    row = open_store().remove_bundle(bundle)
     if json:
         ui.emit_json({"removed": row["id"]})
     else:

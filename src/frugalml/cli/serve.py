@@ -11,14 +11,12 @@ from typing import Annotated
 import typer
 
 from frugalml import ui
-from frugalml.cli import app
 from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
 API_KEY_ENV = "FRUGALML_API_KEY"
 
 
-@app.command()
 def serve(
     bundles: Annotated[
         list[str],
@@ -76,12 +74,11 @@ def serve(
     for name, value in INFERENCE_ENV.items():  # before torch is imported
         os.environ.setdefault(name, value)
     ui.quiet_libraries()
-    from frugalml.registry import resolve_bundle
+    from frugalml.lineage import open_store, resolve_bundle
     from frugalml.serve.catalog import check_model_name
     from frugalml.serve.config import ServeConfig
     from frugalml.serve.runner import ServeSpec
     from frugalml.serve.runner import serve as run_server
-    from frugalml.workflows import open_registry
 
     # Two calls side by side beat one call at a time on 2 cores under most loads: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
@@ -102,11 +99,11 @@ def serve(
         )
     except ValueError as exc:
         raise FrugalError(_as_options(str(exc))) from None
-    registry = open_registry()
+    lineage = open_store()
     models, served = [], set()
     for ref in bundles:
         name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
-        bundle = resolve_bundle(target, registry)
+        bundle = resolve_bundle(target, lineage)
         check_model_name(name or bundle.name)
         if (name or bundle.name, bundle.id) in served:
             raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")

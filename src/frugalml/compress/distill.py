@@ -20,8 +20,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts, torch_logits
+from frugalml.compress.context import CompressContext, derived_bundle, load_torch, save_torch
 from frugalml.compress.prune import pruned_entries, rezero
-from frugalml.compress.techniques import CompressContext, derived_bundle, load_torch, save_torch, technique
 from frugalml.models.batching import collate, length_batches, tokenize
 from frugalml.runtime import load_predictor
 
@@ -86,7 +86,6 @@ def distillation_loss(
     return (1 - alpha) * soft + alpha * F.cross_entropy(student[labelled], labels[labelled])
 
 
-@technique("distill", "distillation: train the student on the teacher's soft labels", "torch")
 def distill(
     source: Bundle,
     context: CompressContext,

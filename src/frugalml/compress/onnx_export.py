@@ -24,8 +24,8 @@ import torch
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import agreement, onnx_logits, sample_texts, torch_logits
+from frugalml.compress.context import CompressContext, derived_bundle, load_torch
 from frugalml.compress.prune import head_counts, remove_masked_structure
-from frugalml.compress.techniques import CompressContext, derived_bundle, load_torch, technique
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier
 from frugalml.models.batching import PositionalLogits
@@ -109,7 +109,6 @@ def export_onnx(
     )
 
 
-@technique("onnx", "ONNX export with dynamic axes, fused by ONNX Runtime's transformer optimizer", "torch")
 def onnx_technique(source: Bundle, context: CompressContext, check_texts: int = 256) -> Bundle:
     return export_onnx(
         source, context.store, check_texts=sample_texts(context.corpus, check_texts, context.seed)

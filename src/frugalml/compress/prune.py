@@ -23,7 +23,7 @@ from torch import nn
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, agreement, sample_texts, torch_logits
-from frugalml.compress.techniques import CompressContext, derived_bundle, load_torch, save_torch, technique
+from frugalml.compress.context import CompressContext, derived_bundle, load_torch, save_torch
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier
 from frugalml.models.batching import iterate_batches, tokenize
@@ -272,7 +272,6 @@ def effective_parameters(model: FrugalTextClassifier) -> int:
     return sum(p.numel() for p in remove_masked_structure(model).parameters())
 
 
-@technique("prune", "depth and width pruning: keep k of n layers, drop weak heads and FFN neurons", "torch")
 def prune(
     source: Bundle,
     context: CompressContext,

@@ -21,8 +21,8 @@ from transformers import AutoTokenizer
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import agreement, onnx_logits, sample_texts
+from frugalml.compress.context import CompressContext, derived_bundle
 from frugalml.compress.onnx_export import ONNX_FILE, copy_companions
-from frugalml.compress.techniques import CompressContext, derived_bundle, technique
 from frugalml.errors import FrugalError
 
 # The quantizer cannot infer types through ONNX Runtime's fused (com.microsoft) operators.
@@ -99,7 +99,6 @@ def quantized_bundle(
     )
 
 
-@technique("int8", "dynamic int8: per-channel int8 weights, activations quantized at run time", "onnx")
 def int8_dynamic(
     source: Bundle, context: CompressContext, per_channel: bool = True, check_texts: int = 256
 ) -> Bundle:

@@ -14,10 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from frugalml.compress.techniques import TECHNIQUES
+
 Step = tuple[str, tuple[tuple[str, Any], ...]]  # (technique, sorted options): hashable, so prefixes share
 Recipe = tuple[Step, ...]
 
-DEFAULT_TECHNIQUES = ("onnx", "int8", "int8-static", "trim", "prune", "distill")
+DEFAULT_TECHNIQUES = tuple(TECHNIQUES)
+QUANTIZERS = tuple(name for name, t in TECHNIQUES.items() if t.source_format == "onnx")
 
 
 def step(name: str, **options: Any) -> Step:
@@ -43,12 +46,12 @@ def recipes(
     """Every recipe the enabled `techniques` allow, for a source bundle of `source_format`.
 
     PyTorch-level prefixes (none; trim; prune -> trim -> distill for each student depth in
-    `layers`) are each followed by the ONNX-level suffixes (onnx; onnx -> int8;
-    onnx -> int8-static). A PyTorch-level prefix alone is a candidate too. An ONNX source only
-    gets the quantization steps.
+    `layers`) are each followed by the ONNX-level suffixes (onnx; onnx -> q for each quantizer q,
+    the techniques that read ONNX). A PyTorch-level prefix alone is a candidate too. An ONNX
+    source only gets the quantization steps.
     """
     enabled = set(techniques)
-    quantizers = [[step(q)] for q in ("int8", "int8-static") if q in enabled]
+    quantizers = [[step(q)] for q in QUANTIZERS if q in enabled]
     if source_format == "onnx":
         return [tuple(q) for q in quantizers]
     suffixes = [[step("onnx")], *[[step("onnx"), *q] for q in quantizers]] if "onnx" in enabled else []

@@ -16,8 +16,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts
+from frugalml.compress.context import CompressContext
 from frugalml.compress.quantize import FLOAT_DEFAULT, head_nodes, quantized_bundle, quiet_quantizer
-from frugalml.compress.techniques import CompressContext, technique
 from frugalml.models.batching import iterate_batches, tokenize
 
 
@@ -60,7 +60,6 @@ def quantize_static_file(source: Path, target: Path, calibration: CalibrationDat
         )
 
 
-@technique("int8-static", "static int8: activation ranges calibrated on training text", "onnx")
 def int8_static(
     source: Bundle, context: CompressContext, calibration_texts: int = 256, check_texts: int = 256
 ) -> Bundle:

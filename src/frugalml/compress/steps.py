@@ -13,7 +13,7 @@ from typing import Any
 
 from frugalml.compress.workflow import CompressConfig, compress_and_register
 from frugalml.names import split_names
-from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
+from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
 
 INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
 
@@ -26,13 +26,7 @@ def step_config(args: dict[str, Any]) -> CompressConfig:
     return config_from(settings, CompressConfig)
 
 
-@step(
-    "compress",
-    required={"bundle", "train", "eval"},
-    optional=config_keys(CompressConfig) | INPUTS | COLUMN_KEYS,
-    config=step_config,
-)
-def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_compress(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     result = compress_and_register(
         args["bundle"],
         args["train"],
@@ -54,3 +48,12 @@ def compress_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         "baseline_id": result["baseline"]["bundle_id"],
         "report": result["report"]["json"],
     }
+
+
+COMPRESS = step_kind(
+    run_compress,
+    required={"bundle", "train", "eval"},
+    optional=config_keys(CompressConfig) | INPUTS | COLUMN_KEYS,
+    outputs={"bundle_id", "bundle_path", "accuracy", "macro_f1", "size_bytes", "baseline_id", "report"},
+    config=step_config,
+)

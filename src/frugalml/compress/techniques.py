@@ -1,91 +1,59 @@
-"""The registry of compression techniques: one module per technique, one entry point.
+"""The compression techniques: one literal table, one entry point.
 
-A technique reads one bundle and writes a new one whose parent is the source, so techniques
-chain (`prune` -> `trim` -> `distill` -> `onnx` -> `int8`) and the registry records every arrow.
-Each technique module registers itself with `@technique(...)`; `apply_technique` is the one way
-to run any of them.
+Each technique is a function `(source, context, **options) -> Bundle` in its own module; to add
+one, write the module and add its row here (docs/architecture.md has the checklist).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
-
-from frugalml.bundle import Bundle, new_bundle_id, write_bundle
-from frugalml.data import Dataset
+from frugalml.bundle import Bundle
+from frugalml.compress.context import CompressContext
+from frugalml.compress.distill import distill
+from frugalml.compress.onnx_export import onnx_technique
+from frugalml.compress.prune import prune
+from frugalml.compress.quantize import int8_dynamic
+from frugalml.compress.static_int8 import int8_static
+from frugalml.compress.vocab_trim import trim_vocabulary
 from frugalml.errors import FrugalError
-from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
-from frugalml.progress import Reporter, SilentReporter
-
-
-@dataclass
-class CompressContext:
-    """What techniques may use besides the source bundle."""
-
-    store: Path  # where new bundles are written
-    train: Dataset  # labelled training text: corpus, calibration and distillation data
-    teacher: Bundle  # the bundle compression started from
-    unlabelled: list[str] = field(default_factory=list)
-    seed: int = 0
-    reporter: Reporter = field(default_factory=SilentReporter)
-
-    @property
-    def corpus(self) -> list[str]:
-        """The domain text: training texts, then unlabelled texts."""
-        return list(self.train.texts) + list(self.unlabelled)
-
-
-TechniqueFunction = Callable[..., Bundle]  # (source, context, **options) -> new bundle
 
 
 @dataclass(frozen=True)
 class Technique:
-    name: str
     description: str
     source_format: str  # the bundle format the technique reads: "torch" or "onnx"
-    apply: TechniqueFunction
+    apply: Callable[..., Bundle]  # (source, context, **options) -> the new bundle, written
 
 
-TECHNIQUES: dict[str, Technique] = {}
-
-
-def technique(
-    name: str, description: str, source_format: str
-) -> Callable[[TechniqueFunction], TechniqueFunction]:
-    """Register a technique under `name`."""
-
-    def register(function: TechniqueFunction) -> TechniqueFunction:
-        TECHNIQUES[name] = Technique(name, description, source_format, function)
-        return function
-
-    return register
-
-
-def _import_builtin() -> None:
-    from frugalml.compress import (  # noqa: F401  (they register)
-        distill,
-        onnx_export,
-        prune,
-        quantize,
-        static_int8,
-        vocab_trim,
-    )
-
-
-def available_techniques() -> dict[str, Technique]:
-    _import_builtin()
-    return TECHNIQUES
+TECHNIQUES: dict[str, Technique] = {
+    "onnx": Technique(
+        "ONNX export with dynamic axes, fused by ONNX Runtime's transformer optimizer",
+        "torch",
+        onnx_technique,
+    ),
+    "int8": Technique(
+        "dynamic int8: per-channel int8 weights, activations quantized at run time", "onnx", int8_dynamic
+    ),
+    "int8-static": Technique(
+        "static int8: activation ranges calibrated on training text", "onnx", int8_static
+    ),
+    "trim": Technique(
+        "vocabulary trimming: keep the tokens the domain corpus uses", "torch", trim_vocabulary
+    ),
+    "prune": Technique(
+        "depth and width pruning: keep k of n layers, drop weak heads and FFN neurons", "torch", prune
+    ),
+    "distill": Technique("distillation: train the student on the teacher's soft labels", "torch", distill),
+}
 
 
 def get_technique(name: str) -> Technique:
-    techniques = available_techniques()
-    if name not in techniques:
-        raise FrugalError(f"unknown technique {name!r}; choose from {', '.join(techniques)}")
-    return techniques[name]
+    if name not in TECHNIQUES:
+        raise FrugalError(f"unknown technique {name!r}; choose from {', '.join(TECHNIQUES)}")
+    return TECHNIQUES[name]
 
 
 def apply_technique(name: str, source: Bundle, context: CompressContext, **options: Any) -> Bundle:
@@ -96,58 +64,3 @@ def apply_technique(name: str, source: Bundle, context: CompressContext, **optio
             f"technique {name!r} reads {chosen.source_format} bundles; bundle {source.id} is {source.format}"
         )
     return chosen.apply(source, context, **options)
-
-
-def derived_bundle(
-    source: Bundle,
-    technique_name: str,
-    populate: Callable[[Path], None],
-    store: Path,
-    *,
-    format: str,
-    precision: str,
-    options: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    name: str | None = None,
-) -> Bundle:
-    """Write the bundle a technique made from `source`: same labels and base, `source` as parent.
-
-    `populate(folder)` writes the files and may fill in `metrics` (they go into the manifest).
-    """
-    chain = [*source.config.get("techniques", []), technique_name]
-    bundle = Bundle(
-        id=new_bundle_id(),
-        name=name or f"{source.name}-{technique_name}",
-        labels=source.labels,
-        base_model=source.base_model,
-        method=source.method,
-        format=format,
-        precision=precision,
-        metrics=metrics if metrics is not None else {},
-        parents=[source.id],
-        config={
-            "technique": technique_name,
-            "options": options or {},
-            "source": source.id,
-            "techniques": chain,
-        },
-    )
-    return write_bundle(store, bundle, populate)
-
-
-def load_torch(bundle: Bundle) -> tuple[FrugalTextClassifier, PreTrainedTokenizerBase]:
-    """The classifier and tokenizer of a PyTorch bundle, in eval mode."""
-    assert bundle.path is not None
-    config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
-    model = FrugalTextClassifier.from_pretrained(bundle.path, config=config).eval()
-    return model, AutoTokenizer.from_pretrained(bundle.path)
-
-
-def save_torch(model: FrugalTextClassifier, tokenizer: PreTrainedTokenizerBase) -> Callable[[Path], None]:
-    """A `populate` function that writes a PyTorch bundle (a Hugging Face model folder)."""
-
-    def populate(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-
-    return populate

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import agreement, sample_texts, torch_logits
-from frugalml.compress.techniques import CompressContext, derived_bundle, load_torch, technique
+from frugalml.compress.context import CompressContext, derived_bundle, load_torch
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier
 
@@ -73,7 +73,6 @@ def trim_model(model: FrugalTextClassifier, keep: Sequence[int], pad_id: int) ->
     return model
 
 
-@technique("trim", "vocabulary trimming: keep the tokens the domain corpus uses", "torch")
 def trim_vocabulary(source: Bundle, context: CompressContext, check_texts: int = 512) -> Bundle:
     model, tokenizer = load_torch(source)
     corpus = context.corpus

@@ -2,7 +2,7 @@
 
 Shared by the CLI command and the pipeline step. Every bundle built is registered with its parent
 and the compress run; measured figures (on the selection split, never the training data) go into
-the registry row, the returned document and the report files.
+the lineage row, the returned document and the report files.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from frugalml.bundle import Bundle
+from frugalml.compress.context import CompressContext
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
 from frugalml.compress.search import (
@@ -25,12 +26,12 @@ from frugalml.compress.search import (
     recipes,
     select_candidate,
 )
-from frugalml.compress.techniques import CompressContext, apply_technique, available_techniques
+from frugalml.compress.techniques import TECHNIQUES, apply_technique
 from frugalml.data import load_dataset
 from frugalml.errors import FrugalError, check_ranges
+from frugalml.lineage import LineageStore, open_store, resolve_bundle, run_path
 from frugalml.models import FrugalTextClassifierConfig
 from frugalml.progress import Reporter, SilentReporter
-from frugalml.registry import Registry, resolve_bundle, run_path
 from frugalml.settings import Settings, get_settings
 
 MEASURED = ("accuracy", "macro_f1", "p50_ms", "p90_ms", "batch32_per_s", "peak_rss_mb")
@@ -71,8 +72,8 @@ def compress_and_register(
     _check_config(config)
     if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise FrugalError(f"{out_dir}: exists and is not a folder; --out names the report's folder")
-    registry = Registry(settings.registry_path)
-    baseline = resolve_bundle(str(bundle_ref), registry)
+    lineage = open_store(settings)
+    baseline = resolve_bundle(str(bundle_ref), lineage)
     columns = columns or {}
     train = load_dataset(train_path, **columns)
     dev = load_dataset(eval_path, **columns)
@@ -86,7 +87,7 @@ def compress_and_register(
     if unlabelled_path:
         text_column = {"text_column": columns["text_column"]} if columns.get("text_column") else {}
         unlabelled = load_dataset(unlabelled_path, require_labels=False, **text_column).texts
-    registry.add_dataset(train)
+    lineage.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
     run_config = {
         **asdict(config),
@@ -95,17 +96,17 @@ def compress_and_register(
         "eval": run_path(eval_path),
     }
     plan = _plan(baseline, config)  # before the run starts: a plan that fails records no run
-    run_id = registry.start_run("compress", run_config, train.sha256)
+    run_id = lineage.start_run("compress", run_config, train.sha256)
     context = CompressContext(settings.bundles_dir, train, baseline, unlabelled, config.seed, reporter)
     built: dict[Recipe, Bundle] = {}
     measured: dict[str, dict[str, Any]] = {}
-    registered: set[str] = set()  # bundle ids recorded in the registry
+    registered: set[str] = set()  # bundle ids recorded in the lineage store
     try:
         failed = _build(plan, baseline, context, config, built)
         candidates = [(recipe, built[recipe]) for recipe in plan if recipe in built]
         repeat = _measure(baseline, candidates, dev, threads, config, reporter, measured, failed)
         candidates = [(recipe, bundle) for recipe, bundle in candidates if bundle.id in measured]
-        _register(registry, built.values(), measured, run_id, train.sha256, registered)
+        _register(lineage, built.values(), measured, run_id, train.sha256, registered)
         result = _result(baseline, candidates, measured, config, failed, run_id)
         first = measured[baseline.id]
         result["drift"] = {  # relative change of the baseline's figures from first to last measurement
@@ -113,16 +114,16 @@ def compress_and_register(
             "batch32_per_s": repeat["batch32_per_s"] / first["batch32_per_s"] - 1,
         }
         if config.keep == "front":
-            _remove_dominated(registry, result, built.values())
+            _remove_dominated(lineage, result, built.values())
         folder = Path(out_dir) if out_dir else settings.home / "reports" / run_id
         result["report"] = write_report(result, folder)
     except BaseException:
         try:  # what was built stays findable, with the run that failed
-            _register(registry, built.values(), measured, run_id, train.sha256, registered)
+            _register(lineage, built.values(), measured, run_id, train.sha256, registered)
         finally:
-            registry.finish_run(run_id, "failed")
+            lineage.finish_run(run_id, "failed")
         raise
-    registry.finish_run(run_id, "done", {"selected": (result["selected"] or {}).get("bundle_id")})
+    lineage.finish_run(run_id, "done", {"selected": (result["selected"] or {}).get("bundle_id")})
     return result
 
 
@@ -161,7 +162,7 @@ def _measure(
 
 
 def _check_config(config: CompressConfig) -> None:
-    known = available_techniques()
+    known = TECHNIQUES
     if not config.techniques:
         raise FrugalError(f"no techniques given; choose from {', '.join(known)}")
     unknown = [t for t in config.techniques if t not in known]
@@ -235,7 +236,7 @@ def _extra(config: CompressConfig, name: str) -> dict[str, Any]:
 
 
 def _register(
-    registry: Registry, bundles, measured: dict, run_id: str, data_sha256: str, registered: set[str]
+    lineage: LineageStore, bundles, measured: dict, run_id: str, data_sha256: str, registered: set[str]
 ) -> None:
     """Record each built bundle not yet in `registered` (parents first), with its measured figures
     where there are any."""
@@ -243,7 +244,7 @@ def _register(
         if bundle.id in registered:
             continue
         figures = {k: measured[bundle.id][k] for k in MEASURED if bundle.id in measured}
-        registry.add_bundle(replace(bundle, metrics={**bundle.metrics, **figures}), run_id, data_sha256)
+        lineage.add_bundle(replace(bundle, metrics={**bundle.metrics, **figures}), run_id, data_sha256)
         registered.add(bundle.id)
 
 
@@ -307,7 +308,7 @@ def _entry(bundle: Bundle, recipe: Recipe, figures: dict[str, Any], base: dict[s
     }
 
 
-def _remove_dominated(registry: Registry, result: dict[str, Any], built) -> None:
+def _remove_dominated(lineage: LineageStore, result: dict[str, Any], built) -> None:
     """Delete candidates off the Pareto front, unless a kept bundle descends from them."""
     kept = {result["baseline"]["bundle_id"], *result["pareto"]}
     if result["selected"]:
@@ -317,6 +318,6 @@ def _remove_dominated(registry: Registry, result: dict[str, Any], built) -> None
         bundle_id = entry["bundle_id"]
         if bundle_id in kept or bundle_id in parent_of.values():
             continue
-        registry.remove_bundle(bundle_id)
+        lineage.remove_bundle(bundle_id)
         del parent_of[bundle_id]
         entry["removed"] = True

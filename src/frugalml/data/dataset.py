@@ -15,7 +15,7 @@ from frugalml.errors import DataError
 class Dataset:
     """Texts with optional labels and stable row ids.
 
-    `sha256` identifies the content the rows came from (the file's bytes); the registry and the
+    `sha256` identifies the content the rows came from (the file's bytes); the lineage store and the
     pipeline cache use it for lineage.
     """
 

@@ -1,4 +1,4 @@
-"""Active learning: the pool rows most worth a human's time, one module-level registry of strategies.
+"""Active learning: the pool rows most worth a human's time, one literal table of strategies.
 
 Every strategy returns distinct picks: a row whose embedding is within `dup_threshold` cosine
 similarity of a labelled row or of an earlier pick is never returned, so a budget is not spent

@@ -79,11 +79,10 @@ def _resolve(encoder: Encoder) -> tuple[str, Callable[[], tuple]]:
     from frugalml.models import load_tokenizer, new_classifier, resolve_base
 
     if encoder.bundle:
-        from frugalml.registry import resolve_bundle
+        from frugalml.lineage import open_store, resolve_bundle
         from frugalml.runtime import load_predictor
-        from frugalml.workflows import open_registry
 
-        bundle = resolve_bundle(encoder.bundle, open_registry())
+        bundle = resolve_bundle(encoder.bundle, open_store())
         if bundle.format != "torch":
             raise FrugalError(
                 f"bundle {bundle.id} is {bundle.format}; embeddings need a torch bundle "

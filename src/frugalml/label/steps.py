@@ -32,7 +32,7 @@ from frugalml.label.workflows import (
     write_issues_report,
 )
 from frugalml.names import split_names
-from frugalml.pipeline import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step
+from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
 
 
 def _workdir(context: StepContext) -> Path:
@@ -53,13 +53,7 @@ def auto_config(args: dict[str, Any]) -> AutoLabelConfig:
     return config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig)
 
 
-@step(
-    "label_auto",
-    required={"labelled", "unlabelled"},
-    optional=config_keys(AutoLabelConfig) | AUTO_FILES,
-    config=auto_config,
-)
-def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_label_auto(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     folder = _workdir(context)
     out = Path(args.get("out") or folder / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
@@ -76,22 +70,7 @@ def label_auto_step(args: dict[str, Any], context: StepContext) -> dict[str, Any
     return {**summary, "data": str(out)}
 
 
-@step(
-    "label_suggest",
-    required={"pool", "budget"},
-    optional={
-        "strategy",
-        "labelled",
-        "out",
-        "base",
-        "bundle",
-        "labels",
-        "dup_threshold",
-        "seed",
-        *COLUMN_KEYS,
-    },
-)
-def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_label_suggest(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir(context) / "tasks.json")
     summary = suggest_files(
         args["pool"],
@@ -109,19 +88,13 @@ def label_suggest_step(args: dict[str, Any], context: StepContext) -> dict[str, 
     return {k: v for k, v in summary.items() if k != "rows"} | {"ids": [r["id"] for r in summary["rows"]]}
 
 
-@step("label_import", required={"data"}, optional={"out", "labels"})
-def label_import_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_label_import(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir(context) / "imported.csv")
     summary = import_export(args["data"], out, parse_labels(args.get("labels")))
     return {**summary, "data": str(out)}
 
 
-@step(
-    "label_issues",
-    required={"data"},
-    optional={"report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
-)
-def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_label_issues(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     path = Path(args.get("report") or _workdir(context) / "issues.csv")
     check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
     data = load_dataset(args["data"], **column_settings(args))
@@ -143,8 +116,7 @@ def label_issues_step(args: dict[str, Any], context: StepContext) -> dict[str, A
     }
 
 
-@step("label_augment", required={"data"}, optional={"out", "per_row", "operations", "seed", *COLUMN_KEYS})
-def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def run_label_augment(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir(context) / "augmented.csv")
     check_outputs([args["data"]], [out])
     data = load_dataset(args["data"], **column_settings(args), require_labels=False)
@@ -152,3 +124,82 @@ def label_augment_step(args: dict[str, Any], context: StepContext) -> dict[str, 
     frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
     write_frame(frame, out)
     return {"data": str(out), "rows": len(frame), "synthetic": int(frame["synthetic"].sum())}
+
+
+AUTO_LABEL_OUTPUTS = {
+    "labelled",
+    "pool",
+    "auto_rows_labelled_again",
+    "pool_rows_already_labelled",
+    "accepted",
+    "coverage",
+    "estimated_precision",
+    "target_precision",
+    "precision_rule",
+    "threshold",
+    "review",
+    "rounds",
+    "neighbours",
+    "accepted_per_label",
+    "labels_without_seed_rows",
+    "encoder",
+    "folds",
+    "notes",
+    "labelled_in_pool",
+    "out",
+    "review_out",
+    "run_id",
+    "data",
+}
+
+LABEL_AUTO = step_kind(
+    run_label_auto,
+    required={"labelled", "unlabelled"},
+    optional=config_keys(AutoLabelConfig) | AUTO_FILES,
+    outputs=AUTO_LABEL_OUTPUTS,
+    config=auto_config,
+)
+LABEL_SUGGEST = step_kind(
+    run_label_suggest,
+    required={"pool", "budget"},
+    optional={
+        "strategy",
+        "labelled",
+        "out",
+        "base",
+        "bundle",
+        "labels",
+        "dup_threshold",
+        "seed",
+        *COLUMN_KEYS,
+    },
+    outputs={
+        "strategy",
+        "budget",
+        "suggested",
+        "excluded_already_labelled",
+        "labelled_in_pool",
+        "tasks",
+        "label_config",
+        "notes",
+        "ids",
+    },
+)
+LABEL_IMPORT = step_kind(
+    run_label_import,
+    required={"data"},
+    optional={"out", "labels"},
+    outputs={"rows", "skipped_unannotated", "labels", "out", "data"},
+)
+LABEL_ISSUES = step_kind(
+    run_label_issues,
+    required={"data"},
+    optional={"report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
+    outputs={"rows", "label_issues", "near_duplicates", "outliers", "report"},
+)
+LABEL_AUGMENT = step_kind(
+    run_label_augment,
+    required={"data"},
+    optional={"out", "per_row", "operations", "seed", *COLUMN_KEYS},
+    outputs={"data", "rows", "synthetic"},
+)

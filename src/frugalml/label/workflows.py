@@ -375,37 +375,31 @@ def auto_label_files(
     reporter: Reporter | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Auto-label files, write the labelled dataset and the review queue, record a registry run."""
-    from frugalml.workflows import open_registry
+    """Auto-label files, write the labelled dataset and the review queue, record the run."""
+    from frugalml.lineage import open_store
 
     check_outputs([labelled, unlabelled], [out, review_out])
     columns = columns or {}
     given = load_dataset(labelled, **columns)
     pool, known = load_pool(unlabelled, **{**columns, "label_column": given.label_column})
     seed, pool = with_pool_labels(given, pool, known)
-    registry = open_registry(settings or get_settings())
-    registry.add_dataset(given)
-    registry.add_dataset(pool if known is None else pool.concat(known))  # the whole file
-    run_id = registry.start_run(
-        "label", {**asdict(config), "labelled": str(labelled), "unlabelled": str(unlabelled)}, seed.sha256
-    )
-    try:
+    lineage = open_store(settings or get_settings())
+    lineage.add_dataset(given)
+    lineage.add_dataset(pool if known is None else pool.concat(known))  # the whole file
+    run_config = {**asdict(config), "labelled": str(labelled), "unlabelled": str(unlabelled)}
+    with lineage.run("label", run_config, seed.sha256) as run:
         result = auto_label(seed, pool, config, reporter)
         write_frame(result.dataset, out)
         write_frame(result.review, review_out)
-        registry.add_dataset(load_dataset(out))
-        summary = {
+        lineage.add_dataset(load_dataset(out))
+        run.summary = {
             **result.summary,
             "labelled_in_pool": len(seed) - len(given),
             "out": str(out),
             "review_out": str(review_out),
-            "run_id": run_id,
+            "run_id": run.id,
         }
-        registry.finish_run(run_id, "done", summary)
-        return summary
-    except BaseException:
-        registry.finish_run(run_id, "failed")
-        raise
+    return run.summary
 
 
 # ---------------------------------------------------------------- suggest (active learning)

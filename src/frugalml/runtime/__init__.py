@@ -1,5 +1,6 @@
 """Predictors: load a bundle, warm it up, turn batches of texts into class probabilities."""
 
-from frugalml.runtime.predictor import Prediction, Predictor, load_predictor, register_format
+from frugalml.runtime.formats import FORMATS, load_predictor
+from frugalml.runtime.predictor import Prediction, Predictor
 
-__all__ = ["Prediction", "Predictor", "load_predictor", "register_format"]
+__all__ = ["FORMATS", "Prediction", "Predictor", "load_predictor"]

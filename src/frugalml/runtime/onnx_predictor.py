@@ -13,7 +13,6 @@ from frugalml.bundle import Bundle
 from frugalml.errors import BundleError
 from frugalml.models import FrugalTextClassifierConfig
 from frugalml.models.batching import usable_length
-from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor
 
 
@@ -54,5 +53,3 @@ class OnnxPredictor(TokenizedPredictor):
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         return self.session.run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})[0]
 
-
-register_format("onnx", OnnxPredictor)

@@ -15,7 +15,6 @@ from frugalml.bundle import Bundle
 from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
 from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
 from frugalml.runtime.packed import GRID_GROUPS, PackedClassifier, pack, packable
-from frugalml.runtime.predictor import register_format
 from frugalml.runtime.tokenized import TokenizedPredictor
 
 log = logging.getLogger("frugalml.runtime")
@@ -140,5 +139,3 @@ class TorchPredictor(TokenizedPredictor):
             return self.padded_trace(batch["input_ids"], batch["attention_mask"]).float().numpy()
         return self.model(**batch).logits.float().numpy()
 
-
-register_format("torch", TorchPredictor.from_bundle)

@@ -1,4 +1,4 @@
-"""Stage entry points shared by the CLI and the pipeline: load, run, write bundle, register."""
+"""`tune` end to end, shared by the CLI and the pipeline: load, tune, evaluate, write, record."""
 
 from __future__ import annotations
 
@@ -8,17 +8,12 @@ from typing import Any
 
 from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
-from frugalml.evaluate import EvalReport, evaluate
+from frugalml.evaluate import evaluate
+from frugalml.lineage import open_store, run_path
 from frugalml.progress import Reporter
-from frugalml.registry import Registry, resolve_bundle, run_path
-from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
-from frugalml.tune import TuneConfig, TuneResult, tune
-
-
-def open_registry(settings: Settings | None = None) -> Registry:
-    return Registry((settings or get_settings()).registry_path)
+from frugalml.tune.trainer import TuneConfig, TuneResult, tune
 
 
 def tune_and_register(
@@ -30,7 +25,7 @@ def tune_and_register(
     reporter: Reporter | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Tune on a data file, evaluate, write an immutable bundle and record it in the registry."""
+    """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store."""
     settings = settings or get_settings()
     columns = columns or {}
     train = load_dataset(train_path, **columns)
@@ -38,12 +33,10 @@ def tune_and_register(
     test = load_dataset(eval_path, **columns) if eval_path else None
     if test is not None:
         test.check_labels_known(train.label_names)
-    registry = open_registry(settings)
-    registry.add_dataset(train)
-    run_id = registry.start_run(
-        "tune", {**asdict(config), "train": run_path(train_path), "eval": run_path(eval_path)}, train.sha256
-    )
-    try:
+    lineage = open_store(settings)
+    lineage.add_dataset(train)
+    run_config = {**asdict(config), "train": run_path(train_path), "eval": run_path(eval_path)}
+    with lineage.run("tune", run_config, train.sha256) as run:
         result = tune(train, config, reporter)
         metrics = {"val_accuracy": result.val_accuracy}
         if test is not None:
@@ -52,8 +45,8 @@ def tune_and_register(
         bundle = save_tuned(
             result, settings.bundles_dir, name or Path(train_path).stem, metrics, data_sha256=train.sha256
         )
-        registry.add_bundle(bundle, run_id=run_id, data_sha256=train.sha256)
-        summary = {
+        lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
+        run.summary = {
             "bundle_id": bundle.id,
             "bundle_path": str(bundle.path),
             "method": config.method,
@@ -65,13 +58,9 @@ def tune_and_register(
             "peak_rss_mb": result.peak_rss_mb,
             "epochs_run": result.epochs_run,
             "size_bytes": bundle.size_bytes,
-            "run_id": run_id,
+            "run_id": run.id,
         }
-        registry.finish_run(run_id, "done", summary)
-        return summary
-    except BaseException:
-        registry.finish_run(run_id, "failed")
-        raise
+    return run.summary
 
 
 def save_tuned(
@@ -105,14 +94,3 @@ def save_tuned(
         config={**result.config, "data_sha256": data_sha256, "history": result.history},
     )
     return write_bundle(store, bundle, populate)
-
-
-def evaluate_bundle(
-    ref: str,
-    data_path: str | Path,
-    columns: dict[str, str | None] | None = None,
-    settings: Settings | None = None,
-) -> tuple[Bundle, EvalReport]:
-    bundle = resolve_bundle(ref, open_registry(settings))
-    data = load_dataset(data_path, **(columns or {}))
-    return bundle, evaluate(load_predictor(bundle), data)

@@ -1,12 +1,24 @@
-"""SQLite registry: datasets, runs, bundles and pipeline steps, with lineage queries."""
+"""The lineage store: one SQLite file recording datasets, runs, bundles and cached pipeline steps.
+
+Every arrow of the data flow is a row here (which bundle came from which data, run and parent),
+so `frugalml models show ID` can tell a bundle's whole history. A stage records its work as
+
+    with lineage.run("tune", config, data_sha256) as run:
+        ...
+        run.summary = {...}   # kept as the run's metrics when the block ends without an error
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import sqlite3
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,13 +26,14 @@ from typing import Any
 from frugalml.bundle import Bundle, load_bundle
 from frugalml.data import Dataset
 from frugalml.errors import BundleError
+from frugalml.settings import Settings, get_settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     sha256 TEXT PRIMARY KEY, source TEXT, rows INTEGER, labels INTEGER, registered_at TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, kind TEXT, status TEXT, config TEXT, data_sha256 TEXT,
-    metrics TEXT, started_at TEXT, finished_at TEXT);
+    metrics TEXT, started_at TEXT, finished_at TEXT, pid INTEGER, host TEXT);
 CREATE TABLE IF NOT EXISTS bundles (
     id TEXT PRIMARY KEY, name TEXT, path TEXT, format TEXT, precision TEXT, method TEXT,
     base_model TEXT, parent_id TEXT, run_id TEXT, data_sha256 TEXT, size_bytes INTEGER,
@@ -39,14 +52,23 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Registry:
+@dataclass
+class Run:
+    """A run in progress: its id, and the summary recorded when it ends well."""
+
+    id: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class LineageStore:
     """A thin layer over one SQLite file; every call opens its own short transaction."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -71,11 +93,34 @@ class Registry:
         )
         return dataset.sha256
 
+    @contextmanager
+    def run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> Iterator[Run]:
+        """Record a run of `kind`: `done` with `run.summary` when the block ends, `failed` when it
+        raises (Ctrl-C and SIGTERM included)."""
+        run = Run(self.start_run(kind, config, data_sha256))
+        try:
+            yield run
+        except BaseException:
+            self.finish_run(run.id, "failed")
+            raise
+        self.finish_run(run.id, "done", run.summary)
+
     def start_run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> str:
         run_id = "r" + uuid.uuid4().hex[:11]
         self._write(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, kind, "running", json.dumps(config, default=str), data_sha256, "{}", _now(), None),
+            "INSERT INTO runs (id, kind, status, config, data_sha256, metrics, started_at, pid, host) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                kind,
+                "running",
+                json.dumps(config, default=str),
+                data_sha256,
+                "{}",
+                _now(),
+                os.getpid(),
+                socket.gethostname(),
+            ),
         )
         return run_id
 
@@ -120,7 +165,7 @@ class Registry:
         # A plain prefix comparison: with LIKE, '%' and '_' in `ref` would match any bundle.
         rows = self._rows("SELECT * FROM bundles WHERE substr(id, 1, length(?)) = ?", (ref, ref))
         if not rows:
-            raise BundleError(f"no bundle {ref!r} in the registry at {self.path}")
+            raise BundleError(f"no bundle {ref!r} in the lineage store at {self.path}")
         if len(rows) > 1:
             raise BundleError(f"bundle prefix {ref!r} is ambiguous: {[r['id'] for r in rows]}")
         return rows[0]
@@ -164,14 +209,37 @@ class Registry:
         )
 
 
-def resolve_bundle(ref: str | Path, registry: Registry | None = None, verify: bool = True) -> Bundle:
-    """Load a bundle given its folder or its id (or unique id prefix) in the registry."""
+LEGACY_NAME = "registry.sqlite"  # the store's file name in homes made by frugalml 0.1
+
+
+def open_store(settings: Settings | None = None) -> LineageStore:
+    """The lineage store under FRUGALML_HOME (a home with the older file name keeps its history)."""
+    path = (settings or get_settings()).lineage_path
+    legacy = path.with_name(LEGACY_NAME)
+    if legacy.exists() and not path.exists():
+        for suffix in ("-wal", "-shm", ""):  # the write-ahead log holds committed rows too
+            old = legacy.with_name(legacy.name + suffix)
+            if old.exists():
+                old.rename(path.with_name(path.name + suffix))
+    return LineageStore(path)
+
+
+def resolve_bundle(ref: str | Path, store: LineageStore | None = None, verify: bool = True) -> Bundle:
+    """Load a bundle given its folder or its id (or unique id prefix) in the lineage store."""
     path = Path(ref)
     if path.is_dir():
         return load_bundle(path, verify=verify)
-    if registry is None:
+    if store is None:
         raise BundleError(f"{ref}: no such bundle folder")
-    return load_bundle(registry.find_bundle(str(ref))["path"], verify=verify)
+    return load_bundle(store.find_bundle(str(ref))["path"], verify=verify)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added since a store was created (CREATE TABLE IF NOT EXISTS keeps old tables)."""
+    present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+        if column not in present:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,9 @@
+"""Options that several commands share."""
+
+from typing import Annotated
+
+import typer
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+TextColumn = Annotated[str | None, typer.Option(help="Text column (default: auto-detect).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column (default: auto-detect).")]

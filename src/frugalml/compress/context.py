@@ -1,0 +1,93 @@
+"""The store of compression techniques: one module per technique, one entry point.
+
+A technique reads one bundle and writes a new one whose parent is the source, so techniques
+chain (`prune` -> `trim` -> `distill` -> `onnx` -> `int8`) and the store records every arrow.
+Each technique module registers itself with `@technique(...)`; `apply_technique` is the one way
+to run any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from frugalml.bundle import Bundle, new_bundle_id, write_bundle
+from frugalml.data import Dataset
+from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
+from frugalml.progress import Reporter, SilentReporter
+
+
+@dataclass
+class CompressContext:
+    """What techniques may use besides the source bundle."""
+
+    store: Path  # where new bundles are written
+    train: Dataset  # labelled training text: corpus, calibration and distillation data
+    teacher: Bundle  # the bundle compression started from
+    unlabelled: list[str] = field(default_factory=list)
+    seed: int = 0
+    reporter: Reporter = field(default_factory=SilentReporter)
+
+    @property
+    def corpus(self) -> list[str]:
+        """The domain text: training texts, then unlabelled texts."""
+        return list(self.train.texts) + list(self.unlabelled)
+
+
+def derived_bundle(
+    source: Bundle,
+    technique_name: str,
+    populate: Callable[[Path], None],
+    store: Path,
+    *,
+    format: str,
+    precision: str,
+    options: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Bundle:
+    """Write the bundle a technique made from `source`: same labels and base, `source` as parent.
+
+    `populate(folder)` writes the files and may fill in `metrics` (they go into the manifest).
+    """
+    chain = [*source.config.get("techniques", []), technique_name]
+    bundle = Bundle(
+        id=new_bundle_id(),
+        name=name or f"{source.name}-{technique_name}",
+        labels=source.labels,
+        base_model=source.base_model,
+        method=source.method,
+        format=format,
+        precision=precision,
+        metrics=metrics if metrics is not None else {},
+        parents=[source.id],
+        config={
+            "technique": technique_name,
+            "options": options or {},
+            "source": source.id,
+            "techniques": chain,
+        },
+    )
+    return write_bundle(store, bundle, populate)
+
+
+def load_torch(bundle: Bundle) -> tuple[FrugalTextClassifier, PreTrainedTokenizerBase]:
+    """The classifier and tokenizer of a PyTorch bundle, in eval mode."""
+    assert bundle.path is not None
+    config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
+    model = FrugalTextClassifier.from_pretrained(bundle.path, config=config).eval()
+    return model, AutoTokenizer.from_pretrained(bundle.path)
+
+
+def save_torch(model: FrugalTextClassifier, tokenizer: PreTrainedTokenizerBase) -> Callable[[Path], None]:
+    """A `populate` function that writes a PyTorch bundle (a Hugging Face model folder)."""
+
+    def populate(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return populate

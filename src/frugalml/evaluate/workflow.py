@@ -1,0 +1,23 @@
+"""`eval` end to end: load a bundle and a labelled file, score the bundle on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from frugalml.bundle import Bundle
+from frugalml.data import load_dataset
+from frugalml.evaluate.metrics import EvalReport, evaluate
+from frugalml.lineage import open_store, resolve_bundle
+from frugalml.runtime import load_predictor
+from frugalml.settings import Settings
+
+
+def evaluate_bundle(
+    ref: str,
+    data_path: str | Path,
+    columns: dict[str, str | None] | None = None,
+    settings: Settings | None = None,
+) -> tuple[Bundle, EvalReport]:
+    bundle = resolve_bundle(ref, open_store(settings))
+    data = load_dataset(data_path, **(columns or {}))
+    return bundle, evaluate(load_predictor(bundle), data)
