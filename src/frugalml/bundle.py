@@ -21,6 +21,7 @@ from typing import Any
 from frugalml import __version__
 from frugalml.errors import BundleError
 from frugalml.hashing import sha256_file
+from frugalml.processes import pid_alive
 
 MANIFEST = "bundle.json"
 TEMP_PREFIX = ".partial-"
@@ -122,22 +123,19 @@ def verify_files(bundle: Bundle) -> None:
             raise BundleError(f"bundle {bundle.id} is corrupt: {name} does not match its sha256 (modified)")
 
 
-def remove_stale_partials(store: Path) -> None:
-    """Delete temporary folders left by writers that died (their pid no longer runs)."""
-    for temp in store.glob(f"{TEMP_PREFIX}*"):
+def stale_partials(store: Path) -> list[Path]:
+    """Temporary folders left by writers that died (their pid no longer runs)."""
+    stale = []
+    for temp in sorted(store.glob(f"{TEMP_PREFIX}*")):
         pid = temp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
-            shutil.rmtree(temp, ignore_errors=True)
+        if not pid.isdigit() or not pid_alive(int(pid)):
+            stale.append(temp)
+    return stale
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def remove_stale_partials(store: Path) -> None:
+    for temp in stale_partials(store):
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from frugalml.bundle import Bundle, load_bundle
 from frugalml.data import Dataset
 from frugalml.errors import BundleError
+from frugalml.processes import pid_alive
 from frugalml.settings import Settings, get_settings
 
 SCHEMA = """
@@ -130,6 +131,21 @@ class LineageStore:
             (status, json.dumps(metrics or {}, default=str), _now(), run_id),
         )
 
+    def dead_runs(self) -> list[str]:
+        """Runs still marked `running` whose process on this machine has ended."""
+        rows = self._rows(
+            "SELECT id, pid FROM runs WHERE status='running' AND pid IS NOT NULL AND host=?",
+            (socket.gethostname(),),
+        )
+        return [row["id"] for row in rows if not pid_alive(row["pid"])]
+
+    def fail_dead_runs(self) -> list[str]:
+        """Mark the dead runs `failed`; returns their ids."""
+        dead = self.dead_runs()
+        for run_id in dead:
+            self.finish_run(run_id, "failed", {"error": "its process ended without finishing the run"})
+        return dead
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM runs WHERE id=?", (run_id,))
         return rows[0] if rows else None
@@ -212,8 +228,9 @@ class LineageStore:
 LEGACY_NAME = "registry.sqlite"  # the store's file name in homes made by frugalml 0.1
 
 
-def open_store(settings: Settings | None = None) -> LineageStore:
-    """The lineage store under FRUGALML_HOME (a home with the older file name keeps its history)."""
+def open_store(settings: Settings | None = None, *, reconcile: bool = True) -> LineageStore:
+    """The lineage store under FRUGALML_HOME (a home with the older file name keeps its history).
+    With `reconcile`, runs whose process died (kill -9) are marked failed first."""
     path = (settings or get_settings()).lineage_path
     legacy = path.with_name(LEGACY_NAME)
     if legacy.exists() and not path.exists():
@@ -221,7 +238,10 @@ def open_store(settings: Settings | None = None) -> LineageStore:
             old = legacy.with_name(legacy.name + suffix)
             if old.exists():
                 old.rename(path.with_name(path.name + suffix))
-    return LineageStore(path)
+    lineage = LineageStore(path)
+    if reconcile:
+        lineage.fail_dead_runs()
+    return lineage
 
 
 def resolve_bundle(ref: str | Path, store: LineageStore | None = None, verify: bool = True) -> Bundle:
