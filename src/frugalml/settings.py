@@ -6,15 +6,11 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# How PyTorch's OpenMP threads wait for work between operations, for `serve` and for compress's
-# measurements of what will be served. By default they spin (GNU OpenMP: up to 300,000 rounds);
-# beside an event loop on shared cores that starved the very threads they wait for in one early
-# run (a lone MiniLM call took 490 ms instead of 17 ms on a busy 2-core machine, commit 8a84022;
-# no bench reproduces it, and on an idle machine the default is as fast). Sleeping at once (PASSIVE)
-# fixes that, but then every operation of a two-thread call waits for a sleeping thread to wake,
-# and a lone call on two threads was slower than on one. A short spin first (GOMP_SPINCOUNT: GNU
-# OpenMP, as in PyTorch's wheels, takes it over PASSIVE's zero) keeps those wake-ups cheap
-# (bench/openmp_wait.py). Set before torch is imported; a value the user set wins.
+# How PyTorch's OpenMP threads wait between operations, for `serve` and for compress's
+# measurements: a short spin, then sleep. Spinning threads can starve an event loop on shared
+# cores; sleeping at once makes each operation of a two-thread call wait for a wake-up
+# (bench/openmp_wait.py). GNU OpenMP, as in PyTorch's wheels, takes GOMP_SPINCOUNT over
+# PASSIVE's zero spin. Set before torch is imported; a value the user set wins.
 INFERENCE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
 
 
