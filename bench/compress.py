@@ -245,9 +245,7 @@ def main() -> None:
     settings = get_settings()
     train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
     fit_path, dev_path = selection_split(train)
-    teacher = find_teacher(open_store(settings), sha256_path(fit_path)) or train_teacher(
-        fit_path, settings
-    )
+    teacher = find_teacher(open_store(settings), sha256_path(fit_path)) or train_teacher(fit_path, settings)
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
 
     config = CompressConfig(
@@ -272,7 +270,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version()},
         "teacher": {"bundle_id": teacher.id, "name": teacher.name, "method": teacher.method},
         "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
-        "config": {k: v for k, v in vars(args).items()},
+        "config": dict(vars(args)),
         "goal": {**GOAL, "met": goal_met(result["selected"])},
         "wall_seconds": round(time.perf_counter() - started, 1),
         "columns": list(COLUMNS),

@@ -347,7 +347,7 @@ def bench_active_learning(x, y, x_test, y_test, full_accuracy, repeats) -> dict:
     batch = n_classes
     goal = 0.95 * full_accuracy
     curves: dict[str, list[list[float]]] = {s: [] for s in STRATEGIES}
-    seconds = {s: 0.0 for s in STRATEGIES}
+    seconds = dict.fromkeys(STRATEGIES, 0.0)
     for repeat in range(repeats):
         start = per_class_sample(y, AL_START_PER_INTENT, seed=100 + repeat)
         for strategy in STRATEGIES:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import itertools
 import json
 import os
 import platform
@@ -333,7 +334,7 @@ def compressed_bundle() -> str | None:
 
 
 def model_bundles() -> dict[str, str]:
-    """Bundle folders for torch fp32, ONNX fp32 and (when frugalml.compress has it) ONNX int8."""
+    """Bundle folders for torch fp32, ONNX fp32 and ONNX int8 of one model."""
     os.environ.update(ENV)
     cache = HOME / "serve-bundles.json"
     if cache.exists():
@@ -341,7 +342,7 @@ def model_bundles() -> dict[str, str]:
         if all(Path(p).is_dir() for p in paths.values()):
             return paths
     from frugalml.bundle import load_bundle
-    from frugalml.compress import export_onnx
+    from frugalml.compress import CompressContext, apply_technique, export_onnx
     from frugalml.data import load_dataset
     from frugalml.lineage import open_store
     from frugalml.settings import get_settings
@@ -371,19 +372,12 @@ def model_bundles() -> dict[str, str]:
     onnx_bundle = export_onnx(torch_bundle, store)
     lineage.add_bundle(onnx_bundle)
     paths = {"torch": str(torch_bundle.path), "onnx": str(onnx_bundle.path)}
-    int8 = _int8_bundle(torch_bundle, onnx_bundle, store, train)
-    if int8 is not None:
-        lineage.add_bundle(int8)
-        paths["int8"] = str(int8.path)
+    context = CompressContext(store=store, train=train, teacher=torch_bundle)
+    int8 = apply_technique("int8", onnx_bundle, context)
+    lineage.add_bundle(int8)
+    paths["int8"] = str(int8.path)
     cache.write_text(json.dumps(paths, indent=2))
     return paths
-
-
-def _int8_bundle(torch_bundle, onnx_bundle, store, train):
-    from frugalml.compress import CompressContext, apply_technique
-
-    context = CompressContext(store=store, train=train, teacher=torch_bundle)
-    return apply_technique("int8", onnx_bundle, context)
 
 
 def _free_port() -> int:
@@ -647,7 +641,8 @@ def orchestrate(
         and (not goal or entry.get("default") or entry["name"] in BASELINES)
     ]
     if goal:
-        return goal_run(entries, requests, rounds, bundles, write=not (quick or only))
+        goal_run(entries, requests, rounds, bundles, write=not (quick or only))
+        return
     print("the model alone, no HTTP:", flush=True)
     ceilings, accuracy, grids = model_ceilings(bundles)
     measured = measure_rounds(entries, requests, rounds)
@@ -716,7 +711,10 @@ def measure_rounds(entries: list[dict], requests: dict[int, int], rounds: int) -
             print(f"{entry['name']} (round {round_number} of {rounds}):", flush=True)
             measured.append(measure(entry, requests))
     # Regrouped by round: one list of rows per round, every entry's rows in it.
-    return [sum(measured[i : i + len(entries)], []) for i in range(0, len(measured), len(entries))]
+    return [
+        list(itertools.chain.from_iterable(measured[i : i + len(entries)]))
+        for i in range(0, len(measured), len(entries))
+    ]
 
 
 def goal_run(entries: list[dict], requests: dict[int, int], rounds: int, bundles: dict, write: bool) -> None:
