@@ -15,18 +15,18 @@ from frugalml.errors import FrugalError
 def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
-    method: Annotated[str, typer.Option(help="head | lora | ia3 | full")] = "head",
+    method: Annotated[str | None, typer.Option(help="head | lora | ia3 | full")] = None,
     base: Annotated[
-        str, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
-    ] = "minilm",
+        str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets)."),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
-    head_lr: Annotated[float, typer.Option(help="Classifier-head learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed for splits, shuffling and initialisation.")] = 0,
+    head_lr: Annotated[float | None, typer.Option(help="Classifier-head learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits, shuffling and initialisation.")] = None,
     class_weight: Annotated[
         str | None,
         typer.Option(
@@ -41,22 +41,25 @@ def tune(
 ) -> None:
     """Fine-tune a classifier and save it as a registered bundle.
 
-    head trains only a classifier on the frozen encoder (seconds to a minute); lora, ia3 and full
-    also adapt the encoder, starting from that head, with early stopping on a validation split.
+    head (the default) trains only a classifier on the frozen encoder (seconds to a minute); lora,
+    ia3 and full also adapt the encoder, starting from that head, with early stopping on a
+    validation split. Options left out take frugalml.tune.TuneConfig's defaults.
     """
     ui.quiet_libraries()
     from frugalml.tune import TuneConfig
     from frugalml.tune.workflow import tune_and_register
 
     config = TuneConfig(
-        method=method,
-        base=base,
-        epochs=epochs,
-        lr=lr,
-        head_lr=head_lr,
-        batch_size=batch_size,
-        seed=seed,
-        class_weight=class_weight,
+        **_given(
+            method=method,
+            base=base,
+            epochs=epochs,
+            lr=lr,
+            head_lr=head_lr,
+            batch_size=batch_size,
+            seed=seed,
+            class_weight=class_weight,
+        )
     )
     summary = tune_and_register(
         train,
@@ -72,6 +75,11 @@ def tune(
     ui.out.print(_tune_table(summary))
     ui.out.print(f"bundle {summary['bundle_id']} at {summary['bundle_path']}")
     ui.out.print(f"serve it with:  {ui.command_name()} serve {summary['bundle_id']}")
+
+
+def _given(**options: object) -> dict[str, object]:
+    """The options the user gave: the config's defaults stand for the rest."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _tune_table(summary: dict) -> object:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
-from frugalml.tune.trainer import TuneConfig
+from frugalml.tune.config import TuneConfig
 from frugalml.tune.workflow import tune_and_register
 
 

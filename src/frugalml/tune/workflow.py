@@ -13,7 +13,8 @@ from frugalml.lineage import open_store, run_path
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
-from frugalml.tune.trainer import TuneConfig, TuneResult, tune
+from frugalml.tune.config import TuneConfig
+from frugalml.tune.trainer import TuneResult, tune
 
 
 def tune_and_register(
