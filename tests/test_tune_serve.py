@@ -131,6 +131,16 @@ def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent
     np.testing.assert_allclose(result.model.classifier.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
 
 
+def test_tune_leaves_the_callers_config_as_given(tiny_base, intent_files):
+    from frugalml.data import load_dataset
+    from frugalml.tune import tune
+
+    config = TuneConfig(method="head", base=str(tiny_base), batch_size=8)
+    result = tune(load_dataset(intent_files["train"]), config)
+    assert config == TuneConfig(method="head", base=str(tiny_base), batch_size=8)
+    assert result.config["epochs"] == 10  # chosen by data size: 60 rows
+
+
 def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_files):
     """Each epoch is judged as it would ship: a logistic-regression head fitted on that epoch's
     training features and scored on the validation rows, not the softmax head trained alongside."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -103,7 +103,8 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     total = sum(p.numel() for p in model.parameters())
     peft_model = trained if trained is not model else None
     epochs_run = 0
-    config.epochs = auto_epochs(len(fit_part)) if config.epochs is None else config.epochs
+    if config.epochs is None:  # the caller's config stays as given
+        config = replace(config, epochs=auto_epochs(len(fit_part)))
     if method.trains_encoder and config.epochs > 0:
         rows = _Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
