@@ -45,8 +45,21 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     )
     assert code == 0
     summary = json.loads(out)
-    for key in ("bundle_id", "bundle_path", "train_seconds", "trainable_params"):
-        assert key in summary
+    assert list(summary) == [  # scripts read these keys: the shape stays as it is
+        "bundle_id",
+        "bundle_path",
+        "method",
+        "base",
+        "metrics",
+        "train_seconds",
+        "trainable_params",
+        "total_params",
+        "peak_rss_mb",
+        "epochs_run",
+        "size_bytes",
+        "run_id",
+    ]
+    assert list(summary["metrics"]) == ["val_accuracy", "accuracy", "macro_f1", "eval_n"]
     assert summary["metrics"]["accuracy"] >= 0.9 and "macro_f1" in summary["metrics"]
     bundle_id = summary["bundle_id"]
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from frugalml import ui
 from frugalml.cli.options import Json, LabelColumn, TextColumn
 from frugalml.errors import FrugalError
+
+if TYPE_CHECKING:
+    from frugalml.tune.workflow import TuneSummary
 
 
 def tune(
@@ -70,11 +73,11 @@ def tune(
         reporter=ui.RichReporter(),
     )
     if json:
-        ui.emit_json(summary)
+        ui.emit_json(summary.to_json())
         return
     ui.out.print(_tune_table(summary))
-    ui.out.print(f"bundle {summary['bundle_id']} at {summary['bundle_path']}")
-    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary['bundle_id']}")
+    ui.out.print(f"bundle {summary.bundle_id} at {summary.bundle_path}")
+    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
 
 
 def _given(**options: object) -> dict[str, object]:
@@ -82,18 +85,18 @@ def _given(**options: object) -> dict[str, object]:
     return {name: value for name, value in options.items() if value is not None}
 
 
-def _tune_table(summary: dict) -> object:
-    metrics = summary["metrics"]
+def _tune_table(summary: TuneSummary) -> object:
+    metrics = summary.metrics
     rows = [
-        ("method", summary["method"]),
+        ("method", summary.method),
         ("test accuracy", metrics.get("accuracy")),
         ("test macro-F1", metrics.get("macro_f1")),
         ("validation accuracy", metrics.get("val_accuracy")),
-        ("trainable parameters", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
-        ("epochs run", summary["epochs_run"]),
-        ("train wall time", f"{summary['train_seconds']:.1f} s"),
-        ("peak memory (RSS)", f"{summary['peak_rss_mb']:.0f} MB"),
-        ("bundle size", ui.human_bytes(summary["size_bytes"])),
+        ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
+        ("epochs run", summary.epochs_run),
+        ("train wall time", f"{summary.train_seconds:.1f} s"),
+        ("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MB"),
+        ("bundle size", ui.human_bytes(summary.size_bytes)),
     ]
     return ui.table("tune", ["key", "value"], [r for r in rows if r[1] is not None])
 
