@@ -105,16 +105,22 @@ def eval_command(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per model call.")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
 ) -> None:
-    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data."""
+    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data.
+
+    Options left out take frugalml.evaluate.EvalConfig's defaults.
+    """
     ui.quiet_libraries()
-    from frugalml.evaluate import plot_confusion
+    from frugalml.evaluate import EvalConfig, plot_confusion
     from frugalml.evaluate.workflow import evaluate_bundle
 
-    loaded, report = evaluate_bundle(bundle, data, {"text_column": text_column, "label_column": label_column})
+    config = EvalConfig(**_given(batch_size=batch_size))
+    columns = {"text_column": text_column, "label_column": label_column}
+    loaded, report = evaluate_bundle(bundle, data, columns, config=config)
     if confusion:
         confusion = (
             confusion if confusion.suffix.lower() == ".png" else confusion.with_name(confusion.name + ".png")
