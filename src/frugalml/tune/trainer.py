@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import copy
-import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -32,6 +31,7 @@ from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import collate, length_batches, run_model, tokenize, usable_length
 from frugalml.progress import Reporter, SilentReporter
+from frugalml.resources import peak_rss_mb
 from frugalml.tune.config import TuneConfig
 from frugalml.tune.methods import get_method
 
@@ -310,7 +310,3 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _merged(peft_model: nn.Module) -> FrugalTextClassifier:
     """A plain classifier with the adapters folded into its weights (the PEFT model is kept)."""
     return copy.deepcopy(peft_model).merge_and_unload()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
