@@ -58,7 +58,7 @@ def run_one(method: str, shots: int, seed: int) -> dict:
         eval_path=DATA / "test.csv",
         name=f"banking77-{method}-{'full' if shots == 0 else f'{shots}shot'}",
     )
-    return {"method": method, "shots": shots, "seed": seed, **summary}
+    return {"method": method, "shots": shots, "seed": seed, **summary.to_json()}
 
 
 def spawn(method: str, shots: int, seed: int) -> dict:

@@ -64,7 +64,7 @@ def train_teacher(fit_path: Path, settings):
         reporter=RichReporter(),
         settings=settings,
     )
-    return load_bundle(summary["bundle_path"])
+    return load_bundle(summary.bundle_path)
 
 
 def selection_split(train, fraction: float = 0.1, seed: int = 0) -> tuple[Path, Path]:

@@ -367,7 +367,7 @@ def model_bundles() -> dict[str, str]:
         summary = tune_and_register(
             DATA / "train.csv", TuneConfig(method="head", base="minilm"), name="banking77-serve"
         )
-        torch_bundle = load_bundle(summary["bundle_path"])
+        torch_bundle = load_bundle(summary.bundle_path)
     print(f"preparing: ONNX export (and int8) of {torch_bundle.id} ...", flush=True)
     onnx_bundle = export_onnx(torch_bundle, store)
     lineage.add_bundle(onnx_bundle)

@@ -18,7 +18,6 @@ INTENTS = {
     "password": ["password", "reset", "login", "locked", "forgot"],
 }
 FILLER = ["please", "help", "i", "my", "need", "the", "a", "now", "today", "want", "can", "you"]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_rows(n_per_class: int, seed: int) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ import pytest
 
 from frugalml import ui
 from frugalml.cli import app
+from frugalml.errors import FrugalError
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -44,8 +45,21 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
     )
     assert code == 0
     summary = json.loads(out)
-    for key in ("bundle_id", "bundle_path", "train_seconds", "trainable_params"):
-        assert key in summary
+    assert list(summary) == [  # scripts read these keys: the shape stays as it is
+        "bundle_id",
+        "bundle_path",
+        "method",
+        "base",
+        "metrics",
+        "train_seconds",
+        "trainable_params",
+        "total_params",
+        "peak_rss_mb",
+        "epochs_run",
+        "size_bytes",
+        "run_id",
+    ]
+    assert list(summary["metrics"]) == ["val_accuracy", "accuracy", "macro_f1", "eval_n"]
     assert summary["metrics"]["accuracy"] >= 0.9 and "macro_f1" in summary["metrics"]
     bundle_id = summary["bundle_id"]
 
@@ -113,10 +127,18 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         (["tune", "{single}"], "needs at least 2 classes"),
         (["tune", "{train}", "--batch-size", "0"], "out of range: batch_size=0 (batch_size >= 1, 0 <= seed"),
         (["tune", "{train}", "--seed", "-1"], "tune settings out of range: seed=-1"),
+        # Settings are checked before any file is read: the training file here does not exist.
+        (["tune", "missing.csv", "--epochs", "-1"], "tune settings out of range: epochs=-1"),
+        (["tune", "missing.csv", "--head-lr", "0"], "tune settings out of range: head_lr=0.0"),
+        (["tune", "missing.csv", "--method", "magic"], "unknown method 'magic'"),
         (["run", "{typed_yaml}"], "setting 'epochs' takes int or null, got '3'"),
         (["tune", "{one_each}"], "every class has a single row"),
         (["tune", "{train}", "--eval", "{unseen}"], "label(s) not seen in training"),
         (["eval", "nobundle", "{train}"], "no bundle 'nobundle'"),
+        (
+            ["eval", "nobundle", "missing.csv", "--batch-size", "0"],
+            "eval settings out of range: batch_size=0",
+        ),
         (["tune", "{train}", "--base", "/nonexistent/model"], "no such model folder"),
         (["tune", "{train}", "--base", "{bundle_like}"], "a frugalml bundle, not a base encoder"),
         (["run", "{bad_yaml}"], "not valid YAML"),
@@ -152,6 +174,31 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
     assert not (home / "bundles").exists() or not any(
         p for p in (home / "bundles").iterdir() if not p.name.startswith(".")
     )
+
+
+def test_tune_options_left_out_take_the_configs_defaults(capsys, monkeypatch, intent_files, home):
+    import dataclasses
+
+    import frugalml.tune
+    import frugalml.tune.workflow
+    from frugalml.tune import TuneConfig
+
+    @dataclasses.dataclass
+    class NewDefaults(TuneConfig):
+        head_lr: float = 0.5
+        batch_size: int = 7
+
+    configs = []
+
+    def tune_and_register(train, config, **_):
+        configs.append(config)
+        raise FrugalError("stopped before tuning")
+
+    monkeypatch.setattr(frugalml.tune, "TuneConfig", NewDefaults)
+    monkeypatch.setattr(frugalml.tune.workflow, "tune_and_register", tune_and_register)
+    code, _, err = run_cli(capsys, "tune", str(intent_files["train"]), "--seed", "3")
+    assert code == 2 and "stopped before tuning" in err
+    assert configs == [NewDefaults(seed=3)]
 
 
 def test_serve_refuses_a_bundle_twice_a_bad_name_a_taken_port_or_an_empty_key_before_loading(

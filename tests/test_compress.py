@@ -47,7 +47,7 @@ def tuned(tiny_base, tmp_path_factory) -> Bundle:
     train = write_csv(root / "train.csv", make_rows(20, seed=1))
     config = TuneConfig(method="full", base=str(tiny_base), epochs=3, batch_size=8, lr=5e-3)
     summary = tune_and_register(train, config, settings=Settings(home=root / "home"))
-    return load_bundle(summary["bundle_path"])
+    return load_bundle(summary.bundle_path)
 
 
 @pytest.fixture()

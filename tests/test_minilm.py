@@ -19,6 +19,6 @@ def test_minilm_head_routes_support_intents(home):
         EXAMPLES / "support_train.csv", TuneConfig(method="head"), eval_path=EXAMPLES / "support_test.csv"
     )
     # 12 intents, 180 test queries: a frozen MiniLM with a trained head gets most of them right.
-    assert summary["metrics"]["accuracy"] >= 0.85
-    bundle, report = evaluate_bundle(summary["bundle_id"], EXAMPLES / "support_test.csv")
-    assert bundle.base_model == "minilm" and report.accuracy == summary["metrics"]["accuracy"]
+    assert summary.metrics["accuracy"] >= 0.85
+    bundle, report = evaluate_bundle(summary.bundle_id, EXAMPLES / "support_test.csv")
+    assert bundle.base_model == "minilm" and report.accuracy == summary.metrics["accuracy"]

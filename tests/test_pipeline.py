@@ -207,3 +207,29 @@ def test_a_setting_spelled_out_at_its_default_is_cached_and_a_new_default_reruns
     again = run_pipeline(spec)
     assert again.steps[0].cached is False
     assert again.outputs("tune")["bundle_id"] != first.outputs("tune")["bundle_id"]
+
+
+def test_an_eval_setting_spelled_out_at_its_default_is_cached_and_a_new_default_reruns_eval_alone(
+    tiny_base, intent_files, home, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from frugalml.evaluate import EvalConfig, steps
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    first = run_pipeline(spec)
+    spec.write_text(
+        PIPELINE.format(base=tiny_base).replace("data: test.csv", "data: test.csv, batch_size: 64")
+    )
+    assert [s.cached for s in run_pipeline(spec).steps] == [True, True]
+
+    @dataclasses.dataclass
+    class NewDefaults(EvalConfig):
+        batch_size: int = 5
+
+    monkeypatch.setattr(steps, "EvalConfig", NewDefaults)
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    again = run_pipeline(spec)
+    assert [s.cached for s in again.steps] == [True, False]
+    assert again.outputs("check")["accuracy"] == first.outputs("check")["accuracy"]

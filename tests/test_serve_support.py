@@ -23,7 +23,7 @@ def tune_tiny_bundle(tiny_base: Path, files: dict[str, Path], home: Path) -> str
     """A head bundle on the tiny BERT, registered in `home`; returns its folder."""
     config = TuneConfig(method="head", base=str(tiny_base), epochs=3, batch_size=8)
     summary = tune_and_register(files["train"], config, eval_path=files["test"], settings=Settings(home=home))
-    return summary["bundle_path"]
+    return summary.bundle_path
 
 
 def free_port() -> int:

@@ -27,28 +27,28 @@ def _tune(tiny_base, files, method, **overrides):
 @pytest.mark.parametrize("method", ["head", "lora", "ia3", "full"])
 def test_each_method_learns_and_writes_a_loadable_bundle(tiny_base, intent_files, home, method):
     summary = _tune(tiny_base, intent_files, method, lr=5e-3 if method != "head" else None)
-    assert summary["metrics"]["accuracy"] >= 0.9  # 3 separable intents
-    bundle = load_bundle(summary["bundle_path"])
+    assert summary.metrics["accuracy"] >= 0.9  # 3 separable intents
+    bundle = load_bundle(summary.bundle_path)
     assert bundle.method == method and bundle.format == "torch"
     assert (bundle.path / "adapter").is_dir() == (method in ("lora", "ia3"))
     if method == "head":
         # Only the head trains: 32 features x 3 classes + 3 biases.
-        assert summary["trainable_params"] == 32 * 3 + 3
+        assert summary.trainable_params == 32 * 3 + 3
     elif method == "full":
-        assert summary["trainable_params"] == summary["total_params"]
+        assert summary.trainable_params == summary.total_params
     else:
-        assert 0 < summary["trainable_params"] < summary["total_params"]
+        assert 0 < summary.trainable_params < summary.total_params
     _, report = evaluate_bundle(bundle.id, intent_files["test"])
-    assert report.accuracy == pytest.approx(summary["metrics"]["accuracy"])
+    assert report.accuracy == pytest.approx(summary.metrics["accuracy"])
 
 
 def test_fine_tuning_changes_the_encoder_and_keeps_the_best_epoch(tiny_base, intent_files, home):
     summary = _tune(tiny_base, intent_files, "full", lr=5e-3, epochs=2)
-    history = load_bundle(summary["bundle_path"]).config["history"]
+    history = load_bundle(summary.bundle_path).config["history"]
     assert history[0]["epoch"] == 0 and "head_c" in history[0]
     assert [h["epoch"] for h in history[1:]] == list(range(1, len(history)))
     kept = min(history, key=lambda h: h["val_loss"])  # the epoch with the lowest validation loss
-    assert summary["metrics"]["val_accuracy"] == kept["val_accuracy"]
+    assert summary.metrics["val_accuracy"] == kept["val_accuracy"]
 
 
 STANDARD_LOAD = """
@@ -78,7 +78,7 @@ def _standard_load(bundle, texts: list[str], home) -> dict:
 
 def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, intent_files, home):
     summary = _tune(tiny_base, intent_files, "lora", lr=5e-3)
-    bundle = load_bundle(summary["bundle_path"])
+    bundle = load_bundle(summary.bundle_path)
     texts = ["refund money back please", "my card was stolen"]
     expected = load_predictor(bundle).predict_proba(texts)
 
@@ -103,7 +103,7 @@ def test_bundle_is_a_standard_hf_folder_and_adapter_loads_with_peft(tiny_base, i
 
 def test_the_tuned_length_is_the_length_every_loader_cuts_texts_at(tiny_base, intent_files, home):
     summary = _tune(tiny_base, intent_files, "head", max_length=6)
-    bundle = load_bundle(summary["bundle_path"])
+    bundle = load_bundle(summary.bundle_path)
     predictor = load_predictor(bundle)
     assert predictor.max_length == 6  # not the predictors' old fixed 128 (here: the 64 positions)
     texts = ["refund money back please " * 8, "my card was stolen"]  # the first is cut at 6 tokens
@@ -129,6 +129,16 @@ def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent
     weight, bias = _fit_head(features, y, result.history[0]["head_c"], len(result.labels))
     np.testing.assert_allclose(result.model.classifier.weight.detach().numpy(), weight, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(result.model.classifier.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
+
+
+def test_tune_leaves_the_callers_config_as_given(tiny_base, intent_files):
+    from frugalml.data import load_dataset
+    from frugalml.tune import tune
+
+    config = TuneConfig(method="head", base=str(tiny_base), batch_size=8)
+    result = tune(load_dataset(intent_files["train"]), config)
+    assert config == TuneConfig(method="head", base=str(tiny_base), batch_size=8)
+    assert result.config["epochs"] == 10  # chosen by data size: 60 rows
 
 
 def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_files):

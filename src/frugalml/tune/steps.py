@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
-from frugalml.tune.trainer import TuneConfig
-from frugalml.tune.workflow import tune_and_register
+from frugalml.tune.config import TuneConfig
+from frugalml.tune.workflow import TuneSummary, tune_and_register
 
 
 def tune_config(args: dict[str, Any]) -> TuneConfig:
@@ -18,7 +19,7 @@ def tune_config(args: dict[str, Any]) -> TuneConfig:
 
 
 def run_tune(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    return tune_and_register(
+    summary = tune_and_register(
         args["train"],
         context.config,
         eval_path=args.get("eval"),
@@ -27,25 +28,13 @@ def run_tune(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         reporter=context.reporter,
         settings=context.settings,
     )
+    return summary.to_json()
 
 
 TUNE = step_kind(
     run_tune,
     required={"train"},
     optional=config_keys(TuneConfig) | {"eval", "name"} | COLUMN_KEYS,
-    outputs={
-        "bundle_id",
-        "bundle_path",
-        "method",
-        "base",
-        "metrics",
-        "train_seconds",
-        "trainable_params",
-        "total_params",
-        "peak_rss_mb",
-        "epochs_run",
-        "size_bytes",
-        "run_id",
-    },
+    outputs={f.name for f in fields(TuneSummary)},
     config=tune_config,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,29 @@ from frugalml.lineage import open_store, run_path
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
-from frugalml.tune.trainer import TuneConfig, TuneResult, tune
+from frugalml.tune.config import TuneConfig
+from frugalml.tune.trainer import TuneResult, tune
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """What a tune run made: `frugalml tune --json` prints it, the pipeline's tune step outputs it."""
+
+    bundle_id: str
+    bundle_path: str
+    method: str
+    base: str
+    metrics: dict[str, float | int]  # val_accuracy; with an eval file accuracy, macro_f1, eval_n
+    train_seconds: float
+    trainable_params: int
+    total_params: int
+    peak_rss_mb: float
+    epochs_run: int
+    size_bytes: int
+    run_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def tune_and_register(
@@ -24,7 +46,7 @@ def tune_and_register(
     columns: dict[str, str | None] | None = None,
     reporter: Reporter | None = None,
     settings: Settings | None = None,
-) -> dict[str, Any]:
+) -> TuneSummary:
     """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store."""
     settings = settings or get_settings()
     columns = columns or {}
@@ -46,21 +68,22 @@ def tune_and_register(
             result, settings.bundles_dir, name or Path(train_path).stem, metrics, data_sha256=train.sha256
         )
         lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
-        run.summary = {
-            "bundle_id": bundle.id,
-            "bundle_path": str(bundle.path),
-            "method": config.method,
-            "base": config.base,
-            "metrics": metrics,
-            "train_seconds": result.train_seconds,
-            "trainable_params": result.trainable_params,
-            "total_params": result.total_params,
-            "peak_rss_mb": result.peak_rss_mb,
-            "epochs_run": result.epochs_run,
-            "size_bytes": bundle.size_bytes,
-            "run_id": run.id,
-        }
-    return run.summary
+        summary = TuneSummary(
+            bundle_id=bundle.id,
+            bundle_path=str(bundle.path),
+            method=config.method,
+            base=config.base,
+            metrics=metrics,
+            train_seconds=result.train_seconds,
+            trainable_params=result.trainable_params,
+            total_params=result.total_params,
+            peak_rss_mb=result.peak_rss_mb,
+            epochs_run=result.epochs_run,
+            size_bytes=bundle.size_bytes,
+            run_id=run.id,
+        )
+        run.summary = summary.to_json()
+    return summary
 
 
 def save_tuned(
