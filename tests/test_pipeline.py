@@ -137,6 +137,20 @@ def test_a_misnamed_setting_in_a_late_step_is_refused_before_any_step_runs(
     assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())  # tune never ran
 
 
+def test_an_out_of_range_setting_in_a_late_step_is_refused_before_any_step_runs(
+    tmp_path, tiny_base, intent_files, home
+):
+    spec = tmp_path / "p.yaml"
+    train = intent_files["train"]
+    spec.write_text(
+        f"steps:\n  - id: tune\n    tune: {{train: {train}, base: {tiny_base}, method: head}}\n"
+        f"  - id: again\n    tune: {{train: '${{tune.bundle_path}}', base: {tiny_base}, epochs: -1}}\n"
+    )
+    with pytest.raises(FrugalError, match=r"step 'again' \(tune\): .*epochs"):
+        run_pipeline(spec)
+    assert not (home / "bundles").exists() or not any((home / "bundles").iterdir())  # tune never ran
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

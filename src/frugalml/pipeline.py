@@ -101,6 +101,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
         _check_settings(path, entry["id"], kinds[0], entry[kinds[0]] or {})
+        _check_config(path, entry["id"], kinds[0], entry[kinds[0]] or {})
         # Checked before anything runs: a typo must not cost the steps before it.
         for ref, key in REFERENCE.findall(_text_of(entry[kinds[0]])):
             if ref not in seen:
@@ -132,6 +133,19 @@ def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any
         raise FrugalError(
             f"{path}: step {step_id!r} ({kind}): {', '.join(problems)}; it takes {sorted(known.allowed)}"
         )
+
+
+def _check_config(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
+    """Build the step's config from the settings that refer to no earlier step, so an
+    out-of-range value is refused before any step runs."""
+    build = STEP_KINDS[kind].config
+    if build is None:
+        return
+    known = {k: v for k, v in settings.items() if not REFERENCE.search(_text_of(v))}
+    try:
+        build(_resolve(known, {}, path.parent, step_id))
+    except FrugalError as exc:
+        raise FrugalError(f"{path}: step {step_id!r} ({kind}): {exc}") from None
 
 
 def _text_of(value: Any) -> str:
