@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from frugalml.bundle import Bundle, load_bundle
 from frugalml.cli import app
 from frugalml.compress.onnx_export import export_onnx
 from frugalml.errors import BundleError
+from frugalml.hashing import sha256_file
 from frugalml.runtime import load_predictor
 from frugalml.settings import Settings
 from frugalml.tune import TuneConfig
@@ -45,6 +48,23 @@ def copy_of(bundle: Bundle, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle.path, tmp_path / "copy"))
 
 
+def rehash(folder: Path) -> None:
+    """List every file of `folder` in its manifest with its current hash, as a writer would."""
+    manifest = json.loads((folder / "bundle.json").read_text())
+    manifest["files"] = {
+        str(p.relative_to(folder)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "bundle.json"
+    }
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     try:
         app(list(args), prog_name="frugalml")
@@ -70,6 +90,76 @@ def test_unlisted_added_tokens_are_refused_and_predict_says_so_in_one_line(tuned
     code, out, err = run_cli(capsys, "predict", str(folder), TEXT)
     assert_one_line_error(code, err, "added_tokens.json")
     assert out == ""
+
+
+def test_unlisted_special_tokens_map_is_refused_even_unverified(tuned, tmp_path):
+    folder = copy_of(tuned, tmp_path)
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"cls_token": "[MASK]", "sep_token": "[MASK]"})
+    )
+    with pytest.raises(BundleError, match="does not list: special_tokens_map.json"):
+        load_bundle(folder)
+    # A bundle read without hashing (as `models show` does) still loads no unlisted file.
+    with pytest.raises(BundleError, match="does not list: special_tokens_map.json"):
+        load_predictor(load_bundle(folder, verify=False))
+
+
+EVIL_TOKENIZER = """
+from pathlib import Path
+Path({marker!r}).write_text("bundle code ran")
+from transformers import BertTokenizer
+class EvilTokenizer(BertTokenizer):
+    pass
+"""
+
+
+def _with_custom_tokenizer(folder: Path, marker: Path, auto_map: bool) -> None:
+    (folder / "evil_tokenizer.py").write_text(EVIL_TOKENIZER.format(marker=str(marker)))
+
+    def ask_for_code(settings: dict) -> None:
+        settings["tokenizer_class"] = "EvilTokenizer"
+        if auto_map:
+            settings["auto_map"] = {"AutoTokenizer": ["evil_tokenizer.EvilTokenizer", None]}
+
+    edit_json(folder / "tokenizer_config.json", ask_for_code)
+    rehash(folder)
+
+
+def test_tokenizer_code_in_a_bundle_never_runs_even_when_the_user_says_yes(tuned, tmp_path, home):
+    folder, marker = copy_of(tuned, tmp_path), tmp_path / "marker"
+    _with_custom_tokenizer(folder, marker, auto_map=True)
+    frugalml = str(Path(sys.executable).with_name("frugalml"))  # the installed command
+    done = subprocess.run(
+        [frugalml, "predict", str(folder), TEXT], input="y\n", capture_output=True, text=True, timeout=300
+    )
+    assert_one_line_error(done.returncode, done.stderr, "tokenizer_config.json", "auto_map")
+    assert "custom code" not in done.stdout  # transformers never asked
+    assert not marker.exists()
+
+
+def test_a_tokenizer_class_transformers_lacks_is_refused(tuned, tmp_path):
+    folder, marker = copy_of(tuned, tmp_path), tmp_path / "marker"
+    _with_custom_tokenizer(folder, marker, auto_map=False)
+    with pytest.raises(BundleError, match="tokenizer_class 'EvilTokenizer', not a transformers tokenizer"):
+        load_predictor(load_bundle(folder))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["auto_map"].update(AutoConfig="evil.Config"), "an auto_map other than frugalml's own"),
+        (lambda c: c["encoder"].update(auto_map={"AutoModel": "evil.Model"}), "an auto_map for the encoder"),
+        (lambda c: c["encoder"].update(model_type="evil-bert"), "encoder model_type 'evil-bert'"),
+    ],
+    ids=["auto_map", "encoder-auto_map", "encoder-model_type"],
+)
+def test_a_config_asking_for_other_code_is_refused(tuned, tmp_path, change, message):
+    folder = copy_of(tuned, tmp_path)
+    edit_json(folder / "config.json", change)
+    rehash(folder)
+    with pytest.raises(BundleError, match=message):
+        load_predictor(load_bundle(folder))
 
 
 def test_an_untouched_bundle_still_loads_in_both_formats(tuned, onnx_bundle):

@@ -7,11 +7,10 @@ import os
 import numpy as np
 import onnxruntime as ort
 import torch
-from transformers import AutoTokenizer
 
 from frugalml.bundle import Bundle
 from frugalml.errors import BundleError
-from frugalml.models import FrugalTextClassifierConfig
+from frugalml.models import load_bundle_config, load_bundle_tokenizer
 from frugalml.models.batching import usable_length
 from frugalml.runtime.tokenized import TokenizedPredictor
 
@@ -40,16 +39,15 @@ class OnnxPredictor(TokenizedPredictor):
         self.bundle = bundle
         self.labels = list(bundle.labels)
         self.batch_size = batch_size
+        config = load_bundle_config(bundle)  # first: refuses a folder holding unlisted files
+        self.tokenizer = load_bundle_tokenizer(bundle)
+        self.max_length = usable_length(max_length, self.tokenizer, config.encoder)
         try:
             self.session = ort.InferenceSession(
                 str(bundle.path / "model.onnx"), session_options(threads), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
             raise BundleError(f"bundle {bundle.id}: model.onnx cannot be loaded ({exc})") from None
-        self.tokenizer = AutoTokenizer.from_pretrained(bundle.path)
-        encoder = FrugalTextClassifierConfig.from_pretrained(bundle.path).encoder
-        self.max_length = usable_length(max_length, self.tokenizer, encoder)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         return self.session.run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})[0]
-
