@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_rows, write_csv
+from safetensors.torch import load_file, save_file
 
 from frugalml.bundle import Bundle, load_bundle
 from frugalml.cli import app
@@ -104,6 +105,42 @@ def test_unlisted_special_tokens_map_is_refused_even_unverified(tuned, tmp_path)
         load_predictor(load_bundle(folder, verify=False))
 
 
+def test_listed_added_tokens_past_the_embeddings_fail_at_load_not_per_request(tuned, tmp_path, capsys, home):
+    folder = copy_of(tuned, tmp_path)
+    (folder / "added_tokens.json").write_text(json.dumps(ADDED_TOKENS))
+    rehash(folder)
+    code, out, err = run_cli(capsys, "predict", str(folder), TEXT)
+    assert_one_line_error(code, err, "token ids up to 32", "ids 0-31")
+    assert out == ""
+
+
+def test_onnx_graph_is_checked_against_the_tokenizer_beyond_the_config(onnx_bundle, tmp_path, capfd, home):
+    folder = copy_of(onnx_bundle, tmp_path)
+    (folder / "added_tokens.json").write_text(json.dumps(ADDED_TOKENS))
+    with pytest.raises(BundleError, match="does not list: added_tokens.json"):
+        load_predictor(load_bundle(folder, verify=False))
+    rehash(folder)
+    with pytest.raises(BundleError, match="token ids up to 32"):
+        load_predictor(load_bundle(folder))
+    # A config that claims more rows than the graph has: the graph itself is asked.
+    edit_json(folder / "config.json", lambda config: config["encoder"].update(vocab_size=40))
+    rehash(folder)
+    with pytest.raises(BundleError, match="model.onnx cannot embed token id 32"):
+        load_predictor(load_bundle(folder))
+    code, _, err = run_cli(capfd, "predict", str(folder), TEXT)  # capfd: ONNX Runtime logs from C++
+    assert_one_line_error(code, err, "model.onnx cannot embed token id 32")
+
+
+def test_listed_special_tokens_sharing_a_role_are_refused(tuned, tmp_path):
+    folder = copy_of(tuned, tmp_path)
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"cls_token": "[MASK]", "sep_token": "[MASK]"})
+    )
+    rehash(folder)
+    with pytest.raises(BundleError, match="'\\[MASK\\]' as cls_token and sep_token"):
+        load_predictor(load_bundle(folder))
+
+
 EVIL_TOKENIZER = """
 from pathlib import Path
 Path({marker!r}).write_text("bundle code ran")
@@ -159,6 +196,19 @@ def test_a_config_asking_for_other_code_is_refused(tuned, tmp_path, change, mess
     edit_json(folder / "config.json", change)
     rehash(folder)
     with pytest.raises(BundleError, match=message):
+        load_predictor(load_bundle(folder))
+
+
+def test_weights_missing_from_the_safetensors_are_refused_not_filled_at_random(tuned, tmp_path):
+    folder = copy_of(tuned, tmp_path)
+    weights = load_file(folder / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("classifier.")}, folder / "model.safetensors"
+    )
+    rehash(folder)
+    with pytest.raises(
+        BundleError, match="model.safetensors lacks weights \\(classifier.bias, classifier.weight"
+    ):
         load_predictor(load_bundle(folder))
 
 
