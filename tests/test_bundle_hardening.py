@@ -216,3 +216,26 @@ def test_an_untouched_bundle_still_loads_in_both_formats(tuned, onnx_bundle):
     for bundle in (tuned, onnx_bundle):
         probabilities = load_predictor(load_bundle(bundle.path)).predict_proba([TEXT])
         assert probabilities.shape == (1, len(tuned.labels))
+
+
+def test_a_base_model_asking_for_code_is_refused_without_running_it(tiny_base, tmp_path):
+    from frugalml.errors import FrugalError
+    from frugalml.models import load_tokenizer, new_classifier
+
+    base, marker = Path(shutil.copytree(tiny_base, tmp_path / "base")), tmp_path / "marker"
+    (base / "evil_tokenizer.py").write_text(EVIL_TOKENIZER.format(marker=str(marker)))
+    edit_json(
+        base / "tokenizer_config.json",
+        lambda s: s.update(
+            tokenizer_class="EvilTokenizer",
+            auto_map={"AutoTokenizer": ["evil_tokenizer.EvilTokenizer", None]},
+        ),
+    )
+    edit_json(
+        base / "config.json", lambda c: c.update(model_type="evil-bert", auto_map={"AutoModel": "evil.Model"})
+    )
+    with pytest.raises(FrugalError, match="base model .* cannot be loaded"):
+        load_tokenizer(str(base))
+    with pytest.raises(FrugalError, match="base model .* cannot be loaded"):
+        new_classifier(str(base), ["a", "b"])
+    assert not marker.exists()
