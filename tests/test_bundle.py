@@ -94,3 +94,11 @@ def test_writer_killed_mid_write_leaves_no_bundle_and_is_cleaned_up(tmp_path):
     time.sleep(0.1)
     write_bundle(tmp_path, _bundle(), _populate)  # the next writer removes it
     assert not list(tmp_path.glob(f"{TEMP_PREFIX}*"))
+
+
+def test_files_the_manifest_does_not_list_are_refused(tmp_path):
+    bundle = write_bundle(tmp_path, _bundle(), _populate)
+    (bundle.path / "sub" / "added.json").write_text("{}")
+    (bundle.path / "linked").symlink_to(bundle.path / "sub")  # a link counts, whatever it points at
+    with pytest.raises(BundleError, match="does not list: linked, sub/added.json"):
+        load_bundle(bundle.path)

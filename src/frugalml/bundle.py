@@ -109,7 +109,9 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
 
 
 def verify_files(bundle: Bundle) -> None:
+    """Refuse a bundle whose folder holds unlisted files, or whose listed files are missing or changed."""
     assert bundle.path is not None
+    require_only_listed_files(bundle)
     for name, meta in bundle.files.items():
         file = bundle.path / name
         if not file.is_file():
@@ -121,6 +123,32 @@ def verify_files(bundle: Bundle) -> None:
             )
         if sha256_file(file) != meta["sha256"]:
             raise BundleError(f"bundle {bundle.id} is corrupt: {name} does not match its sha256 (modified)")
+
+
+def unlisted_files(bundle: Bundle) -> list[str]:
+    """Entries of the bundle's folder that its manifest does not list (the manifest aside).
+
+    Every entry but a real folder counts: a file, a link (to a file or a folder), anything else.
+    """
+    assert bundle.path is not None
+    found = (
+        str(entry.relative_to(bundle.path))
+        for entry in bundle.path.rglob("*")
+        if entry.is_symlink() or not entry.is_dir()
+    )
+    return sorted(name for name in found if name != MANIFEST and name not in bundle.files)
+
+
+def require_only_listed_files(bundle: Bundle) -> None:
+    """The hashes cover only listed files, and loaders pick files up by name: a folder holding any
+    other file is refused, so nothing unverified is ever read."""
+    extra = unlisted_files(bundle)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise BundleError(
+            f"bundle {bundle.id} holds files its manifest does not list: {shown} "
+            "(frugalml reads only listed, hashed files; remove them or rebuild the bundle)"
+        )
 
 
 def stale_partials(store: Path) -> list[Path]:

@@ -13,6 +13,11 @@ class BundleError(FrugalError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (libraries often write several)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def check_ranges(kind: str, settings: object, checks: dict[str, tuple[bool, str]]) -> None:
     """One error naming every setting whose check failed, with the rules they must meet.
     `checks`: setting name -> (whether it passes, the rule as the user reads it)."""

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import Dataset
-from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
+from frugalml.models import FrugalTextClassifier, load_bundle_torch
 from frugalml.progress import Reporter, SilentReporter
 
 
@@ -77,10 +77,7 @@ def derived_bundle(
 
 def load_torch(bundle: Bundle) -> tuple[FrugalTextClassifier, PreTrainedTokenizerBase]:
     """The classifier and tokenizer of a PyTorch bundle, in eval mode."""
-    assert bundle.path is not None
-    config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
-    model = FrugalTextClassifier.from_pretrained(bundle.path, config=config).eval()
-    return model, AutoTokenizer.from_pretrained(bundle.path)
+    return load_bundle_torch(bundle)
 
 
 def save_torch(model: FrugalTextClassifier, tokenizer: PreTrainedTokenizerBase) -> Callable[[Path], None]:

@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
-from transformers import AutoTokenizer
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import agreement, onnx_logits, sample_texts
 from frugalml.compress.context import CompressContext, derived_bundle
 from frugalml.compress.onnx_export import ONNX_FILE, copy_companions
 from frugalml.errors import FrugalError
+from frugalml.models import load_bundle_tokenizer
 
 # The quantizer cannot infer types through ONNX Runtime's fused (com.microsoft) operators.
 FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
@@ -77,7 +77,7 @@ def quantized_bundle(
     assert source.path is not None
     if source.precision == "int8":
         raise FrugalError(f"bundle {source.id} is int8 already; quantize the fp32 bundle it came from")
-    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    tokenizer = load_bundle_tokenizer(source)
     sample = sample_texts(context.corpus, check_texts, context.seed)
     reference = onnx_logits(source.path / ONNX_FILE, tokenizer, sample)
     metrics: dict = {}

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts
 from frugalml.compress.context import CompressContext
 from frugalml.compress.quantize import FLOAT_DEFAULT, head_nodes, quantized_bundle, quiet_quantizer
+from frugalml.models import load_bundle_tokenizer
 from frugalml.models.batching import iterate_batches, tokenize
 
 
@@ -64,7 +65,7 @@ def int8_static(
     source: Bundle, context: CompressContext, calibration_texts: int = 256, check_texts: int = 256
 ) -> Bundle:
     assert source.path is not None
-    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    tokenizer = load_bundle_tokenizer(source)
     # Calibrate on training text only; the agreement check then runs on a different draw.
     texts = sample_texts(context.train.texts, calibration_texts, context.seed + 1)
     return quantized_bundle(

@@ -88,7 +88,7 @@ def trim_vocabulary(source: Bundle, context: CompressContext, check_texts: int =
         (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False))
         for stale in ("vocab.txt", "special_tokens_map.json"):  # would describe the old vocabulary
             (folder / stale).unlink(missing_ok=True)
-        trimmed_tokenizer = AutoTokenizer.from_pretrained(folder)
+        trimmed_tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         _check_same_tokens(tokenizer, trimmed_tokenizer, keep, corpus)
         trimmed = trim_model(model, keep, trimmed_tokenizer.pad_token_id)
         metrics.update(agreement(reference, torch_logits(trimmed, trimmed_tokenizer, sample)))

@@ -30,7 +30,7 @@ from frugalml.compress.techniques import TECHNIQUES, apply_technique
 from frugalml.data import load_dataset
 from frugalml.errors import FrugalError, check_ranges
 from frugalml.lineage import LineageStore, open_store, resolve_bundle, run_path
-from frugalml.models import FrugalTextClassifierConfig
+from frugalml.models import load_bundle_config
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.settings import Settings, get_settings
 
@@ -192,7 +192,7 @@ def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
     layers = config.layers
     if not layers and baseline.format == "torch" and "prune" in config.techniques:
         assert baseline.path is not None
-        encoder = FrugalTextClassifierConfig.from_pretrained(baseline.path).encoder
+        encoder = load_bundle_config(baseline).encoder
         layers = (max(1, encoder.get("num_hidden_layers", 2) // 2),)
     plan = recipes(config.techniques, baseline.format, layers, config.heads, config.ffn)
     if not plan:

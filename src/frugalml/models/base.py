@@ -14,7 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from frugalml.errors import FrugalError
+from frugalml.errors import FrugalError, first_line
 from frugalml.models.hf_model import FrugalTextClassifier, FrugalTextClassifierConfig
 
 AutoConfig.register(FrugalTextClassifierConfig.model_type, FrugalTextClassifierConfig)
@@ -57,13 +57,20 @@ def resolve_base(name: str) -> str:
 
 
 def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(resolve_base(base))
+    location = resolve_base(base)
+    try:
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise _unloadable(base, exc) from None
 
 
 def new_classifier(base: str, labels: list[str]) -> FrugalTextClassifier:
     """A classifier with the base's pretrained encoder and a fresh head for `labels`."""
     location = resolve_base(base)
-    encoder = AutoModel.from_pretrained(location)
+    try:
+        encoder = AutoModel.from_pretrained(location, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise _unloadable(base, exc) from None
     config = FrugalTextClassifierConfig(
         encoder=encoder.config.to_dict(),
         id2label=dict(enumerate(labels)),
@@ -74,3 +81,10 @@ def new_classifier(base: str, labels: list[str]) -> FrugalTextClassifier:
     if missing:
         raise FrugalError(f"base model {base!r} lacks encoder weights: {missing[:3]}")
     return model
+
+
+def _unloadable(base: str, exc: BaseException) -> FrugalError:
+    # A base whose code is not part of transformers fails here: frugalml runs no code from a model folder.
+    return FrugalError(
+        f"base model {base!r} cannot be loaded with transformers' own classes ({first_line(exc)})"
+    )

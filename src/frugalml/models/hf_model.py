@@ -40,7 +40,8 @@ class FrugalTextClassifier(PreTrainedModel):
 
     def __init__(self, config: FrugalTextClassifierConfig):
         super().__init__(config)
-        self.encoder = AutoModel.from_config(config.encoder_config())
+        # The encoder is one of transformers' own models, never code named by the config.
+        self.encoder = AutoModel.from_config(config.encoder_config(), trust_remote_code=False)
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # unused: we pool the token states ourselves
         hidden = self.encoder.config.hidden_size

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import onnxruntime as ort
 import torch
-from transformers import AutoTokenizer
 
 from frugalml.bundle import Bundle
-from frugalml.errors import BundleError
-from frugalml.models import FrugalTextClassifierConfig
-from frugalml.models.batching import usable_length
+from frugalml.errors import BundleError, first_line
+from frugalml.models import load_bundle_config, load_bundle_tokenizer
+from frugalml.models.batching import collate, usable_length
+from frugalml.models.loading import highest_token_id
 from frugalml.runtime.tokenized import TokenizedPredictor
 
 
@@ -40,16 +40,30 @@ class OnnxPredictor(TokenizedPredictor):
         self.bundle = bundle
         self.labels = list(bundle.labels)
         self.batch_size = batch_size
+        config = load_bundle_config(bundle)  # first: refuses a folder holding unlisted files
+        self.tokenizer = load_bundle_tokenizer(bundle, config)
+        self.max_length = usable_length(max_length, self.tokenizer, config.encoder)
         try:
             self.session = ort.InferenceSession(
                 str(bundle.path / "model.onnx"), session_options(threads), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
             raise BundleError(f"bundle {bundle.id}: model.onnx cannot be loaded ({exc})") from None
-        self.tokenizer = AutoTokenizer.from_pretrained(bundle.path)
-        encoder = FrugalTextClassifierConfig.from_pretrained(bundle.path).encoder
-        self.max_length = usable_length(max_length, self.tokenizer, encoder)
+        self._check_graph_embeds_every_token()
+
+    def _check_graph_embeds_every_token(self) -> None:
+        """The tokenizer was checked against the config's vocabulary size; this checks the graph."""
+        highest = highest_token_id(self.tokenizer)
+        feed = {name: t.numpy() for name, t in collate([[highest]], self.tokenizer.pad_token_id).items()}
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4  # fatal only: the refusal below is the one line the user sees
+        try:
+            self.session.run(["logits"], feed, quiet)
+        except Exception as exc:  # ONNX Runtime raises its own untyped errors
+            raise BundleError(
+                f"bundle {self.bundle.id}: model.onnx cannot embed token id {highest}, which its "
+                f"tokenizer produces ({first_line(exc)})"
+            ) from None
 
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         return self.session.run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})[0]
-

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
-from frugalml.models import FrugalTextClassifier, FrugalTextClassifierConfig
+from frugalml.models import FrugalTextClassifier, load_bundle_torch
 from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
 from frugalml.runtime.packed import GRID_GROUPS, PackedClassifier, pack, packable
 from frugalml.runtime.tokenized import TokenizedPredictor
@@ -72,9 +72,7 @@ class TorchPredictor(TokenizedPredictor):
         if threads:
             # Process-wide in PyTorch: threads per model call, whichever thread makes the call.
             torch.set_num_threads(threads)
-        config = FrugalTextClassifierConfig.from_pretrained(bundle.path)
-        model = FrugalTextClassifier.from_pretrained(bundle.path, config=config)
-        tokenizer = AutoTokenizer.from_pretrained(bundle.path)
+        model, tokenizer = load_bundle_torch(bundle)
         return cls(model, tokenizer, bundle.labels, bundle=bundle, **options)
 
     @torch.inference_mode()
@@ -138,4 +136,3 @@ class TorchPredictor(TokenizedPredictor):
         if self.padded_trace is not None:
             return self.padded_trace(batch["input_ids"], batch["attention_mask"]).float().numpy()
         return self.model(**batch).logits.float().numpy()
-
