@@ -35,7 +35,9 @@ def compress(
         Path,
         typer.Option("--eval", help="Held-out labelled data to select on (split off the training data)."),
     ],
-    max_drop: Annotated[float, typer.Option(help="Accuracy points the selected candidate may lose.")] = 1.0,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Accuracy points the selected candidate may lose.")
+    ] = None,
     techniques: Annotated[str | None, typer.Option(help=TECHNIQUES_HELP)] = None,
     unlabelled: Annotated[
         Path | None, typer.Option(help="Unlabelled in-domain text for distillation.")
@@ -43,20 +45,25 @@ def compress(
     layers: Annotated[
         str | None, typer.Option(help="Student depths to prune to, comma-separated (default: half).")
     ] = None,
-    heads: Annotated[float, typer.Option(help="Fraction of attention heads each layer keeps.")] = 1.0,
-    ffn: Annotated[float, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = 1.0,
-    distill_epochs: Annotated[int, typer.Option(help="Distillation epochs.")] = 3,
-    augment: Annotated[int, typer.Option(help="Perturbed copies of each training text to distill on.")] = 1,
-    threads: Annotated[int, typer.Option(help="Threads per measured candidate (0: every core).")] = 0,
-    latency_runs: Annotated[int, typer.Option(help="Single-text calls timed per candidate.")] = 200,
+    heads: Annotated[float | None, typer.Option(help="Fraction of attention heads each layer keeps.")] = None,
+    ffn: Annotated[float | None, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = None,
+    distill_epochs: Annotated[int | None, typer.Option(help="Distillation epochs.")] = None,
+    augment: Annotated[
+        int | None, typer.Option(help="Perturbed copies of each training text to distill on.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per measured candidate (0: every core).")
+    ] = None,
+    latency_runs: Annotated[int | None, typer.Option(help="Single-text calls timed per candidate.")] = None,
     measure_seconds: Annotated[
-        float, typer.Option(help="Least seconds spent measuring batch-32 throughput per candidate.")
-    ] = 2.0,
+        float | None,
+        typer.Option(help="Least seconds spent measuring batch-32 throughput per candidate."),
+    ] = None,
     keep: Annotated[
-        str, typer.Option(help="'front': delete dominated candidates; 'all': keep them.")
-    ] = "front",
+        str | None, typer.Option(help="'front': delete bundles off the Pareto front; 'all': keep them.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the report (JSON, table, PNG).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling, augmentation and training.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling, augmentation and training.")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
@@ -68,23 +75,24 @@ def compress(
     (default: FRUGALML_HOME/reports/RUN_ID).
     """
     ui.quiet_libraries()
-    from frugalml.compress.search import DEFAULT_TECHNIQUES
-    from frugalml.compress.workflow import CompressConfig, compress_and_register
+    from frugalml.compress.config import CompressConfig
+    from frugalml.compress.workflow import compress_and_register
 
-    config = CompressConfig(
-        techniques=tuple(split_names(techniques)) if techniques is not None else DEFAULT_TECHNIQUES,
-        max_drop=max_drop,
-        layers=_numbers(layers, int),
-        heads=heads,
-        ffn=ffn,
-        distill_epochs=distill_epochs,
-        augment_copies=augment,
-        threads=threads,
-        latency_runs=latency_runs,
-        measure_seconds=measure_seconds,
-        keep=keep,
-        seed=seed,
-    )
+    given = {
+        "techniques": tuple(split_names(techniques)) if techniques is not None else None,
+        "max_drop": max_drop,
+        "layers": _numbers(layers, int) if layers is not None else None,
+        "heads": heads,
+        "ffn": ffn,
+        "distill_epochs": distill_epochs,
+        "augment_copies": augment,
+        "threads": threads,
+        "latency_runs": latency_runs,
+        "measure_seconds": measure_seconds,
+        "keep": keep,
+        "seed": seed,
+    }
+    config = CompressConfig(**{k: v for k, v in given.items() if v is not None})  # refuses bad values
     result = compress_and_register(
         bundle,
         data,

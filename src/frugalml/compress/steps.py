@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugalml.compress.workflow import CompressConfig, compress_and_register
+from frugalml.compress.config import CompressConfig
+from frugalml.compress.workflow import compress_and_register
 from frugalml.names import split_names
 from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
 

@@ -8,50 +8,33 @@ the lineage row, the returned document and the report files.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from frugalml.bundle import Bundle
+from frugalml.compress.config import CompressConfig
 from frugalml.compress.context import CompressContext
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
 from frugalml.compress.search import (
-    DEFAULT_TECHNIQUES,
     Recipe,
     describe,
     pareto_mask,
     recipes,
     select_candidate,
 )
-from frugalml.compress.techniques import TECHNIQUES, apply_technique
+from frugalml.compress.techniques import apply_technique
 from frugalml.data import load_dataset
-from frugalml.errors import FrugalError, check_ranges
+from frugalml.errors import FrugalError
 from frugalml.lineage import LineageStore, open_store, resolve_bundle, run_path
 from frugalml.models import FrugalTextClassifierConfig
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.settings import Settings, get_settings
 
 MEASURED = ("accuracy", "macro_f1", "p50_ms", "p90_ms", "batch32_per_s", "peak_rss_mb")
-
-
-@dataclass
-class CompressConfig:
-    techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
-    max_drop: float = 1.0  # accuracy points the selected candidate may lose
-    layers: tuple[int, ...] = ()  # student depths for prune; () = half the source's layers
-    heads: float = 1.0  # fraction of attention heads kept per layer
-    ffn: float = 1.0  # fraction of FFN neurons kept per layer
-    distill_epochs: int = 3
-    augment_copies: int = 1
-    threads: int = 0  # threads per measured candidate; 0 = every core
-    latency_runs: int = 200  # single-text calls timed per candidate
-    measure_seconds: float = 2.0  # least time spent on the batch-32 throughput run
-    keep: str = "front"  # "front": remove dominated candidates; "all": keep every bundle
-    seed: int = 0
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra options per technique
 
 
 def compress_and_register(
@@ -69,7 +52,6 @@ def compress_and_register(
     config = config or CompressConfig()
     settings = settings or get_settings()
     reporter = reporter or SilentReporter()
-    _check_config(config)
     if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise FrugalError(f"{out_dir}: exists and is not a folder; --out names the report's folder")
     lineage = open_store(settings)
@@ -159,33 +141,6 @@ def _measure(
         repeat = measure_in_subprocess(baseline.path, dev, threads, **options)
         progress.advance(1)
     return repeat
-
-
-def _check_config(config: CompressConfig) -> None:
-    known = TECHNIQUES
-    if not config.techniques:
-        raise FrugalError(f"no techniques given; choose from {', '.join(known)}")
-    unknown = [t for t in config.techniques if t not in known]
-    if unknown:
-        raise FrugalError(f"unknown technique(s) {unknown}; choose from {', '.join(known)}")
-    if config.keep not in ("front", "all"):
-        raise FrugalError(f"keep must be 'front' or 'all', not {config.keep!r}")
-    if config.max_drop < 0:
-        raise FrugalError(f"max-drop is a number of accuracy points >= 0, not {config.max_drop}")
-    layers = config.layers
-    if not isinstance(layers, (tuple, list)) or not all(isinstance(n, int) and n >= 1 for n in layers):
-        raise FrugalError(f"layers is a list of student depths >= 1, not {config.layers!r}")
-    # Checked before any candidate is built, not when the first one is measured.
-    ranges = {
-        "heads": (0 < config.heads <= 1, "0 < heads <= 1"),
-        "ffn": (0 < config.ffn <= 1, "0 < ffn <= 1"),
-        "threads": (config.threads >= 0, "threads >= 0"),
-        "latency_runs": (config.latency_runs >= 1, "latency_runs >= 1"),
-        "measure_seconds": (config.measure_seconds > 0, "measure_seconds > 0"),
-        "distill_epochs": (config.distill_epochs >= 0, "distill_epochs >= 0"),
-        "augment_copies": (config.augment_copies >= 0, "augment_copies >= 0"),
-    }
-    check_ranges("compress", config, ranges)
 
 
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
