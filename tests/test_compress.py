@@ -132,10 +132,12 @@ def test_a_candidate_that_crashes_is_listed_as_failed_and_the_others_still_build
 
     monkeypatch.setattr(workflow, "apply_technique", crashing_int8)
     onnx, int8 = ("onnx", ()), ("int8", ())
-    built: dict = {}
-    failed = workflow._build([(onnx,), (onnx, int8)], tuned, context, CompressConfig(), built)
+    registered = []
+    built, failed = workflow._build(
+        [(onnx,), (onnx, int8)], tuned, context, CompressConfig(), register=registered.append
+    )
     assert failed == [{"recipe": "onnx + int8", "error": "RuntimeError: Incomplete symbolic shape inference"}]
-    assert built[(onnx,)].format == "onnx"
+    assert built[(onnx,)].format == "onnx" and registered == [built[(onnx,)]]
 
 
 def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, tmp_path):

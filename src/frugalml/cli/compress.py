@@ -104,25 +104,25 @@ def compress(
         reporter=ui.RichReporter(),
     )
     if json:
-        ui.emit_json(result)
+        ui.emit_json(result.to_json())
         return
     from frugalml.compress.report import COLUMNS, table_rows
 
     ui.out.print(
-        ui.table(f"compression candidates ({result['threads']} threads)", COLUMNS, table_rows(result))
+        ui.table(f"compression candidates ({result.threads} threads)", COLUMNS, table_rows(result.to_json()))
     )
-    drift = max(abs(v) for v in result["drift"].values())
+    drift = max(abs(v) for v in result.drift.values())
     if drift > DRIFT_WARNING:
         ui.err.print(
             f"[yellow]warning:[/] the baseline measured {100 * drift:.0f}% differently at the end than at "
             "the start: the machine's load changed while measuring, so the speed ratios are unreliable"
         )
-    for failure in result["failed"]:
+    for failure in result.failed:
         ui.err.print(f"[yellow]not built:[/] {failure['recipe']}: {failure['error']}")
-    selected = result["selected"]
-    if selected["bundle_id"] == result["baseline"]["bundle_id"]:
+    selected = result.selected or result.baseline
+    if selected["bundle_id"] == result.baseline["bundle_id"]:
         ui.out.print(
-            f"no candidate within {result['max_drop']} accuracy points is smaller than {bundle}; keep it"
+            f"no candidate within {result.max_drop} accuracy points is smaller than {bundle}; keep it"
         )
     else:
         ui.out.print(
@@ -132,4 +132,4 @@ def compress(
             f"{-selected['accuracy_drop']:+.2f} accuracy points"
         )
         ui.out.print(f"serve it with:  frugalml serve {selected['bundle_id']}")
-    ui.out.print(f"report: {result['report']['md']}  {result['report']['png']}")
+    ui.out.print(f"report: {result.report['md']}  {result.report['png']}")

@@ -39,15 +39,15 @@ def run_compress(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         reporter=context.reporter,
         settings=context.settings,
     )
-    selected = result["selected"]
+    selected = result.selected or result.baseline
     return {
         "bundle_id": selected["bundle_id"],
         "bundle_path": selected["bundle_path"],
         "accuracy": selected["accuracy"],
         "macro_f1": selected["macro_f1"],
         "size_bytes": selected["size_bytes"],
-        "baseline_id": result["baseline"]["bundle_id"],
-        "report": result["report"]["json"],
+        "baseline_id": result.baseline["bundle_id"],
+        "report": result.report["json"],
     }
 
 
