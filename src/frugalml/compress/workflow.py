@@ -107,7 +107,7 @@ def compress_and_register(
             "batch32_per_s": measured.repeat["batch32_per_s"] / first["batch32_per_s"] - 1,
         }
         if config.keep == "front":
-            _remove_dominated(lineage, result, list(built.values()))
+            _remove_unkept(lineage, result, list(built.values()))
         folder = Path(out_dir) if out_dir else settings.home / "reports" / run.id
         result.report = write_report(result.to_json(), folder)
         run.summary = {"selected": (result.selected or {}).get("bundle_id")}
@@ -228,14 +228,17 @@ def _measure(
     return Measurements(figures, failed, repeat)
 
 
-def _remove_dominated(lineage: LineageStore, result: CompressResult, built: list[Bundle]) -> None:
-    """Delete candidates off the Pareto front, unless a kept bundle descends from them."""
+def _remove_unkept(lineage: LineageStore, result: CompressResult, built: list[Bundle]) -> None:
+    """Delete every bundle the run built that is off the front, not selected and not the parent of
+    a bundle that stays: dominated candidates, candidates not measured and unused intermediates."""
     kept = result.kept
-    parent_of = {b.id: (b.parents[0] if b.parents else None) for b in built}
-    for entry in reversed(result.candidates):  # children before their parents
-        bundle_id = entry["bundle_id"]
-        if bundle_id in kept or bundle_id in parent_of.values():
+    entries = {entry["bundle_id"]: entry for entry in result.candidates}
+    staying = {bundle.id for bundle in built}
+    parent_of = {bundle.id: bundle.parents[0] if bundle.parents else None for bundle in built}
+    for bundle in reversed(built):  # built parents first, so children come before their parents
+        if bundle.id in kept or any(parent_of[other] == bundle.id for other in staying):
             continue
-        lineage.remove_bundle(bundle_id)
-        del parent_of[bundle_id]
-        entry["removed"] = True
+        lineage.remove_bundle(bundle.id)
+        staying.discard(bundle.id)
+        if bundle.id in entries:
+            entries[bundle.id]["removed"] = True
