@@ -147,8 +147,8 @@ def remeasure(rounds: int, threads: int) -> None:
     """
     from frugalml.compress.measure import measure_in_subprocess
     from frugalml.compress.report import markdown_table
+    from frugalml.compress.result import speed_ratios
     from frugalml.compress.search import pareto_mask, select_candidate
-    from frugalml.compress.workflow import speed_ratios
     from frugalml.data import load_dataset
 
     document = json.loads((RESULTS / "compress.json").read_text())
@@ -261,7 +261,7 @@ def main() -> None:
     )
     result = compress_and_register(
         teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
-    )
+    ).to_json()
     test_accuracy([result["baseline"], *result["candidates"]], test, args.threads)
 
     document = {

@@ -11,6 +11,8 @@ from transformers import AutoTokenizer
 
 from frugalml.bundle import Bundle, load_bundle, new_bundle_id, write_bundle
 from frugalml.compress import CompressContext, apply_technique
+from frugalml.compress.config import CompressConfig
+from frugalml.compress.context import load_torch
 from frugalml.compress.distill import augment, distillation_loss
 from frugalml.compress.prune import (
     head_scores,
@@ -22,9 +24,7 @@ from frugalml.compress.prune import (
     remove_masked_structure,
 )
 from frugalml.compress.search import describe, pareto_mask, recipes, select_candidate, step
-from frugalml.compress.techniques import load_torch
 from frugalml.compress.vocab_trim import trimmed_tokenizer_spec
-from frugalml.compress.workflow import CompressConfig
 from frugalml.data import Dataset, load_dataset
 from frugalml.errors import BundleError, FrugalError
 from frugalml.runtime import load_predictor
@@ -132,10 +132,12 @@ def test_a_candidate_that_crashes_is_listed_as_failed_and_the_others_still_build
 
     monkeypatch.setattr(workflow, "apply_technique", crashing_int8)
     onnx, int8 = ("onnx", ()), ("int8", ())
-    built: dict = {}
-    failed = workflow._build([(onnx,), (onnx, int8)], tuned, context, CompressConfig(), built)
+    registered = []
+    built, failed = workflow._build(
+        [(onnx,), (onnx, int8)], tuned, context, CompressConfig(), register=registered.append
+    )
     assert failed == [{"recipe": "onnx + int8", "error": "RuntimeError: Incomplete symbolic shape inference"}]
-    assert built[(onnx,)].format == "onnx"
+    assert built[(onnx,)].format == "onnx" and registered == [built[(onnx,)]]
 
 
 def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, tmp_path):

@@ -162,8 +162,12 @@ steps:
 
 
 def test_compress_pipeline_step_outputs_the_selected_bundle_and_caches(
-    tiny_base, intent_files, home, tmp_path
+    tiny_base, intent_files, home, tmp_path, monkeypatch
 ):
+    import dataclasses
+
+    from frugalml.compress import CompressConfig, steps
+
     spec = tmp_path / "p.yaml"
     spec.write_text(PIPELINE.format(base=tiny_base))
     first = run_pipeline(spec)
@@ -171,8 +175,17 @@ def test_compress_pipeline_step_outputs_the_selected_bundle_and_caches(
     assert outputs["baseline_id"] == first.outputs("tune")["bundle_id"]
     assert load_bundle(outputs["bundle_path"]).id == outputs["bundle_id"]
     assert {"accuracy", "size_bytes", "report"} <= outputs.keys()
-    again = run_pipeline(spec)
+    spec.write_text(PIPELINE.format(base=tiny_base).replace("threads: 1", "threads: 1\n      keep: front"))
+    again = run_pipeline(spec)  # a setting spelled out at its default is the same step
     assert [s.cached for s in again.steps] == [True, True]
+
+    # As a new frugalml version that changes a default would: the compress step runs again.
+    @dataclasses.dataclass
+    class NewDefaults(CompressConfig):
+        max_drop: float = 2.0
+
+    monkeypatch.setattr(steps, "CompressConfig", NewDefaults)
+    assert [s.cached for s in run_pipeline(spec).steps] == [True, False]
 
 
 def test_compress_step_takes_techniques_as_a_list_or_comma_separated():

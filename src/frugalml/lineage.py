@@ -171,6 +171,15 @@ class LineageStore:
             ),
         )
 
+    def update_bundle_metrics(self, bundle_id: str, metrics: dict[str, Any]) -> None:
+        """Add `metrics` to a registered bundle's (figures measured after it was registered)."""
+        with closing(self._connect()) as db, db:
+            row = db.execute("SELECT metrics FROM bundles WHERE id=?", (bundle_id,)).fetchone()
+            if row is None:
+                raise BundleError(f"no bundle {bundle_id!r} in the lineage store at {self.path}")
+            merged = {**json.loads(row["metrics"] or "{}"), **metrics}
+            db.execute("UPDATE bundles SET metrics=? WHERE id=?", (json.dumps(merged), bundle_id))
+
     def list_bundles(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM bundles ORDER BY created_at, rowid")
 

@@ -35,7 +35,9 @@ def compress(
         Path,
         typer.Option("--eval", help="Held-out labelled data to select on (split off the training data)."),
     ],
-    max_drop: Annotated[float, typer.Option(help="Accuracy points the selected candidate may lose.")] = 1.0,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Accuracy points the selected candidate may lose.")
+    ] = None,
     techniques: Annotated[str | None, typer.Option(help=TECHNIQUES_HELP)] = None,
     unlabelled: Annotated[
         Path | None, typer.Option(help="Unlabelled in-domain text for distillation.")
@@ -43,20 +45,25 @@ def compress(
     layers: Annotated[
         str | None, typer.Option(help="Student depths to prune to, comma-separated (default: half).")
     ] = None,
-    heads: Annotated[float, typer.Option(help="Fraction of attention heads each layer keeps.")] = 1.0,
-    ffn: Annotated[float, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = 1.0,
-    distill_epochs: Annotated[int, typer.Option(help="Distillation epochs.")] = 3,
-    augment: Annotated[int, typer.Option(help="Perturbed copies of each training text to distill on.")] = 1,
-    threads: Annotated[int, typer.Option(help="Threads per measured candidate (0: every core).")] = 0,
-    latency_runs: Annotated[int, typer.Option(help="Single-text calls timed per candidate.")] = 200,
+    heads: Annotated[float | None, typer.Option(help="Fraction of attention heads each layer keeps.")] = None,
+    ffn: Annotated[float | None, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = None,
+    distill_epochs: Annotated[int | None, typer.Option(help="Distillation epochs.")] = None,
+    augment: Annotated[
+        int | None, typer.Option(help="Perturbed copies of each training text to distill on.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per measured candidate (0: every core).")
+    ] = None,
+    latency_runs: Annotated[int | None, typer.Option(help="Single-text calls timed per candidate.")] = None,
     measure_seconds: Annotated[
-        float, typer.Option(help="Least seconds spent measuring batch-32 throughput per candidate.")
-    ] = 2.0,
+        float | None,
+        typer.Option(help="Least seconds spent measuring batch-32 throughput per candidate."),
+    ] = None,
     keep: Annotated[
-        str, typer.Option(help="'front': delete dominated candidates; 'all': keep them.")
-    ] = "front",
+        str | None, typer.Option(help="'front': delete bundles off the Pareto front; 'all': keep them.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the report (JSON, table, PNG).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling, augmentation and training.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling, augmentation and training.")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
@@ -68,23 +75,24 @@ def compress(
     (default: FRUGALML_HOME/reports/RUN_ID).
     """
     ui.quiet_libraries()
-    from frugalml.compress.search import DEFAULT_TECHNIQUES
-    from frugalml.compress.workflow import CompressConfig, compress_and_register
+    from frugalml.compress.config import CompressConfig
+    from frugalml.compress.workflow import compress_and_register
 
-    config = CompressConfig(
-        techniques=tuple(split_names(techniques)) if techniques is not None else DEFAULT_TECHNIQUES,
-        max_drop=max_drop,
-        layers=_numbers(layers, int),
-        heads=heads,
-        ffn=ffn,
-        distill_epochs=distill_epochs,
-        augment_copies=augment,
-        threads=threads,
-        latency_runs=latency_runs,
-        measure_seconds=measure_seconds,
-        keep=keep,
-        seed=seed,
-    )
+    given = {
+        "techniques": tuple(split_names(techniques)) if techniques is not None else None,
+        "max_drop": max_drop,
+        "layers": _numbers(layers, int) if layers is not None else None,
+        "heads": heads,
+        "ffn": ffn,
+        "distill_epochs": distill_epochs,
+        "augment_copies": augment,
+        "threads": threads,
+        "latency_runs": latency_runs,
+        "measure_seconds": measure_seconds,
+        "keep": keep,
+        "seed": seed,
+    }
+    config = CompressConfig(**{k: v for k, v in given.items() if v is not None})  # refuses bad values
     result = compress_and_register(
         bundle,
         data,
@@ -96,25 +104,25 @@ def compress(
         reporter=ui.RichReporter(),
     )
     if json:
-        ui.emit_json(result)
+        ui.emit_json(result.to_json())
         return
     from frugalml.compress.report import COLUMNS, table_rows
 
     ui.out.print(
-        ui.table(f"compression candidates ({result['threads']} threads)", COLUMNS, table_rows(result))
+        ui.table(f"compression candidates ({result.threads} threads)", COLUMNS, table_rows(result.to_json()))
     )
-    drift = max(abs(v) for v in result["drift"].values())
+    drift = max(abs(v) for v in result.drift.values())
     if drift > DRIFT_WARNING:
         ui.err.print(
             f"[yellow]warning:[/] the baseline measured {100 * drift:.0f}% differently at the end than at "
             "the start: the machine's load changed while measuring, so the speed ratios are unreliable"
         )
-    for failure in result["failed"]:
+    for failure in result.failed:
         ui.err.print(f"[yellow]not built:[/] {failure['recipe']}: {failure['error']}")
-    selected = result["selected"]
-    if selected["bundle_id"] == result["baseline"]["bundle_id"]:
+    selected = result.selected or result.baseline
+    if selected["bundle_id"] == result.baseline["bundle_id"]:
         ui.out.print(
-            f"no candidate within {result['max_drop']} accuracy points is smaller than {bundle}; keep it"
+            f"no candidate within {result.max_drop} accuracy points is smaller than {bundle}; keep it"
         )
     else:
         ui.out.print(
@@ -124,4 +132,4 @@ def compress(
             f"{-selected['accuracy_drop']:+.2f} accuracy points"
         )
         ui.out.print(f"serve it with:  frugalml serve {selected['bundle_id']}")
-    ui.out.print(f"report: {result['report']['md']}  {result['report']['png']}")
+    ui.out.print(f"report: {result.report['md']}  {result.report['png']}")

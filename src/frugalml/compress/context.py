@@ -1,9 +1,8 @@
-"""The store of compression techniques: one module per technique, one entry point.
+"""What every compression technique gets, and how it writes the bundle it makes.
 
 A technique reads one bundle and writes a new one whose parent is the source, so techniques
-chain (`prune` -> `trim` -> `distill` -> `onnx` -> `int8`) and the store records every arrow.
-Each technique module registers itself with `@technique(...)`; `apply_technique` is the one way
-to run any of them.
+chain (`prune` -> `trim` -> `distill` -> `onnx` -> `int8`) and the lineage store records every
+arrow. The techniques are the rows of `TECHNIQUES` (compress/techniques.py).
 """
 
 from __future__ import annotations

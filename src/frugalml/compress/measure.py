@@ -11,11 +11,14 @@ of 32 texts drawn in random order (mixed lengths, as a server sees them).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,7 @@ def measure_in_subprocess(
             json.dumps({"texts": data.texts, "labels": data.require_labels(), "threads": threads, **options})
         )
         command = [sys.executable, "-m", "frugalml.compress.measure", str(bundle_path), str(request)]
+        command += ["--parent", str(os.getpid())]
         try:
             done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,11 +118,34 @@ def measure_in_subprocess(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
+    """End this process as soon as `parent` has ended (killed with -9 included), so a measuring
+    child never outlives the run that started it. On Linux the kernel sends SIGKILL when the
+    parent dies; everywhere, a daemon thread watches for this process being handed to another."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the kernel was told to watch it
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Measure one bundle (frugalml compress runs this).")
     parser.add_argument("bundle", type=Path)
     parser.add_argument("request", type=Path, help="JSON: texts, labels, threads and measure() options")
+    parser.add_argument("--parent", type=int, help="exit when the process with this id is gone")
     args = parser.parse_args(argv)
+    if args.parent:
+        exit_with_parent(args.parent)
     request = json.loads(args.request.read_text())
     result = measure(args.bundle, **request)
     sys.stdout.write(json.dumps(result) + "\n")

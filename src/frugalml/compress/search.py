@@ -19,7 +19,6 @@ from frugalml.compress.techniques import TECHNIQUES
 Step = tuple[str, tuple[tuple[str, Any], ...]]  # (technique, sorted options): hashable, so prefixes share
 Recipe = tuple[Step, ...]
 
-DEFAULT_TECHNIQUES = tuple(TECHNIQUES)
 QUANTIZERS = tuple(name for name, t in TECHNIQUES.items() if t.source_format == "onnx")
 
 

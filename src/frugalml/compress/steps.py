@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frugalml.compress.workflow import CompressConfig, compress_and_register
+from frugalml.compress.config import CompressConfig
+from frugalml.compress.workflow import compress_and_register
 from frugalml.names import split_names
 from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
 
@@ -38,15 +39,15 @@ def run_compress(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         reporter=context.reporter,
         settings=context.settings,
     )
-    selected = result["selected"]
+    selected = result.selected or result.baseline
     return {
         "bundle_id": selected["bundle_id"],
         "bundle_path": selected["bundle_path"],
         "accuracy": selected["accuracy"],
         "macro_f1": selected["macro_f1"],
         "size_bytes": selected["size_bytes"],
-        "baseline_id": result["baseline"]["bundle_id"],
-        "report": result["report"]["json"],
+        "baseline_id": result.baseline["bundle_id"],
+        "report": result.report["json"],
     }
 
 

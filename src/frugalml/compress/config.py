@@ -1,0 +1,57 @@
+"""`compress` settings: one dataclass that refuses values out of range where it is built, so a
+bad setting fails before any file is read. Its defaults are the only copy (CLI and pipeline pass
+on only what the user gave)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from frugalml.compress.techniques import TECHNIQUES
+from frugalml.errors import FrugalError, check_ranges
+
+KEEP = ("front", "all")
+
+
+@dataclass
+class CompressConfig:
+    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    max_drop: float = 1.0  # accuracy points the selected candidate may lose
+    layers: tuple[int, ...] = ()  # student depths for prune; () = half the source's layers
+    heads: float = 1.0  # fraction of attention heads kept per layer
+    ffn: float = 1.0  # fraction of FFN neurons kept per layer
+    distill_epochs: int = 3
+    augment_copies: int = 1
+    threads: int = 0  # threads per measured candidate; 0 = every core
+    latency_runs: int = 200  # single-text calls timed per candidate
+    measure_seconds: float = 2.0  # least time spent on the batch-32 throughput run
+    keep: str = "front"  # "front": remove bundles off the Pareto front; "all": keep every bundle
+    seed: int = 0
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra options per technique
+
+    def __post_init__(self) -> None:
+        known = ", ".join(TECHNIQUES)
+        if not self.techniques:
+            raise FrugalError(f"no techniques given; choose from {known}")
+        unknown = [t for t in self.techniques if t not in TECHNIQUES]
+        if unknown:
+            raise FrugalError(f"unknown technique(s) {unknown}; choose from {known}")
+        if self.keep not in KEEP:
+            raise FrugalError(f"keep must be 'front' or 'all', not {self.keep!r}")
+        layers = self.layers
+        if not isinstance(layers, tuple | list) or not all(isinstance(n, int) and n >= 1 for n in layers):
+            raise FrugalError(f"layers is a list of student depths >= 1, not {self.layers!r}")
+        unknown = sorted(set(self.options) - set(TECHNIQUES))
+        if unknown:
+            raise FrugalError(f"options for unknown technique(s) {unknown}; choose from {known}")
+        ranges = {
+            "max_drop": (self.max_drop >= 0, "max_drop >= 0 accuracy points"),
+            "heads": (0 < self.heads <= 1, "0 < heads <= 1"),
+            "ffn": (0 < self.ffn <= 1, "0 < ffn <= 1"),
+            "threads": (self.threads >= 0, "threads >= 0"),
+            "latency_runs": (self.latency_runs >= 1, "latency_runs >= 1"),
+            "measure_seconds": (self.measure_seconds > 0, "measure_seconds > 0"),
+            "distill_epochs": (self.distill_epochs >= 0, "distill_epochs >= 0"),
+            "augment_copies": (self.augment_copies >= 0, "augment_copies >= 0"),
+        }
+        check_ranges("compress", self, ranges)
