@@ -5,9 +5,10 @@
     - id: tune
       tune: {train: "${label.data}", eval: data/test.csv}
 
-Files a step writes go to `out` when given, else under FRUGALML_HOME/labels/<the step's cache key>/
-(its settings and the content of its input files), so a re-run with the same inputs rewrites the
-same paths.
+Each kind builds its config (label.config) from its settings, so its cache key covers every
+setting with its default filled in, and runs its workflow (label.workflow). Files a step writes go
+to `out` when given, else under FRUGALML_HOME/labels/<the step's cache key>/ (its settings and the
+content of its input files), so a re-run with the same inputs rewrites the same paths.
 """
 
 from __future__ import annotations
