@@ -45,7 +45,7 @@ STRATEGIES = ("margin", "entropy", "kcenter", "hybrid", "random")
 
 
 def main() -> int:
-    from frugalml.label.workflows import AutoLabelConfig
+    from frugalml.label.config import AutoLabelConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="active-learning runs per strategy (seeds)")

@@ -984,3 +984,24 @@ def test_a_label_auto_rerun_for_a_new_default_writes_beside_the_files_of_the_old
     assert again.steps[0].cached is False and again.outputs("label")["neighbours"] == 0
     assert Path(again.outputs("label")["data"]).parent != Path(first["data"]).parent
     assert Path(first["data"]).read_bytes() == before  # what the older cache entry points to
+
+
+def test_a_label_set_file_is_read_next_to_the_pipeline_and_its_content_reruns_label_auto(
+    tiny_base, files, home, tmp_path, monkeypatch
+):
+    listed = tmp_path / "labels.txt"
+    listed.write_text("refund\nlost_card\npassword\n")
+    spec = (
+        "  - id: label\n    label_auto: {labelled: train.csv, unlabelled: pool.csv, labels: labels.txt, "
+        f"base: {tiny_base}}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"  # the working folder holds no labels.txt
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    first = run_steps(tmp_path, spec)
+    assert first.outputs("label")["labels_without_seed_rows"] == []
+    assert run_steps(tmp_path, spec).steps[0].cached
+    listed.write_text("refund\nlost_card\npassword\nclose_account\n")
+    again = run_steps(tmp_path, spec)
+    assert again.steps[0].cached is False
+    assert again.outputs("label")["labels_without_seed_rows"] == ["close_account"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from frugalml import ui
 from frugalml.cli.options import Json, LabelColumn, TextColumn
-from frugalml.label.active import DEFAULT_STRATEGY
+from frugalml.label.config import AugmentConfig, AutoLabelConfig, ImportConfig, IssuesConfig, SuggestConfig
 
 app = typer.Typer(
     help="Cut labelling cost: auto-label, pick rows for humans, find wrong labels, augment.",
@@ -17,13 +17,33 @@ app = typer.Typer(
 )
 
 IdColumn = Annotated[str | None, typer.Option(help="Id column (default: auto-detect; else row numbers).")]
-Base = Annotated[str, typer.Option(help="Encoder for embeddings: 'minilm' or a local HF model folder.")]
+Base = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Encoder for embeddings: 'minilm' or a local HF model folder (default {AutoLabelConfig.base})."
+    ),
+]
 BundleRef = Annotated[
     str | None, typer.Option("--bundle", help="Embed with a tuned torch bundle's encoder instead of --base.")
 ]
 Labels = Annotated[
     str | None, typer.Option(help="The label set: comma-separated, or a file with one label per line.")
 ]
+
+
+Seed = Annotated[int | None, typer.Option(help=f"Seed (default {AutoLabelConfig.seed}).")]
+DupThreshold = Annotated[
+    float | None,
+    typer.Option(
+        help="Cosine similarity at which two texts count as near-duplicates "
+        f"(default {IssuesConfig.dup_threshold})."
+    ),
+]
+
+
+def _config(config_type: type, **options: object) -> Any:
+    """`config_type` from the options the user gave (not None): the others keep the config's defaults."""
+    return config_type(**{k: v for k, v in options.items() if v is not None})
 
 
 def _columns(text_column: str | None, label_column: str | None, id_column: str | None) -> dict:
@@ -39,36 +59,45 @@ def auto(
             help="Pool to label. Rows it has a label for (not from label auto) join the labelled rows."
         ),
     ],
-    target_precision: Annotated[float, typer.Option(help="Precision the accepted labels must reach.")] = 0.95,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Precision the accepted labels must reach (default {AutoLabelConfig.target_precision})."
+        ),
+    ] = None,
     point_estimate: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             help="Accept down to where the held-out precision's point estimate reaches the target, "
             "not its Wilson lower bound: more rows, a little less precision. For labels that only "
             "train a model."
         ),
-    ] = False,
-    rounds: Annotated[int, typer.Option(help="Self-training rounds after the first pass.")] = 2,
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help=f"Self-training rounds after the first pass (default {AutoLabelConfig.rounds})."),
+    ] = None,
     neighbours: Annotated[
-        int,
+        int | None,
         typer.Option(
             metavar="K",
             help="Before labelling, move each text's embedding towards the mean of its K nearest "
             "texts among the labelled and pool rows (more, surer labels where texts paraphrase "
-            "each other). 0: off.",
+            f"each other). 0: off. Default {AutoLabelConfig.neighbours}.",
         ),
-    ] = 5,
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
     review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
     labels: Labels = None,
     folds: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Cross-validation folds on the labelled rows (2 or more; fewer where they allow no more)."
+            help="Cross-validation folds on the labelled rows (2 or more; fewer where they allow no more; "
+            f"default {AutoLabelConfig.folds})."
         ),
-    ] = 5,
-    seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
-    base: Base = "minilm",
+    ] = None,
+    seed: Seed = None,
+    base: Base = None,
     bundle: BundleRef = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -81,12 +110,8 @@ def auto(
     model for --rounds rounds. Writes the labelled rows (label, confidence, source human/auto)
     and a review queue of the rest, most confident first.
     """
-    ui.quiet_libraries()
-    from frugalml.label.workflows import AutoLabelConfig, auto_label_files, parse_labels
-
-    out = out or Path(f"{unlabelled.stem}.labelled.csv")
-    review = review or Path(f"{unlabelled.stem}.review.csv")
-    config = AutoLabelConfig(
+    config = _config(
+        AutoLabelConfig,
         target_precision=target_precision,
         point_estimate=point_estimate,
         rounds=rounds,
@@ -95,17 +120,20 @@ def auto(
         seed=seed,
         base=base,
         bundle=bundle,
-        labels=parse_labels(labels),
+        labels=labels,
     )
+    ui.quiet_libraries()
+    from frugalml.label.workflow.auto import auto_label_files
+
     summary = auto_label_files(
         labelled,
         unlabelled,
-        out,
-        review,
-        config,
-        _columns(text_column, label_column, id_column),
-        ui.RichReporter(),
-    )
+        out=out or Path(f"{unlabelled.stem}.labelled.csv"),
+        review_out=review or Path(f"{unlabelled.stem}.review.csv"),
+        config=config,
+        columns=_columns(text_column, label_column, id_column),
+        reporter=ui.RichReporter(),
+    ).to_json()
     if json:
         ui.emit_json(summary)
         return
@@ -137,22 +165,20 @@ def suggest(
     ],
     budget: Annotated[int, typer.Option(help="How many rows to suggest.")],
     strategy: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="hybrid (uncertain rows, one per cluster; best on BANKING77) | margin | entropy | "
-            "kcenter | random"
+            f"kcenter | random (default {SuggestConfig.strategy})"
         ),
-    ] = DEFAULT_STRATEGY,
+    ] = None,
     labelled: Annotated[
         Path | None, typer.Option(help="Rows already labelled: excluded, and they train the model.")
     ] = None,
     out: Annotated[Path, typer.Option(help="Label Studio tasks JSON to write.")] = Path("suggested.json"),
     labels: Labels = None,
-    dup_threshold: Annotated[
-        float, typer.Option(help="Cosine similarity at which two texts count as near-duplicates.")
-    ] = 0.95,
-    seed: Annotated[int, typer.Option(help="Seed (random strategy).")] = 0,
-    base: Base = "minilm",
+    dup_threshold: DupThreshold = None,
+    seed: Seed = None,
+    base: Base = None,
     bundle: BundleRef = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -165,29 +191,33 @@ def suggest(
     work from nothing, for a cold start.
     Never suggests a labelled row or a near-duplicate of one, or two near-duplicates.
     """
+    config = _config(
+        SuggestConfig,
+        budget=budget,
+        strategy=strategy,
+        labels=labels,
+        dup_threshold=dup_threshold,
+        seed=seed,
+        base=base,
+        bundle=bundle,
+    )
     ui.quiet_libraries()
-    from frugalml.label.embeddings import Encoder
-    from frugalml.label.workflows import parse_labels, suggest_files
+    from frugalml.label.workflow.suggest import suggest_files
 
     summary = suggest_files(
         pool,
-        budget,
-        out,
-        strategy=strategy,
+        out=out,
+        config=config,
         labelled_path=labelled,
-        encoder=Encoder(base, bundle),
-        labels=parse_labels(labels),
-        dup_threshold=dup_threshold,
-        seed=seed,
         columns=_columns(text_column, label_column, id_column),
         reporter=ui.RichReporter(),
-    )
+    ).to_json()
     if json:
         ui.emit_json(summary)
         return
     ui.out.print(
         ui.table(
-            f"suggested ({strategy})",
+            f"suggested ({summary['strategy']})",
             ["id", "text", "predicted", "score"],
             [(r["id"], r["text"], r["predicted_label"], r["score"]) for r in summary["rows"]],
         )
@@ -208,9 +238,10 @@ def import_command(
     json: Json = False,
 ) -> None:
     """Read a Label Studio export back into a labelled dataset (ids, texts, labels, columns)."""
-    from frugalml.label.workflows import import_export, parse_labels
+    config = _config(ImportConfig, labels=labels)
+    from frugalml.label.workflow.importing import import_export
 
-    summary = import_export(export, out, parse_labels(labels))
+    summary = import_export(export, out=out, config=config).to_json()
     if json:
         ui.emit_json(summary)
         return
@@ -227,17 +258,16 @@ def issues(
     data: Annotated[Path, typer.Argument(help="Labelled data to check.")],
     report: Annotated[Path | None, typer.Option(help="Write every finding here (.csv or .html).")] = None,
     folds: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Folds for out-of-fold probabilities (2 or more; fewer where the rows allow no more)."
+            help="Folds for out-of-fold probabilities (2 or more; fewer where the rows allow no more; "
+            f"default {IssuesConfig.folds})."
         ),
-    ] = 5,
-    seed: Annotated[int, typer.Option(help="Seed for the folds.")] = 0,
-    dup_threshold: Annotated[
-        float, typer.Option(help="Cosine similarity at which two texts count as near-duplicates.")
-    ] = 0.95,
+    ] = None,
+    seed: Seed = None,
+    dup_threshold: DupThreshold = None,
     top: Annotated[int, typer.Option(help="Rows to show per table (the report has all).")] = 20,
-    base: Base = "minilm",
+    base: Base = None,
     bundle: BundleRef = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -245,18 +275,19 @@ def issues(
     json: Json = False,
 ) -> None:
     """Likely label errors with a suggested label (cleanlab), conflicting near-duplicates, outliers."""
+    config = _config(
+        IssuesConfig, folds=folds, seed=seed, dup_threshold=dup_threshold, base=base, bundle=bundle
+    )
     ui.quiet_libraries()
-    from frugalml.data import load_dataset
-    from frugalml.label.embeddings import Encoder
-    from frugalml.label.workflows import REPORT_SUFFIXES, check_outputs, label_issues, write_issues_report
+    from frugalml.label.workflow.issues import issues_files
 
-    if report:
-        check_outputs([data], [report], REPORT_SUFFIXES)
-    dataset = load_dataset(data, **_columns(text_column, label_column, id_column))
-    found = label_issues(dataset, Encoder(base, bundle), folds, seed, dup_threshold, ui.RichReporter())
-    if report:
-        write_issues_report(found, report, str(data))
-        found["report"] = str(report)
+    found = issues_files(
+        data,
+        config=config,
+        report=report,
+        columns=_columns(text_column, label_column, id_column),
+        reporter=ui.RichReporter(),
+    ).to_json()
     if json:
         ui.emit_json(found)
         return
@@ -303,31 +334,30 @@ def augment(
     out: Annotated[Path, typer.Option(help="Dataset to write (.csv, .jsonl, .parquet).")] = Path(
         "augmented.csv"
     ),
-    per_row: Annotated[int, typer.Option(help="Most synthetic rows per original (1-10).")] = 2,
-    operations: Annotated[str, typer.Option(help="Comma-separated: swap, delete, duplicate, typo.")] = (
-        "swap,delete,typo"
-    ),
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    per_row: Annotated[
+        int | None,
+        typer.Option(help=f"Most synthetic rows per original (1-10; default {AugmentConfig.per_row})."),
+    ] = None,
+    operations: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: swap, delete, duplicate, typo "
+            f"(default {','.join(AugmentConfig.operations)})."
+        ),
+    ] = None,
+    seed: Seed = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     id_column: IdColumn = None,
     json: Json = False,
 ) -> None:
     """Add synthetic variants of each text (token swaps, deletions, typos), marked synthetic."""
-    from frugalml.data import load_dataset
-    from frugalml.label.workflows import augment_dataset, check_outputs, write_frame
-    from frugalml.names import split_names
+    config = _config(AugmentConfig, per_row=per_row, operations=operations, seed=seed)
+    from frugalml.label.workflow.augment import augment_files
 
-    check_outputs([data], [out])
-    dataset = load_dataset(data, **_columns(text_column, label_column, id_column), require_labels=False)
-    frame = augment_dataset(dataset, per_row, split_names(operations), seed)
-    write_frame(frame, out)
-    summary = {
-        "rows": len(frame),
-        "original": len(dataset),
-        "synthetic": int(frame["synthetic"].sum()),
-        "out": str(out),
-    }
+    summary = augment_files(
+        data, out=out, config=config, columns=_columns(text_column, label_column, id_column)
+    ).to_json()
     if json:
         ui.emit_json(summary)
         return

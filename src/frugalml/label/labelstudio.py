@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-import pandas as pd
-
 from frugalml.data import Dataset
+from frugalml.data.frames import json_cell
 from frugalml.data.io import write_text_atomic
 from frugalml.errors import DataError
 
@@ -165,16 +164,3 @@ def _single(choices: Any, task: dict[str, Any]) -> str:
     if not isinstance(choices, list) or len(choices) != 1:
         raise DataError(f"task {task.get('id', '?')}: expected exactly one choice, got {choices!r}")
     return str(choices[0])
-
-
-def json_cell(value: Any) -> Any:
-    """JSON-safe cell: a missing value becomes null, numpy values plain Python, times ISO 8601."""
-    if hasattr(value, "tolist"):  # numpy scalars and arrays (a Parquet list column)
-        value = value.tolist()
-    if value is None or isinstance(value, str | bool | int | list | dict):
-        return value
-    if pd.isna(value):  # NaN, NaT, pd.NA
-        return None
-    if isinstance(value, float):
-        return value
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -5,9 +5,10 @@
     - id: tune
       tune: {train: "${label.data}", eval: data/test.csv}
 
-Files a step writes go to `out` when given, else under FRUGALML_HOME/labels/<the step's cache key>/
-(its settings and the content of its input files), so a re-run with the same inputs rewrites the
-same paths.
+Each kind builds its config (label.config) from its settings, so its cache key covers every
+setting with its default filled in, and runs its workflow (label.workflow). Files a step writes go
+to `out` when given, else under FRUGALML_HOME/labels/<the step's cache key>/ (its settings and the
+content of its input files), so a re-run with the same inputs rewrites the same paths.
 """
 
 from __future__ import annotations
@@ -15,23 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from frugalml.data import load_dataset
-from frugalml.label.active import DEFAULT_STRATEGY
-from frugalml.label.embeddings import Encoder
-from frugalml.label.workflows import (
-    REPORT_SUFFIXES,
-    AutoLabelConfig,
-    augment_dataset,
-    auto_label_files,
-    check_outputs,
-    import_export,
-    label_issues,
-    parse_labels,
-    suggest_files,
-    write_frame,
-    write_issues_report,
-)
-from frugalml.names import split_names
+from frugalml.label.config import AugmentConfig, AutoLabelConfig, ImportConfig, IssuesConfig, SuggestConfig
+from frugalml.label.workflow.augment import augment_files
+from frugalml.label.workflow.auto import auto_label_files
+from frugalml.label.workflow.importing import import_export
+from frugalml.label.workflow.issues import issues_files
+from frugalml.label.workflow.suggest import suggest_files
 from frugalml.step_kind import COLUMN_KEYS, StepContext, column_settings, config_from, config_keys, step_kind
 
 
@@ -42,88 +32,84 @@ def _workdir(context: StepContext) -> Path:
     return context.settings.home / "labels" / context.key[:16]
 
 
-def _encoder(args: dict[str, Any]) -> Encoder:
-    return Encoder(base=args.get("base", "minilm"), bundle=args.get("bundle"))
-
-
-AUTO_FILES = {"labelled", "unlabelled", "out", "review", *COLUMN_KEYS}
-
-
+# Each builder reads its config class when it runs, so a test can stand a new version's defaults in.
 def auto_config(args: dict[str, Any]) -> AutoLabelConfig:
-    return config_from({**args, "labels": parse_labels(args.get("labels"))}, AutoLabelConfig)
+    return config_from(args, AutoLabelConfig)
+
+
+def suggest_config(args: dict[str, Any]) -> SuggestConfig:
+    return config_from(args, SuggestConfig)
+
+
+def import_config(args: dict[str, Any]) -> ImportConfig:
+    return config_from(args, ImportConfig)
+
+
+def issues_config(args: dict[str, Any]) -> IssuesConfig:
+    return config_from(args, IssuesConfig)
+
+
+def augment_config(args: dict[str, Any]) -> AugmentConfig:
+    return config_from(args, AugmentConfig)
 
 
 def run_label_auto(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    folder = _workdir(context)
-    out = Path(args.get("out") or folder / "labelled.csv")
+    out = Path(args.get("out") or _workdir(context) / "labelled.csv")
     review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
-    summary = auto_label_files(
+    report = auto_label_files(
         args["labelled"],
         args["unlabelled"],
-        out,
-        review,
-        context.config,
-        column_settings(args),
-        context.reporter,
-        context.settings,
+        out=out,
+        review_out=review,
+        config=context.config,
+        columns=column_settings(args),
+        reporter=context.reporter,
+        settings=context.settings,
     )
-    return {**summary, "data": str(out)}
+    return {**report.to_json(), "data": str(out)}
 
 
 def run_label_suggest(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    out = Path(args.get("out") or _workdir(context) / "tasks.json")
-    summary = suggest_files(
+    result = suggest_files(
         args["pool"],
-        int(args["budget"]),
-        out,
-        strategy=args.get("strategy", DEFAULT_STRATEGY),
+        out=Path(args.get("out") or _workdir(context) / "tasks.json"),
+        config=context.config,
         labelled_path=args.get("labelled"),
-        encoder=_encoder(args),
-        labels=parse_labels(args.get("labels")),
-        dup_threshold=float(args.get("dup_threshold", 0.95)),
-        seed=int(args.get("seed", 0)),
         columns=column_settings(args),
         reporter=context.reporter,
     )
-    return {k: v for k, v in summary.items() if k != "rows"} | {"ids": [r["id"] for r in summary["rows"]]}
+    outputs = result.to_json()
+    del outputs["rows"]  # a pipeline passes on the ids; the texts are in the tasks file
+    return {**outputs, "ids": [row.id for row in result.rows]}
 
 
 def run_label_import(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir(context) / "imported.csv")
-    summary = import_export(args["data"], out, parse_labels(args.get("labels")))
-    return {**summary, "data": str(out)}
+    result = import_export(args["data"], out=out, config=context.config)
+    return {**result.to_json(), "data": str(out)}
 
 
 def run_label_issues(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    path = Path(args.get("report") or _workdir(context) / "issues.csv")
-    check_outputs([args["data"]], [path], REPORT_SUFFIXES)  # before the encoding, the slow part
-    data = load_dataset(args["data"], **column_settings(args))
-    report = label_issues(
-        data,
-        _encoder(args),
-        int(args.get("folds", 5)),
-        int(args.get("seed", 0)),
-        float(args.get("dup_threshold", 0.95)),
-        context.reporter,
+    found = issues_files(
+        args["data"],
+        config=context.config,
+        report=Path(args.get("report") or _workdir(context) / "issues.csv"),
+        columns=column_settings(args),
+        reporter=context.reporter,
     )
-    write_issues_report(report, path, str(args["data"]))
     return {
-        "rows": report["rows"],
-        "label_issues": len(report["issues"]),
-        "near_duplicates": len(report["near_duplicates"]),
-        "outliers": len(report["outliers"]),
-        "report": str(path),
+        "rows": found.rows,
+        "label_issues": len(found.issues),
+        "near_duplicates": len(found.near_duplicates),
+        "outliers": len(found.outliers),
+        "report": found.report,
     }
 
 
 def run_label_augment(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
     out = Path(args.get("out") or _workdir(context) / "augmented.csv")
-    check_outputs([args["data"]], [out])
-    data = load_dataset(args["data"], **column_settings(args), require_labels=False)
-    operations = split_names(args.get("operations", ["swap", "delete", "typo"]))
-    frame = augment_dataset(data, int(args.get("per_row", 2)), operations, int(args.get("seed", 0)))
-    write_frame(frame, out)
-    return {"data": str(out), "rows": len(frame), "synthetic": int(frame["synthetic"].sum())}
+    result = augment_files(args["data"], out=out, config=context.config, columns=column_settings(args))
+    return {"data": result.out, "rows": result.rows, "synthetic": result.synthetic}
 
 
 AUTO_LABEL_OUTPUTS = {
@@ -155,24 +141,14 @@ AUTO_LABEL_OUTPUTS = {
 LABEL_AUTO = step_kind(
     run_label_auto,
     required={"labelled", "unlabelled"},
-    optional=config_keys(AutoLabelConfig) | AUTO_FILES,
+    optional=config_keys(AutoLabelConfig) | {"out", "review"} | COLUMN_KEYS,
     outputs=AUTO_LABEL_OUTPUTS,
     config=auto_config,
 )
 LABEL_SUGGEST = step_kind(
     run_label_suggest,
     required={"pool", "budget"},
-    optional={
-        "strategy",
-        "labelled",
-        "out",
-        "base",
-        "bundle",
-        "labels",
-        "dup_threshold",
-        "seed",
-        *COLUMN_KEYS,
-    },
+    optional=config_keys(SuggestConfig) | {"labelled", "out"} | COLUMN_KEYS,
     outputs={
         "strategy",
         "budget",
@@ -184,22 +160,26 @@ LABEL_SUGGEST = step_kind(
         "notes",
         "ids",
     },
+    config=suggest_config,
 )
 LABEL_IMPORT = step_kind(
     run_label_import,
     required={"data"},
-    optional={"out", "labels"},
+    optional=config_keys(ImportConfig) | {"out"},
     outputs={"rows", "skipped_unannotated", "labels", "out", "data"},
+    config=import_config,
 )
 LABEL_ISSUES = step_kind(
     run_label_issues,
     required={"data"},
-    optional={"report", "folds", "seed", "dup_threshold", "base", "bundle", *COLUMN_KEYS},
+    optional=config_keys(IssuesConfig) | {"report"} | COLUMN_KEYS,
     outputs={"rows", "label_issues", "near_duplicates", "outliers", "report"},
+    config=issues_config,
 )
 LABEL_AUGMENT = step_kind(
     run_label_augment,
     required={"data"},
-    optional={"out", "per_row", "operations", "seed", *COLUMN_KEYS},
+    optional=config_keys(AugmentConfig) | {"out"} | COLUMN_KEYS,
     outputs={"data", "rows", "synthetic"},
+    config=augment_config,
 )

@@ -1,0 +1,175 @@
+"""`label suggest`: the pool rows most worth a human's time, as Label Studio tasks.
+
+The strategies are label.active's; this module leaves out rows already labelled, trains the
+probe that ranks by uncertainty where there are labelled rows, and writes the tasks with the
+model's guesses as pre-annotations, plus the Label Studio project's label config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from frugalml.data import Dataset, load_dataset, load_pool
+from frugalml.data.frames import check_outputs
+from frugalml.data.io import write_text_atomic
+from frugalml.errors import DataError
+from frugalml.label import active, labelstudio
+from frugalml.label.config import SuggestConfig
+from frugalml.label.embeddings import embed
+from frugalml.label.probe import LinearProbe
+from frugalml.label.workflow.rows import (
+    Columns,
+    class_index,
+    has_row_number_ids,
+    unseen_rows,
+    with_pool_labels,
+)
+from frugalml.progress import Reporter
+
+
+@dataclass
+class Picks:
+    rows: Dataset  # the picked pool rows, best first
+    predictions: list[tuple[str, float]] | None  # the seed model's guess for each, if any
+    labels: list[str] | None
+    excluded: int  # pool rows skipped because they are already labelled
+
+
+@dataclass
+class SuggestedRow:
+    id: str
+    text: str
+    predicted_label: str | None  # the seed model's guess, where there is a model
+    score: float | None  # its probability
+
+
+@dataclass
+class SuggestResult:
+    strategy: str
+    budget: int
+    excluded_already_labelled: int
+    labelled_in_pool: int  # labelled rows that came from the pool file
+    rows: list[SuggestedRow]
+    tasks: str  # the Label Studio tasks file
+    label_config: str | None  # the Label Studio label config file, where the label set is known
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "budget": self.budget,
+            "suggested": len(self.rows),
+            "excluded_already_labelled": self.excluded_already_labelled,
+            "labelled_in_pool": self.labelled_in_pool,
+            "rows": [asdict(row) for row in self.rows],
+            "tasks": self.tasks,
+            "label_config": self.label_config,
+            "notes": self.notes,
+        }
+
+
+def suggest_rows(
+    pool: Dataset,
+    config: SuggestConfig,
+    *,
+    labelled: Dataset | None = None,
+    reporter: Reporter | None = None,
+) -> Picks:
+    """The `config.budget` pool rows most worth labelling, never one already labelled or a near-copy."""
+    if pool.is_labelled:
+        raise DataError(
+            f"{pool.source}: has a label column; suggest picks from unlabelled rows "
+            "(pass the labelled ones as the labelled set)"
+        )
+    # Ids match rows across files only where both files have real ids, not row numbers.
+    by_id = labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool)
+    known_ids = set(labelled.ids) if by_id else set()
+    new_texts = unseen_rows(pool, labelled.texts if labelled is not None else [])
+    eligible = [i for i in new_texts if pool.ids[i] not in known_ids]
+    if not eligible:
+        raise DataError(f"{pool.source}: all {len(pool)} rows are already in the labelled set")
+    candidates = pool.subset(eligible)
+    texts = candidates.texts + (labelled.texts if labelled is not None else [])
+    vectors = embed(texts, config.encoder, reporter=reporter)
+    x_pool, x_seen = vectors[: len(candidates)], vectors[len(candidates) :]
+    names, proba = None, None
+    # One class trains no model; the strategies that need none can still use the rows (cold start).
+    if labelled is not None and (
+        active.get_strategy(config.strategy).needs_model or len(labelled.class_counts()) > 1
+    ):
+        labelled.check_trainable()
+        names, y = class_index(labelled, config.labels)
+        proba = LinearProbe(len(names)).fit(x_seen, y).predict_proba(x_pool)
+    picked = active.suggest(
+        config.strategy, x_pool, config.budget, proba, x_seen, config.dup_threshold, config.seed
+    )
+    predictions = None
+    if proba is not None:
+        predictions = [(names[int(proba[i].argmax())], float(proba[i].max())) for i in picked]
+    return Picks(
+        candidates.subset(picked.tolist()), predictions, names or config.labels, len(pool) - len(eligible)
+    )
+
+
+def suggest_files(
+    pool_path: str | Path,
+    *,
+    out: str | Path,
+    config: SuggestConfig,
+    labelled_path: str | Path | None = None,
+    columns: Columns | None = None,
+    reporter: Reporter | None = None,
+) -> SuggestResult:
+    """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
+    check_outputs([pool_path, labelled_path], [out], suffixes=None)  # tasks JSON, any name
+    columns = columns or {}
+    given = load_dataset(labelled_path, **columns) if labelled_path else None
+    if given is not None:  # the pool's labels are in the column the labelled file has them in
+        columns = {**columns, "label_column": given.label_column}
+    pool, known = load_pool(pool_path, **columns)
+    labelled, pool = with_pool_labels(given, pool, known)
+    picks = suggest_rows(pool, config, labelled=labelled, reporter=reporter)
+    out = Path(out)
+    labelstudio.write_tasks(labelstudio.to_tasks(picks.rows, picks.predictions), out)
+    config_path = None
+    if picks.labels:
+        config_path = out.with_suffix(".label_config.xml")
+        write_text_atomic(config_path, labelstudio.label_config(picks.labels))
+    rows = []
+    for i, (row_id, text) in enumerate(zip(picks.rows.ids, picks.rows.texts, strict=True)):
+        guess = picks.predictions[i] if picks.predictions else (None, None)
+        rows.append(SuggestedRow(row_id, text, guess[0], guess[1]))
+    unlabelled = len(pool) - picks.excluded
+    return SuggestResult(
+        strategy=config.strategy,
+        budget=config.budget,
+        excluded_already_labelled=picks.excluded,
+        labelled_in_pool=len(labelled or []) - len(given or []),
+        rows=rows,
+        tasks=str(out),
+        label_config=str(config_path) if config_path else None,
+        notes=labelstudio.json_min_notes(list(picks.rows.extra))
+        + _notes(len(rows), config.budget, unlabelled, config.dup_threshold, config_path),
+    )
+
+
+def _notes(
+    suggested: int, budget: int, unlabelled: int, dup_threshold: float, config_path: Path | None
+) -> list[str]:
+    notes = []
+    if suggested < budget:
+        why = f"the pool has {unlabelled} rows not labelled yet"
+        if suggested < unlabelled:
+            why += (
+                f", and {unlabelled - suggested} of them are near-duplicates (similarity >= "
+                f"{dup_threshold}) of a row picked or labelled"
+            )
+        notes.append(f"suggested {suggested} of the {budget} rows asked: {why}")
+    if config_path is None:
+        notes.append(
+            "no Label Studio label config written: the label set is unknown without labelled rows "
+            "(pass --labels, a list or a file of labels)"
+        )
+    return notes
