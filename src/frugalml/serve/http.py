@@ -25,7 +25,11 @@ MAX_TIMEOUT_S = MAX_DEADLINE_S
 
 
 def timeout_header(server_timeout_s: float):
-    """The `X-Request-Timeout` parameter of a FastAPI route (and of its OpenAPI entry)."""
+    """The `X-Request-Timeout` parameter of a FastAPI route (and of its OpenAPI entry).
+
+    The header is optional, and a number when sent: annotate the parameter `float`, not
+    `float | None`, so that its OpenAPI schema is not nullable (an absent header still gives None).
+    """
     return Header(
         None,
         alias=TIMEOUT_HEADER,

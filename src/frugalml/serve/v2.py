@@ -144,7 +144,7 @@ def add_v2_routes(
     async def infer_default(
         request: Request,
         name: str,
-        timeout: float | None = timeout_header(config.timeout_s),
+        timeout: float = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, None, timeout)
 
@@ -153,6 +153,6 @@ def add_v2_routes(
         request: Request,
         name: str,
         version: str,
-        timeout: float | None = timeout_header(config.timeout_s),
+        timeout: float = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, version, timeout)

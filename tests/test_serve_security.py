@@ -1,0 +1,47 @@
+"""Serving defences on a real loopback server (docs/security.md): header deadlines, idle caps,
+content types, what open routes reveal, and the documented request headers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import make_rows, write_csv
+from test_serve_support import running, tune_tiny_bundle
+
+from frugalml.bundle import load_bundle
+from frugalml.runtime import load_predictor
+from frugalml.serve import create_app
+
+V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_base, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve-security")
+    files = {
+        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
+    }
+    return load_predictor(load_bundle(tune_tiny_bundle(tiny_base, files, folder / "home")))
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    with running(create_app(predictor)) as (url, _):
+        yield url
+
+
+def test_the_request_timeout_header_is_a_number_as_the_openapi_document_says(server):
+    document = httpx.get(f"{server}/openapi.json").json()
+    for path in ("/v1/predict", "/v2/models/{name}/infer"):
+        (header,) = [p for p in document["paths"][path]["post"]["parameters"] if p["in"] == "header"]
+        assert header["name"] == "X-Request-Timeout" and not header["required"]
+        assert header["schema"]["type"] == "number" and "anyOf" not in header["schema"], path
+    # Not nullable, so "null" is refused like any other value that is not a number.
+    sent = {"X-Request-Timeout": "null"}
+    v1 = httpx.post(f"{server}/v1/predict", json={"inputs": ["a"]}, headers=sent)
+    v2 = httpx.post(f"{server}/v2/models/train/infer", json=V2_BODY, headers=sent)
+    assert v1.status_code == v2.status_code == 422
+    assert "X-Request-Timeout" in v1.json()["error"] and "X-Request-Timeout" in v2.json()["error"]
+    # An absent header leaves the deadline to the server.
+    assert httpx.post(f"{server}/v2/models/train/infer", json=V2_BODY).status_code == 200
