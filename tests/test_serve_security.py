@@ -10,7 +10,7 @@ from test_serve_support import running, tune_tiny_bundle
 
 from frugalml.bundle import load_bundle
 from frugalml.runtime import load_predictor
-from frugalml.serve import create_app
+from frugalml.serve import ServeConfig, create_app
 
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
 
@@ -45,3 +45,22 @@ def test_the_request_timeout_header_is_a_number_as_the_openapi_document_says(ser
     assert "X-Request-Timeout" in v1.json()["error"] and "X-Request-Timeout" in v2.json()["error"]
     # An absent header leaves the deadline to the server.
     assert httpx.post(f"{server}/v2/models/train/infer", json=V2_BODY).status_code == 200
+
+
+def test_model_readiness_names_no_served_model_to_a_caller_without_the_key(predictor):
+    app = create_app([("secret-intent", predictor), ("other", predictor)], ServeConfig(api_key="k3y"))
+    with running(app) as (url, _):
+        assert httpx.get(f"{url}/v2/models/secret-intent/ready").status_code == 200  # open, as before
+        unknown = httpx.get(f"{url}/v2/models/guess/ready")
+        version = httpx.get(f"{url}/v2/models/other/versions/guess/ready")
+        keyed = httpx.post(
+            f"{url}/v1/predict",
+            json={"inputs": ["a"], "model": "guess"},
+            headers={"Authorization": "Bearer k3y"},
+        )
+    assert unknown.status_code == version.status_code == 404
+    assert unknown.json() == {"error": "unknown model 'guess'"}
+    assert version.json() == {"error": "model 'other' has no version 'guess'"}
+    assert predictor.bundle.id not in version.text
+    # A caller that passed the key check is still told what is served.
+    assert keyed.status_code == 404 and "secret-intent, other" in keyed.json()["error"]
