@@ -147,7 +147,8 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
 def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, case):
     _, path, body, status, says = case
-    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    raw = {"content": body, "headers": {"Content-Type": "application/json"}}
+    kwargs = raw if isinstance(body, bytes) else {"json": body}
     response = httpx.post(server + path, **kwargs)
     assert response.status_code == status, response.text
     assert says in response.json()["error"]

@@ -3,6 +3,8 @@ content types, what open routes reveal, and the documented request headers."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from conftest import make_rows, write_csv
@@ -64,3 +66,25 @@ def test_model_readiness_names_no_served_model_to_a_caller_without_the_key(predi
     assert predictor.bundle.id not in version.text
     # A caller that passed the key check is still told what is served.
     assert keyed.status_code == 404 and "secret-intent, other" in keyed.json()["error"]
+
+
+FORM_POSTS = {  # what a cross-site page can send without a CORS preflight, and no type at all
+    "form": "application/x-www-form-urlencoded",
+    "multipart": "multipart/form-data; boundary=x",
+    "text": "text/plain;charset=UTF-8",
+    "none": None,
+}
+
+
+@pytest.mark.parametrize("content_type", FORM_POSTS.values(), ids=FORM_POSTS.keys())
+def test_inference_routes_take_json_bodies_only(server, content_type):
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    for path, body in (("/v1/predict", {"inputs": ["a"]}), ("/v2/models/train/infer", V2_BODY)):
+        refused = httpx.post(server + path, content=json.dumps(body), headers=headers)
+        assert refused.status_code == 415, (path, refused.text)
+        assert list(refused.json()) == ["error"]  # the shape of every error
+        assert "application/json" in refused.json()["error"]
+        declared = {"Content-Type": "Application/JSON; charset=utf-8"}  # a type, case-insensitive
+        assert httpx.post(server + path, content=json.dumps(body), headers=declared).status_code == 200
+    responses = httpx.get(f"{server}/openapi.json").json()["paths"]["/v1/predict"]["post"]["responses"]
+    assert "415" in responses
