@@ -63,11 +63,20 @@ def _start(bundle_path: str, *options: str, home: Path) -> tuple[subprocess.Pope
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, timeout=120)
+        wait_until(lambda: process.poll() is not None or _ready(url), timeout=120, what="server ready")
     except TimeoutError:
         process.kill()
-        raise AssertionError(process.communicate()[1][-3000:]) from None
+    if process.poll() is not None or not _ready(url):
+        process.kill()
+        raise AssertionError(process.communicate()[1][-3000:])
     return process, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(bundle_path, tmp_path):
@@ -143,3 +152,56 @@ def test_the_port_is_held_from_before_the_model_loads(bundle_path, tmp_path):
     finally:
         process.kill()
     assert process.returncode == 0
+
+
+def test_the_api_key_file_keeps_the_key_out_of_the_process_list(bundle_path, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text("s3cret-from-a-file\n")  # as a secret mount writes it
+    process, url = _start(bundle_path, "--api-key-file", str(key_file), "--no-access-log", home=tmp_path)
+    try:
+        command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes()  # what `ps` shows anyone
+        body = {"inputs": ["refund please"]}
+        refused = httpx.post(f"{url}/v1/predict", json=body)
+        good = {"Authorization": "Bearer s3cret-from-a-file"}
+        allowed = httpx.post(f"{url}/v1/predict", json=body, headers=good)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert b"s3cret" not in command_line and str(key_file).encode() in command_line
+    assert refused.status_code == 401 and allowed.status_code == 200
+    assert "an API key is required" in stderr and "warning" not in stderr
+
+
+def _run_cli(capsys, *args: str) -> tuple[int, str]:
+    from frugalml.cli import app
+
+    try:
+        app(list(args), prog_name="frugalml")
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_serve_takes_the_api_key_once_from_a_readable_file_and_warns_of_one_on_the_command_line(
+    capsys, monkeypatch, tmp_path, home
+):
+    key_file, empty = tmp_path / "key", tmp_path / "empty"
+    key_file.write_text("k3y")
+    empty.write_text(" \n")
+    # "nope" is no bundle: each of these must fail on the key, before looking for it.
+    code, err = _run_cli(capsys, "serve", "nope", "--api-key", "k3y", "--api-key-file", str(key_file))
+    assert code == 2 and "give the API key once" in err and "Traceback" not in err
+    code, err = _run_cli(capsys, "serve", "nope", "--api-key-file", str(tmp_path / "missing"))
+    assert code == 2 and "cannot read --api-key-file" in err and "No such file" in err
+    code, err = _run_cli(capsys, "serve", "nope", "--api-key-file", str(empty))
+    assert code == 2 and f"--api-key-file {empty} is empty" in err
+    monkeypatch.setenv("FRUGALML_API_KEY", "k3y")
+    code, err = _run_cli(capsys, "serve", "nope", "--api-key-file", str(key_file))
+    assert code == 2 and "give the API key once" in err
+    code, err = _run_cli(capsys, "serve", "nope")  # from the environment: no warning
+    assert code == 2 and "warning" not in err
+    monkeypatch.delenv("FRUGALML_API_KEY")
+    code, err = _run_cli(capsys, "serve", "nope", "--api-key", "k3y")  # works, but shows in `ps`
+    assert code == 2 and "warning: --api-key shows in the process list" in err

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
 API_KEY_ENV = "FRUGALML_API_KEY"
+API_KEY_FILE_ENV = "FRUGALML_API_KEY_FILE"
 
 
 @app.command()
@@ -61,7 +63,19 @@ def serve(
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
     api_key: Annotated[
         str | None,
-        typer.Option(envvar=API_KEY_ENV, help="Require 'Authorization: Bearer KEY' on inference routes."),
+        typer.Option(
+            envvar=API_KEY_ENV,
+            help="Require 'Authorization: Bearer KEY' on inference routes. On the command line the key "
+            "shows in the process list: prefer --api-key-file or the environment variable.",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=API_KEY_FILE_ENV,
+            dir_okay=False,
+            help="Read the API key from this file (surrounding whitespace trimmed); the safe way to give it.",
+        ),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     drain: Annotated[
@@ -86,6 +100,7 @@ def serve(
     # Two calls side by side beat one call at a time on 2 cores under most loads: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
+    key = _api_key(api_key, api_key_file)
     try:
         config = ServeConfig(
             max_batch_size=max_batch_size,
@@ -96,12 +111,15 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_items=max_items,
             max_text_chars=max_text_chars,
-            # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
-            api_key=os.environ.get(API_KEY_ENV) if api_key is None else api_key,
+            api_key=key,
             access_log=access_log,
         )
     except ValueError as exc:
         raise FrugalError(_as_options(str(exc))) from None
+    if api_key is not None and api_key != os.environ.get(API_KEY_ENV):  # given on the command line
+        ui.err.print(
+            f"warning: --api-key shows in the process list; give it with --api-key-file or {API_KEY_ENV}"
+        )
     registry = open_registry()
     models, served = [], set()
     for ref in bundles:
@@ -127,6 +145,24 @@ def serve(
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
     spec = ServeSpec(models, config, threads, lone_threads)
     run_server(spec, listener, host=host, port=port, workers=workers, drain_s=drain)
+
+
+def _api_key(given: str | None, key_file: Path | None) -> str | None:
+    """The key from --api-key (or its environment variable) or from --api-key-file, not both."""
+    if key_file is None:
+        # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
+        return os.environ.get(API_KEY_ENV) if given is None else given
+    if given is not None or API_KEY_ENV in os.environ:
+        raise FrugalError(f"give the API key once: --api-key-file, or --api-key (or {API_KEY_ENV})")
+    try:
+        key = key_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FrugalError(
+            f"cannot read --api-key-file {key_file}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if not key.strip():  # fail closed, as for an empty --api-key
+        raise FrugalError(f"--api-key-file {key_file} is empty; leave it unset to serve without a key")
+    return key
 
 
 def _as_options(message: str) -> str:
