@@ -3,7 +3,11 @@ content types, what open routes reveal, and the documented request headers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import time
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ from test_serve_support import running, tune_tiny_bundle
 from frugalml.bundle import load_bundle
 from frugalml.runtime import load_predictor
 from frugalml.serve import ServeConfig, create_app
+from frugalml.serve.connections import EVICTABLE_AFTER_S
 
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
 
@@ -88,3 +93,67 @@ def test_inference_routes_take_json_bodies_only(server, content_type):
         assert httpx.post(server + path, content=json.dumps(body), headers=declared).status_code == 200
     responses = httpx.get(f"{server}/openapi.json").json()["paths"]["/v1/predict"]["post"]["responses"]
     assert "415" in responses
+
+
+def _connect(url: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+
+
+def _closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `connection` (EOF or reset, after any answer) within `seconds`."""
+    connection.settimeout(seconds)
+    try:
+        while connection.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def _drip(connection: socket.socket, seconds: float) -> None:
+    """Send a header one byte at a time, a byte every 0.1 s, until the server closes or time is up."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        while time.monotonic() < deadline:
+            connection.sendall(b"a")
+            time.sleep(0.1)
+
+
+def test_a_connection_whose_request_headers_do_not_arrive_in_time_is_closed(predictor):
+    timeout = 1.0
+    with running(create_app(predictor, ServeConfig(header_timeout_s=timeout))) as (url, _):
+        started = time.monotonic()
+        silent = _connect(url)  # sends nothing
+        partial = _connect(url)
+        partial.sendall(b"POST /v1/pre")  # part of a request line, then nothing
+        kept_alive = _connect(url)  # one request answered, then part of the next one
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1 200")
+        kept_alive.sendall(b"GET /hea")
+        dripping = _connect(url)  # bytes keep coming, but the headers never end
+        drip = threading.Thread(target=_drip, args=(dripping, timeout + 6), daemon=True)
+        drip.start()
+        for name, connection in [("silent", silent), ("partial", partial), ("kept alive", kept_alive)]:
+            assert _closed_within(connection, timeout + 5), name
+        drip.join()
+        assert time.monotonic() - started < timeout + 6  # the drip ended because the server closed
+        assert httpx.get(f"{url}/healthz").status_code == 200  # others are still served
+        for connection in (silent, partial, kept_alive, dripping):
+            connection.close()
+
+
+def test_a_client_holds_at_most_its_cap_of_idle_connections(predictor):
+    config = ServeConfig(max_idle_per_client=3, header_timeout_s=60)
+    with running(create_app(predictor, config)) as (url, _):
+        first = [_connect(url) for _ in range(3)]
+        time.sleep(EVICTABLE_AFTER_S + 0.5)  # idle long enough to be closed for the cap
+        later = [_connect(url) for _ in range(2)]
+        # The two idle longest make room for the new ones; the rest stay open.
+        assert _closed_within(first[0], 5) and _closed_within(first[1], 5)
+        assert not any(_closed_within(connection, 0.2) for connection in [first[2], *later])
+        assert httpx.get(f"{url}/healthz").status_code == 200  # the client is still served
+        for connection in first + later:
+            connection.close()

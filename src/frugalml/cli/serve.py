@@ -61,6 +61,22 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds a request's headers may take to arrive, from connecting or from the previous "
+            "answer; slower connections are closed.",
+        ),
+    ] = None,
+    max_idle_per_client: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Connections one client address may hold open without a request; past it the one idle "
+            "longest is closed. Raise it behind a proxy.",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -101,6 +117,7 @@ def serve(
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
     key = _api_key(api_key, api_key_file)
+    given = {"header_timeout_s": header_timeout, "max_idle_per_client": max_idle_per_client}
     try:
         config = ServeConfig(
             max_batch_size=max_batch_size,
@@ -113,6 +130,7 @@ def serve(
             max_text_chars=max_text_chars,
             api_key=key,
             access_log=access_log,
+            **{name: value for name, value in given.items() if value is not None},  # else its default
         )
     except ValueError as exc:
         raise FrugalError(_as_options(str(exc))) from None

@@ -101,6 +101,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.catalog = catalog
+    app.state.config = config
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)

@@ -20,6 +20,7 @@ import uvicorn
 
 from frugalml.monitor.metrics import MULTIPROC_ENV
 from frugalml.serve.config import ServeConfig
+from frugalml.serve.connections import ServerConfig
 from frugalml.ui import quiet_libraries
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def serve(
     )
     if workers <= 1:
         app = build_app(spec)
-        DrainingServer(uvicorn.Config(app, **options)).run(sockets=[listener])
+        DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -158,8 +159,8 @@ def serve(
     os.environ[SPEC_ENV] = spec.to_json()
     try:
         # Workers run uvicorn's own Server; their apps chain onto its signal handlers to drain.
-        config = uvicorn.Config(
-            "frugalml.serve.runner:app_from_env", factory=True, workers=workers, **options
+        config = ServerConfig(
+            "frugalml.serve.runner:app_from_env", spec.config, factory=True, workers=workers, **options
         )
         Multiprocess(config, sockets=[listener]).run()
     finally:
