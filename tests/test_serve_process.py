@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -205,3 +207,76 @@ def test_serve_takes_the_api_key_once_from_a_readable_file_and_warns_of_one_on_t
     monkeypatch.delenv("FRUGALML_API_KEY")
     code, err = _run_cli(capsys, "serve", "nope", "--api-key", "k3y")  # works, but shows in `ps`
     assert code == 2 and "warning: --api-key shows in the process list" in err
+
+
+PREDICT = json.dumps({"inputs": ["refund please"]}).encode()
+PREDICT_REQUEST = (
+    b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(PREDICT), PREDICT)
+)
+
+
+def _answer(connection: socket.socket) -> tuple[int, bool] | None:
+    """(status, whether the server closes) of the answer on `connection`; None if it closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").lower().split("\r\n")
+    length = next(int(line.split(":")[1]) for line in lines if line.startswith("content-length:"))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return int(lines[0].split()[1]), "connection: close" in lines
+
+
+def _keep_posting(port: int, stop: threading.Event, outcomes: list[tuple[float, str]]) -> None:
+    """A client that posts on one keep-alive connection after another until `stop`, noting when
+    and how each request ended: a status, "refused" (no connection) or "reset" (no answer)."""
+    connection = None
+    while not stop.is_set():
+        try:
+            connection = connection or socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:  # refused, or a SYN left unanswered until the socket closed
+            outcomes.append((time.monotonic(), "refused"))
+            time.sleep(0.05)
+            continue
+        try:
+            connection.sendall(PREDICT_REQUEST)
+            answer = _answer(connection)
+        except OSError:
+            answer = None
+        outcomes.append((time.monotonic(), "reset" if answer is None else str(answer[0])))
+        if answer is None or answer[1]:
+            connection.close()
+            connection = None
+    if connection is not None:
+        connection.close()
+
+
+def test_sigterm_with_two_workers_answers_or_refuses_every_request_under_load(bundle_path, tmp_path):
+    process, url = _start(bundle_path, "--workers", "2", "--no-access-log", home=tmp_path)
+    outcomes: list[tuple[float, str]] = []
+    stop = threading.Event()
+    port = int(url.rsplit(":", 1)[1])
+    clients = [threading.Thread(target=_keep_posting, args=(port, stop, outcomes)) for _ in range(16)]
+    try:
+        for client in clients:
+            client.start()
+        wait_until(lambda: len(outcomes) >= 200, what="load running")
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        time.sleep(0.5)  # requests sent once it is gone are refused too
+    finally:
+        stop.set()
+        process.kill()
+        for client in clients:
+            client.join(30)
+    stderr = process.communicate()[1]
+    after = collections.Counter(kind for at, kind in outcomes if at >= signalled)
+    assert process.returncode == 0, stderr[-2000:]
+    # Answered (200 before the drain, 503 during it) or refused before any accept; never reset.
+    assert set(after) <= {"200", "503", "refused"} and after["refused"] > 0, after
