@@ -599,6 +599,21 @@ def test_a_body_still_arriving_when_the_drain_runs_out_gets_a_json_503(predictor
     assert answer.startswith("HTTP/1.1 503") and "shut down before" in answer
 
 
+def test_a_request_sent_on_an_idle_connection_as_shutdown_begins_is_answered(predictor):
+    with running(create_app(predictor)) as (url, server):
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as idle:
+            request = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+            idle.sendall(request)
+            assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # kept alive, now idle
+            server.handle_exit(signal.SIGTERM, None)
+            # uvicorn stops listening, then shuts every connection down: an idle one is not closed
+            # at once, which would reset a request already on its way, such as this one.
+            wait_until(lambda: not any(s.is_serving() for s in server.servers), what="listener closed")
+            idle.sendall(request)
+            answer = idle.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer.lower()
+
+
 def test_a_request_still_running_when_the_drain_runs_out_gets_a_json_503(predictor):
     gated = GatedPredictor(predictor)
     with running(create_app(gated), drain_s=0.3) as (url, server):

@@ -8,7 +8,10 @@ never sends one stays open, so slow senders could hold sockets for good. This pr
   slowly the bytes trickle in;
 - an idle cap: a client address holds at most `max_idle_per_client` idle connections (waiting for
   a request's headers). Past it, the one idle longest is closed, once it has been idle for
-  EVICTABLE_AFTER_S, so that a burst of new connections is never cut.
+  EVICTABLE_AFTER_S, so that a burst of new connections is never cut;
+- a gentler shutdown: uvicorn closes idle connections at once, and closing a socket with a
+  request unread resets it. Here an idle connection gets SHUTDOWN_GRACE_S to deliver a request
+  already on its way, and every request answered after shutdown begins closes its connection.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from uvicorn.server import ServerState
 from frugalml.serve.config import ServeConfig
 
 EVICTABLE_AFTER_S = 1.0  # a connection idle for less is never closed for its client's cap
+SHUTDOWN_GRACE_S = 1.0  # an idle connection may still bring a request this long after shutdown
 
 
 class IdleConnections:
@@ -74,6 +78,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.max_idle_per_client = config.serve.max_idle_per_client
         self.idle_connections = idle_connections(server_state)
         self.headers_deadline: asyncio.TimerHandle | None = None
+        self.shutting_down = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -86,6 +91,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_waiting()
         super().on_headers_complete()
+        if self.shutting_down:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
+
+    def shutdown(self) -> None:
+        """Called by uvicorn when the server stops: finish the request in progress, if any, then
+        close; an idle connection is closed after a short grace (or its headers deadline)."""
+        self.shutting_down = True
+        if not self._idle():
+            super().shutdown()
+        elif (
+            self.headers_deadline is not None
+            and self.headers_deadline.when() > self.loop.time() + SHUTDOWN_GRACE_S
+        ):
+            self._stop_waiting()
+            self._await_request(SHUTDOWN_GRACE_S)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
