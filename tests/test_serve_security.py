@@ -17,7 +17,7 @@ from test_serve_support import running, tune_tiny_bundle
 from frugalml.bundle import load_bundle
 from frugalml.runtime import load_predictor
 from frugalml.serve import ServeConfig, create_app
-from frugalml.serve.connections import EVICTABLE_AFTER_S
+from frugalml.serve.connections import EVICTABLE_AFTER_S, MAX_HEADER_BYTES
 
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
 
@@ -157,3 +157,14 @@ def test_a_client_holds_at_most_its_cap_of_idle_connections(predictor):
         assert httpx.get(f"{url}/healthz").status_code == 200  # the client is still served
         for connection in first + later:
             connection.close()
+
+
+def test_request_headers_over_the_size_limit_get_431(server):
+    with _connect(server) as large:
+        large.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES + 4096))
+        large.settimeout(5)
+        answer = large.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 431") and b"larger than" in answer
+        assert _closed_within(large, 5)
+    padded = httpx.get(f"{server}/healthz", headers={"X-Pad": "a" * (MAX_HEADER_BYTES // 2)})
+    assert padded.status_code == 200  # large, but within the limit

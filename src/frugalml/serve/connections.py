@@ -6,6 +6,9 @@ never sends one stays open, so slow senders could hold sockets for good. This pr
 - a headers deadline: a connection whose request headers have not all arrived within
   `header_timeout_s` of it turning idle (opened, or its last response sent) is closed, however
   slowly the bytes trickle in;
+- a headers size limit: httptools buffers headers without bound (a client on loopback had the
+  server hold 138 MB of one header before the deadline), so past MAX_HEADER_BYTES the request
+  gets 431 and its connection is closed;
 - an idle cap: a client address holds at most `max_idle_per_client` idle connections (waiting for
   a request's headers). Past it, the one idle longest is closed, once it has been idle for
   EVICTABLE_AFTER_S, so that a burst of new connections is never cut;
@@ -17,6 +20,7 @@ never sends one stays open, so slow senders could hold sockets for good. This pr
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import weakref
 from typing import Any
@@ -29,6 +33,7 @@ from frugalml.serve.config import ServeConfig
 
 EVICTABLE_AFTER_S = 1.0  # a connection idle for less is never closed for its client's cap
 SHUTDOWN_GRACE_S = 1.0  # an idle connection may still bring a request this long after shutdown
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; 431 beyond
 
 
 class IdleConnections:
@@ -78,6 +83,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.max_idle_per_client = config.serve.max_idle_per_client
         self.idle_connections = idle_connections(server_state)
         self.headers_deadline: asyncio.TimerHandle | None = None
+        self.header_bytes = 0  # received while the request's headers are incomplete
         self.shutting_down = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -87,6 +93,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        awaiting_headers = self.headers_deadline is not None
+        super().data_received(data)
+        if awaiting_headers and self.headers_deadline is not None:  # all of `data` was headers
+            self.header_bytes += len(data)
+            if self.header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+                self._refuse_large_headers()
 
     def on_headers_complete(self) -> None:
         self._stop_waiting()
@@ -121,7 +135,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _idle(self) -> bool:
         return not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete)
 
+    def _refuse_large_headers(self) -> None:
+        body = json.dumps({"error": f"request headers larger than {MAX_HEADER_BYTES} bytes"}).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.close_idle()
+
     def _await_request(self, timeout_s: float) -> None:
+        self.header_bytes = 0
         self.headers_deadline = self.loop.call_later(timeout_s, self.close_idle)
         if self.client:
             self.idle_connections.add(self.client[0], self, self.max_idle_per_client)
