@@ -147,7 +147,8 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
 def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, case):
     _, path, body, status, says = case
-    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    raw = {"content": body, "headers": {"Content-Type": "application/json"}}
+    kwargs = raw if isinstance(body, bytes) else {"json": body}
     response = httpx.post(server + path, **kwargs)
     assert response.status_code == status, response.text
     assert says in response.json()["error"]
@@ -596,6 +597,21 @@ def test_a_body_still_arriving_when_the_drain_runs_out_gets_a_json_503(predictor
             server.handle_exit(signal.SIGTERM, None)
             answer = stalled.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 503") and "shut down before" in answer
+
+
+def test_a_request_sent_on_an_idle_connection_as_shutdown_begins_is_answered(predictor):
+    with running(create_app(predictor)) as (url, server):
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as idle:
+            request = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+            idle.sendall(request)
+            assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # kept alive, now idle
+            server.handle_exit(signal.SIGTERM, None)
+            # uvicorn stops listening, then shuts every connection down: an idle one is not closed
+            # at once, which would reset a request already on its way, such as this one.
+            wait_until(lambda: not any(s.is_serving() for s in server.servers), what="listener closed")
+            idle.sendall(request)
+            answer = idle.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer.lower()
 
 
 def test_a_request_still_running_when_the_drain_runs_out_gets_a_json_503(predictor):

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 
+from frugalml.serve.connections import ServerConfig
 from frugalml.serve.runner import DrainingServer
 from frugalml.settings import Settings
 from frugalml.tune import TuneConfig
@@ -46,10 +46,16 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 @contextmanager
 def running(app, drain_s: float | None = None) -> Iterator[tuple[str, DrainingServer]]:
-    """Serve `app` on a free loopback port in a thread; yields (base url, server)."""
+    """Serve `app` as `frugalml serve` does, on a free loopback port in a thread; yields (base url,
+    server)."""
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=drain_s
+    config = ServerConfig(
+        app,
+        app.state.config,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=drain_s,
     )
     server = DrainingServer(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +16,7 @@ from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
 API_KEY_ENV = "FRUGALML_API_KEY"
+API_KEY_FILE_ENV = "FRUGALML_API_KEY_FILE"
 
 
 def serve(
@@ -57,9 +59,37 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds a request's headers may take to arrive, from connecting or from the previous "
+            "answer; slower connections are closed.",
+        ),
+    ] = None,
+    max_idle_per_client: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Connections one client address may hold open without a request; past it the one idle "
+            "longest is closed. Raise it behind a proxy.",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(envvar=API_KEY_ENV, help="Require 'Authorization: Bearer KEY' on inference routes."),
+        typer.Option(
+            envvar=API_KEY_ENV,
+            help="Require 'Authorization: Bearer KEY' on inference routes. On the command line the key "
+            "shows in the process list: prefer --api-key-file or the environment variable.",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=API_KEY_FILE_ENV,
+            dir_okay=False,
+            help="Read the API key from this file (surrounding whitespace trimmed); the safe way to give it.",
+        ),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     drain: Annotated[
@@ -83,6 +113,8 @@ def serve(
     # Two calls side by side beat one call at a time on 2 cores under most loads: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
+    key = _api_key(api_key, api_key_file)
+    given = {"header_timeout_s": header_timeout, "max_idle_per_client": max_idle_per_client}
     try:
         config = ServeConfig(
             max_batch_size=max_batch_size,
@@ -93,12 +125,16 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_items=max_items,
             max_text_chars=max_text_chars,
-            # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
-            api_key=os.environ.get(API_KEY_ENV) if api_key is None else api_key,
+            api_key=key,
             access_log=access_log,
+            **{name: value for name, value in given.items() if value is not None},  # else its default
         )
     except ValueError as exc:
         raise FrugalError(_as_options(str(exc))) from None
+    if api_key is not None and api_key != os.environ.get(API_KEY_ENV):  # given on the command line
+        ui.err.print(
+            f"warning: --api-key shows in the process list; give it with --api-key-file or {API_KEY_ENV}"
+        )
     lineage = open_store()
     models, served = [], set()
     for ref in bundles:
@@ -124,6 +160,24 @@ def serve(
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
     spec = ServeSpec(models, config, threads, lone_threads)
     run_server(spec, listener, host=host, port=port, workers=workers, drain_s=drain)
+
+
+def _api_key(given: str | None, key_file: Path | None) -> str | None:
+    """The key from --api-key (or its environment variable) or from --api-key-file, not both."""
+    if key_file is None:
+        # click takes an empty FRUGALML_API_KEY for unset; an empty secret must fail closed.
+        return os.environ.get(API_KEY_ENV) if given is None else given
+    if given is not None or API_KEY_ENV in os.environ:
+        raise FrugalError(f"give the API key once: --api-key-file, or --api-key (or {API_KEY_ENV})")
+    try:
+        key = key_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FrugalError(
+            f"cannot read --api-key-file {key_file}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if not key.strip():  # fail closed, as for an empty --api-key
+        raise FrugalError(f"--api-key-file {key_file} is empty; leave it unset to serve without a key")
+    return key
 
 
 def _as_options(message: str) -> str:

@@ -32,6 +32,7 @@ ERROR_STATUSES = {
     404: "Unknown model or version",
     408: "Body not received within the server's timeout",
     413: "Body larger than the limit",
+    415: "Body not declared as Content-Type: application/json",
     422: "Body of the wrong shape, or over the text or item limits",
     503: "Queue full or shutting down (see Retry-After)",
     504: "Deadline passed",
@@ -100,6 +101,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.catalog = catalog
+    app.state.config = config
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)

@@ -72,21 +72,27 @@ class Catalog:
         for versions in self._by_name.values():
             yield from versions
 
-    def versions(self, name: str) -> list[ServedModel]:
+    def versions(self, name: str, *, list_known: bool = True) -> list[ServedModel]:
+        """The versions of model `name`; a 404 names the served models only if `list_known`."""
         if name not in self._by_name:
-            raise ApiError(404, f"unknown model {name!r}; serving: {', '.join(self._by_name)}")
+            served = f"; serving: {', '.join(self._by_name)}" if list_known else ""
+            raise ApiError(404, f"unknown model {name!r}{served}")
         return self._by_name[name]
 
-    def get(self, name: str | None = None, version: str | None = None) -> ServedModel:
+    def get(
+        self, name: str | None = None, version: str | None = None, *, list_known: bool = True
+    ) -> ServedModel:
+        """The model `name` at `version` (default: the first). Routes open to callers without the
+        API key pass `list_known=False`: their 404s then name no served model or version."""
         if name is None:
             if len(self._by_name) > 1:
                 raise ApiError(422, f"several models are served; name one of: {', '.join(self._by_name)}")
             name = self.default.name
-        versions = self.versions(name)
+        versions = self.versions(name, list_known=list_known)
         if version is None:
             return versions[0]
         for model in versions:
             if model.version == version:
                 return model
-        known = ", ".join(m.version for m in versions)
-        raise ApiError(404, f"model {name!r} has no version {version!r}; versions: {known}")
+        known = f"; versions: {', '.join(m.version for m in versions)}" if list_known else ""
+        raise ApiError(404, f"model {name!r} has no version {version!r}{known}")

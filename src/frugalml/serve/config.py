@@ -1,4 +1,4 @@
-"""Serving settings: batching, queue, deadlines, request limits and the optional API key."""
+"""Serving settings: batching, queue, deadlines, request and connection limits, the optional API key."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # 413 beyond
     max_items: int = 256  # texts per request; 422 beyond
     max_text_chars: int = 10_000  # characters per text; 422 beyond
+    header_timeout_s: float = 10.0  # a request's headers arrive within this of the connection idling
+    max_idle_per_client: int = 64  # connections waiting for a request, per client address
     api_key: str | None = None  # when set, inference routes need `Authorization: Bearer <key>`
     access_log: bool = True  # one JSON line per request on the `frugalml.access` logger
 
@@ -26,6 +28,7 @@ class ServeConfig:
             "max_body_bytes",
             "max_items",
             "max_text_chars",
+            "max_idle_per_client",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -33,6 +36,8 @@ class ServeConfig:
             raise ValueError("max_items must not exceed max_queue (such a request could never be queued)")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
             raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")
+        if self.header_timeout_s <= 0:
+            raise ValueError("header_timeout_s must be > 0")
         if self.api_key is not None:
             # A header cannot carry a key's surrounding whitespace (say, a secret file's newline).
             object.__setattr__(self, "api_key", self.api_key.strip())

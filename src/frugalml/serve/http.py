@@ -21,11 +21,16 @@ from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.lifecycle import Lifecycle
 
 TIMEOUT_HEADER = "X-Request-Timeout"
+JSON_MEDIA_TYPE = "application/json"  # the only body type the inference routes take
 MAX_TIMEOUT_S = MAX_DEADLINE_S
 
 
 def timeout_header(server_timeout_s: float):
-    """The `X-Request-Timeout` parameter of a FastAPI route (and of its OpenAPI entry)."""
+    """The `X-Request-Timeout` parameter of a FastAPI route (and of its OpenAPI entry).
+
+    The header is optional, and a number when sent: annotate the parameter `float`, not
+    `float | None`, so that its OpenAPI schema is not nullable (an absent header still gives None).
+    """
     return Header(
         None,
         alias=TIMEOUT_HEADER,
@@ -86,9 +91,19 @@ def answered_when_drain_ends(lifecycle: Lifecycle) -> Iterator[None]:
         ) from None
 
 
+def require_json(request: Request) -> None:
+    """415 unless the body is declared `application/json`. A browser posts a form or plain text to
+    another site without asking it first (no CORS preflight), but never a JSON content type."""
+    declared = request.headers.get("content-type")
+    if (declared or "").partition(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+        given = repr(declared[:100]) if declared is not None else "none"
+        raise ApiError(415, f"send the body as Content-Type: {JSON_MEDIA_TYPE} (got {given})")
+
+
 async def read_body(request: Request, config: ServeConfig, lifecycle: Lifecycle) -> bytes:
-    """The body, within `max_body_bytes` and within `timeout_s` (a client that sends part of a
-    body and stalls would otherwise hold its connection open for good)."""
+    """The body, declared JSON, within `max_body_bytes` and within `timeout_s` (a client that sends
+    part of a body and stalls would otherwise hold its connection open for good)."""
+    require_json(request)
     limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from frugalml.monitor.metrics import MULTIPROC_ENV
 from frugalml.serve.config import ServeConfig
+from frugalml.serve.connections import ServerConfig
+from frugalml.serve.listener import drain_accept_queue, stop_new_connections, wait_for_accept_queue
 from frugalml.ui import quiet_libraries
 
 if TYPE_CHECKING:
@@ -113,7 +116,8 @@ def log_config(access_log: bool) -> dict:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's graceful shutdown, plus readiness false at once, and exit status 0 on SIGTERM."""
+    """uvicorn's graceful shutdown, plus readiness false at once, no queued connection reset, and
+    exit status 0 on SIGTERM."""
 
     def handle_exit(self, sig, frame) -> None:
         lifecycle = getattr(getattr(self.config.app, "state", None), "lifecycle", None)
@@ -127,6 +131,41 @@ class DrainingServer(uvicorn.Server):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: None)
         super().run(sockets=sockets)
+
+    async def shutdown(self, sockets=None) -> None:
+        # uvicorn closes the listening socket at once, resetting the connections still queued on it.
+        await drain_accept_queue([sock for server in self.servers for sock in server.sockets])
+        await super().shutdown(sockets=sockets)
+
+
+class WorkerSupervisor(Multiprocess):
+    """uvicorn's supervisor of worker processes, letting go of the shared socket cleanly.
+
+    The supervisor holds the socket too: were it to keep it open while the workers close theirs,
+    the kernel would go on completing connections that no worker accepts, and reset them all when
+    the supervisor exits. So on SIGTERM or SIGINT it stops new connections at once (in every
+    process: the socket is one), waits for the workers to accept what is queued, lets go of its
+    copy, and only then asks the workers to drain.
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._stopping_connections(signal.getsignal(sig)))
+
+    def _stopping_connections(self, queue_signal):
+        def handler(signum, frame) -> None:
+            for sock in self.sockets:
+                stop_new_connections(sock)
+            queue_signal(signum, frame)
+
+        return handler
+
+    def terminate_all(self) -> None:
+        wait_for_accept_queue(self.sockets)
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
 
 def serve(
@@ -148,20 +187,18 @@ def serve(
     )
     if workers <= 1:
         app = build_app(spec)
-        DrainingServer(uvicorn.Config(app, **options)).run(sockets=[listener])
+        DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
         return
-    from uvicorn.supervisors import Multiprocess
-
     own_dir = not os.environ.get(MULTIPROC_ENV)
     if own_dir:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="frugalml-metrics-")
     os.environ[SPEC_ENV] = spec.to_json()
     try:
         # Workers run uvicorn's own Server; their apps chain onto its signal handlers to drain.
-        config = uvicorn.Config(
-            "frugalml.serve.runner:app_from_env", factory=True, workers=workers, **options
+        config = ServerConfig(
+            "frugalml.serve.runner:app_from_env", spec.config, factory=True, workers=workers, **options
         )
-        Multiprocess(config, sockets=[listener]).run()
+        WorkerSupervisor(config, sockets=[listener]).run()
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

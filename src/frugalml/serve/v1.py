@@ -81,7 +81,7 @@ def add_v1_routes(
         Route(ROUTE, PredictHandler(catalog, config, lifecycle, models), methods=["POST"])
     )
 
-    async def predict(timeout: float | None = timeout_header(config.timeout_s)) -> Response:
+    async def predict(timeout: float = timeout_header(config.timeout_s)) -> Response:
         raise NotImplementedError("documentation only: PredictHandler serves this route")
 
     return APIRoute(

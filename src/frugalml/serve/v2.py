@@ -66,7 +66,8 @@ def add_v2_routes(
         return json_response({"ready": lifecycle.ready}, 200 if lifecycle.ready else 503)
 
     def model_ready(name: str, version: str | None) -> Response:
-        model = catalog.get(name, version)
+        # Open without the API key: an unknown name or version is refused without listing the others.
+        model = catalog.get(name, version, list_known=False)
         is_ready = model.ready and lifecycle.ready
         return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
@@ -144,7 +145,7 @@ def add_v2_routes(
     async def infer_default(
         request: Request,
         name: str,
-        timeout: float | None = timeout_header(config.timeout_s),
+        timeout: float = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, None, timeout)
 
@@ -153,6 +154,6 @@ def add_v2_routes(
         request: Request,
         name: str,
         version: str,
-        timeout: float | None = timeout_header(config.timeout_s),
+        timeout: float = timeout_header(config.timeout_s),
     ) -> Response:
         return await run(request, name, version, timeout)
