@@ -71,7 +71,7 @@ def _private_cwd(tmp_path_factory, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A private FRUGALML_HOME for the test."""
     path = tmp_path / "home"
@@ -79,7 +79,7 @@ def home(tmp_path, monkeypatch) -> Path:
     return path
 
 
-@pytest.fixture()
+@pytest.fixture
 def intent_files(tmp_path) -> dict[str, Path]:
     return {
         "train": write_csv(tmp_path / "train.csv", make_rows(20, seed=1)),

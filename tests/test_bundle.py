@@ -46,7 +46,7 @@ def test_damaged_bundle_is_refused(tmp_path, damage):
         target.write_bytes(data[:100])
     else:
         target.unlink()
-    with pytest.raises(BundleError, match="corrupt|incomplete"):
+    with pytest.raises(BundleError, match=r"corrupt|incomplete"):
         load_bundle(bundle.path)
 
 
@@ -100,5 +100,5 @@ def test_files_the_manifest_does_not_list_are_refused(tmp_path):
     bundle = write_bundle(tmp_path, _bundle(), _populate)
     (bundle.path / "sub" / "added.json").write_text("{}")
     (bundle.path / "linked").symlink_to(bundle.path / "sub")  # a link counts, whatever it points at
-    with pytest.raises(BundleError, match="does not list: linked, sub/added.json"):
+    with pytest.raises(BundleError, match=r"does not list: linked, sub/added.json"):
         load_bundle(bundle.path)

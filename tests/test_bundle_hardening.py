@@ -36,7 +36,7 @@ def tuned(tiny_base, tmp_path_factory) -> Bundle:
     root = tmp_path_factory.mktemp("hardening")
     train = write_csv(root / "train.csv", make_rows(20, seed=1))
     config = TuneConfig(method="head", base=str(tiny_base))
-    return load_bundle(tune_and_register(train, config, settings=Settings(home=root / "home"))["bundle_path"])
+    return load_bundle(tune_and_register(train, config, settings=Settings(home=root / "home")).bundle_path)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 def test_unlisted_added_tokens_are_refused_and_predict_says_so_in_one_line(tuned, tmp_path, capsys, home):
     folder = copy_of(tuned, tmp_path)
     (folder / "added_tokens.json").write_text(json.dumps(ADDED_TOKENS))
-    with pytest.raises(BundleError, match="does not list: added_tokens.json"):
+    with pytest.raises(BundleError, match=r"does not list: added_tokens.json"):
         load_bundle(folder)
     code, out, err = run_cli(capsys, "predict", str(folder), TEXT)
     assert_one_line_error(code, err, "added_tokens.json")
@@ -98,10 +98,10 @@ def test_unlisted_special_tokens_map_is_refused_even_unverified(tuned, tmp_path)
     (folder / "special_tokens_map.json").write_text(
         json.dumps({"cls_token": "[MASK]", "sep_token": "[MASK]"})
     )
-    with pytest.raises(BundleError, match="does not list: special_tokens_map.json"):
+    with pytest.raises(BundleError, match=r"does not list: special_tokens_map.json"):
         load_bundle(folder)
     # A bundle read without hashing (as `models show` does) still loads no unlisted file.
-    with pytest.raises(BundleError, match="does not list: special_tokens_map.json"):
+    with pytest.raises(BundleError, match=r"does not list: special_tokens_map.json"):
         load_predictor(load_bundle(folder, verify=False))
 
 
@@ -117,7 +117,7 @@ def test_listed_added_tokens_past_the_embeddings_fail_at_load_not_per_request(tu
 def test_onnx_graph_is_checked_against_the_tokenizer_beyond_the_config(onnx_bundle, tmp_path, capfd, home):
     folder = copy_of(onnx_bundle, tmp_path)
     (folder / "added_tokens.json").write_text(json.dumps(ADDED_TOKENS))
-    with pytest.raises(BundleError, match="does not list: added_tokens.json"):
+    with pytest.raises(BundleError, match=r"does not list: added_tokens.json"):
         load_predictor(load_bundle(folder, verify=False))
     rehash(folder)
     with pytest.raises(BundleError, match="token ids up to 32"):
@@ -125,7 +125,7 @@ def test_onnx_graph_is_checked_against_the_tokenizer_beyond_the_config(onnx_bund
     # A config that claims more rows than the graph has: the graph itself is asked.
     edit_json(folder / "config.json", lambda config: config["encoder"].update(vocab_size=40))
     rehash(folder)
-    with pytest.raises(BundleError, match="model.onnx cannot embed token id 32"):
+    with pytest.raises(BundleError, match=r"model.onnx cannot embed token id 32"):
         load_predictor(load_bundle(folder))
     code, _, err = run_cli(capfd, "predict", str(folder), TEXT)  # capfd: ONNX Runtime logs from C++
     assert_one_line_error(code, err, "model.onnx cannot embed token id 32")
@@ -207,7 +207,7 @@ def test_weights_missing_from_the_safetensors_are_refused_not_filled_at_random(t
     )
     rehash(folder)
     with pytest.raises(
-        BundleError, match="model.safetensors lacks weights \\(classifier.bias, classifier.weight"
+        BundleError, match=r"model.safetensors lacks weights \(classifier.bias, classifier.weight"
     ):
         load_predictor(load_bundle(folder))
 
@@ -234,8 +234,8 @@ def test_a_base_model_asking_for_code_is_refused_without_running_it(tiny_base, t
     edit_json(
         base / "config.json", lambda c: c.update(model_type="evil-bert", auto_map={"AutoModel": "evil.Model"})
     )
-    with pytest.raises(FrugalError, match="base model .* cannot be loaded"):
+    with pytest.raises(FrugalError, match=r"base model .* cannot be loaded"):
         load_tokenizer(str(base))
-    with pytest.raises(FrugalError, match="base model .* cannot be loaded"):
+    with pytest.raises(FrugalError, match=r"base model .* cannot be loaded"):
         new_classifier(str(base), ["a", "b"])
     assert not marker.exists()

@@ -167,7 +167,7 @@ def test_user_errors_are_one_line_and_exit_2(capsys, intent_files, home, tmp_pat
         "bundle_like": bundle_like,
         "typed_yaml": typed_yaml,
     }
-    code, out, err = run_cli(capsys, *[a.format(**paths) for a in args])
+    code, _out, err = run_cli(capsys, *[a.format(**paths) for a in args])
     assert code == 2
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

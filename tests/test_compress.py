@@ -50,7 +50,7 @@ def tuned(tiny_base, tmp_path_factory) -> Bundle:
     return load_bundle(summary.bundle_path)
 
 
-@pytest.fixture()
+@pytest.fixture
 def context(tuned, tmp_path) -> CompressContext:
     train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(20, seed=1)))
     return CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
@@ -296,7 +296,7 @@ def test_corrupted_onnx_bundles_are_refused_with_a_clear_error(onnx_bundle, cont
         ),
         populate,
     )
-    with pytest.raises(BundleError, match="model.onnx cannot be loaded"):
+    with pytest.raises(BundleError, match=r"model.onnx cannot be loaded"):
         load_predictor(load_bundle(broken.path))
     with pytest.raises(BundleError, match="not a loadable ONNX model"):
         apply_technique("int8", broken, context)

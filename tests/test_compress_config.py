@@ -11,7 +11,7 @@ from frugalml.errors import FrugalError
 
 
 @pytest.mark.parametrize(
-    "setting, value", [("max_drop", -1.0), ("heads", 0.0), ("latency_runs", 0), ("measure_seconds", 0.0)]
+    ("setting", "value"), [("max_drop", -1.0), ("heads", 0.0), ("latency_runs", 0), ("measure_seconds", 0.0)]
 )
 def test_the_config_refuses_a_setting_out_of_range_where_it_is_built(setting, value):
     with pytest.raises(FrugalError, match=f"compress settings out of range: {setting}="):

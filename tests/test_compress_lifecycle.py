@@ -3,6 +3,7 @@ unregistered bundle or measuring process after the run is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,14 +26,14 @@ from frugalml.tune.workflow import tune_and_register
 MEASURE_MODULE = "frugalml.compress.measure"
 
 
-@pytest.fixture()
+@pytest.fixture
 def teacher(tiny_base, tmp_path) -> tuple[Settings, str, Path, Path]:
     settings = Settings(home=tmp_path / "home")
     train = write_csv(tmp_path / "train.csv", make_rows(20, seed=1))
     dev = write_csv(tmp_path / "dev.csv", make_rows(8, seed=2))
     config = TuneConfig(method="full", base=str(tiny_base), epochs=1, batch_size=8)
     summary = tune_and_register(train, config, settings=settings)
-    return settings, summary["bundle_id"], train, dev
+    return settings, summary.bundle_id, train, dev
 
 
 # Figures by recipe (the techniques a bundle went through): accuracy, bytes, p50 latency.
@@ -61,7 +62,7 @@ def fake_measure(figures_by_recipe):
 
 
 @pytest.mark.parametrize(
-    "figures, staying",
+    ("figures", "staying"),
     [(DOMINATED, [()]), (PRUNED_ON_FRONT, [(), ("prune",), ("prune", "trim")])],
     ids=["all-dominated", "pruned-on-front"],
 )
@@ -145,7 +146,5 @@ def test_kill_9_mid_measurement_leaves_every_bundle_registered_and_no_measuring_
     finally:
         process.kill()
         for pid in children:  # the children this test started, should they have outlived it
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

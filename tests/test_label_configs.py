@@ -15,7 +15,7 @@ from frugalml.label import labelstudio, steps
 from frugalml.pipeline import run_pipeline
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
     train = write_csv(tmp_path / "train.csv", make_rows(10, seed=1))
     export = tmp_path / "export.json"
@@ -73,12 +73,12 @@ def test_a_default_spelled_out_is_cached_and_a_new_default_reruns_each_label_ste
     assert run_step(tmp_path, f"{kind}: {{{settings}, {spelled_out}}}").cached is True
 
     # As a new frugalml version that changes a default would: the step runs again.
-    NewDefaults = dataclasses.make_dataclass(
+    new_defaults_type = dataclasses.make_dataclass(
         "NewDefaults",
         [(name, object, dataclasses.field(default=value)) for name, value in new_defaults.items()],
         bases=(getattr(steps, config_name),),
     )
-    monkeypatch.setattr(steps, config_name, NewDefaults)
+    monkeypatch.setattr(steps, config_name, new_defaults_type)
     assert run_step(tmp_path, f"{kind}: {{{settings}}}").cached is False
 
 

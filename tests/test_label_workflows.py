@@ -43,7 +43,7 @@ def auto_json(seed: Path, pool: Path, base: Path, out: Path, review: Path, *opti
     return ok_json("label", "auto", seed, pool, "--base", base, "--out", out, "--review", review, *options)
 
 
-@pytest.fixture()
+@pytest.fixture
 def seed_and_pool(tmp_path) -> dict[str, Path]:
     seed = write_csv(tmp_path / "seed.csv", make_rows(12, seed=1))
     pool_rows = [(f"u{i:03d}", text) for i, (text, _) in enumerate(make_rows(30, seed=2))]
@@ -699,7 +699,7 @@ def test_import_reads_json_min_and_refuses_bad_exports(tmp_path):
 
     code, output = invoke("label", "import", path, "--labels", "refund,password")
     assert code == 2 and "'lost_card'" in output
-    path.write_text(json.dumps(minimal + [dict(minimal[0])]))
+    path.write_text(json.dumps([*minimal, dict(minimal[0])]))
     code, output = invoke("label", "import", path)
     assert code == 2 and "duplicate task id" in output
     path.write_text("{not json")
@@ -848,7 +848,7 @@ steps:
     assert [s.cached for s in second.steps] == [True, True, True]
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
     return {
         "train": write_csv(tmp_path / "train.csv", make_rows(10, seed=1)),

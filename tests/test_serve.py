@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -293,7 +294,7 @@ def test_a_slot_freed_beside_a_running_call_waits_for_its_share_of_a_batch_only(
 
         labels = predictor.labels
         release = threading.Event()
-        calls: list[int] = []
+        calls: ClassVar[list[int]] = []
 
         def predict_proba(self, texts):
             self.calls.append(len(texts))
@@ -334,7 +335,7 @@ def test_a_torch_call_alone_uses_its_lone_threads_and_calls_side_by_side_their_o
     class Recording(TorchPredictor):
         """Notes each call's intra-op threads; the call from a background thread holds."""
 
-        seen: dict[str, int] = {}
+        seen: ClassVar[dict[str, int]] = {}
         entered = threading.Event()
         release = threading.Event()
 
@@ -431,7 +432,7 @@ def test_disconnected_client_costs_no_model_time(predictor):
 class _QuickModel:
     """Model calls of 0 to 2 ms, so that deadlines of a few ms land in every phase of a batch."""
 
-    labels = ["a", "b"]
+    labels: ClassVar[list[str]] = ["a", "b"]
 
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
@@ -591,26 +592,30 @@ def test_a_body_that_stalls_gets_408_within_the_timeout(predictor):
 
 
 def test_a_body_still_arriving_when_the_drain_runs_out_gets_a_json_503(predictor):
-    with running(create_app(predictor, ServeConfig(timeout_s=30)), drain_s=0.3) as (url, server):
-        with _stalled_request(url) as stalled:
-            time.sleep(0.2)  # the handler is waiting for the rest of the body
-            server.handle_exit(signal.SIGTERM, None)
-            answer = stalled.recv(4096).decode()
+    with (
+        running(create_app(predictor, ServeConfig(timeout_s=30)), drain_s=0.3) as (url, server),
+        _stalled_request(url) as stalled,
+    ):
+        time.sleep(0.2)  # the handler is waiting for the rest of the body
+        server.handle_exit(signal.SIGTERM, None)
+        answer = stalled.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 503") and "shut down before" in answer
 
 
 def test_a_request_sent_on_an_idle_connection_as_shutdown_begins_is_answered(predictor):
-    with running(create_app(predictor)) as (url, server):
-        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as idle:
-            request = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
-            idle.sendall(request)
-            assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # kept alive, now idle
-            server.handle_exit(signal.SIGTERM, None)
-            # uvicorn stops listening, then shuts every connection down: an idle one is not closed
-            # at once, which would reset a request already on its way, such as this one.
-            wait_until(lambda: not any(s.is_serving() for s in server.servers), what="listener closed")
-            idle.sendall(request)
-            answer = idle.recv(4096)
+    with (
+        running(create_app(predictor)) as (url, server),
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as idle,
+    ):
+        request = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+        idle.sendall(request)
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # kept alive, now idle
+        server.handle_exit(signal.SIGTERM, None)
+        # uvicorn stops listening, then shuts every connection down: an idle one is not closed
+        # at once, which would reset a request already on its way, such as this one.
+        wait_until(lambda: not any(s.is_serving() for s in server.servers), what="listener closed")
+        idle.sendall(request)
+        answer = idle.recv(4096)
     assert answer.startswith(b"HTTP/1.1 503") and b"connection: close" in answer.lower()
 
 

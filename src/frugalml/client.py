@@ -152,7 +152,8 @@ class Client(_Base):
 
     def __init__(self, url: str, **options):
         super().__init__(url, **options)
-        self._http = httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout)
+        # httpx takes str and bytes values in one mapping (it normalises each); its stubs do not say so.
+        self._http = httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout)  # type: ignore[arg-type]
 
     def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
         attempt = 0
@@ -212,7 +213,8 @@ class AsyncClient(_Base):
 
     def __init__(self, url: str, **options):
         super().__init__(url, **options)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=self.timeout)
+        # httpx takes str and bytes values in one mapping (it normalises each); its stubs do not say so.
+        self._http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=self.timeout)  # type: ignore[arg-type]
 
     async def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
         attempt = 0

@@ -152,12 +152,14 @@ class LineageStore:
 
     # bundles
     def add_bundle(self, bundle: Bundle, run_id: str = "", data_sha256: str = "") -> None:
+        bundle_path = bundle.path
+        assert bundle_path is not None  # a written or loaded bundle has its folder
         self._write(
             "INSERT INTO bundles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 bundle.id,
                 bundle.name,
-                str(Path(bundle.path).resolve()),
+                str(bundle_path.resolve()),
                 bundle.format,
                 bundle.precision,
                 bundle.method,
@@ -208,7 +210,8 @@ class LineageStore:
 
     def lineage(self, ref: str) -> list[dict[str, Any]]:
         """The bundle, then its parent, grandparent ...; each with its run and dataset."""
-        chain, row = [], self.find_bundle(ref)
+        chain: list[dict[str, Any]] = []
+        row: dict[str, Any] | None = self.find_bundle(ref)
         while row is not None:
             row["run"] = self.get_run(row["run_id"]) if row["run_id"] else None
             datasets = self._rows("SELECT * FROM datasets WHERE sha256=?", (row["data_sha256"],))

@@ -179,7 +179,7 @@ def run_pipeline(
         key = _cache_key(kind, args, config)
         outputs = None if force else lineage.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
-        if not cached:
+        if outputs is None or not cached:
             outputs = STEP_KINDS[kind].run(args, replace(context, key=key, config=config))
             _check_outputs(kind, outputs)
             lineage.cache_step(key, kind, outputs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,7 +78,7 @@ def compress(
     from frugalml.compress.config import CompressConfig
     from frugalml.compress.workflow import compress_and_register
 
-    given = {
+    given: dict[str, Any] = {
         "techniques": tuple(split_names(techniques)) if techniques is not None else None,
         "max_drop": max_drop,
         "layers": _numbers(layers, int) if layers is not None else None,

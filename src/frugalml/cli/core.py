@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -80,7 +80,7 @@ def tune(
     ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
 
 
-def _given(**options: object) -> dict[str, object]:
+def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave: the config's defaults stand for the rest."""
     return {name: value for name, value in options.items() if value is not None}
 

@@ -62,7 +62,7 @@ def models_show(
     ]
     rows += [(f"metric {k}", v) for k, v in manifest["metrics"].items()]
     ui.out.print(ui.table(f"bundle {manifest['id']}", ["key", "value"], rows))
-    lineage = [
+    history = [
         (
             r["id"],
             r["method"],
@@ -74,7 +74,7 @@ def models_show(
         for r in chain
     ]
     ui.out.print(
-        ui.table("lineage (newest first)", ["id", "method", "format", "data", "data sha256", "run"], lineage)
+        ui.table("lineage (newest first)", ["id", "method", "format", "data", "data sha256", "run"], history)
     )
 
 

@@ -7,7 +7,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -114,7 +114,7 @@ def serve(
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
     key = _api_key(api_key, api_key_file)
-    given = {"header_timeout_s": header_timeout, "max_idle_per_client": max_idle_per_client}
+    given: dict[str, Any] = {"header_timeout_s": header_timeout, "max_idle_per_client": max_idle_per_client}
     try:
         config = ServeConfig(
             max_batch_size=max_batch_size,

@@ -13,10 +13,10 @@ from frugalml.compress.techniques import TECHNIQUES, apply_technique
 from frugalml.compress.workflow import compress_and_register
 
 __all__ = [
-    "CompressConfig",
-    "CompressResult",
     "TECHNIQUES",
+    "CompressConfig",
     "CompressContext",
+    "CompressResult",
     "apply_technique",
     "compress_and_register",
     "export_onnx",

@@ -91,6 +91,7 @@ def export_onnx(
     The exported graph must give the same logits as the PyTorch model on `check_texts`.
     """
     assert bundle.path is not None
+    source_path = bundle.path
     model, tokenizer = load_torch(bundle)
     texts = list(check_texts)
     reference = torch_logits(model, tokenizer, texts)
@@ -98,7 +99,7 @@ def export_onnx(
 
     def populate(folder: Path) -> None:
         fused = export_model(model, folder / ONNX_FILE)
-        copy_companions(bundle.path, folder)
+        copy_companions(source_path, folder)
         metrics.update(agreement(reference, onnx_logits(folder / ONNX_FILE, tokenizer, texts)))
         if metrics["max_abs_diff"] > MAX_ABS_DIFF:
             raise FrugalError(f"the exported ONNX graph does not match the PyTorch model ({metrics})")

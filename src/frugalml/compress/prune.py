@@ -15,7 +15,8 @@ norm of its output weights (plain functions over arrays below).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -27,6 +28,10 @@ from frugalml.compress.context import CompressContext, derived_bundle, load_torc
 from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier
 from frugalml.models.batching import iterate_batches, tokenize
+
+# A BERT-style encoder layer (e.g. transformers' BertLayer), walked by attribute below. torch types
+# every submodule attribute as `Tensor | Module`, so such chains are typed dynamically.
+BertLayer: TypeAlias = Any
 
 
 def head_scores(context: np.ndarray, weight: np.ndarray, n_heads: int) -> np.ndarray:
@@ -92,7 +97,7 @@ def importance(
     """(head scores, neuron scores) per layer, from running `model` on `texts`."""
     layers = encoder_layers(model)
     n_heads = model.encoder.config.num_attention_heads
-    totals = [[0.0, 0.0] for _ in layers]
+    totals: list[list[float | np.ndarray]] = [[0.0, 0.0] for _ in layers]
     mask: list[torch.Tensor] = []
 
     def recorder(index: int, kind: int, weight: torch.Tensor):
@@ -104,6 +109,7 @@ def importance(
         return hook
 
     handles = []
+    layer: BertLayer
     for i, layer in enumerate(layers):
         attention_out, ffn_out = layer.attention.output.dense, layer.output.dense
         handles.append(attention_out.register_forward_pre_hook(recorder(i, 0, attention_out.weight)))
@@ -122,12 +128,12 @@ def importance(
     return [(np.asarray(h), np.asarray(f)) for h, f in totals]
 
 
-def head_size(layer: nn.Module) -> int:
+def head_size(layer: BertLayer) -> int:
     attention = layer.attention.self
     return attention.query.out_features // attention.num_attention_heads
 
 
-def mask_heads(layer: nn.Module, heads: Sequence[int]) -> None:
+def mask_heads(layer: BertLayer, heads: Sequence[int]) -> None:
     """Zero the given heads' query/key/value rows and output-projection columns."""
     size, attention = head_size(layer), layer.attention.self
     with torch.no_grad():
@@ -139,7 +145,7 @@ def mask_heads(layer: nn.Module, heads: Sequence[int]) -> None:
             layer.attention.output.dense.weight[:, block] = 0
 
 
-def mask_neurons(layer: nn.Module, neurons: Sequence[int]) -> None:
+def mask_neurons(layer: BertLayer, neurons: Sequence[int]) -> None:
     """Zero the given FFN neurons' input rows, biases and output columns."""
     index = torch.as_tensor(list(neurons), dtype=torch.long)
     with torch.no_grad():
@@ -148,7 +154,7 @@ def mask_neurons(layer: nn.Module, neurons: Sequence[int]) -> None:
         layer.output.dense.weight[:, index] = 0
 
 
-def live_heads(layer: nn.Module) -> list[int]:
+def live_heads(layer: BertLayer) -> list[int]:
     """Heads whose output-projection columns are not all zero."""
     size, n = head_size(layer), layer.attention.self.num_attention_heads
     weight = layer.attention.output.dense.weight
@@ -158,12 +164,15 @@ def live_heads(layer: nn.Module) -> list[int]:
 def head_counts(model: FrugalTextClassifier) -> set[int]:
     """The distinct attention-head counts of the encoder's layers (empty if not BERT-style)."""
     try:
-        return {layer.attention.self.num_attention_heads for layer in encoder_layers(model)}
+        return {
+            layer.attention.self.num_attention_heads
+            for layer in cast("Iterable[BertLayer]", encoder_layers(model))
+        }
     except FrugalError:
         return set()
 
 
-def live_neurons(layer: nn.Module) -> list[int]:
+def live_neurons(layer: BertLayer) -> list[int]:
     return torch.nonzero(layer.output.dense.weight.abs().sum(0) > 0).flatten().tolist()
 
 
@@ -174,6 +183,7 @@ def pruned_entries(model: FrugalTextClassifier) -> list[tuple[torch.Tensor, tupl
     except FrugalError:
         return []
     entries: list[tuple[torch.Tensor, tuple]] = []
+    layer: BertLayer
     for layer in layers:
         size, attention = head_size(layer), layer.attention.self
         heads = set(live_heads(layer))
@@ -223,6 +233,7 @@ def remove_masked_structure(model: FrugalTextClassifier) -> FrugalTextClassifier
         layers = encoder_layers(sliced)
     except FrugalError:
         return sliced  # not BERT-style: nothing pruning could have zeroed
+    layer: BertLayer
     for layer in layers:
         size, attention = head_size(layer), layer.attention.self
         heads = live_heads(layer)

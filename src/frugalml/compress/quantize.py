@@ -75,6 +75,7 @@ def quantized_bundle(
 ) -> Bundle:
     """Write `quantize(source_file, target_file)`'s output as an int8 bundle, with its agreement."""
     assert source.path is not None
+    source_path = source.path
     if source.precision == "int8":
         raise FrugalError(f"bundle {source.id} is int8 already; quantize the fp32 bundle it came from")
     tokenizer = load_bundle_tokenizer(source)
@@ -83,8 +84,8 @@ def quantized_bundle(
     metrics: dict = {}
 
     def populate(folder: Path) -> None:
-        quantize(source.path / ONNX_FILE, folder / ONNX_FILE)
-        copy_companions(source.path, folder)
+        quantize(source_path / ONNX_FILE, folder / ONNX_FILE)
+        copy_companions(source_path, folder)
         metrics.update(agreement(reference, onnx_logits(folder / ONNX_FILE, tokenizer, sample)))
 
     return derived_bundle(

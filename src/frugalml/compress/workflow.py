@@ -119,7 +119,7 @@ def _read_inputs(
     train_path: str | Path,
     eval_path: str | Path,
     unlabelled_path: str | Path | None,
-    columns: dict[str, str | None],
+    columns: dict[str, Any],  # load_dataset's column keywords
     lineage: LineageStore,
 ) -> Inputs:
     baseline = resolve_bundle(str(bundle_ref), lineage)
@@ -163,7 +163,8 @@ def _build(
     """Build every recipe, each shared prefix once, calling `register` on each bundle as it is
     written; returns the bundles by recipe (prefixes first), and the recipes that failed, and why."""
     built: dict[Recipe, Bundle] = {}
-    failed, broken = [], {}
+    failed: list[dict[str, str]] = []
+    broken: dict[Recipe, str] = {}
     for recipe in plan:
         for end in range(1, len(recipe) + 1):
             prefix = recipe[:end]
@@ -213,6 +214,7 @@ def _measure(
     figures, failed = {}, []
     with reporter.task("measuring candidates", len(candidates) + 2) as progress:
         for recipe, bundle in [((), baseline), *candidates]:
+            assert bundle.path is not None  # written and registered bundles have folders
             try:
                 figures[bundle.id] = measure_in_subprocess(bundle.path, dev, threads, **options)
             except FrugalError as exc:
@@ -223,6 +225,7 @@ def _measure(
                 record(bundle, figures[bundle.id])
             progress.advance(1)
         # The baseline again, last: if the machine got busier or quieter meanwhile, it shows.
+        assert baseline.path is not None
         repeat = measure_in_subprocess(baseline.path, dev, threads, **options)
         progress.advance(1)
     return Measurements(figures, failed, repeat)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, overload
 
 import pandas as pd
 
@@ -205,6 +206,28 @@ def _read_hf_folder(path: Path) -> pd.DataFrame:
         if isinstance(feature, datasets.ClassLabel):  # class names, not integer codes; -1: none
             frame[column] = [None if int(v) < 0 else feature.int2str(int(v)) for v in frame[column]]
     return frame
+
+
+@overload
+def _pick_column(
+    frame: pd.DataFrame,
+    chosen: str | None,
+    candidates: tuple[str, ...],
+    role: str,
+    path: Path,
+    required: Literal[True],
+) -> str: ...
+
+
+@overload
+def _pick_column(
+    frame: pd.DataFrame,
+    chosen: str | None,
+    candidates: tuple[str, ...],
+    role: str,
+    path: Path,
+    required: bool,
+) -> str | None: ...
 
 
 def _pick_column(

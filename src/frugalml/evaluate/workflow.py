@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from frugalml.bundle import Bundle
 from frugalml.data import load_dataset
@@ -23,5 +24,6 @@ def evaluate_bundle(
 ) -> tuple[Bundle, EvalReport]:
     config = config or EvalConfig()
     bundle = resolve_bundle(ref, open_store(settings))
-    data = load_dataset(data_path, **(columns or {}))
+    options: dict[str, Any] = columns or {}  # load_dataset's column keywords
+    data = load_dataset(data_path, **options)
     return bundle, evaluate(load_predictor(bundle, batch_size=config.batch_size), data)

@@ -130,6 +130,7 @@ def self_train(
         )
         if chosen is None:
             break  # nothing meets the target: further rounds would train on the seed alone again
+    assert kept is not None  # rounds >= 0: the first round always sets it
     return kept
 
 

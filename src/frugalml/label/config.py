@@ -79,6 +79,12 @@ class LabelSetConfig:
     def _read_labels(self) -> None:
         self.labels = parse_labels(self.labels)
 
+    @property
+    def label_set(self) -> list[str] | None:
+        """`labels` as read when the config was built: a list, or None."""
+        assert not isinstance(self.labels, str)  # _read_labels ran in __post_init__
+        return self.labels
+
 
 @dataclass(kw_only=True)
 class AutoLabelConfig(EncoderConfig, LabelSetConfig):

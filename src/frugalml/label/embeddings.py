@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Encoder:
 def embed(
     texts: Sequence[str],
     encoder: Encoder | None = None,
-    cache_dir: Path | None | bool = True,
+    cache_dir: Path | bool | None = True,
     reporter: Reporter | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
@@ -70,7 +71,7 @@ def embed(
     return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
 
 
-def _cache_folder(cache_dir: Path | bool) -> Path:
+def _cache_folder(cache_dir: Path | Literal[True]) -> Path:
     return get_settings().home / "cache" / "embeddings" if cache_dir is True else Path(cache_dir)
 
 
@@ -81,6 +82,7 @@ def _resolve(encoder: Encoder) -> tuple[str, Callable[[], tuple]]:
     if encoder.bundle:
         from frugalml.lineage import open_store, resolve_bundle
         from frugalml.runtime import load_predictor
+        from frugalml.runtime.torch_predictor import TorchPredictor
 
         bundle = resolve_bundle(encoder.bundle, open_store())
         if bundle.format != "torch":
@@ -92,6 +94,7 @@ def _resolve(encoder: Encoder) -> tuple[str, Callable[[], tuple]]:
 
         def load_bundle_model() -> tuple:
             predictor = load_predictor(bundle)  # a TorchPredictor: it holds the tuned encoder
+            assert isinstance(predictor, TorchPredictor)  # the bundle's format is torch
             return predictor.model, predictor.tokenizer
 
         return f"bundle:{bundle.id}:{','.join(weights)}", load_bundle_model

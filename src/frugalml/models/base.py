@@ -77,7 +77,7 @@ def new_classifier(base: str, labels: list[str]) -> FrugalTextClassifier:
         label2id={label: i for i, label in enumerate(labels)},
     )
     model = FrugalTextClassifier(config)
-    missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
+    missing, _unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
     if missing:
         raise FrugalError(f"base model {base!r} lacks encoder weights: {missing[:3]}")
     return model

@@ -7,6 +7,7 @@ length and padding per batch cuts most of the compute that fixed-length padding 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,16 +36,16 @@ def length_batches(
     Without `rng`: sorted by length (inference). With `rng`: shuffled, then sorted within
     buckets of `bucket_factor` batches, and the batches shuffled (training keeps randomness).
     """
-    lengths = np.asarray(lengths)
+    array = np.asarray(lengths)
     if rng is None:
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(array, kind="stable")
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    order = rng.permutation(len(lengths))
+    order = rng.permutation(len(array))
     bucket = batch_size * bucket_factor
     batches = []
     for start in range(0, len(order), bucket):
         chunk = order[start : start + bucket]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        chunk = chunk[np.argsort(array[chunk], kind="stable")]
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -81,7 +82,8 @@ def run_model(
     model.eval()
     out: np.ndarray | None = None
     for index, batch in iterate_batches(token_ids, batch_size, pad_id):
-        values = model.pool(**batch) if pool else model(**batch).logits
+        # `pool` is FrugalTextClassifier's (reached through a PEFT wrapper too): looked up dynamically.
+        values = cast(Any, model).pool(**batch) if pool else model(**batch).logits
         if out is None:
             out = np.empty((len(token_ids), values.shape[-1]), dtype=np.float32)
         out[index] = values.float().numpy()

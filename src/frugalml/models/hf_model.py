@@ -46,6 +46,7 @@ class FrugalTextClassifier(PreTrainedModel):
             self.encoder.pooler = None  # unused: we pool the token states ourselves
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.classifier_dropout)
+        assert config.num_labels is not None, "the config names no labels (id2label)"
         self.classifier = nn.Linear(hidden, config.num_labels)
         self.post_init()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -83,8 +83,12 @@ def load_bundle_model(
     folder = _listed_folder(bundle)
     config = config or load_bundle_config(bundle)
     try:
-        model, info = FrugalTextClassifier.from_pretrained(
-            folder, config=config, use_safetensors=True, output_loading_info=True
+        # With output_loading_info, from_pretrained returns (model, info); its stubs say model only.
+        model, info = cast(
+            tuple[FrugalTextClassifier, dict[str, Any]],
+            FrugalTextClassifier.from_pretrained(
+                folder, config=config, use_safetensors=True, output_loading_info=True
+            ),
         )
     except (OSError, ValueError, RuntimeError) as exc:  # missing weights, shapes unlike the config
         raise BundleError(f"bundle {bundle.id}: its model cannot be loaded ({first_line(exc)})") from None
@@ -100,7 +104,8 @@ def load_bundle_torch(bundle: Bundle) -> tuple[FrugalTextClassifier, PreTrainedT
     tokenizer = load_bundle_tokenizer(bundle, config)
     model = load_bundle_model(bundle, config)
     # The tokenizer was checked against the config; this checks the matrix inference indexes.
-    check_token_ids(bundle, tokenizer, model.get_input_embeddings().num_embeddings)
+    embeddings: Any = model.get_input_embeddings()  # an nn.Embedding; typed as nn.Module
+    check_token_ids(bundle, tokenizer, embeddings.num_embeddings)
     return model, tokenizer
 
 

@@ -41,7 +41,7 @@ def padding_groups(lengths: Sequence[int], max_rows: int, call_overhead: float) 
     return groups[::-1]
 
 
-def grid_groups(lengths: Sequence[int], groups: int) -> list[np.ndarray]:
+def grid_groups(lengths: Sequence[int] | np.ndarray, groups: int) -> list[np.ndarray]:
     """`groups` row-index groups, contiguous in length order, that minimise sum(rows * longest).
 
     Every group holds a row where there are rows enough; the last groups are empty otherwise.

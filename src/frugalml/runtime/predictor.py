@@ -20,8 +20,12 @@ class Prediction:
 class Predictor(Protocol):
     """What serving, evaluation and the CLI need from a loaded model."""
 
-    bundle: Bundle
     labels: list[str]
+
+    @property
+    def bundle(self) -> Bundle | None:
+        """The bundle the model was loaded from; None for one not saved as a bundle (yet)."""
+        ...
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), rows in input order."""

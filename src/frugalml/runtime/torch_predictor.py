@@ -79,6 +79,7 @@ class TorchPredictor(TokenizedPredictor):
     def _trace(self, packed: bool) -> torch.jit.ScriptModule | None:
         """The model traced padded (inputs as `logits` takes them) or packed (as `pack` makes
         them); None where tracing fails or the trace disagrees with eager."""
+        module: torch.nn.Module
         if packed:
             module, inputs = PackedClassifier(self.model), self._packed_inputs
         else:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
@@ -40,7 +41,8 @@ ERROR_STATUSES = {
 
 
 def _named(models: Predictor | Sequence[Predictor | tuple[str, Predictor]], name: str | None):
-    items = [models] if hasattr(models, "predict_proba") else list(models)
+    # One predictor is whatever has predict_proba (Predictor is a Protocol, for type checks only).
+    items = [cast(Predictor, models)] if hasattr(models, "predict_proba") else list(models)
     named = []
     for item in items:
         if isinstance(item, tuple):
@@ -141,6 +143,6 @@ def create_app(
             app.openapi_schema = document
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     app.add_middleware(RequestContext, metrics=metrics, log_requests=config.access_log)
     return app

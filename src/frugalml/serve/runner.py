@@ -177,14 +177,14 @@ def serve(
     drain_s: float = 30,
 ) -> None:
     """Serve `spec` on `listener`, a socket bound to host:port (which uvicorn only reports)."""
-    options = dict(
-        host=host,
-        port=port,
-        log_config=log_config(spec.config.access_log),
-        access_log=False,
-        timeout_graceful_shutdown=drain_s,
-        server_header=False,
-    )
+    options = {
+        "host": host,
+        "port": port,
+        "log_config": log_config(spec.config.access_log),
+        "access_log": False,
+        "timeout_graceful_shutdown": drain_s,
+        "server_header": False,
+    }
     if workers <= 1:
         app = build_app(spec)
         DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])

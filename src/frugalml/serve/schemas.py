@@ -108,15 +108,19 @@ def request_models(config: ServeConfig) -> RequestModels:
         model=(str | None, Field(None, description="Served model name; needed when several are served.")),
         version=(str | None, Field(None, description="Model version (bundle id); default: the first.")),
     )
-    infer_input = create_model(
-        "InferInput",
-        __config__=forbid,
-        name=(Literal[INPUT_NAME], Field(description="The model's one input, as its metadata names it.")),
-        shape=(list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
-        datatype=(Literal["BYTES"], ...),
-        data=(texts, ...),
-        parameters=(dict[str, Any] | None, None),
-        __validators__={"shape_fits_data": model_validator(mode="after")(_shape_fits_data)},
+    # Typed as Any: pydantic reads these at runtime, but Literal[INPUT_NAME] is no static type, and
+    # its stubs take __validators__ as plain callables, not the decorated ones its docs pass.
+    input_fields: dict[str, Any] = {
+        "name": (Literal[INPUT_NAME], Field(description="The model's one input, as its metadata names it.")),
+        "shape": (list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
+        "datatype": (Literal["BYTES"], ...),
+        "data": (texts, ...),
+        "parameters": (dict[str, Any] | None, None),
+    }
+    validators: dict[str, Any] = {"shape_fits_data": model_validator(mode="after")(_shape_fits_data)}
+    # Any: a model built at runtime, used below as a type that mypy cannot see.
+    infer_input: Any = create_model(
+        "InferInput", __config__=forbid, __validators__=validators, **input_fields
     )
     infer = create_model(
         "InferenceRequest",
@@ -132,7 +136,7 @@ def request_models(config: ServeConfig) -> RequestModels:
     return RequestModels(predict=predict, infer=infer)
 
 
-def _shape_fits_data(tensor: BaseModel) -> BaseModel:
+def _shape_fits_data(tensor: Any) -> BaseModel:  # tensor: an InferInput, a model built at runtime
     """A 422 like any other wrong shape of body, with the validation error's `detail`."""
     n = len(tensor.data)
     if math.prod(tensor.shape) != n or tensor.shape[0] != n:

@@ -5,6 +5,9 @@ A text classifier takes one BYTES input of shape [n] (or [n, 1]) and returns `la
 Versions are bundle ids; routes without a version use the model's first one.
 """
 
+from enum import Enum
+from typing import Any
+
 from fastapi import Depends, FastAPI, Request, Response
 
 from frugalml import __version__
@@ -51,7 +54,7 @@ def add_v2_routes(
     guard: list,
     errors: dict,
 ) -> None:
-    tags = ["v2 (Open Inference Protocol)"]
+    tags: list[str | Enum] = ["v2 (Open Inference Protocol)"]
 
     @app.get("/v2", response_model=ServerMetadata, tags=tags, summary="Server metadata")
     async def server_metadata() -> dict:
@@ -76,8 +79,15 @@ def add_v2_routes(
         versions = [m.version for m in catalog.versions(name)] if version is None else [version]
         return _metadata(model, versions)
 
-    ready_doc = {"response_model": ModelReady, "responses": {404: errors[404], 503: {"model": ModelReady}}}
-    meta_doc = {"response_model": ModelMetadata, "responses": {**errors}, "dependencies": guard}
+    ready_doc: dict[str, Any] = {
+        "response_model": ModelReady,
+        "responses": {404: errors[404], 503: {"model": ModelReady}},
+    }
+    meta_doc: dict[str, Any] = {
+        "response_model": ModelMetadata,
+        "responses": {**errors},
+        "dependencies": guard,
+    }
 
     @app.get(MODEL + "/ready", tags=tags, summary="Model readiness", **ready_doc)
     async def ready_default(name: str) -> Response:
@@ -133,7 +143,7 @@ def add_v2_routes(
             }
         )
 
-    infer_doc = {
+    infer_doc: dict[str, Any] = {
         "response_model": InferenceResponse,
         "responses": errors,
         "dependencies": [*guard, Depends(counted)],

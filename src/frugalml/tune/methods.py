@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from frugalml.errors import FrugalError
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ def _full(model: nn.Module, options: dict) -> nn.Module:
     return model
 
 
-def _peft(config_factory: Callable[[dict], object]) -> Callable[[nn.Module, dict], nn.Module]:
+def _peft(config_factory: Callable[[dict], PeftConfig]) -> Callable[[nn.Module, dict], nn.Module]:
     def prepare(model: nn.Module, options: dict) -> nn.Module:
         from peft import get_peft_model
 
@@ -40,7 +44,7 @@ def _peft(config_factory: Callable[[dict], object]) -> Callable[[nn.Module, dict
     return prepare
 
 
-def _lora_config(options: dict) -> object:
+def _lora_config(options: dict) -> PeftConfig:
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
@@ -53,7 +57,7 @@ def _lora_config(options: dict) -> object:
     )
 
 
-def _ia3_config(options: dict) -> object:
+def _ia3_config(options: dict) -> PeftConfig:
     from peft import IA3Config, TaskType
 
     return IA3Config(

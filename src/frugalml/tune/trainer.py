@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     fit_ids, val_ids = (
         tokenize(tokenizer, d.texts, tokenizer.model_max_length) for d in (fit_part, val_part)
     )
+    assert fit_part.labels is not None and val_part.labels is not None  # check_trainable: labelled
     fit_y = np.array([index[y] for y in fit_part.labels])
     val_y = np.array([index[y] for y in val_part.labels])
     balanced = config.class_weight == "balanced"
@@ -105,6 +107,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
     epochs_run = 0
     if config.epochs is None:  # the caller's config stays as given
         config = replace(config, epochs=auto_epochs(len(fit_part)))
+    assert config.epochs is not None
     if method.trains_encoder and config.epochs > 0:
         rows = _Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
@@ -112,7 +115,7 @@ def tune(train: Dataset, config: TuneConfig, reporter: Reporter | None = None) -
             trained, rows, config, encoder_lr, score, rng, reporter, history[0], features
         )
         history += epoch_scores
-    final = _merged(trained) if peft_model is not None else trained
+    final = _merged(trained) if peft_model is not None else model  # no PEFT: `trained` is `model`
     final.eval()
     # The validation split has chosen C (and the epoch): the final head sees every labelled row,
     # on the kept encoder's features. With 10 labels per intent that one more row per class is
@@ -259,6 +262,7 @@ def _choose_c(fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int, b
         acc, _ = _val_scores(val_x @ head[0].T + head[1], val_y, balanced)
         if best is None or acc > best[0]:  # ties keep the stronger regularization
             best = (acc, c, head)
+    assert best is not None  # the grid is never empty
     return best[1], best[2]
 
 
@@ -312,4 +316,5 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _merged(peft_model: nn.Module) -> FrugalTextClassifier:
     """A plain classifier with the adapters folded into its weights (the PEFT model is kept)."""
-    return copy.deepcopy(peft_model).merge_and_unload()
+    wrapped: Any = copy.deepcopy(peft_model)  # a peft PeftModel, typed as nn.Module
+    return wrapped.merge_and_unload()

@@ -49,10 +49,10 @@ def tune_and_register(
 ) -> TuneSummary:
     """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store."""
     settings = settings or get_settings()
-    columns = columns or {}
-    train = load_dataset(train_path, **columns)
+    options: dict[str, Any] = columns or {}  # load_dataset's column keywords
+    train = load_dataset(train_path, **options)
     train.check_trainable()
-    test = load_dataset(eval_path, **columns) if eval_path else None
+    test = load_dataset(eval_path, **options) if eval_path else None
     if test is not None:
         test.check_labels_known(train.label_names)
     lineage = open_store(settings)
@@ -99,8 +99,9 @@ def save_tuned(
     def populate(folder: Path) -> None:
         result.model.save_pretrained(folder)
         result.tokenizer.save_pretrained(folder)
-        if result.peft_model is not None:
-            result.peft_model.save_pretrained(folder / "adapter")
+        adapter: Any = result.peft_model  # a peft PeftModel, typed as nn.Module
+        if adapter is not None:
+            adapter.save_pretrained(folder / "adapter")
 
     bundle = Bundle(
         id=new_bundle_id(),

@@ -106,7 +106,7 @@ def auto_label(
         raise DataError(f"{pool.source}: every row's text is already in the labelled rows; nothing to label")
     repeats, pool = len(pool) - len(fresh), pool.subset(fresh)
     seed, pool = disjoint_ids(seed, pool)
-    names, y = class_index(seed, config.labels)
+    names, y = class_index(seed, config.label_set)
     folds, notes = folds_used(y, config.folds)
     vectors = embed(seed.texts + pool.texts, config.encoder, reporter=reporter)
     if config.neighbours:
@@ -158,7 +158,7 @@ def auto_label(
         rounds=result.history,
         neighbours=config.neighbours,
         accepted_per_label={k: int(v) for k, v in accepted["label"].value_counts().sort_index().items()},
-        labels_without_seed_rows=sorted(set(names) - set(seed.labels)),
+        labels_without_seed_rows=sorted(set(names) - set(seed.require_labels())),
         encoder=config.encoder.describe(),
         folds=folds,
         notes=notes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError
 from frugalml.label.probe import usable_folds
 
-Columns = dict[str, str | None]  # load_dataset's column arguments: text_column, label_column, id_column
+Columns = dict[str, Any]  # load_dataset's column arguments: text_column, label_column, id_column
 GUESS_COLUMNS = ("suggested_label", "confidence", SOURCE_COLUMN)  # what label auto writes beside a label
 WRITTEN_COLUMNS = ("label", *GUESS_COLUMNS)
 
@@ -105,6 +106,16 @@ def _free_prefix(name: str, ids: Sequence[str], avoid: set[str]) -> str:
         if avoid.isdisjoint(prefix + i for i in ids):
             return prefix
     raise DataError(f"cannot give the rows of two files distinct ids with a prefix {name!r}")
+
+
+@overload
+def with_pool_labels(labelled: Dataset, pool: Dataset, known: Dataset | None) -> tuple[Dataset, Dataset]: ...
+
+
+@overload
+def with_pool_labels(
+    labelled: Dataset | None, pool: Dataset, known: Dataset | None
+) -> tuple[Dataset | None, Dataset]: ...
 
 
 def with_pool_labels(

@@ -84,8 +84,9 @@ def suggest_rows(
             "(pass the labelled ones as the labelled set)"
         )
     # Ids match rows across files only where both files have real ids, not row numbers.
-    by_id = labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool)
-    known_ids = set(labelled.ids) if by_id else set()
+    known_ids: set[str] = set()
+    if labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool):
+        known_ids = set(labelled.ids)
     new_texts = unseen_rows(pool, labelled.texts if labelled is not None else [])
     eligible = [i for i in new_texts if pool.ids[i] not in known_ids]
     if not eligible:
@@ -94,22 +95,24 @@ def suggest_rows(
     texts = candidates.texts + (labelled.texts if labelled is not None else [])
     vectors = embed(texts, config.encoder, reporter=reporter)
     x_pool, x_seen = vectors[: len(candidates)], vectors[len(candidates) :]
-    names, proba = None, None
+    names: list[str] | None = None
+    proba = None
     # One class trains no model; the strategies that need none can still use the rows (cold start).
     if labelled is not None and (
         active.get_strategy(config.strategy).needs_model or len(labelled.class_counts()) > 1
     ):
         labelled.check_trainable()
-        names, y = class_index(labelled, config.labels)
+        names, y = class_index(labelled, config.label_set)
         proba = LinearProbe(len(names)).fit(x_seen, y).predict_proba(x_pool)
     picked = active.suggest(
         config.strategy, x_pool, config.budget, proba, x_seen, config.dup_threshold, config.seed
     )
     predictions = None
     if proba is not None:
+        assert names is not None  # set with proba
         predictions = [(names[int(proba[i].argmax())], float(proba[i].max())) for i in picked]
     return Picks(
-        candidates.subset(picked.tolist()), predictions, names or config.labels, len(pool) - len(eligible)
+        candidates.subset(picked.tolist()), predictions, names or config.label_set, len(pool) - len(eligible)
     )
 
 
