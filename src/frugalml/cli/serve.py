@@ -147,9 +147,8 @@ def serve(
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
     listener = _listen(host, port)  # before any model loads; the server takes this socket
-    # One core stays with the event loop, the tokenizer and the network: on 2 cores a model call
-    # with one thread served MiniLM faster than one with two (bench/serve.py, "all-cores" rows
-    # in bench/results/serve.json at commit 8a84022: 114 vs 91 req/s at concurrency 32).
+    # One core stays with the event loop, the tokenizer and the network: a model call takes the
+    # cores left over, shared by the calls that run at once (bench/serve.py measures the split).
     threads = threads or max(1, ((os.cpu_count() or 1) - 1) // (workers * parallel))
     ui.err.print(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "
