@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import make_rows, write_csv
 from safetensors.torch import load_file, save_file
+from test_cli import run_cli
 
 from frugalml.bundle import Bundle, load_bundle
-from frugalml.cli import app
 from frugalml.compress.onnx_export import export_onnx
 from frugalml.errors import BundleError
 from frugalml.hashing import sha256_file
@@ -64,16 +64,6 @@ def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        app(list(args), prog_name="frugalml")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *words: str) -> None:
