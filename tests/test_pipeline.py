@@ -247,3 +247,32 @@ def test_an_eval_setting_spelled_out_at_its_default_is_cached_and_a_new_default_
     again = run_pipeline(spec)
     assert [s.cached for s in again.steps] == [True, False]
     assert again.outputs("check")["accuracy"] == first.outputs("check")["accuracy"]
+
+
+def test_a_step_config_is_built_once_per_run(tiny_base, intent_files, home, tmp_path, monkeypatch):
+    from frugalml.step_kind import config_from
+    from frugalml.tune import steps
+
+    built = []
+
+    def counted(args, config_type):
+        built.append(config_type.__name__)
+        return config_from(args, config_type)
+
+    monkeypatch.setattr(steps, "config_from", counted)
+    spec = tmp_path / "p.yaml"
+    spec.write_text(PIPELINE.format(base=tiny_base))
+    run_pipeline(spec)
+    assert built == ["TuneConfig"]  # checked when the file is read, and that config is the one that ran
+
+
+def test_a_required_setting_from_an_earlier_step_is_left_to_run_time(tmp_path, intent_files):
+    from frugalml.pipeline import load_pipeline
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        f"steps:\n  - id: aug\n    label_augment: {{data: {intent_files['train']}}}\n"
+        "  - id: ask\n    label_suggest: {pool: '${aug.data}', budget: '${aug.rows}'}\n"
+    )
+    _, configs = load_pipeline(spec)  # budget has no default: the partial config cannot be built
+    assert "ask" not in configs and "aug" in configs

@@ -57,6 +57,10 @@ OUTPUT_KEYS = {"out", "review", "report"}  # files or folders a step writes
 # A file or folder next to the pipeline if there is one, else a model name, a bundle id or an inline
 # label list.
 LOCAL_OR_NAME_KEYS = {"base", "bundle", "labels"}
+MODEL_KEYS = {
+    "base",
+    "bundle",
+}  # their content enters the cache key (a label set does as parsed, in the config)
 
 
 @dataclass
@@ -76,7 +80,9 @@ class PipelineResult:
         return next(s.outputs for s in self.steps if s.id == step_id)
 
 
-def load_pipeline(path: Path) -> dict[str, Any]:
+def load_pipeline(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked spec, and the config of each step built on one whose settings refer to no
+    earlier step (built once here: the run uses it as it is)."""
     if not path.is_file():
         raise FrugalError(f"{path}: no such pipeline file")
     try:
@@ -86,6 +92,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise FrugalError(f"{path}: a pipeline needs a non-empty 'steps' list")
     seen: dict[str, str] = {}  # step id -> kind, for the steps so far, in order
+    configs: dict[str, Any] = {}
     for number, entry in enumerate(spec["steps"], 1):
         kinds = [k for k in entry if k != "id"] if isinstance(entry, dict) else []
         if len(kinds) != 1 or kinds[0] not in STEP_KINDS:
@@ -101,7 +108,9 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         if entry["id"] in seen:
             raise FrugalError(f"{path}: step id {entry['id']!r} is used twice")
         _check_settings(path, entry["id"], kinds[0], entry[kinds[0]] or {})
-        _check_config(path, entry["id"], kinds[0], entry[kinds[0]] or {})
+        config, whole = _check_config(path, entry["id"], kinds[0], entry[kinds[0]] or {})
+        if whole:
+            configs[entry["id"]] = config
         # Checked before anything runs: a typo must not cost the steps before it.
         for ref, key in REFERENCE.findall(_text_of(entry[kinds[0]])):
             if ref not in seen:
@@ -117,7 +126,7 @@ def load_pipeline(path: Path) -> dict[str, Any]:
                     f"no output {key!r}; it has {', '.join(sorted(outputs))}"
                 )
         seen[entry["id"]] = kinds[0]
-    return spec
+    return spec, configs
 
 
 def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
@@ -135,17 +144,24 @@ def _check_settings(path: Path, step_id: str, kind: str, settings: dict[str, Any
         )
 
 
-def _check_config(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> None:
+def _check_config(path: Path, step_id: str, kind: str, settings: dict[str, Any]) -> tuple[Any, bool]:
     """Build the step's config from the settings that refer to no earlier step, so an
-    out-of-range value is refused before any step runs."""
+    out-of-range value is refused before any step runs. Returns it, and whether those were all
+    of its settings (then it is the step's config)."""
     build = STEP_KINDS[kind].config
     if build is None:
-        return
+        return None, True
     known = {k: v for k, v in settings.items() if not REFERENCE.search(_text_of(v))}
+    whole = len(known) == len(settings)
     try:
-        build(_resolve(known, {}, path.parent, step_id))
+        config = build(_resolve(known, {}, path.parent, step_id))
     except FrugalError as exc:
         raise FrugalError(f"{path}: step {step_id!r} ({kind}): {exc}") from None
+    except TypeError:  # a setting without a default comes from an earlier step: checked when it runs
+        if whole:
+            raise
+        return None, False
+    return config, whole
 
 
 def _text_of(value: Any) -> str:
@@ -165,7 +181,7 @@ def run_pipeline(
     on_step: Callable[[StepResult], None] | None = None,
 ) -> PipelineResult:
     path = Path(path)
-    spec = load_pipeline(path)
+    spec, configs = load_pipeline(path)
     settings = settings or get_settings()
     lineage = open_store(settings)
     context = StepContext(settings, reporter)
@@ -175,11 +191,12 @@ def run_pipeline(
         kind = next(k for k in entry if k != "id")
         args = _resolve(entry[kind] or {}, done, path.parent, entry["id"])
         build = STEP_KINDS[kind].config
-        config = build(args) if build else None  # once: the key and the step share it
+        # Once: the key and the step share it; built at load unless a setting names an earlier step.
+        config = configs[entry["id"]] if entry["id"] in configs else build(args) if build else None
         key = _cache_key(kind, args, config)
         outputs = None if force else lineage.cached_step(key)
         cached = outputs is not None and _still_valid(outputs)
-        if outputs is None or not cached:
+        if outputs is None or not cached:  # the same test; `outputs is None` narrows the type
             outputs = STEP_KINDS[kind].run(args, replace(context, key=key, config=config))
             _check_outputs(kind, outputs)
             lineage.cache_step(key, kind, outputs)
@@ -241,7 +258,7 @@ def _cache_key(kind: str, args: dict[str, Any], config: Any = None) -> str:
     contents = {
         key: sha256_path(Path(value))
         for key, value in args.items()
-        if key in PATH_KEYS | LOCAL_OR_NAME_KEYS and isinstance(value, str) and value and Path(value).exists()
+        if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
     key = {"kind": kind, "args": args, "contents": contents, "version": __version__}
     if config is not None:  # it speaks for its fields, defaults included: `seed: 0` or no seed is one key
