@@ -13,8 +13,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from frugalml.bundle import TEMP_PREFIX, load_bundle, remove_stale_partials, stale_partials
-from frugalml.errors import BundleError
+from frugalml.bundle import TEMP_PREFIX, load_bundle, stale_partials
+from frugalml.errors import BundleError, FrugalError
 from frugalml.lineage import open_store
 from frugalml.settings import Settings, get_settings
 
@@ -40,19 +40,19 @@ class HomeReport:
 def check_home(settings: Settings | None = None, *, fix: bool = False, orphans: str = "adopt") -> HomeReport:
     """What a dead process left in the home; with `fix`, repair it. `orphans`: 'adopt' or 'remove'."""
     if orphans not in ("adopt", "remove"):
-        raise ValueError(f"orphans must be 'adopt' or 'remove', not {orphans!r}")
+        raise FrugalError(f"orphans takes 'adopt' or 'remove', not {orphans!r}")
     settings = settings or get_settings()
     lineage = open_store(settings, reconcile=False)
     report = HomeReport(home=str(settings.home), fixed=fix)
-    report.dead_runs = lineage.dead_runs()
-    if fix:
-        lineage.fail_dead_runs()
+    report.dead_runs = lineage.fail_dead_runs() if fix else lineage.dead_runs()
     store = settings.bundles_dir
     if not store.is_dir():
         return report
-    report.partials = [p.name for p in stale_partials(store)]
+    partials = stale_partials(store)
+    report.partials = [p.name for p in partials]
     if fix:
-        remove_stale_partials(store)
+        for temp in partials:
+            shutil.rmtree(temp, ignore_errors=True)
     registered = {row["id"] for row in lineage.list_bundles()}
     for folder in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(TEMP_PREFIX)):
         if folder.name in registered:

@@ -238,11 +238,13 @@ class LineageStore:
 
 
 LEGACY_NAME = "registry.sqlite"  # the store's file name in homes made by frugalml 0.1
+_reconciled: set[Path] = set()  # stores whose dead runs this process has marked already
 
 
 def open_store(settings: Settings | None = None, *, reconcile: bool = True) -> LineageStore:
     """The lineage store under FRUGALML_HOME (a home with the older file name keeps its history).
-    With `reconcile`, runs whose process died (kill -9) are marked failed first."""
+    With `reconcile`, runs whose process died (kill -9) are marked failed first, once a process:
+    a run that starts later was started by a live process."""
     path = (settings or get_settings()).lineage_path
     legacy = path.with_name(LEGACY_NAME)
     if legacy.exists() and not path.exists():
@@ -251,8 +253,9 @@ def open_store(settings: Settings | None = None, *, reconcile: bool = True) -> L
             if old.exists():
                 old.rename(path.with_name(path.name + suffix))
     lineage = LineageStore(path)
-    if reconcile:
+    if reconcile and path not in _reconciled:
         lineage.fail_dead_runs()
+        _reconciled.add(path)
     return lineage
 
 

@@ -21,10 +21,7 @@ def doctor(
     """Find what killed processes left in FRUGALML_HOME: runs still 'running', unregistered bundles,
     half-written folders; --fix repairs it."""
     from frugalml.doctor import check_home
-    from frugalml.errors import FrugalError
 
-    if orphans not in ("adopt", "remove"):
-        raise FrugalError(f"--orphans takes 'adopt' or 'remove', not {orphans!r}")
     report = check_home(fix=fix, orphans=orphans)
     if json:
         ui.emit_json(report.to_json())
