@@ -36,12 +36,3 @@ def test_a_child_reports_its_own_peak_not_its_large_parents():
     before, _ = _run(PEAK_BEFORE_AND_AFTER_200MB)
     del blob
     assert before < 200
-
-
-def test_tune_and_compress_report_peak_memory_with_the_same_function():
-    from frugalml import resources
-    from frugalml.compress import measure
-    from frugalml.tune import trainer
-
-    assert trainer.peak_rss_mb is resources.peak_rss_mb
-    assert measure.peak_rss_mb is resources.peak_rss_mb

@@ -148,7 +148,7 @@ def serve(
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
     listener = _listen(host, port)  # before any model loads; the server takes this socket
     # One core stays with the event loop, the tokenizer and the network: a model call takes the
-    # cores left over, shared by the calls that run at once (bench/serve.py measures the split).
+    # cores left over, shared by the calls that run at once.
     threads = threads or max(1, ((os.cpu_count() or 1) - 1) // (workers * parallel))
     ui.err.print(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "

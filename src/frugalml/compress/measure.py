@@ -11,10 +11,8 @@ of 32 texts drawn in random order (mixed lengths, as a server sees them).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -118,22 +116,17 @@ def measure_in_subprocess(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
 def exit_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
-    """End this process as soon as `parent` has ended (killed with -9 included), so a measuring
-    child never outlives the run that started it. On Linux the kernel sends SIGKILL when the
-    parent dies; everywhere, a daemon thread watches for this process being handed to another."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """End this process within `poll_seconds` of `parent` ending (killed with -9 included), so a
+    measuring child never outlives the run that started it: a daemon thread watches for this
+    process being handed to another parent."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_seconds)
         os._exit(1)
 
-    if os.getppid() != parent:  # the parent died before the kernel was told to watch it
+    if os.getppid() != parent:  # the parent died before the watch began
         os._exit(1)
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 

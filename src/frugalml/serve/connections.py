@@ -6,9 +6,8 @@ never sends one stays open, so slow senders could hold sockets for good. This pr
 - a headers deadline: a connection whose request headers have not all arrived within
   `header_timeout_s` of it turning idle (opened, or its last response sent) is closed, however
   slowly the bytes trickle in;
-- a headers size limit: httptools buffers headers without bound (a client on loopback had the
-  server hold 138 MB of one header before the deadline), so past MAX_HEADER_BYTES the request
-  gets 431 and its connection is closed;
+- a headers size limit: httptools buffers headers without bound, so past MAX_HEADER_BYTES the
+  request gets 431 and its connection is closed;
 - an idle cap: a client address holds at most `max_idle_per_client` idle connections (waiting for
   a request's headers). Past it, the one idle longest is closed, once it has been idle for
   EVICTABLE_AFTER_S, so that a burst of new connections is never cut;
