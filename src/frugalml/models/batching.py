@@ -80,13 +80,15 @@ def run_model(
     """Logits (or, with `pool`, sentence embeddings) for every row, in input order."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device  # the batches follow the model
     out: np.ndarray | None = None
-    for index, batch in iterate_batches(token_ids, batch_size, pad_id):
+    for index, cpu_batch in iterate_batches(token_ids, batch_size, pad_id):
+        batch = {key: value.to(device) for key, value in cpu_batch.items()}
         # `pool` is FrugalTextClassifier's (reached through a PEFT wrapper too): looked up dynamically.
         values = cast(Any, model).pool(**batch) if pool else model(**batch).logits
         if out is None:
             out = np.empty((len(token_ids), values.shape[-1]), dtype=np.float32)
-        out[index] = values.float().numpy()
+        out[index] = values.float().cpu().numpy()
     model.train(was_training)
     assert out is not None, "no rows to run"
     return out
