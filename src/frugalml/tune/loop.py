@@ -111,7 +111,8 @@ def fine_tune(
     labels_t = torch.as_tensor(rows.fit_y, device=device)
     weights_t = torch.as_tensor(rows.fit_weights, dtype=torch.float32, device=device)
     epochs = position.epoch - 1
-    with reporter.task(f"fine-tuning ({config.method})", total_steps) as progress:
+    run = f", run {checkpointing.run_id}" if checkpointing is not None else ""
+    with reporter.task(f"fine-tuning ({config.method}{run})", total_steps) as progress:
         progress.advance((position.epoch - 1) * steps_per_epoch + position.step)
         for epoch in range(position.epoch, config.epochs + 1):
             net.train()

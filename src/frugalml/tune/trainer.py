@@ -80,7 +80,8 @@ def tune(
             train, config, checkpointing, device=resolve_device(compute.device), reporter=reporter
         )
     started = time.perf_counter()
-    with reporter.task(f"tuning on {compute.workers} workers ({compute.backend})", None):
+    run = f", run {checkpointing.run_id}" if checkpointing is not None else ""
+    with reporter.task(f"tuning on {compute.workers} workers ({compute.backend}{run})", None):
         result = distributed.launch(
             train_worker, (train, config, checkpointing), compute, storage or Path("ray-train")
         )
