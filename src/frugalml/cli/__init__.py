@@ -61,6 +61,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "serve": serve.serve,
     "run": core.run,
     "plan": plan.plan,
+    "profile": plan.profile,
     "doctor": doctor.doctor,
 }
 GROUPS: dict[str, typer.Typer] = {"label": label.app, "models": models.app}

@@ -99,3 +99,63 @@ def plan(
         f"solver {chosen.solver}, {document['seconds']:.2f} s; "
         f"lower bound {document['lower_bound']:,.4g} {unit}, gap {100 * document['gap']:.3g} %"
     )
+
+
+def profile(
+    stage: Annotated[
+        str, typer.Argument(help="The stage command to measure: tune, eval, compress, label ...")
+    ],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="The stage's own arguments, after `--`; one of them is the --data file."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The data file among the stage's arguments; its samples take its place."),
+    ] = None,
+    sample_rows: Annotated[
+        int | None, typer.Option(help="Rows of the larger sample (the smaller has half).", show_default="200")
+    ] = None,
+    catalog: Annotated[Path | None, typer.Option(help="CATALOG.yaml (default: frugalml's).")] = None,
+    machine: Annotated[
+        str | None,
+        typer.Option(
+            help="The catalogue resource this machine stands for (default: the catalogue's reference)."
+        ),
+    ] = None,
+    jobs: Annotated[Path | None, typer.Option(help="Add (or update) the job in this JOBS.yaml.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The job's name in JOBS.yaml (default: the stage).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Measure a stage on two small samples of its data here and write its work_hours.
+
+    Example: frugalml profile tune --data train.csv --jobs jobs.yaml -- train.csv --method lora
+    """
+    from frugalml.plan.profile import ProfileConfig, profile_stage, record_job
+    from frugalml.plan.spec import load_catalog
+
+    if data is None:
+        raise FrugalError("name the stage's data file with --data (it must be one of the stage's arguments)")
+    config = ProfileConfig(**({"sample_rows": sample_rows} if sample_rows is not None else {}))
+    result = profile_stage(
+        stage, list(args or []), data=str(data), catalog=load_catalog(catalog), machine=machine, config=config
+    )
+    if jobs is not None:
+        record_job(jobs, name=name or stage, result=result)
+    if json:
+        ui.emit_json(result.to_json() | {"jobs_file": str(jobs) if jobs else None})
+        return
+    ui.out.print(
+        ui.table(
+            f"frugalml {stage} on samples of {data}",
+            ["rows", "seconds"],
+            [(int(s["rows"]), s["seconds"]) for s in result.samples],
+        )
+    )
+    ui.out.print(
+        f"{result.fixed_seconds:.1f} s fixed + {1000 * result.seconds_per_row:.2f} ms per row "
+        f"× {result.rows:,} rows on {result.machine} (speed {result.speed:g}): "
+        f"work_hours {result.work_hours:.4g}" + (f", written to {jobs}" if jobs else "")
+    )

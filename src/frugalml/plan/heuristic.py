@@ -82,10 +82,11 @@ def lp_relaxation(
     return shares, float(result.fun)
 
 
-def cheapest_plan(problem: Problem, deadline: float) -> np.ndarray | None:
+def cheapest_plan(problem: Problem, deadline: float, shares: np.ndarray | None = None) -> np.ndarray | None:
     """A plan (the machine of each job) whose machines all finish by `deadline`, low in cost;
-    None where none was found."""
-    shares, _ = lp_relaxation(problem, deadline)
+    None where none was found. `shares`: the relaxation's, where the caller has solved it."""
+    if shares is None:
+        shares, _ = lp_relaxation(problem, deadline)
     if shares is None:
         return None
     machine = _pack(problem, shares.argmax(axis=1), deadline)
@@ -105,13 +106,13 @@ def pack_on_types(problem: Problem, job_type: np.ndarray) -> np.ndarray:
 
 def earliest_finish_plan(problem: Problem) -> np.ndarray:
     """Jobs longest first, each to the machine where it would finish earliest."""
-    hours = problem.hours[:, problem.machine_type]
     loads = np.zeros(problem.n_machines)
     machine = np.empty(len(problem.jobs), dtype=int)
     for j in np.argsort(-problem.hours.min(axis=1), kind="stable"):
-        m = int(np.argmin(loads + hours[j]))
+        finish = loads + problem.hours[j, problem.machine_type]
+        m = int(np.argmin(finish))
         machine[j] = m
-        loads[m] += hours[j, m]
+        loads[m] = finish[m]
     return machine
 
 

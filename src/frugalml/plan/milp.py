@@ -29,6 +29,12 @@ class MilpResult:
     gap: float | None  # (objective − bound) / objective
 
 
+def n_pairs(problem: Problem, deadline: float | None) -> int:
+    """How many binaries the program for `deadline` has, counted without building it."""
+    ok = np.isfinite(problem.hours) & (problem.hours <= deadline if deadline is not None else True)
+    return int((ok.sum(axis=0) * problem.count).sum())
+
+
 def pairs(problem: Problem, deadline: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Every (job, machine) that may go together: the type accepts the job, within the deadline."""
     hours = problem.hours[:, problem.machine_type]

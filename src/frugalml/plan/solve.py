@@ -1,7 +1,8 @@
 """Choosing a plan: the cheapest within a deadline, or the fastest within a budget.
 
 `auto` runs the heuristic always and the exact program where it has at most EXACT_MAX_PAIRS
-job-machine pairs, and keeps the better plan; the lower bound is the better of the two bounds.
+job-machine pairs (unless the heuristic's plan already meets the relaxation's bound), and keeps the
+better plan; the lower bound is the better of the two bounds.
 For a budget the heuristic bisects on the deadline: the least deadline whose cheapest plan it
 finds is within the budget.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from frugalml.errors import FrugalError
 from frugalml.plan.heuristic import cheapest_plan, earliest_finish_plan, lp_relaxation, pack_on_types
-from frugalml.plan.milp import pairs, solve_milp
+from frugalml.plan.milp import n_pairs, solve_milp
 from frugalml.plan.problem import Plan, Problem
 
 SOLVERS = ("auto", "milp", "heuristic")
@@ -64,13 +65,14 @@ def plan_for_deadline(
     started = time.perf_counter()
     _check_solver(solver)
     candidates: list[Plan] = []
-    _, bound = lp_relaxation(problem, deadline)
-    proven_infeasible = not np.isfinite(bound)
-    if solver != "milp" and not proven_infeasible:
-        machine = cheapest_plan(problem, deadline)
+    shares, bound = lp_relaxation(problem, deadline)
+    proven_infeasible = shares is None
+    if solver != "milp" and shares is not None:
+        machine = cheapest_plan(problem, deadline, shares)
         if machine is not None:
             candidates.append(Plan(problem, machine, "heuristic", bound))
-    if _use_exact(problem, deadline, solver) and not proven_infeasible:
+    optimal = bool(candidates) and candidates[0].cost <= bound * (1 + 1e-9)  # meets the bound
+    if _use_exact(problem, deadline, solver) and not proven_infeasible and not (optimal and solver == "auto"):
         exact = solve_milp(problem, deadline=deadline, time_limit=time_limit)
         proven_infeasible = exact.status == "infeasible"
         bound = max(bound, exact.bound) if not proven_infeasible else bound
@@ -163,7 +165,7 @@ def _check_solver(solver: str) -> None:
 def _use_exact(problem: Problem, deadline: float | None, solver: str) -> bool:
     if solver == "heuristic":
         return False
-    return solver == "milp" or len(pairs(problem, deadline)[0]) <= EXACT_MAX_PAIRS
+    return solver == "milp" or n_pairs(problem, deadline) <= EXACT_MAX_PAIRS
 
 
 def _too_tight(deadline: float, best: Fastest, proven: bool) -> str:
