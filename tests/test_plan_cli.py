@@ -89,3 +89,8 @@ def test_plan_argument_errors(capsys, tmp_path):
     bad.write_text("resources:\n  - {name: x, speed: 1, price_per_hour: 1, count: 1, memory_gb: 8, gpu: 1}\n")
     code, _, err = run_cli(capsys, "plan", jobs, "--catalog", str(bad), "--deadline", "3")
     assert code == 2 and "catalog.yaml: resources[0] (x).gpu: unknown key" in err
+
+
+def test_execute_needs_every_job_s_args(capsys, tmp_path, home):
+    code, _, err = run_cli(capsys, "plan", str(jobs_file(tmp_path)), "--deadline", "3", "--execute")
+    assert code == 2 and "these jobs have none: tune-big, tune-40gb, label-pool, eval-cpu, compress" in err

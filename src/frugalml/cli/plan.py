@@ -30,13 +30,21 @@ def plan(
         typer.Option(help="auto (exact MILP at ordinary sizes and the heuristic), milp or heuristic."),
     ] = "auto",
     time_limit: Annotated[float, typer.Option(help="Seconds the exact MILP may take.")] = 10.0,
+    execute: Annotated[
+        bool, typer.Option(help="Submit each job (its `args` from JOBS.yaml) on its planned resource.")
+    ] = False,
+    backend: Annotated[
+        str, typer.Option(help="With --execute: local (this machine's CPU slots) or ray.")
+    ] = "local",
+    address: Annotated[str | None, typer.Option(help="With --execute --backend ray: the cluster.")] = None,
     json: Json = False,
 ) -> None:
     """Place jobs on the cheapest resources that meet a deadline (or the fastest within a budget).
 
     A job runs whole on one machine, taking work_hours / speed(stage) hours (more on spot machines:
     the expected re-runs); each machine runs its jobs one after another. Infeasible: exit status 2,
-    naming the fastest makespan (or the least cost) any plan achieves.
+    naming the fastest makespan (or the least cost) any plan achieves. --execute submits the
+    plan's jobs through the local or Ray job backend (see `frugalml jobs`).
     """
     from frugalml.plan.problem import build_problem
     from frugalml.plan.report import alternatives, plan_document
@@ -66,6 +74,10 @@ def plan(
         raise
     compared = alternatives(problem, chosen)
     document = plan_document(chosen, deadline=deadline, budget=budget, compared=compared)
+    if execute:
+        from frugalml.plan.execute import submit_plan
+
+        document["submitted"] = submit_plan(chosen, backend=backend, address=address)
     if json:
         ui.emit_json(document)
         return
@@ -99,6 +111,9 @@ def plan(
         f"solver {chosen.solver}, {document['seconds']:.2f} s; "
         f"lower bound {document['lower_bound']:,.4g} {unit}, gap {100 * document['gap']:.3g} %"
     )
+    if execute:
+        submitted = [(s["job"], s["resource"], s["job_id"]) for s in document["submitted"]]
+        ui.out.print(ui.table(f"submitted ({backend})", ["name", "resource", "id"], submitted))
 
 
 def profile(
