@@ -207,8 +207,8 @@ CRD_SCHEMAS = {
                 },
                 "protocolVersions": {"type": "array", "items": {"enum": ["v1", "v2", "grpc-v1", "grpc-v2"]}},
                 "multiModel": {"type": "boolean"},
+                "annotations": _LABELS,
                 "containers": {"type": "array", "minItems": 1},  # core Containers: checked in a Pod below
-                "volumes": {"type": "array"},
             },
         },
     ),
@@ -269,7 +269,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(k8s_dir):
             jsonschema.validate(document, CRD_SCHEMAS[document["kind"]])
             spec = document["spec"]
             if document["kind"] == "ServingRuntime":
-                extra = _as_pod(spec["containers"], spec["volumes"])
+                extra = _as_pod(spec["containers"], [])
             elif document["kind"] == "InferenceService":
                 model = spec["predictor"]["model"]
                 extra = _as_pod([{"name": "c", "image": "i", "resources": model["resources"]}], [])
@@ -305,6 +305,9 @@ def _serve_options(args: list[str]) -> dict:
     return sub.make_context(name, rest, parent=context).params
 
 
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
 def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_path):
     documents = _documents(k8s_dir)
     deployment, service, autoscaler, budget = documents["serve.yaml"]
@@ -335,11 +338,12 @@ def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_p
     assert inference["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
 
     # Every path probed or scraped answers 200 on a real server of the bundle.
-    paths = {
-        probe["httpGet"]["path"]
-        for c in (container, kserve_container)
-        for probe in (c["startupProbe"], c["readinessProbe"], c["livenessProbe"])
-    } | {monitor["spec"]["endpoints"][0]["path"]}
+    probes = [c[kind] for c in (container, kserve_container) for kind in PROBES if kind in c]
+    assert len(probes) == 5  # KServe's serverless mode (Knative) takes no startup probe
+    assert {p["httpGet"]["port"] for p in probes} == {"http", 8080}
+    assert kserve_container["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert runtime["spec"]["annotations"]["prometheus.io/path"] == monitor["spec"]["endpoints"][0]["path"]
+    paths = {p["httpGet"]["path"] for p in probes} | {monitor["spec"]["endpoints"][0]["path"]}
     assert paths == {"/healthz", "/readyz", "/metrics"}
     with running(create_app(load_predictor(load_bundle(bundle_path)))) as (url, _):
         assert {path: httpx.get(url + path).status_code for path in paths} == dict.fromkeys(paths, 200)

@@ -66,12 +66,12 @@ def _probe(path: str, period_s: int, failures: int) -> dict:
     }
 
 
-def container(config: K8sConfig, image: str, model: str, port: int, name: str = "frugalml") -> dict:
+def container(config: K8sConfig, image: str) -> dict:
     return {
-        "name": name,
+        "name": "frugalml",
         "image": image,
-        "args": serve_args(config, model, port),
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "args": serve_args(config, BUNDLE_DIR, PORT),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": [{"name": "FRUGALML_HOME", "value": HOME}],
         "resources": _resources(config),
         # Loading and warming up may take minutes on a cold node: up to 5 before the pod restarts.
@@ -121,7 +121,7 @@ def serve_manifests(bundle: Bundle, config: K8sConfig) -> list[dict]:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": metadata["labels"]},
-                "spec": _pod_spec(config, [container(config, image, BUNDLE_DIR, PORT)]),
+                "spec": _pod_spec(config, [container(config, image)]),
             },
         },
     }
@@ -181,11 +181,20 @@ def kserve_manifests(bundle: Bundle, config: K8sConfig) -> list[dict]:
     name = resource_name(bundle.name)
     image = config.image or default_image(bundle.name, bundle.id)
     runtime = f"frugalml-{name}"
-    # KServe fills in {{.Name}}, the InferenceService's name: the model name in v2 routes.
-    runtime_container = container(
-        config, image, f"{{{{.Name}}}}={BUNDLE_DIR}", KSERVE_PORT, "kserve-container"
-    )
-    runtime_container.pop("resources")  # the InferenceService sets them
+    # KServe fills in {{.Name}}, the InferenceService's name: the model's name in v2 routes. The
+    # container keeps to what Knative (KServe's serverless mode) accepts: one port named http1,
+    # probes on it, no preStop (Knative's queue-proxy drains) and no volumes (/tmp is writable).
+    probe_port = {"port": KSERVE_PORT}
+    runtime_container = {
+        "name": "kserve-container",
+        "image": image,
+        "args": serve_args(config, "{{.Name}}=" + BUNDLE_DIR, KSERVE_PORT),
+        "ports": [{"name": "http1", "containerPort": KSERVE_PORT, "protocol": "TCP"}],
+        "env": [{"name": "FRUGALML_HOME", "value": HOME}],
+        "readinessProbe": {**_probe(READINESS, 5, 2), "httpGet": {"path": READINESS, **probe_port}},
+        "livenessProbe": {**_probe(LIVENESS, 10, 3), "httpGet": {"path": LIVENESS, **probe_port}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
     serving_runtime = {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
@@ -194,8 +203,8 @@ def kserve_manifests(bundle: Bundle, config: K8sConfig) -> list[dict]:
             "supportedModelFormats": [{"name": "frugalml", "version": "1", "autoSelect": True}],
             "protocolVersions": ["v2"],
             "multiModel": False,
+            "annotations": {"prometheus.io/path": METRICS, "prometheus.io/port": str(KSERVE_PORT)},
             "containers": [runtime_container],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
     inference_service = {
