@@ -9,6 +9,7 @@ import typer
 
 from frugalml import ui
 from frugalml.cli.options import Json
+from frugalml.deploy.config import DockerConfig, K8sConfig
 from frugalml.errors import FrugalError
 
 app = typer.Typer(
@@ -54,13 +55,12 @@ def docker(
         ),
     ] = None,
     python: Annotated[
-        str | None, typer.Option(help="Python of the slim base image.", show_default="this one's")
+        str | None, typer.Option(help="Python of the slim base image.", show_default=DockerConfig.python)
     ] = None,
     json: Json = False,
 ) -> None:
     """A Docker build context serving BUNDLE: slim CPU image (PyTorch's CPU wheel), non-root user,
     the bundle copied in, `frugalml serve --host 0.0.0.0`, a HEALTHCHECK on /readyz, .dockerignore."""
-    from frugalml.deploy.config import DockerConfig
     from frugalml.deploy.docker import write_docker_context
 
     config = _config(DockerConfig, wheel=str(wheel) if wheel else None, python=python)
@@ -75,27 +75,30 @@ def k8s(
         str | None, typer.Option(help="Image to run.", show_default="the tag `deploy docker` suggests")
     ] = None,
     replicas: Annotated[
-        int | None, typer.Option(help="Pods at least (the autoscaler's floor).", show_default="2")
+        int | None,
+        typer.Option(help="Pods at least (the autoscaler's floor).", show_default=str(K8sConfig.replicas)),
     ] = None,
     max_replicas: Annotated[
         int | None, typer.Option(help="The autoscaler's ceiling.", show_default="4 x replicas")
     ] = None,
     cpu: Annotated[
-        str | None, typer.Option(help="CPU per pod (2, 0.5, 500m); sizes serve's threads.", show_default="2")
+        str | None,
+        typer.Option(help="CPU per pod (2, 0.5, 500m); sizes serve's threads.", show_default=K8sConfig.cpu),
     ] = None,
     memory: Annotated[
-        str | None, typer.Option(help="Memory per pod (2Gi, 512Mi).", show_default="2Gi")
+        str | None, typer.Option(help="Memory per pod (2Gi, 512Mi).", show_default=K8sConfig.memory)
     ] = None,
     gpu: Annotated[
         int | None,
-        typer.Option(help="nvidia.com/gpu per pod (needs an image with CUDA torch).", show_default="0"),
+        typer.Option(
+            help="nvidia.com/gpu per pod (needs an image with CUDA torch).", show_default=str(K8sConfig.gpu)
+        ),
     ] = None,
     json: Json = False,
 ) -> None:
     """Kubernetes manifests for BUNDLE: Deployment (startup, readiness and liveness probes, a preStop
     drain), Service, HorizontalPodAutoscaler, PodDisruptionBudget; a ServiceMonitor; and a KServe
     ServingRuntime + InferenceService on the Open Inference Protocol (v2)."""
-    from frugalml.deploy.config import K8sConfig
     from frugalml.deploy.k8s import write_k8s_manifests
 
     config = _config(
