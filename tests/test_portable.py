@@ -360,6 +360,25 @@ def test_export_refuses_bad_requests_and_leaves_nothing(tuned, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no partial folder either
 
 
+def test_an_export_that_does_not_reproduce_the_bundle_is_refused(tuned, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from frugalml.models import portable
+
+    def write_with_a_bad_head(bundle, model, tokenizer, base, folder):
+        portable.write_sentence_transformers(bundle, model, tokenizer, base, folder)
+        head = load_file(folder / "3_Dense" / "model.safetensors")
+        head["linear.bias"] = head["linear.bias"] + 0.01  # a layout bug the check must catch
+        save_file(head, folder / "3_Dense" / "model.safetensors")
+
+    monkeypatch.setitem(portable.WRITERS, "sentence-transformers", write_with_a_bad_head)
+    with pytest.raises(FrugalError, match="does not reproduce the bundle"):
+        export_bundle(tuned["head"], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert export_bundle(tuned["head"], tmp_path / "out").max_abs_diff < 1e-5
+
+
 def test_cli_exports_by_id_with_the_lineage_data_hash(tuned, store, tmp_path, capsys, monkeypatch):
     from test_cli import run_cli
 

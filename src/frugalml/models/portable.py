@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
 from frugalml.errors import FrugalError
@@ -56,6 +56,9 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ST_MODULE = "sentence_transformers.models."
 IDENTITY = "torch.nn.modules.linear.Identity"
 TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".txt", ".md", ".py")  # scanned for machine paths
+# An export is checked on these before it is renamed into place.
+PROBE_TEXTS = ("how do I reset my password", "refund please", "my card was stolen yesterday, block it now")
+MAX_ABS_DIFF = 1e-4  # the same float32 operations, in another order at most
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class ExportResult:
     base_model: str
     files: list[str]
     size_bytes: int
+    max_abs_diff: float  # between the export's logits and the bundle's on probe texts
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +102,13 @@ def export_bundle(
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:
+        reference = _logits(model, tokenizer)
         writer(bundle, model, tokenizer, base, temp)
+        difference = float((CHECKS[format](temp) - reference).abs().max())
+        if not difference <= MAX_ABS_DIFF:
+            raise FrugalError(
+                f"the exported model does not reproduce the bundle (max logit difference {difference:.2g})"
+            )
         card = model_card(
             bundle,
             format,
@@ -126,6 +136,7 @@ def export_bundle(
         base_model=base,
         files=files,
         size_bytes=sum((output / f).stat().st_size for f in files),
+        max_abs_diff=difference,
     )
 
 
@@ -234,9 +245,45 @@ def write_hf(
         _write_json(folder / ADAPTER / ADAPTER_CONFIG, {**config, "base_model_name_or_path": base})
 
 
+def sentence_transformers_logits(folder: Path) -> torch.Tensor:
+    """Logits of the probe texts from a sentence-transformers export, computed as its modules
+    describe (transformers' AutoModel, mean pooling, normalize, Linear), with no frugalml class."""
+    encoder = AutoModel.from_pretrained(folder / TRANSFORMER, trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder / TRANSFORMER, trust_remote_code=False)
+    length = _read_json(folder / TRANSFORMER / "sentence_bert_config.json")["max_seq_length"]
+    batch = tokenizer(
+        list(PROBE_TEXTS), padding=True, truncation=True, max_length=length, return_tensors="pt"
+    )
+    with torch.no_grad():
+        states = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+    pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    if (folder / "2_Normalize").is_dir():
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    head = load_file(str(folder / DENSE / "model.safetensors"))
+    return pooled @ head["linear.weight"].T + head["linear.bias"]
+
+
+def hf_logits(folder: Path) -> torch.Tensor:
+    """Logits of the probe texts from an `hf` export, read with frugalml's own classes."""
+    model = FrugalTextClassifier.from_pretrained(folder, use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return _logits(model, tokenizer)
+
+
+def _logits(model: FrugalTextClassifier, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    batch = tokenizer(list(PROBE_TEXTS), padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
 WRITERS: dict[str, Callable[[Bundle, FrugalTextClassifier, PreTrainedTokenizerBase, str, Path], None]] = {
     "sentence-transformers": write_sentence_transformers,
     "hf": write_hf,
+}
+CHECKS: dict[str, Callable[[Path], torch.Tensor]] = {
+    "sentence-transformers": sentence_transformers_logits,
+    "hf": hf_logits,
 }
 
 
