@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from frugalml.lineage import JOB_ID_ENV
+
 KEEP = 2
-JOB_ENV = "FRUGALML_JOB_ID"
 _MAGIC = b"frugalml-checkpoint-v1 sha256="
 _NAME = re.compile(r"step-(\d+)\.ckpt")
 
@@ -37,7 +38,7 @@ def run_folder(home: Path, run_id: str) -> Path:
 
 def job_folder(home: Path) -> Path | None:
     """The checkpoint folder of the job this process runs in, if it runs in one."""
-    job = os.environ.get(JOB_ENV)
+    job = os.environ.get(JOB_ID_ENV)
     return home / "checkpoints" / f"job-{job}" if job else None
 
 
