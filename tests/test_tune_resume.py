@@ -120,3 +120,53 @@ def test_resume_refuses_what_it_cannot_continue(tiny_base, intent_files, home, p
     out = subprocess.run(command, env=cli_env(home), capture_output=True, text=True)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_job_whose_tune_worker_is_killed_resumes_from_the_job_checkpoint(
+    tiny_base, long_data, home, tmp_path
+):
+    """`frugalml jobs submit --retries 1 --wait -- tune ...`: the first attempt's child is killed
+    with SIGKILL after its first checkpoint; the retry continues the same run from the job's
+    checkpoint and ends with the predictions of a run that was never interrupted."""
+    from frugalml.jobs import describe
+    from frugalml.lineage import open_store
+
+    tune_argv = tune_command(tiny_base, long_data["train"])[3:]  # after `python -c CLI`
+    submit = [
+        sys.executable,
+        "-c",
+        CLI,
+        "jobs",
+        "submit",
+        "--retries",
+        "1",
+        "--wait",
+        "--json",
+        "--",
+        *tune_argv,
+    ]
+    waiting = subprocess.Popen(
+        submit, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = wait_for_checkpoint(home / "checkpoints", waiting)
+    job_id = checkpoint.parent.name.removeprefix("job-")
+    first = describe(job_id)["attempts"][0]
+    os.kill(first["pid"], signal.SIGKILL)  # the machine loses the worker mid-way
+    out, err = waiting.communicate(timeout=600)
+    assert waiting.returncode == 0, err[-3000:]
+    job = json.loads(out)
+    assert [(a["status"], a["exit_code"]) for a in job["attempts"]] == [("failed", -9), ("succeeded", 0)]
+    runs = [run for run in job["runs"] if run["kind"] == "tune"]
+    assert len(runs) == 1 and runs[0]["status"] == "done"  # the retry continued the first attempt's run
+    summary = open_store().get_run(runs[0]["id"])["metrics"]
+    assert summary["resumed_from_step"] >= 20 and summary["bundle_id"] == job["bundle"]
+    assert not checkpoint.parent.exists()
+
+    plain = subprocess.run(
+        tune_command(tiny_base, long_data["train"]),
+        env=cli_env(tmp_path / "plain-home"), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    texts = load_dataset(long_data["test"]).texts
+    expected = predictions(json.loads(plain.stdout)["bundle_path"], texts)
+    np.testing.assert_array_equal(predictions(summary["bundle_path"], texts), expected)
