@@ -284,6 +284,13 @@ GOOD_JOB = {"name": "a", "stage": "tune", "work_hours": 1}
             r"resources\[0\] \(gpu\)\.count: .*greater than or equal to 1",
         ),
         ({"jobs": [GOOD_JOB]}, [{**GOOD_RESOURCE, "price_per_hour": -1}], r"price_per_hour"),
+        ({"jobs": [GOOD_JOB]}, [{**GOOD_RESOURCE, "speed": "fast"}], r"speed: must be a number, or a map"),
+        ({"jobs": ["tune-a"]}, [GOOD_RESOURCE], r"jobs\[0\]: Input should be a valid dictionary"),
+        (
+            {"jobs": [{**GOOD_JOB, "accelerators": []}]},
+            [GOOD_RESOURCE],
+            r"accelerators: an empty list allows no",
+        ),
     ],
 )
 def test_bad_files_are_one_clear_error(tmp_path, jobs, resources, message):
