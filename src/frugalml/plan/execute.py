@@ -29,14 +29,13 @@ def submit_plan(plan: Plan, *, backend: str, address: str | None = None) -> list
     specs = []
     for job, row in zip(problem.jobs, plan.assignments(), strict=True):
         resource = problem.resources[[r.name for r in problem.resources].index(row["resource"])]
-        placement = {} if backend == "local" else {"resources": {resource.name: 1.0}}
         specs.append(
             JobSpec(
                 argv=[job.stage, *(job.args or ())],
                 name=job.name,
                 estimated_hours=row["hours"],
                 price_per_hour=resource.price_per_hour,
-                **placement,
+                resources={} if backend == "local" else {resource.name: 1.0},
             )
         )
     return [
