@@ -307,3 +307,26 @@ def test_a_missing_file_and_an_unknown_reference_are_named(tmp_path):
     path = write(tmp_path, "catalog.yaml", {"resources": [GOOD_RESOURCE], "reference": "cpu"})
     with pytest.raises(FrugalError, match=r"reference: 'cpu' is no resource"):
         load_catalog(path)
+
+
+def test_the_heuristic_stays_near_its_bound_on_a_larger_workload():
+    """500 mixed jobs on 10x the default catalogue: the plan meets the deadline and is within 1 % of
+    the LP bound (bench/planner.py measures the same at up to 10,000 jobs)."""
+    rng = random.Random(7)
+    catalog = load_catalog()
+    catalog = catalog.model_copy(
+        update={"resources": tuple(r.model_copy(update={"count": r.count * 5}) for r in catalog.resources)}
+    )
+    jobs = [
+        Job(
+            name=f"j{i}",
+            stage=rng.choice(["tune", "label", "eval", "compress"]),
+            work_hours=min(rng.lognormvariate(1.0, 1.0), 40.0),
+            memory_gb=40 if rng.random() < 0.1 else None,
+        )
+        for i in range(500)
+    ]
+    problem = build_problem(jobs, catalog)
+    plan = plan_for_deadline(problem, 6.0, solver="heuristic")
+    assert plan.makespan <= 6.0 * (1 + 1e-9)
+    assert plan.lower_bound <= plan.cost <= plan.lower_bound * 1.01
