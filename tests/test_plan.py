@@ -330,3 +330,10 @@ def test_the_heuristic_stays_near_its_bound_on_a_larger_workload():
     plan = plan_for_deadline(problem, 6.0, solver="heuristic")
     assert plan.makespan <= 6.0 * (1 + 1e-9)
     assert plan.lower_bound <= plan.cost <= plan.lower_bound * 1.01
+
+
+def test_the_exact_solver_refuses_a_program_too_large_to_hold():
+    catalog = Catalog.model_validate({"resources": [{**GOOD_RESOURCE, "count": 1_000}]})
+    jobs = [Job(name=f"j{i}", stage="tune", work_hours=1.0) for i in range(600)]
+    with pytest.raises(FrugalError, match=r"--solver milp: 600,000 job-machine pairs"):
+        plan_for_deadline(build_problem(jobs, catalog), 10.0, solver="milp")

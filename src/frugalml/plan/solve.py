@@ -22,6 +22,8 @@ from frugalml.plan.problem import Plan, Problem
 SOLVERS = ("auto", "milp", "heuristic")
 # Past this many (job, machine) pairs `auto` leaves the exact program out.
 EXACT_MAX_PAIRS = 5_000
+# Past this many `--solver milp` is refused: the program alone would take gigabytes.
+MILP_MAX_PAIRS = 500_000
 # Bisection on the deadline stops when its bracket is this narrow, relative to its top.
 _BISECTION_TOLERANCE = 1e-3
 
@@ -165,7 +167,13 @@ def _check_solver(solver: str) -> None:
 def _use_exact(problem: Problem, deadline: float | None, solver: str) -> bool:
     if solver == "heuristic":
         return False
-    return solver == "milp" or n_pairs(problem, deadline) <= EXACT_MAX_PAIRS
+    pairs = n_pairs(problem, deadline)
+    if solver == "milp" and pairs > MILP_MAX_PAIRS:
+        raise FrugalError(
+            f"--solver milp: {pairs:,} job-machine pairs, more than the exact program takes "
+            f"({MILP_MAX_PAIRS:,}); use --solver auto or heuristic"
+        )
+    return solver == "milp" or pairs <= EXACT_MAX_PAIRS
 
 
 def _too_tight(deadline: float, best: Fastest, proven: bool) -> str:
