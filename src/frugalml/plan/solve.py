@@ -66,6 +66,16 @@ def plan_for_deadline(
         raise FrugalError(f"--deadline must be positive hours, not {deadline:g}")
     started = time.perf_counter()
     _check_solver(solver)
+    chosen, proven_infeasible = _cheapest(problem, deadline, solver, time_limit)
+    if chosen is None:
+        best = fastest(problem, solver=solver, time_limit=time_limit)
+        raise InfeasiblePlan(_too_tight(deadline, best, proven_infeasible), best.makespan, None)
+    chosen.seconds = time.perf_counter() - started
+    return chosen
+
+
+def _cheapest(problem: Problem, deadline: float, solver: str, time_limit: float) -> tuple[Plan | None, bool]:
+    """The cheapest plan found within `deadline` (None if none), and whether none exists."""
     candidates: list[Plan] = []
     shares, bound = lp_relaxation(problem, deadline)
     proven_infeasible = shares is None
@@ -81,12 +91,10 @@ def plan_for_deadline(
         if exact.machine is not None:
             candidates.append(Plan(problem, exact.machine, f"milp ({exact.status})", bound))
     if not candidates:
-        best = fastest(problem, solver=solver, time_limit=time_limit)
-        raise InfeasiblePlan(_too_tight(deadline, best, proven_infeasible), best.makespan, None)
+        return None, proven_infeasible
     chosen = min(candidates, key=lambda plan: plan.cost)
     chosen.lower_bound = min(bound, chosen.cost)
-    chosen.seconds = time.perf_counter() - started
-    return chosen
+    return chosen, False
 
 
 def plan_for_budget(
@@ -117,12 +125,9 @@ def plan_for_budget(
         machine, proven = _bisect(problem, budget, bound)
         candidates.append(Plan(problem, machine, "heuristic", max(bound, proven)))
     chosen = min(candidates, key=lambda plan: (plan.makespan, plan.cost))
-    try:  # the cheapest plan within the makespan found: as fast, maybe cheaper
-        cheaper = plan_for_deadline(problem, chosen.makespan, solver=solver, time_limit=time_limit)
-        if cheaper.makespan <= chosen.makespan and cheaper.cost < chosen.cost:
-            chosen = cheaper
-    except InfeasiblePlan:
-        pass
+    cheaper, _ = _cheapest(problem, chosen.makespan, solver, time_limit)  # as fast, maybe cheaper
+    if cheaper is not None and cheaper.makespan <= chosen.makespan and cheaper.cost < chosen.cost:
+        chosen = cheaper
     chosen.lower_bound = min(bound, chosen.makespan)
     chosen.seconds = time.perf_counter() - started
     return chosen
