@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,20 @@ import pytest
 from test_cli import run_cli
 
 from frugalml.errors import FrugalError
-from frugalml.jobs import JobSpec, describe, list_jobs, submit, wait
+from frugalml.jobs import JobSpec, cancel, describe, list_jobs, submit, wait
 from frugalml.lineage import open_store
 from frugalml.processes import pid_alive
 
 WAIT_SECONDS = 300  # a loaded machine starts Python slowly; nothing here is timed
+
+
+@pytest.fixture(autouse=True)
+def no_job_left(home) -> Iterator[None]:
+    """However a test ends, it leaves no job (supervisor, child) running behind it."""
+    yield
+    for job in list_jobs():
+        if job["status"] not in ("succeeded", "failed", "cancelled"):
+            cancel(job["job_id"])
 
 
 def _until(check: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:

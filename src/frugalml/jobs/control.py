@@ -133,6 +133,8 @@ def cancel(ref: str) -> dict[str, Any]:
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         while store.get(job["id"])["status"] not in FINAL and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
+        if pid_alive(job["pid"]):  # stuck (e.g. still connecting to a cluster): stopped by force
+            os.kill(job["pid"], signal.SIGKILL)
     store.abandon(job["id"], "cancelled", "cancelled")  # what a stuck or dead supervisor left
     return describe(job["id"])
 
