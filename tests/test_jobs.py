@@ -103,6 +103,13 @@ def test_bad_submissions_are_one_line_errors(home, capsys, monkeypatch, args, me
     assert list_jobs() == []  # nothing recorded
 
 
+def test_a_bad_slot_count_is_a_one_line_error(home, capsys):
+    with pytest.MonkeyPatch.context() as patch:  # undone before no_job_left reads the settings
+        patch.setenv("FRUGALML_JOB_SLOTS", "0")
+        code, _, err = run_cli(capsys, "jobs", "submit", "--", "predict", "--help")
+    assert code == 2 and "FRUGALML_JOB_SLOTS='0'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_an_unknown_job_is_a_one_line_error(home, capsys):
     for command in ("show", "wait", "cancel", "logs"):
         code, _, err = run_cli(capsys, "jobs", command, "jnope")

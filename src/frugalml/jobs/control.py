@@ -60,7 +60,10 @@ def describe(ref: str) -> dict[str, Any]:
     """A job's status, attempts, timings, log path, the bundles it produced and its cost."""
     store = JobStore()
     store.reconcile()
-    job = store.get(ref)
+    return _describe(store, store.get(ref))
+
+
+def _describe(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
     spec = store.spec(job)
     attempts = [_attempt_json(a) for a in store.attempts(job["id"])]
     started, finished = job["started"], job["finished"]
@@ -104,7 +107,7 @@ def describe(ref: str) -> dict[str, Any]:
 def list_jobs() -> list[dict[str, Any]]:
     store = JobStore()
     store.reconcile()
-    return [describe(job["id"]) for job in store.all_jobs()]
+    return [_describe(store, job) for job in store.all_jobs()]
 
 
 def wait(ref: str, *, timeout: float | None = None) -> dict[str, Any]:
