@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,20 @@ import pytest
 from test_cli import run_cli
 
 from frugalml.errors import FrugalError
-from frugalml.jobs import JobSpec, describe, list_jobs, submit, wait
+from frugalml.jobs import JobSpec, cancel, describe, list_jobs, submit, wait
 from frugalml.lineage import open_store
 from frugalml.processes import pid_alive
 
 WAIT_SECONDS = 300  # a loaded machine starts Python slowly; nothing here is timed
+
+
+@pytest.fixture(autouse=True)
+def no_job_left(home) -> Iterator[None]:
+    """However a test ends, it leaves no job (supervisor, child) running behind it."""
+    yield
+    for job in list_jobs():
+        if job["status"] not in ("succeeded", "failed", "cancelled"):
+            cancel(job["job_id"])
 
 
 def _until(check: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
@@ -92,6 +101,13 @@ def test_bad_submissions_are_one_line_errors(home, capsys, monkeypatch, args, me
     code, out, err = run_cli(capsys, "jobs", "submit", *args)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
     assert list_jobs() == []  # nothing recorded
+
+
+def test_a_bad_slot_count_is_a_one_line_error(home, capsys):
+    with pytest.MonkeyPatch.context() as patch:  # undone before no_job_left reads the settings
+        patch.setenv("FRUGALML_JOB_SLOTS", "0")
+        code, _, err = run_cli(capsys, "jobs", "submit", "--", "predict", "--help")
+    assert code == 2 and "FRUGALML_JOB_SLOTS='0'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_an_unknown_job_is_a_one_line_error(home, capsys):
