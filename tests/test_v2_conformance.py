@@ -124,6 +124,19 @@ def test_tritonclient_sees_errors_as_errors(client):
     assert refused.value.status() == "422" and "datatype" in refused.value.message()
 
 
+def test_tritonclient_timeout_is_the_request_deadline(client, server, expected):
+    with pytest.raises(InferenceServerException) as late:
+        client.infer(MODEL, [_text_input(TEXTS, binary=True)], timeout=1)  # microseconds
+    assert late.value.status() == "504"
+    _check(client.infer(MODEL, [_text_input(TEXTS, binary=True)], timeout=30_000_000), expected)
+    request = {
+        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+        "parameters": {"timeout": "soon"},
+    }
+    refused = httpx.post(f"{server}/v2/models/{MODEL}/infer", json=request)
+    assert refused.status_code == 422 and "microseconds" in refused.json()["error"]
+
+
 def _binary_body(document: dict, *blobs: bytes) -> tuple[bytes, dict[str, str]]:
     header = json.dumps(document).encode()
     headers = {
