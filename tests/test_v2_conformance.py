@@ -212,6 +212,8 @@ BAD_BINARY = {
         "length",
     ),
     "header length not a number": (lambda c, h: (c, {**h, "Inference-Header-Content-Length": "x"}), "length"),
+    "header not JSON": (lambda c, h: (b"[" + c[1:], h), "not valid JSON"),
+    "header not UTF-8": (lambda c, h: (b"\xff" + c[1:], h), "not valid UTF-8"),
     "data cut short": (lambda c, h: (c[:-3], h), "fit"),
     "bytes left over": (lambda c, h: (c + b"zz", h), "unclaimed"),
     "length prefix cut": (lambda c, h: (c[:-6] + b"\x01\x00\x00\x00a\x00", h), "where a length goes"),
