@@ -165,7 +165,7 @@ async def infer(
     gone = asyncio.ensure_future(_disconnect(request))
     try:
         with answered_when_drain_ends(lifecycle):
-            return await model.batcher.predict(texts, budget, gone)
+            probabilities = await model.batcher.predict(texts, budget, gone)
     except Overloaded as exc:
         raise ApiError(
             503, f"server overloaded: {exc}", headers={"Retry-After": str(exc.retry_after)}
@@ -176,3 +176,6 @@ async def infer(
         raise ApiError(499, "client closed the request") from None
     finally:
         gone.cancel()
+    if model.drift is not None:  # the access log writes them (serve/access.py)
+        request.state.drift = (model.drift.observe(texts, probabilities), model.predictor.labels)
+    return probabilities

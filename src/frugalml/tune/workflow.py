@@ -10,6 +10,7 @@ from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
 from frugalml.evaluate import evaluate
 from frugalml.lineage import open_store, run_path
+from frugalml.monitor.reference import Reference, reference_of, write_reference
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
@@ -65,7 +66,14 @@ def tune_and_register(
             report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
             metrics.update(accuracy=report.accuracy, macro_f1=report.macro_f1, eval_n=report.n)
         bundle = save_tuned(
-            result, settings.bundles_dir, name or Path(train_path).stem, metrics, data_sha256=train.sha256
+            result,
+            settings.bundles_dir,
+            name or Path(train_path).stem,
+            metrics,
+            data_sha256=train.sha256,
+            reference=reference_of(
+                TorchPredictor(result.model, result.tokenizer, result.labels), train.texts
+            ),
         )
         lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
         summary = TuneSummary(
@@ -93,8 +101,10 @@ def save_tuned(
     metrics: dict[str, Any],
     data_sha256: str = "",
     parents: list[str] | None = None,
+    reference: Reference | None = None,
 ) -> Bundle:
-    """Write a tuning result as a bundle: a Hugging Face model folder, plus the PEFT adapter."""
+    """Write a tuning result as a bundle: a Hugging Face model folder, plus the PEFT adapter and
+    the reference distributions for drift checks (monitor/reference.py)."""
 
     def populate(folder: Path) -> None:
         result.model.save_pretrained(folder)
@@ -102,6 +112,8 @@ def save_tuned(
         adapter: Any = result.peft_model  # a peft PeftModel, typed as nn.Module
         if adapter is not None:
             adapter.save_pretrained(folder / "adapter")
+        if reference is not None:
+            write_reference(folder, reference)
 
     bundle = Bundle(
         id=new_bundle_id(),
