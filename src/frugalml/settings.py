@@ -1,9 +1,10 @@
 """Runtime settings, read from FRUGALML_* environment variables."""
 
+import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How PyTorch's OpenMP threads wait between operations, for `serve` and for compress's
@@ -18,6 +19,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRUGALML_")
 
     home: Path = Path(".frugalml")  # holds the lineage store and the bundles
+    # CPU slots of the local job pool: local jobs run while their `cpus` add up to no more.
+    job_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
     @field_validator("home")
     @classmethod
@@ -29,6 +32,11 @@ class Settings(BaseSettings):
     @cached_property
     def bundles_dir(self) -> Path:
         return self.home / "bundles"
+
+    @cached_property
+    def jobs_dir(self) -> Path:
+        """One folder per job: its attempts' logs."""
+        return self.home / "jobs"
 
     @cached_property
     def lineage_path(self) -> Path:

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from frugalml.monitor.metrics import ServingMetrics
+from frugalml.monitor.window import loggable
 
 access_log = logging.getLogger("frugalml.access")
 HEADER = b"x-request-id"
@@ -71,4 +72,6 @@ class RequestContext:
                     "model": model,
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }
+                if "drift" in state:  # the drift features of the texts answered (monitor/window.py)
+                    record["drift"] = loggable(*state["drift"])
                 access_log.info(json.dumps(record))
