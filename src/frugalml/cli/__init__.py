@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
-from frugalml.cli import compress, core, doctor, label, models, serve
+from frugalml.cli import alerts, compress, core, doctor, label, models, monitor, serve
 from frugalml.errors import FrugalError
 
 _signals: list[int] = []
@@ -62,7 +62,12 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "run": core.run,
     "doctor": doctor.doctor,
 }
-GROUPS: dict[str, typer.Typer] = {"label": label.app, "models": models.app}
+GROUPS: dict[str, typer.Typer] = {
+    "label": label.app,
+    "models": models.app,
+    "monitor": monitor.app,
+    "alerts": alerts.app,
+}
 
 app = _App(
     name="frugalml",
