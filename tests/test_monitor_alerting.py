@@ -26,7 +26,7 @@ from frugalml.errors import FrugalError
 from frugalml.lineage import open_store
 from frugalml.monitor.alerting import Alert, AlertingConfig, Evaluator, load_rules
 from frugalml.monitor.checks import histogram_quantile
-from frugalml.monitor.metrics import ServingMetrics
+from frugalml.monitor.metrics import MULTIPROC_ENV, ServingMetrics, multiprocess_registry
 from frugalml.monitor.notify import WebhookNotifier, webhook_payload
 from frugalml.monitor.rules import Thresholds, rules_document
 from frugalml.runtime import load_predictor
@@ -140,6 +140,55 @@ def test_every_check_fires_on_its_own_metric(tmp_path):
     assert fired["FrugalmlHighErrorRatio", None] == pytest.approx(0.25)
     assert fired["FrugalmlQueueSaturated", None] == pytest.approx(0.9)
     assert fired["FrugalmlHighLatencyP99", None] == pytest.approx(0.5 + 0.5 * 0.99)
+
+
+WORKER = """
+import sys
+from frugalml.monitor.metrics import ServingMetrics
+metrics = ServingMetrics()
+metrics.ready.labels("m", "v1").set(int(sys.argv[1]))
+answered = metrics.requests.labels("m", "/v1/predict", sys.argv[2])
+print("up", flush=True)
+sys.stdin.readline()
+answered.inc(10)
+print("served", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_with_worker_processes_one_evaluator_reads_every_workers_metrics(tmp_path, monkeypatch):
+    """As in the supervisor of `serve --workers N`: the rules see the workers' merged metrics."""
+    folder = tmp_path / "multiproc"
+    folder.mkdir()
+    env = {**os.environ, MULTIPROC_ENV: str(folder)}
+    pipes = {"env": env, "stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER, ready, status], **pipes)
+        for ready, status in (("1", "200"), ("0", "500"))
+    ]
+
+    def say(line: str, expect: str) -> None:
+        for worker in workers:
+            if line:
+                worker.stdin.write(line)
+                worker.stdin.flush()
+            assert worker.stdout.readline() == expect
+
+    try:
+        say("", "up\n")
+        monkeypatch.setenv(MULTIPROC_ENV, str(folder))
+        names = ("FrugalmlNotReady", "FrugalmlHighErrorRatio")
+        rules = _only(_rules(tmp_path, for_s=0, not_ready_for_s=0, error_ratio=0.4), *names)
+        evaluator = Evaluator(rules, multiprocess_registry)
+        fired = [(a.labels["alertname"], a.value) for a in evaluator.evaluate(0)]
+        assert fired == [("FrugalmlNotReady", 0.0)]  # one worker of two is not ready (livemin)
+        say("go\n", "served\n")  # 10 answered 200 by one worker, 10 answered 500 by the other
+        fired = [(a.labels["alertname"], a.value) for a in evaluator.evaluate(1)]
+        assert fired == [("FrugalmlHighErrorRatio", 0.5)]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
 
 
 def test_histogram_quantile_follows_prometheus():

@@ -102,6 +102,11 @@ def test_load_rules_reads_back_what_rules_writes_and_refuses_foreign_rules(tmp_p
         load_rules(_write(tmp_path / "f.yml", foreign))
     with pytest.raises(FrugalError, match="no 'groups'"):
         load_rules(_write(tmp_path / "e.yml", {"rules": []}))
+    with pytest.raises(FrugalError, match="needs a list of rules"):
+        load_rules(_write(tmp_path / "g.yml", {"groups": ["rules"]}))
+    (tmp_path / "bad.yml").write_text("groups: [unclosed")
+    with pytest.raises(FrugalError, match="cannot read alert rules"):
+        load_rules(tmp_path / "bad.yml")
     assert parse_duration("1m30s") == 90
     with pytest.raises(FrugalError):
         parse_duration("90 seconds")

@@ -60,7 +60,10 @@ def load_rules(path: str | Path) -> list[Rule]:
         raise FrugalError(f"{path}: not a Prometheus rule file (no 'groups' list)")
     rules = []
     for group in groups:
-        for raw in group.get("rules") or []:
+        raws = group.get("rules") if isinstance(group, dict) else None
+        if not isinstance(raws, list) or not all(isinstance(raw, dict) for raw in raws):
+            raise FrugalError(f"{path}: every group needs a list of rules")
+        for raw in raws:
             if "alert" not in raw:
                 continue  # recording rules: Prometheus's business
             annotations = raw.get("annotations") or {}

@@ -68,15 +68,19 @@ class WebhookNotifier:
         return True
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Post what is queued within `timeout_s`, then stop (retries stop at once)."""
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        """Post what is queued within `timeout_s`, then stop: what is left is not sent, and a post
+        under way gets at most its own timeout."""
+        try:
+            self._queue.put(None, timeout=timeout_s)
+            self._thread.join(timeout_s)
+        except queue.Full:  # a receiver that hangs: give up on the queue
+            pass
         self._closing.set()
         self._thread.join(self.timeout_s + 1)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout_s) as client:
-            while (payload := self._queue.get()) is not None:
+            while not self._closing.is_set() and (payload := self._queue.get()) is not None:
                 self._post(client, payload)
 
     def _post(self, client: httpx.Client, payload: dict[str, Any]) -> None:
