@@ -85,11 +85,11 @@ def rules(
     ] = None,
     json: Json = False,
 ) -> None:
-    """Write Prometheus alert rules for a served model (YAML, on stdout by default; --json prints
-    them as JSON, or with --output what was written).
+    """Write Prometheus alert rules for a served model.
 
     High p99 latency, error ratio, 503s, a saturated queue, a model not ready, drift and a share
-    of low-confidence predictions. `frugalml serve --alerts FILE` evaluates the same file itself.
+    of low-confidence predictions. YAML on stdout by default; --json prints them as JSON, or with
+    --output what was written. `frugalml serve --alerts FILE` evaluates the same file itself.
     """
     import yaml
 
@@ -135,8 +135,11 @@ def dashboard(
     ] = None,
     json: Json = False,
 ) -> None:
-    """Write a Grafana dashboard (JSON) for a served model: request rate, latency quantiles, errors,
-    batch size, queue, drift, confidence, predictions by label and the server process."""
+    """Write a Grafana dashboard (JSON) for a served model.
+
+    Request rate, latency quantiles, errors, batch size, queue, drift, confidence, predictions by
+    label and the server process.
+    """
     from frugalml.monitor.dashboard import dashboard_document
     from frugalml.monitor.rules import Thresholds
 
