@@ -31,6 +31,7 @@ class CompressContext:
     unlabelled: list[str] = field(default_factory=list)
     seed: int = 0
     reporter: Reporter = field(default_factory=SilentReporter)
+    device: str = "cpu"  # where a technique that trains computes (frugalml.devices)
 
     @property
     def corpus(self) -> list[str]:

@@ -10,6 +10,7 @@ from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
 from frugalml.evaluate import evaluate
 from frugalml.lineage import open_store, run_path
+from frugalml.models.base import portable_base_name
 from frugalml.monitor.reference import Reference, reference_of, write_reference
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
@@ -111,15 +112,17 @@ def save_tuned(
         result.tokenizer.save_pretrained(folder)
         adapter: Any = result.peft_model  # a peft PeftModel, typed as nn.Module
         if adapter is not None:
-            adapter.save_pretrained(folder / "adapter")
+            # The methods never touch the embeddings: saying so also skips PEFT's hub lookup of the base.
+            adapter.save_pretrained(folder / "adapter", save_embedding_layers=False)
         if reference is not None:
             write_reference(folder, reference)
 
+    base = portable_base_name(result.config["base"])  # no build-machine path in the bundle
     bundle = Bundle(
         id=new_bundle_id(),
         name=name,
         labels=result.labels,
-        base_model=result.config["base"],
+        base_model=base,
         method=result.config["method"],
         metrics={
             **metrics,
@@ -127,6 +130,6 @@ def save_tuned(
             "train_seconds": round(result.train_seconds, 2),
         },
         parents=parents or [],
-        config={**result.config, "data_sha256": data_sha256, "history": result.history},
+        config={**result.config, "base": base, "data_sha256": data_sha256, "history": result.history},
     )
     return write_bundle(store, bundle, populate)
