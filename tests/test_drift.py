@@ -344,3 +344,15 @@ def test_reference_of_samples_large_corpora(predictor):
     reference = reference_of(predictor, texts, max_rows=500)
     assert reference.rows == 500 and sum(reference.features["class"]["counts"]) == 500
     assert len(reference.features["length"]["sample"]) == 500
+
+
+def test_v2_requests_feed_the_same_window(predictor):
+    model = predictor.bundle.name
+    texts = in_domain(40, seed=13)  # 120 texts
+    body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    with running(create_app(predictor)) as (url, _):
+        response = httpx.post(f"{url}/v2/models/{model}/infer", json=body, timeout=30)
+        assert response.status_code == 200
+        window = httpx.get(f"{url}/v1/drift").json()["models"][model]
+    assert window["rows"] == 120 and window["features"]["length"] == [float(len(t)) for t in texts]
+    assert window["scores"]["length"]["psi"] < 0.25
