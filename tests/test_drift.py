@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -282,8 +283,18 @@ def test_report_from_an_access_log_writes_json_and_a_png(capsys, bundle_path, ac
     assert document["rows"] == 200 and document["png"] == str(png)
     assert document["scores"]["length"]["psi"] > 1 and document["scores"]["class"]["ks"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "note:" not in err
     code, out, _ = run_cli(capsys, "monitor", "report", bundle_path, "--log", access_log)
     assert code == 0 and "significant" in out and "embedding_pc1" in out
+
+
+def test_report_on_few_texts_says_psi_is_noise(capsys, bundle_path, access_log, tmp_path):
+    first = next(line for line in Path(access_log).read_text().splitlines(True) if '"drift"' in line)
+    short = tmp_path / "short.log"
+    short.write_text(first)
+    code, out, err = run_cli(capsys, "monitor", "report", bundle_path, "--log", str(short), "--json")
+    assert code == 0 and json.loads(out)["rows"] == 40
+    assert "note: only 40 live texts" in err
 
 
 def test_report_from_a_live_server(capsys, bundle_path, predictor):
