@@ -183,6 +183,16 @@ def test_a_job_whose_supervisor_is_killed_ends_failed_and_its_child_stopped(home
     _until(lambda: not pid_alive(child), "the orphaned child to stop")
 
 
+def test_a_queued_job_whose_supervisor_is_killed_ends_failed(home, monkeypatch, tiny_base, intent_files):
+    monkeypatch.setenv("FRUGALML_JOB_SLOTS", "1")
+    running = submit(JobSpec(_tune_argv(intent_files, tiny_base)))
+    queued = submit(JobSpec(["predict", "--help"]))
+    _running_attempt(running, 1)
+    os.kill(_job_row(queued)["pid"], signal.SIGKILL)
+    job = _until(lambda: (j := describe(queued))["status"] != "queued" and j, "the queued job to end")
+    assert job["status"] == "failed" and job["attempts"] == [] and "supervisor process" in job["error"]
+
+
 def _job_row(job_id: str) -> dict[str, Any]:
     from frugalml.jobs.store import JobStore
 
