@@ -113,3 +113,21 @@ def test_a_ray_job_is_retried_and_cancelled(home, cluster, tiny_base, intent_fil
     assert job["attempts"][0]["exit_code"] == -9
     assert not pid_alive(second["pid"])
     assert describe(job_id)["status"] == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_job_whose_ray_worker_is_killed_is_retried_in_a_new_task(home, cluster, tiny_base, intent_files):
+    address, _, accel = cluster
+    spec = JobSpec(
+        _tune_argv(intent_files, tiny_base), resources={"accel_l4": 1}, retries=1, backoff_seconds=0.1
+    )
+    job_id = submit(spec, backend="ray", address=address)
+    child = _running_attempt(job_id, 1)["pid"]
+    worker = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    os.kill(worker, signal.SIGKILL)  # the Ray worker running the job's supervisor is lost
+
+    job = wait(job_id, timeout=WAIT_SECONDS)
+    assert job["status"] == "succeeded"
+    assert [(a["status"], a["exit_code"]) for a in job["attempts"]] == [("failed", None), ("succeeded", 0)]
+    assert job["attempts"][1]["node"] == accel and job["bundle"] is not None
+    assert not pid_alive(child)  # the command the lost worker left was stopped

@@ -200,6 +200,12 @@ class JobStore:
     def abandon(self, job_id: str, status: str, error: str) -> bool:
         """End a job its supervisor no longer runs: stop the attempt it left (on this machine),
         record that attempt `status` and the job `status`; True when this call ended the job."""
+        self.stop_running_attempts(job_id, status)
+        return self.finish(job_id, status, error)
+
+    def stop_running_attempts(self, job_id: str, status: str) -> None:
+        """Record the job's attempts still `running` as `status` (their supervisor is gone), and
+        kill the commands they left on this machine."""
         host = socket.gethostname()
         for attempt in self.attempts(job_id):
             if attempt["status"] != "running":
@@ -210,7 +216,6 @@ class JobStore:
                 "UPDATE job_attempts SET status=?, finished=? WHERE job_id=? AND attempt=?",
                 (status, time.time(), job_id, attempt["attempt"]),
             )
-        return self.finish(job_id, status, error)
 
 
 def kill_group(pid: int, signum: int) -> None:
