@@ -18,7 +18,7 @@ import pytest
 from test_cli import run_cli
 
 from frugalml.errors import FrugalError
-from frugalml.jobs import JobSpec, cancel, describe, list_jobs, submit, wait
+from frugalml.jobs import JobSpec, cancel, describe, follow, list_jobs, submit, wait
 from frugalml.lineage import open_store
 from frugalml.processes import pid_alive
 
@@ -245,6 +245,12 @@ def test_submit_prints_the_job_id_and_show_tells_its_story(home, capsys):
     assert code == 0 and "succeeded" in out and "helper" in out
     code, out, _ = run_cli(capsys, "jobs", "logs", job_id, "--follow")
     assert code == 0 and "Usage" in out
+
+
+def test_logs_follow_a_job_from_before_it_starts_to_its_end(home):
+    job_id = submit(JobSpec(["predict", "--help"]))
+    text = "".join(follow(job_id))  # no attempt yet when it starts reading
+    assert "Usage" in text and describe(job_id)["status"] == "succeeded"
 
 
 def test_a_run_records_the_job_it_belongs_to(home, monkeypatch):

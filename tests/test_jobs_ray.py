@@ -37,7 +37,8 @@ def cluster() -> Iterator[tuple[str, str, str]]:
     common = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
     cluster = Cluster(initialize_head=True, head_node_args={**common, "include_dashboard": False})
     try:
-        accel = cluster.add_node(**common, resources={"accel_l4": 1})
+        # "accelerator_type:L4" is the resource a node with an L4 GPU declares by itself.
+        accel = cluster.add_node(**common, resources={"accel_l4": 1, "accelerator_type:L4": 1})
         cluster.wait_for_nodes()
         yield cluster.address, cluster.head_node.node_id, accel.node_id
     finally:
@@ -76,23 +77,28 @@ def test_a_job_asking_for_a_resource_runs_on_the_node_that_has_it(home, cluster)
     address, head, accel = cluster
     anywhere = submit(JobSpec(["predict", "--help"]), backend="ray", address=address)
     on_l4 = submit(JobSpec(["predict", "--help"], resources={"accel_l4": 1}), backend="ray", address=address)
-    jobs = [wait(job_id, timeout=WAIT_SECONDS) for job_id in (anywhere, on_l4)]
-    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
-    assert jobs[1]["node"] == accel and jobs[0]["node"] in {head, accel}
+    l4_type = submit(JobSpec(["predict", "--help"], accelerator_type="L4"), backend="ray", address=address)
+    jobs = [wait(job_id, timeout=WAIT_SECONDS) for job_id in (anywhere, on_l4, l4_type)]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 3
+    assert jobs[1]["node"] == accel and jobs[2]["node"] == accel and jobs[0]["node"] in {head, accel}
     assert "Usage" in Path(jobs[1]["log_path"]).read_text()
     assert ray.is_initialized() is False  # the drivers ran in their own processes
 
 
 @pytest.mark.slow
-def test_a_resource_no_node_has_fails_at_once(home, capsys, cluster):
+@pytest.mark.parametrize(
+    ("options", "missing"),
+    [(["--resource", "accel_h100"], "accel_h100=1"), (["--gpus", "1"], "GPU=1"), (["--cpus", "2"], "CPU=2")],
+)
+def test_a_resource_no_node_has_fails_at_once(home, capsys, cluster, options, missing):
     address, _, _ = cluster
     code, out, _ = run_cli(
-        capsys, "jobs", "submit", "--backend", "ray", "--address", address, "--resource", "accel_h100",
+        capsys, "jobs", "submit", "--backend", "ray", "--address", address, *options,
         "--wait", "--json", "--", "predict", "--help",
     )  # fmt: skip
     job = json.loads(out)
     assert code == 1 and job["status"] == "failed" and job["attempts"] == []
-    assert "no node of the Ray cluster has" in job["error"] and "accel_h100=1" in job["error"]
+    assert "no node of the Ray cluster has" in job["error"] and missing in job["error"]
 
 
 @pytest.mark.slow
