@@ -193,6 +193,19 @@ def test_a_queued_job_whose_supervisor_is_killed_ends_failed(home, monkeypatch, 
     assert job["status"] == "failed" and job["attempts"] == [] and "supervisor process" in job["error"]
 
 
+def test_doctor_finds_and_fixes_a_job_whose_supervisor_died(home, capsys):
+    job_id = submit(JobSpec(["predict", "--help"]))
+    os.kill(_job_row(job_id)["pid"], signal.SIGKILL)  # before it could start the command
+
+    code, out, _ = run_cli(capsys, "doctor", "--json")
+    assert code == 0 and json.loads(out)["dead_jobs"] == [job_id] and not json.loads(out)["clean"]
+    assert _job_row(job_id)["status"] == "queued"  # a report changes nothing
+    code, out, _ = run_cli(capsys, "doctor", "--fix", "--json")
+    assert code == 0 and json.loads(out)["dead_jobs"] == [job_id]
+    assert _job_row(job_id)["status"] == "failed"
+    assert json.loads(run_cli(capsys, "doctor", "--json")[1])["clean"]
+
+
 def _job_row(job_id: str) -> dict[str, Any]:
     from frugalml.jobs.store import JobStore
 
