@@ -109,10 +109,13 @@ class LineageStore:
         return dataset.sha256
 
     @contextmanager
-    def run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> Iterator[Run]:
+    def run(
+        self, kind: str, config: dict[str, Any], data_sha256: str = "", resume: str | None = None
+    ) -> Iterator[Run]:
         """Record a run of `kind`: `done` with `run.summary` when the block ends, `failed` when it
-        raises (Ctrl-C and SIGTERM included)."""
-        run = Run(self.start_run(kind, config, data_sha256))
+        raises (Ctrl-C and SIGTERM included). With `resume`, that unfinished run continues in this
+        process instead of a new one starting."""
+        run = Run(self.reopen_run(resume) if resume else self.start_run(kind, config, data_sha256))
         try:
             yield run
         except BaseException:
@@ -137,6 +140,14 @@ class LineageStore:
                 socket.gethostname(),
                 os.environ.get(JOB_ID_ENV),  # set when a job's supervisor started this process
             ),
+        )
+        return run_id
+
+    def reopen_run(self, run_id: str) -> str:
+        """Mark an unfinished run `running` again, in this process (a resumed `tune`)."""
+        self._write(
+            "UPDATE runs SET status='running', metrics='{}', finished_at=NULL, pid=?, host=? WHERE id=?",
+            (os.getpid(), socket.gethostname(), run_id),
         )
         return run_id
 
