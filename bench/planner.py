@@ -1,10 +1,10 @@
 """The planner on simulated workloads: cost against the optimum (or its bound), against "everything
 on the fastest type" and "everything on the cheapest type", and planning time.
 
-Workloads of 100, 1,000 and 10,000 jobs (tune, label, eval, compress; lognormal work; some jobs
+Workloads of 50, 100, 1,000 and 10,000 jobs (tune, label, eval, compress; lognormal work; some jobs
 needing 40 GB or a given accelerator) over the default catalogue (6 types) and over it with three
 spot types added (9 types), machine counts scaled with the number of jobs, a 6-hour deadline.
-At 100 jobs the exact MILP runs beside the heuristic. Then the same for a budget (least makespan).
+At 50 and 100 jobs the exact MILP runs beside the heuristic. Then the same for a budget (least makespan).
 
     python bench/planner.py            # prints a table, writes bench/results/planner.json
 """
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--sizes", default="50,100,1000,10000")
     parser.add_argument("--milp-seconds", type=float, default=60.0, help="time limit of the exact MILP")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -284,6 +284,13 @@ GOOD_JOB = {"name": "a", "stage": "tune", "work_hours": 1}
             r"resources\[0\] \(gpu\)\.count: .*greater than or equal to 1",
         ),
         ({"jobs": [GOOD_JOB]}, [{**GOOD_RESOURCE, "price_per_hour": -1}], r"price_per_hour"),
+        ({"jobs": [GOOD_JOB]}, [{**GOOD_RESOURCE, "speed": "fast"}], r"speed: must be a number, or a map"),
+        ({"jobs": ["tune-a"]}, [GOOD_RESOURCE], r"jobs\[0\]: Input should be a valid dictionary"),
+        (
+            {"jobs": [{**GOOD_JOB, "accelerators": []}]},
+            [GOOD_RESOURCE],
+            r"accelerators: an empty list allows no",
+        ),
     ],
 )
 def test_bad_files_are_one_clear_error(tmp_path, jobs, resources, message):
@@ -300,3 +307,33 @@ def test_a_missing_file_and_an_unknown_reference_are_named(tmp_path):
     path = write(tmp_path, "catalog.yaml", {"resources": [GOOD_RESOURCE], "reference": "cpu"})
     with pytest.raises(FrugalError, match=r"reference: 'cpu' is no resource"):
         load_catalog(path)
+
+
+def test_the_heuristic_stays_near_its_bound_on_a_larger_workload():
+    """500 mixed jobs on 10x the default catalogue: the plan meets the deadline and is within 1 % of
+    the LP bound (bench/planner.py measures the same at up to 10,000 jobs)."""
+    rng = random.Random(7)
+    catalog = load_catalog()
+    catalog = catalog.model_copy(
+        update={"resources": tuple(r.model_copy(update={"count": r.count * 5}) for r in catalog.resources)}
+    )
+    jobs = [
+        Job(
+            name=f"j{i}",
+            stage=rng.choice(["tune", "label", "eval", "compress"]),
+            work_hours=min(rng.lognormvariate(1.0, 1.0), 40.0),
+            memory_gb=40 if rng.random() < 0.1 else None,
+        )
+        for i in range(500)
+    ]
+    problem = build_problem(jobs, catalog)
+    plan = plan_for_deadline(problem, 6.0, solver="heuristic")
+    assert plan.makespan <= 6.0 * (1 + 1e-9)
+    assert plan.lower_bound <= plan.cost <= plan.lower_bound * 1.01
+
+
+def test_the_exact_solver_refuses_a_program_too_large_to_hold():
+    catalog = Catalog.model_validate({"resources": [{**GOOD_RESOURCE, "count": 1_000}]})
+    jobs = [Job(name=f"j{i}", stage="tune", work_hours=1.0) for i in range(600)]
+    with pytest.raises(FrugalError, match=r"--solver milp: 600,000 job-machine pairs"):
+        plan_for_deadline(build_problem(jobs, catalog), 10.0, solver="milp")

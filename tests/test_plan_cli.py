@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from frugalml.cli import app
@@ -94,3 +95,27 @@ def test_plan_argument_errors(capsys, tmp_path):
 def test_execute_needs_every_job_s_args(capsys, tmp_path, home):
     code, _, err = run_cli(capsys, "plan", str(jobs_file(tmp_path)), "--deadline", "3", "--execute")
     assert code == 2 and "these jobs have none: tune-big, tune-40gb, label-pool, eval-cpu, compress" in err
+
+
+@pytest.mark.slow
+def test_execute_runs_the_plan_on_the_local_backend(capsys, tmp_path, home, tiny_base, intent_files):
+    from frugalml.jobs import describe, wait
+
+    argv = [str(intent_files["train"]), "--base", str(tiny_base), "--method", "head", "--json"]
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        yaml.safe_dump({"jobs": [{"name": "tiny-tune", "stage": "tune", "work_hours": 2, "args": argv}]})
+    )
+    code, out, err = run_cli(
+        capsys, "plan", str(jobs), "--deadline", "1", "--execute", "--backend", "local", "--json"
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    (planned,) = document["assignments"]
+    (submitted,) = document["submitted"]
+    assert submitted["job"] == "tiny-tune" and submitted["resource"] == planned["resource"]
+    finished = wait(submitted["job_id"], timeout=600)
+    assert finished["status"] == "succeeded", describe(submitted["job_id"])
+    assert finished["name"] == "tiny-tune" and finished["argv"] == ["tune", *argv]
+    assert finished["estimated_cost"] == pytest.approx(planned["cost"])
+    assert finished["bundles"]  # the tune job produced its bundle

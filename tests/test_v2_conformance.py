@@ -124,6 +124,19 @@ def test_tritonclient_sees_errors_as_errors(client):
     assert refused.value.status() == "422" and "datatype" in refused.value.message()
 
 
+def test_tritonclient_timeout_is_the_request_deadline(client, server, expected):
+    with pytest.raises(InferenceServerException) as late:
+        client.infer(MODEL, [_text_input(TEXTS, binary=True)], timeout=1)  # microseconds
+    assert late.value.status() == "504"
+    _check(client.infer(MODEL, [_text_input(TEXTS, binary=True)], timeout=30_000_000), expected)
+    request = {
+        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+        "parameters": {"timeout": "soon"},
+    }
+    refused = httpx.post(f"{server}/v2/models/{MODEL}/infer", json=request)
+    assert refused.status_code == 422 and "microseconds" in refused.json()["error"]
+
+
 def _binary_body(document: dict, *blobs: bytes) -> tuple[bytes, dict[str, str]]:
     header = json.dumps(document).encode()
     headers = {
@@ -199,6 +212,8 @@ BAD_BINARY = {
         "length",
     ),
     "header length not a number": (lambda c, h: (c, {**h, "Inference-Header-Content-Length": "x"}), "length"),
+    "header not JSON": (lambda c, h: (b"[" + c[1:], h), "not valid JSON"),
+    "header not UTF-8": (lambda c, h: (b"\xff" + c[1:], h), "not valid UTF-8"),
     "data cut short": (lambda c, h: (c[:-3], h), "fit"),
     "bytes left over": (lambda c, h: (c + b"zz", h), "unclaimed"),
     "length prefix cut": (lambda c, h: (c[:-6] + b"\x01\x00\x00\x00a\x00", h), "where a length goes"),

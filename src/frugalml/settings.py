@@ -4,8 +4,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from frugalml.errors import FrugalError
 
 # How PyTorch's OpenMP threads wait between operations, for `serve` and for compress's
 # measurements: a short spin, then sleep. Spinning threads can starve an event loop on shared
@@ -45,4 +47,11 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     # Re-read each call so that tests and the CLI can change FRUGALML_HOME at run time.
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # a bad FRUGALML_* variable: one line, not a traceback
+        wrong = "; ".join(
+            f"FRUGALML_{'_'.join(map(str, e['loc'])).upper()}={e['input']!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise FrugalError(f"bad setting {wrong}") from None

@@ -105,13 +105,23 @@ def jobs_list(json: Json = False) -> None:
             j["backend"],
             " ".join(j["argv"]),
             len(j["attempts"]),
-            j["submitted_at"],
+            j["submitted_at"][:19].replace("T", " "),  # to the second, UTC
             j["seconds"],
             j["bundle"],
         )
         for j in jobs
     ]
-    columns = ["id", "name", "status", "backend", "command", "attempts", "submitted", "seconds", "bundle"]
+    columns = [
+        "id",
+        "name",
+        "status",
+        "backend",
+        "command",
+        "attempts",
+        "submitted (UTC)",
+        "seconds",
+        "bundle",
+    ]
     ui.out.print(ui.table("jobs", columns, rows))
 
 

@@ -121,5 +121,5 @@ def models_export(
     ui.out.print(
         f"exported {result.bundle_id} as {result.format} to {result.path} "
         f"({len(result.files)} files, {ui.human_bytes(result.size_bytes)}; base {result.base_model}; "
-        f"logits within {result.max_abs_diff:.1g} of the bundle's)"
+        f"max logit difference from the bundle {result.max_abs_diff:.1g})"
     )

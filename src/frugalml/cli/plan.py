@@ -41,10 +41,11 @@ def plan(
 ) -> None:
     """Place jobs on the cheapest resources that meet a deadline (or the fastest within a budget).
 
-    A job runs whole on one machine, taking work_hours / speed(stage) hours (more on spot machines:
-    the expected re-runs); each machine runs its jobs one after another. Infeasible: exit status 2,
-    naming the fastest makespan (or the least cost) any plan achieves. --execute submits the
-    plan's jobs through the local or Ray job backend (see `frugalml jobs`).
+    A job runs whole on one machine for work_hours / speed(stage) hours (spot: plus expected re-runs).
+
+    Each machine runs its jobs one after another. Infeasible: exit status 2, naming what is achievable.
+
+    --execute submits the plan's jobs through the local or Ray job backend (see `frugalml jobs`).
     """
     from frugalml.plan.problem import build_problem
     from frugalml.plan.report import alternatives, plan_document

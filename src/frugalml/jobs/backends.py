@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frugalml.jobs import local
+from frugalml.jobs import local, ray_backend
 from frugalml.jobs.spec import JobSpec
 from frugalml.settings import Settings
 
@@ -20,5 +20,10 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "local": Backend(
         "a pool of processes on this machine that respects CPU slots", local.check, local.supervise
+    ),
+    "ray": Backend(
+        "a Ray cluster (--address) or a Ray instance started here for the job",
+        ray_backend.check,
+        ray_backend.supervise,
     ),
 }

@@ -60,7 +60,10 @@ def describe(ref: str) -> dict[str, Any]:
     """A job's status, attempts, timings, log path, the bundles it produced and its cost."""
     store = JobStore()
     store.reconcile()
-    job = store.get(ref)
+    return _describe(store, store.get(ref))
+
+
+def _describe(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
     spec = store.spec(job)
     attempts = [_attempt_json(a) for a in store.attempts(job["id"])]
     started, finished = job["started"], job["finished"]
@@ -104,7 +107,7 @@ def describe(ref: str) -> dict[str, Any]:
 def list_jobs() -> list[dict[str, Any]]:
     store = JobStore()
     store.reconcile()
-    return [describe(job["id"]) for job in store.all_jobs()]
+    return [_describe(store, job) for job in store.all_jobs()]
 
 
 def wait(ref: str, *, timeout: float | None = None) -> dict[str, Any]:
@@ -133,6 +136,8 @@ def cancel(ref: str) -> dict[str, Any]:
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         while store.get(job["id"])["status"] not in FINAL and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
+        if pid_alive(job["pid"]):  # stuck (e.g. still connecting to a cluster): stopped by force
+            os.kill(job["pid"], signal.SIGKILL)
     store.abandon(job["id"], "cancelled", "cancelled")  # what a stuck or dead supervisor left
     return describe(job["id"])
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,18 +32,25 @@ MAX_BACKOFF_SECONDS = 300.0
 STOP_GRACE_SECONDS = 10.0  # how long a stopped attempt may take to clean up before SIGKILL
 
 
-def run_attempts(spec: JobSpec, job_id: str, *, cwd: str, node: str, emit: Emit) -> tuple[str, int]:
+def run_attempts(
+    spec: JobSpec, job_id: str, *, cwd: str, node: str, emit: Emit, first: int = 1
+) -> tuple[str, int]:
     """Run the job's command until an attempt succeeds or none is left: ('succeeded' or 'failed',
     the last attempt's exit status). An interrupt (KeyboardInterrupt: SIGTERM in a supervisor,
     ray.cancel in a Ray task) stops the running attempt, records it `cancelled` and propagates."""
-    for attempt in range(1, spec.retries + 2):
+    for attempt in range(first, spec.retries + 2):
         code = _attempt(spec, job_id, attempt, cwd=cwd, node=node, emit=emit)
         if code == 0:
             return "succeeded", code
         if code == USER_ERROR or attempt > spec.retries:
             return "failed", code
-        time.sleep(min(spec.backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS))
+        time.sleep(backoff_seconds(spec, attempt))
     raise AssertionError("unreachable: the last attempt returns")
+
+
+def backoff_seconds(spec: JobSpec, failed_attempt: int) -> float:
+    """The wait after attempt `failed_attempt` failed: doubled after each failure, capped."""
+    return min(spec.backoff_seconds * 2 ** (failed_attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 def child_env(spec: JobSpec, job_id: str, attempt: int) -> dict[str, str]:
@@ -66,20 +74,38 @@ def _attempt(spec: JobSpec, job_id: str, attempt: int, *, cwd: str, node: str, e
     host = socket.gethostname()
     started = {"attempt": attempt, "pid": child.pid, "host": host, "node": node, "at": time.time()}
     emit({"event": "attempt_started", **started})
-    assert child.stdout is not None
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    reader = threading.Thread(target=_forward_output, args=(child, attempt, emit), daemon=True)
+    reader.start()
     try:
-        while chunk := os.read(child.stdout.fileno(), 65536):
-            emit({"event": "log", "attempt": attempt, "text": decoder.decode(chunk)})
-        if tail := decoder.decode(b"", final=True):
-            emit({"event": "log", "attempt": attempt, "text": tail})
-        code = child.wait()
+        code = _wait(child)
+        reader.join()  # the log is whole before the attempt is recorded ended
     except BaseException:
         _stop(child)
+        reader.join(timeout=STOP_GRACE_SECONDS)
         emit(_finished(attempt, "cancelled", child.returncode))
         raise
     emit(_finished(attempt, "succeeded" if code == 0 else "failed", code))
     return code
+
+
+def _wait(child: subprocess.Popen) -> int:
+    """The child's exit status. Waits in short steps: an exception sent to this thread (ray.cancel
+    delivers a KeyboardInterrupt so) lands between them, where a blocking wait would never see it."""
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _forward_output(child: subprocess.Popen, attempt: int, emit: Emit) -> None:
+    assert child.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := os.read(child.stdout.fileno(), 65536):
+        emit({"event": "log", "attempt": attempt, "text": decoder.decode(chunk)})
+    if tail := decoder.decode(b"", final=True):
+        emit({"event": "log", "attempt": attempt, "text": tail})
+    child.stdout.close()
 
 
 def _finished(attempt: int, status: str, code: int | None) -> dict[str, Any]:

@@ -81,7 +81,11 @@ then pool, normalize and apply the head as above. With a local copy of the base 
 ## The PEFT adapter
 
 `adapter/` holds the {method} adapter in PEFT's format for frugalml's classifier over `{base}`
-(the head saved whole); `model.safetensors` already has it merged in.
+(the head saved whole); `model.safetensors` already has it merged in. Load it on that classifier,
+`PeftModel.from_pretrained(new_classifier("{base}", labels), "{path}/adapter")` (`frugalml.models`),
+not with `AutoPeftModelForSequenceClassification`, which would build BERT's own [CLS] classifier
+from `{base}`. The sentence-transformers export carries the same adapter for
+`AutoPeftModelForFeatureExtraction`.
 """,
 }
 

@@ -78,7 +78,8 @@ def ks(reference_values: np.ndarray, live_values: np.ndarray) -> float:
     """The two-sample Kolmogorov-Smirnov statistic (0: same distribution, 1: disjoint)."""
     if len(reference_values) == 0 or len(live_values) == 0:
         raise ValueError("KS needs values on both sides")
-    return float(stats.ks_2samp(reference_values, live_values).statistic)
+    # The statistic only: the asymptotic p-value is the cheap one to skip past.
+    return float(stats.ks_2samp(reference_values, live_values, method="asymp").statistic)
 
 
 def drift_scores(

@@ -46,8 +46,11 @@ class Reference:
     projection_mean: np.ndarray
     projection: np.ndarray  # (components, classes)
 
-    def features_of(self, texts: Sequence[str], probabilities: np.ndarray) -> dict[str, np.ndarray]:
-        """The drift features of answered texts (rows of `probabilities` in `texts` order)."""
+    def features_of(
+        self, texts: Sequence[str] | Sequence[int], probabilities: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The drift features of answered texts (or of their lengths), rows of `probabilities`
+        in the same order."""
         return features_of(texts, probabilities, self.projection_mean, self.projection)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,14 +85,16 @@ def centered_log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 
 
 def features_of(
-    texts: Sequence[str], probabilities: np.ndarray, mean: np.ndarray, components: np.ndarray
+    texts: Sequence[str] | Sequence[int], probabilities: np.ndarray, mean: np.ndarray, components: np.ndarray
 ) -> dict[str, np.ndarray]:
+    """`texts` may be the texts or their lengths in characters."""
     probabilities = np.asarray(probabilities)
     projected = (centered_log_probabilities(probabilities) - mean) @ components.T
+    lengths = (t if isinstance(t, int) else len(t) for t in texts)
     features = {
         "class": probabilities.argmax(axis=1),
         "confidence": probabilities.max(axis=1).astype(np.float64),
-        "length": np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)),
+        "length": np.fromiter(lengths, dtype=np.float64, count=len(texts)),
     }
     for i in range(components.shape[0]):
         features[f"embedding_pc{i + 1}"] = projected[:, i]

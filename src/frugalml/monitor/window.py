@@ -18,14 +18,16 @@ from frugalml.monitor.reference import Reference, load_reference
 
 WINDOW_ROWS = 1000  # texts scored: PSI's own noise is about (bins - 1) / rows, 0.01 here
 MIN_ROWS = 100  # fewer texts than this expose no score: PSI would be mostly noise
-REFRESH_S = 1.0  # the gauges are recomputed at most this often (a few ms per model)
+REFRESH_S = 10.0  # between scrapes, the gauges are recomputed at most this often (~10 ms a model)
 
 
 class DriftWindow:
-    """The features of the last `size` texts one model answered, and their drift scores.
+    """The last `size` texts one model answered (their lengths and probabilities), and their
+    drift scores.
 
-    `observe` runs on the event loop after each inference call and refreshes the gauges at most
-    every `refresh_s` seconds; `refresh` (before a scrape) brings them up to date.
+    `observe` runs on the event loop after each inference call and only stores; the features and
+    scores are computed for the whole window in `refresh`, before each scrape and at most every
+    `refresh_s` seconds as requests arrive (so that every worker process keeps its gauges fresh).
     """
 
     def __init__(
@@ -42,30 +44,29 @@ class DriftWindow:
             raise ValueError(f"need 0 < min_rows <= size, got {min_rows} and {size}")
         self.reference, self.model, self.metrics = reference, model, metrics
         self.size, self.min_rows, self.refresh_s = size, min_rows, refresh_s
-        self._chunks: deque[dict[str, np.ndarray]] = deque()
+        self._chunks: deque[tuple[list[int], np.ndarray]] = deque()
         self._rows = 0
-        self._refreshed = -np.inf
+        self._refreshed = time.monotonic()
         self._stale = False
         self.scores: dict[str, Score] = {}
 
-    def observe(self, texts: Sequence[str], probabilities: np.ndarray) -> dict[str, np.ndarray]:
-        """Add answered texts to the window; returns their features."""
-        features = self.reference.features_of(texts, probabilities)
-        self._chunks.append(features)
+    def observe(self, texts: Sequence[str], probabilities: np.ndarray) -> None:
+        """Add answered texts to the window."""
+        self._chunks.append(([len(t) for t in texts], probabilities))
         self._rows += len(texts)
-        while self._rows - len(self._chunks[0]["class"]) >= self.size:
-            self._rows -= len(self._chunks.popleft()["class"])
+        while self._rows - len(self._chunks[0][0]) >= self.size:
+            self._rows -= len(self._chunks.popleft()[0])
         self._stale = True
         if time.monotonic() - self._refreshed >= self.refresh_s:
             self.refresh()
-        return features
 
     def live(self) -> dict[str, np.ndarray]:
-        """The window's features, the last `size` texts."""
+        """The features of the window's texts, the last `size`."""
         if not self._chunks:
-            return {name: np.empty(0) for name in self.reference.features}
-        names = self._chunks[0].keys()
-        return {name: np.concatenate([c[name] for c in self._chunks])[-self.size :] for name in names}
+            return self.reference.features_of([], np.empty((0, len(self.reference.labels))))
+        lengths = [n for chunk, _ in self._chunks for n in chunk][-self.size :]
+        probabilities = np.concatenate([p for _, p in self._chunks])[-self.size :]
+        return self.reference.features_of(lengths, probabilities)
 
     def refresh(self) -> None:
         """Score the window and set the gauges (none until `min_rows` texts were seen)."""
@@ -92,11 +93,18 @@ class DriftWindow:
             "features": loggable(self.live(), self.reference.labels),
         }
 
+    def request_features(self, texts: Sequence[str], probabilities: np.ndarray) -> dict[str, list]:
+        """One request's features as the access log records them."""
+        return loggable(self.reference.features_of(texts, probabilities), self.reference.labels)
+
 
 def loggable(features: dict[str, np.ndarray], labels: Sequence[str]) -> dict[str, list]:
     """Features as JSON lists: the class by label name, numbers rounded to 4 decimals."""
+    # Python's round on a list: numpy's per-call overhead dominates for a request's few texts.
     return {
-        name: [labels[i] for i in values] if name == "class" else np.round(values, 4).tolist()
+        name: [labels[i] for i in values.tolist()]
+        if name == "class"
+        else [round(v, 4) for v in values.tolist()]
         for name, values in features.items()
     }
 

@@ -140,18 +140,14 @@ def _pack(problem: Problem, job_type: np.ndarray, deadline: float) -> np.ndarray
                 overflow.append(j)
     cost = problem.cost
     for j in sorted(overflow, key=lambda j: -problem.hours[j].min()):
-        for t in np.argsort(cost[j], kind="stable"):
-            if not np.isfinite(cost[j, t]):
-                break
+        for t in np.argsort(cost[j], kind="stable")[: int(np.isfinite(cost[j]).sum())]:
             span = slice(int(problem.first_machine[t]), int(problem.first_machine[t] + problem.count[t]))
             m = span.start + int(np.argmin(loads[span]))
             if loads[m] + problem.hours[j, t] <= limit:
                 machine[j] = m
                 loads[m] += problem.hours[j, t]
                 break
-        else:
-            return None
-        if machine[j] < 0:
+        if machine[j] < 0:  # no type has room for it
             return None
     return machine
 

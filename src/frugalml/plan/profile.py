@@ -107,7 +107,7 @@ def profile_stage(
 
 def _run(argv: list[str]) -> float:
     """Wall seconds of `frugalml ARGV` in a process of its own; its failure is the user's error."""
-    command = [sys.executable, "-c", "from frugalml.cli import app; app()", *argv]
+    command = [sys.executable, "-m", "frugalml", *argv]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     seconds = time.perf_counter() - started

@@ -22,6 +22,8 @@ from frugalml.plan.problem import Plan, Problem
 SOLVERS = ("auto", "milp", "heuristic")
 # Past this many (job, machine) pairs `auto` leaves the exact program out.
 EXACT_MAX_PAIRS = 5_000
+# Past this many `--solver milp` is refused: the program alone would take gigabytes.
+MILP_MAX_PAIRS = 500_000
 # Bisection on the deadline stops when its bracket is this narrow, relative to its top.
 _BISECTION_TOLERANCE = 1e-3
 
@@ -64,6 +66,16 @@ def plan_for_deadline(
         raise FrugalError(f"--deadline must be positive hours, not {deadline:g}")
     started = time.perf_counter()
     _check_solver(solver)
+    chosen, proven_infeasible = _cheapest(problem, deadline, solver, time_limit)
+    if chosen is None:
+        best = fastest(problem, solver=solver, time_limit=time_limit)
+        raise InfeasiblePlan(_too_tight(deadline, best, proven_infeasible), best.makespan, None)
+    chosen.seconds = time.perf_counter() - started
+    return chosen
+
+
+def _cheapest(problem: Problem, deadline: float, solver: str, time_limit: float) -> tuple[Plan | None, bool]:
+    """The cheapest plan found within `deadline` (None if none), and whether none exists."""
     candidates: list[Plan] = []
     shares, bound = lp_relaxation(problem, deadline)
     proven_infeasible = shares is None
@@ -79,12 +91,10 @@ def plan_for_deadline(
         if exact.machine is not None:
             candidates.append(Plan(problem, exact.machine, f"milp ({exact.status})", bound))
     if not candidates:
-        best = fastest(problem, solver=solver, time_limit=time_limit)
-        raise InfeasiblePlan(_too_tight(deadline, best, proven_infeasible), best.makespan, None)
+        return None, proven_infeasible
     chosen = min(candidates, key=lambda plan: plan.cost)
     chosen.lower_bound = min(bound, chosen.cost)
-    chosen.seconds = time.perf_counter() - started
-    return chosen
+    return chosen, False
 
 
 def plan_for_budget(
@@ -115,12 +125,9 @@ def plan_for_budget(
         machine, proven = _bisect(problem, budget, bound)
         candidates.append(Plan(problem, machine, "heuristic", max(bound, proven)))
     chosen = min(candidates, key=lambda plan: (plan.makespan, plan.cost))
-    try:  # the cheapest plan within the makespan found: as fast, maybe cheaper
-        cheaper = plan_for_deadline(problem, chosen.makespan, solver=solver, time_limit=time_limit)
-        if cheaper.makespan <= chosen.makespan and cheaper.cost < chosen.cost:
-            chosen = cheaper
-    except InfeasiblePlan:
-        pass
+    cheaper, _ = _cheapest(problem, chosen.makespan, solver, time_limit)  # as fast, maybe cheaper
+    if cheaper is not None and cheaper.makespan <= chosen.makespan and cheaper.cost < chosen.cost:
+        chosen = cheaper
     chosen.lower_bound = min(bound, chosen.makespan)
     chosen.seconds = time.perf_counter() - started
     return chosen
@@ -165,7 +172,13 @@ def _check_solver(solver: str) -> None:
 def _use_exact(problem: Problem, deadline: float | None, solver: str) -> bool:
     if solver == "heuristic":
         return False
-    return solver == "milp" or n_pairs(problem, deadline) <= EXACT_MAX_PAIRS
+    pairs = n_pairs(problem, deadline)
+    if solver == "milp" and pairs > MILP_MAX_PAIRS:
+        raise FrugalError(
+            f"--solver milp: {pairs:,} job-machine pairs, more than the exact program takes "
+            f"({MILP_MAX_PAIRS:,}); use --solver auto or heuristic"
+        )
+    return solver == "milp" or pairs <= EXACT_MAX_PAIRS
 
 
 def _too_tight(deadline: float, best: Fastest, proven: bool) -> str:

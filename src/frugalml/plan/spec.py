@@ -166,23 +166,28 @@ def _describe(exc: ValidationError, document: dict) -> str:
     """The first validation error as `field path: message`, the job or resource named."""
     errors = exc.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains most
-    loc = [part for part in first["loc"] if part not in ("float", "dict[str,float]", "function-after")]
+    union = [part for part in first["loc"] if part in _UNION_TAGS]
+    loc = [part for part in first["loc"] if part not in _UNION_TAGS]
     shown = ""
     for i, part in enumerate(loc):
         if isinstance(part, int):
             shown += f"[{part}]"
-            if i == 1:  # the row's own name, when it has one, helps find it
-                row = document.get(str(loc[0]), [None] * (part + 1))
-                name = row[part].get("name") if isinstance(row, list) and part < len(row) else None
-                name = name if isinstance(name, str) else None
-                shown += f" ({name})" if name else ""
+            rows = document.get(str(loc[0])) if i == 1 else None
+            row = rows[part] if isinstance(rows, list) and part < len(rows) else None
+            name = row.get("name") if isinstance(row, dict) else None
+            shown += f" ({name})" if isinstance(name, str) else ""  # the row's name helps find it
         else:
             shown += ("." if shown else "") + str(part)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{shown or 'top level'}: {message}{more}"
+    elif union:
+        message = "must be a number, or a map from stage to number with a `default`"
+    return f"{shown or 'top level'}: {message}"
+
+
+# Where pydantic names the member of a union that failed (Resource.speed: a number or a map).
+_UNION_TAGS = ("float", "dict[str,float]")
 
 
 def _unique(path: Path, field: str, names: list[str]) -> None:

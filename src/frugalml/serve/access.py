@@ -12,7 +12,6 @@ import time
 import uuid
 
 from frugalml.monitor.metrics import ServingMetrics
-from frugalml.monitor.window import loggable
 
 access_log = logging.getLogger("frugalml.access")
 HEADER = b"x-request-id"
@@ -73,5 +72,5 @@ class RequestContext:
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }
                 if "drift" in state:  # the drift features of the texts answered (monitor/window.py)
-                    record["drift"] = loggable(*state["drift"])
+                    record["drift"] = state["drift"]()
                 access_log.info(json.dumps(record))

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 from fastapi import Header, Request, Response
@@ -176,6 +177,8 @@ async def infer(
         raise ApiError(499, "client closed the request") from None
     finally:
         gone.cancel()
-    if model.drift is not None:  # the access log writes them (serve/access.py)
-        request.state.drift = (model.drift.observe(texts, probabilities), model.predictor.labels)
+    if model.drift is not None:
+        model.drift.observe(texts, probabilities)
+        # Computed only if the access log writes this request's line (serve/access.py).
+        request.state.drift = partial(model.drift.request_features, texts, probabilities)
     return probabilities

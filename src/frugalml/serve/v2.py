@@ -66,6 +66,21 @@ async def _request_body(request: Request, model: type[BaseModel], config: ServeC
         raise invalid_body(exc, header) from None
 
 
+def _timeout_parameter(parameters: dict | None) -> float | None:
+    """The request's `timeout` parameter (microseconds, as Triton and tritonclient give it) in seconds."""
+    value = (parameters or {}).get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ApiError(422, f"parameters.timeout: a deadline in microseconds, an integer > 0; got {value!r}")
+    return value / 1e6
+
+
+def _sooner(first: float | None, second: float | None) -> float | None:
+    given = [t for t in (first, second) if t is not None]
+    return min(given) if given else None
+
+
 def _response(payload: dict, tensors: list[tuple[dict, np.ndarray | list[str], bool]]) -> Response:
     """`payload` with its outputs: (tensor without data, data, binary?) each."""
     outputs, blobs = [], []
@@ -154,6 +169,7 @@ def add_v2_routes(
         if body.model_name not in (None, model.name):
             raise ApiError(422, f"model_name {body.model_name!r} is not the model {model.name!r} in the path")
         texts = body.inputs[0].data
+        timeout = _sooner(timeout, _timeout_parameter(body.parameters))
         probabilities = await infer(request, model, texts, config, lifecycle, timeout)
         n = len(texts)
         best = probabilities.argmax(axis=1)
