@@ -114,6 +114,7 @@ def test_two_ray_train_workers_on_a_local_ray_instance(still_base, data, tmp_pat
         )
     finally:
         ray.shutdown()
+    assert list((tmp_path / "ray").glob("tune-*")) == []  # the result was taken and its files removed
     _assert_same_steps(tune(data["train"], _config(still_base, **SMALL_STEPS)), two)
 
 

@@ -10,8 +10,10 @@ result is the run's, and only rank 0 writes checkpoints.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -192,12 +194,14 @@ def _launch_ray(worker: Worker, args: tuple, compute: TuneCompute, storage: Path
         raise FrugalError("--backend ray needs Ray: pip install 'frugalml[ray]'") from None
 
     started = not ray.is_initialized()
+    temp: str | None = None
     if started:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private instance on this machine
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if compute.address is None:
-            options["_temp_dir"] = tempfile.mkdtemp(prefix="frugalml-ray-", dir="/tmp")
+        if compute.address is None:  # a private instance on this machine, stopped after the run
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            temp = options["_temp_dir"] = tempfile.mkdtemp(prefix="frugalml-ray-", dir="/tmp")
         ray.init(address=compute.address, **options)
+    name = f"tune-{os.getpid()}-{time.time_ns()}"
     try:
         resources = ray.cluster_resources()
         device = compute.device or "auto"
@@ -210,18 +214,23 @@ def _launch_ray(worker: Worker, args: tuple, compute: TuneCompute, storage: Path
             scaling_config=ScalingConfig(
                 num_workers=compute.workers, use_gpu=use_gpu, resources_per_worker={"CPU": threads}
             ),
-            run_config=RunConfig(storage_path=str(storage.resolve()), name=f"tune-{os.getpid()}"),
+            run_config=RunConfig(storage_path=str(storage.resolve()), name=name),
         )
         result = trainer.fit()
     finally:
         if started:
             ray.shutdown()
-    metrics = result.metrics or {}
-    if metrics.get("error"):
-        raise FrugalError(metrics["error"])
-    assert result.checkpoint is not None, "rank 0 reports its result with a checkpoint"
-    with result.checkpoint.as_directory() as folder:
-        return torch.load(Path(folder, _RESULT), weights_only=False)  # written by rank 0 of this run
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+    try:
+        metrics = result.metrics or {}
+        if metrics.get("error"):
+            raise FrugalError(metrics["error"])
+        assert result.checkpoint is not None, "rank 0 reports its result with a checkpoint"
+        with result.checkpoint.as_directory() as folder:
+            return torch.load(Path(folder, _RESULT), weights_only=False)  # written by rank 0 of this run
+    finally:
+        shutil.rmtree(storage / name, ignore_errors=True)  # the result is loaded: nothing to keep
 
 
 def _ray_worker(config: dict[str, Any]) -> None:
