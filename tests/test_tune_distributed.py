@@ -66,6 +66,7 @@ def _assert_same_steps(one, two) -> None:
 SMALL_STEPS = {"lr": 1e-5, "head_lr": 1e-5, "warmup": 0.0}
 
 
+@pytest.mark.slow  # starts worker processes: 30-80 s on 2 shared cores
 def test_two_gloo_workers_take_the_steps_of_one(still_base, data, tmp_path):
     one = tune(data["train"], _config(still_base, **SMALL_STEPS))
     folder = tmp_path / "checkpoints"
@@ -81,6 +82,7 @@ def test_two_gloo_workers_take_the_steps_of_one(still_base, data, tmp_path):
     assert [s["global_step"] for s in saved] == [15, 20] and all(len(s["random"]) == 2 for s in saved)
 
 
+@pytest.mark.slow  # starts worker processes: 30-80 s on 2 shared cores
 def test_two_workers_with_dropout_reach_one_workers_accuracy(tiny_base, data):
     one = tune(data["train"], _config(tiny_base))
     two = tune(data["train"], _config(tiny_base), compute=TuneCompute(workers=2))
@@ -88,6 +90,7 @@ def test_two_workers_with_dropout_reach_one_workers_accuracy(tiny_base, data):
     assert _accuracy(two, data["test"]) >= _accuracy(one, data["test"]) - 0.05  # within noise
 
 
+@pytest.mark.slow  # starts worker processes: 30-80 s on 2 shared cores
 def test_a_user_error_in_a_worker_is_one_clear_error(tiny_base, data):
     from frugalml.errors import FrugalError
 

@@ -48,7 +48,7 @@ def tune(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="local: worker processes here; ray: Ray Train workers (pip install 'frugalml[ray]')."
+            help="local: worker processes here; ray: Ray Train workers (pip install 'frugalml\\[ray]')."
         ),
     ] = None,
     address: Annotated[
