@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS job_attempts (
     job_id TEXT, attempt INTEGER, status TEXT, pid INTEGER, host TEXT, node TEXT,
     exit_code INTEGER, started REAL, finished REAL, log_path TEXT, PRIMARY KEY (job_id, attempt));
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, fingerprint TEXT, alertname TEXT, model TEXT, status TEXT, value REAL,
+    labels TEXT, annotations TEXT, started_at TEXT, ended_at TEXT, host TEXT, pid INTEGER);
 """
 
 
@@ -106,10 +109,13 @@ class LineageStore:
         return dataset.sha256
 
     @contextmanager
-    def run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> Iterator[Run]:
+    def run(
+        self, kind: str, config: dict[str, Any], data_sha256: str = "", resume: str | None = None
+    ) -> Iterator[Run]:
         """Record a run of `kind`: `done` with `run.summary` when the block ends, `failed` when it
-        raises (Ctrl-C and SIGTERM included)."""
-        run = Run(self.start_run(kind, config, data_sha256))
+        raises (Ctrl-C and SIGTERM included). With `resume`, that unfinished run continues in this
+        process instead of a new one starting."""
+        run = Run(self.reopen_run(resume) if resume else self.start_run(kind, config, data_sha256))
         try:
             yield run
         except BaseException:
@@ -134,6 +140,14 @@ class LineageStore:
                 socket.gethostname(),
                 os.environ.get(JOB_ID_ENV),  # set when a job's supervisor started this process
             ),
+        )
+        return run_id
+
+    def reopen_run(self, run_id: str) -> str:
+        """Mark an unfinished run `running` again, in this process (a resumed `tune`)."""
+        self._write(
+            "UPDATE runs SET status='running', metrics='{}', finished_at=NULL, pid=?, host=? WHERE id=?",
+            (os.getpid(), socket.gethostname(), run_id),
         )
         return run_id
 
@@ -248,6 +262,48 @@ class LineageStore:
             (key, kind, json.dumps(outputs, default=str), _now()),
         )
 
+    # alerts (the embedded evaluator's)
+    def record_alert(
+        self,
+        fingerprint: str,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        value: float,
+        started_at: float,
+        ended_at: float | None = None,
+    ) -> None:
+        """Record an alert episode as it fires (`ended_at` None) and again when it resolves; an
+        episode is its labels' fingerprint and its start."""
+        started = datetime.fromtimestamp(started_at, UTC).isoformat(timespec="seconds")
+        ended = datetime.fromtimestamp(ended_at, UTC).isoformat(timespec="seconds") if ended_at else None
+        self._write(
+            "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                f"{fingerprint}-{started_at:.3f}",
+                fingerprint,
+                labels.get("alertname", ""),
+                labels.get("model", ""),
+                "firing" if ended_at is None else "resolved",
+                value,
+                json.dumps(labels),
+                json.dumps(annotations),
+                started,
+                ended,
+                socket.gethostname(),
+                os.getpid(),
+            ),
+        )
+
+    def list_alerts(self) -> list[dict[str, Any]]:
+        """Every recorded alert, newest first; one still `firing` whose server process has ended is
+        shown as `unknown` (nobody is watching it any more)."""
+        rows = self._rows("SELECT * FROM alerts ORDER BY started_at DESC, rowid DESC")
+        here = socket.gethostname()
+        for row in rows:
+            if row["status"] == "firing" and row["host"] == here and not pid_alive(row["pid"]):
+                row["status"] = "unknown"
+        return rows
+
 
 LEGACY_NAME = "registry.sqlite"  # the store's file name in homes made by frugalml 0.1
 _reconciled: set[Path] = set()  # stores whose dead runs this process has marked already
@@ -290,7 +346,7 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("config", "metrics", "outputs"):
+    for key in ("config", "metrics", "outputs", "labels", "annotations"):
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row

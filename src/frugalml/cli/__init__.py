@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
-from frugalml.cli import compress, core, deploy, doctor, jobs, label, models, monitor, plan, serve
+from frugalml.cli import alerts, compress, core, deploy, doctor, jobs, label, models, monitor, plan, serve
 from frugalml.errors import FrugalError
 
 _signals: list[int] = []
@@ -70,6 +70,7 @@ GROUPS: dict[str, typer.Typer] = {
     "jobs": jobs.app,
     "deploy": deploy.app,
     "monitor": monitor.app,
+    "alerts": alerts.app,
 }
 
 app = _App(

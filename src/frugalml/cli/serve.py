@@ -97,6 +97,30 @@ def serve(
         float, typer.Option(min=0, help="Seconds to finish in-flight requests on SIGTERM.")
     ] = 30.0,
     device: Device = None,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="Evaluate these alert rules (from `frugalml monitor rules`) on the server's own metrics; "
+            "alerts go to the lineage store (`frugalml alerts list`) and to --notify.",
+        ),
+    ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(help="Post each alert that fires or resolves here, as Alertmanager's webhook does."),
+    ] = None,
+    alert_interval: Annotated[
+        float | None, typer.Option(min=0.01, help="Seconds between alert evaluations (default 10).")
+    ] = None,
+    alert_resend: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01, help="Remind --notify of a firing alert this often, in seconds (default never)."
+        ),
+    ] = None,
+    fault: Annotated[
+        str | None, typer.Option(hidden=True, help="Tests only: slow:SECONDS or error:RATE.")
+    ] = None,
 ) -> None:
     """Serve bundles over HTTP: /v1/predict, Open Inference Protocol v2, /metrics, /readyz.
 
@@ -136,6 +160,11 @@ def serve(
         )
     except ValueError as exc:
         raise FrugalError(_as_options(str(exc))) from None
+    alerting = _alerting(alerts, notify, alert_interval, alert_resend)
+    if fault is not None:
+        from frugalml.serve.faults import Fault
+
+        Fault.parse(fault)  # refused before any model loads
     if api_key is not None and api_key != os.environ.get(API_KEY_ENV):  # given on the command line
         ui.err.print(
             f"warning: --api-key shows in the process list; give it with --api-key-file or {API_KEY_ENV}"
@@ -152,6 +181,10 @@ def serve(
         served.add((name or bundle.name, bundle.id))
         models.append((name or bundle.name, str(bundle.path)))
         ui.err.print(f"serving {bundle.id} ({bundle.format}, {bundle.precision}) as {name or bundle.name!r}")
+    if alerting is not None:  # a wrong rule file is refused before any model loads
+        from frugalml.monitor.alerting import check_models, load_rules
+
+        check_models(load_rules(alerting.rules_path), [name for name, _ in models])
     listener = _listen(host, port)  # before any model loads; the server takes this socket
     # One core stays with the event loop, the tokenizer and the network: a model call takes the
     # cores left over, shared by the calls that run at once.
@@ -163,8 +196,24 @@ def serve(
     )
     # A PyTorch call that runs alone may use every core of its worker (the event loop is idle).
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
-    spec = ServeSpec(models, config, threads, lone_threads, device)
-    run_server(spec, listener, host=host, port=port, workers=workers, drain_s=drain)
+    spec = ServeSpec(models, config, threads, lone_threads, device, fault)
+    if alerting is not None:
+        ui.err.print(
+            f"alerts: {alerting.rules_path}" + (f" -> {alerting.notify_url}" if alerting.notify_url else "")
+        )
+    run_server(spec, listener, host=host, port=port, workers=workers, drain_s=drain, alerts=alerting)
+
+
+def _alerting(rules: Path | None, notify: str | None, interval: float | None, resend: float | None):
+    """The embedded alerting settings, or None without --alerts."""
+    from frugalml.monitor.alerting import AlertingConfig
+
+    if rules is None:
+        if notify is not None or interval is not None or resend is not None:
+            raise FrugalError("--notify, --alert-interval and --alert-resend need --alerts RULES")
+        return None
+    given = {"interval_s": interval} if interval is not None else {}
+    return AlertingConfig(str(rules), notify, resend_s=resend, **given)
 
 
 def _api_key(given: str | None, key_file: Path | None) -> str | None:

@@ -25,7 +25,9 @@ from frugalml.serve.errors import install_error_handlers
 from frugalml.serve.http import json_response
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import ErrorResponse, request_models
+from frugalml.serve.v1 import ROUTE as V1_ROUTE
 from frugalml.serve.v1 import add_v1_routes
+from frugalml.serve.v2 import MODEL as V2_MODEL
 from frugalml.serve.v2 import add_v2_routes
 
 ERROR_STATUSES = {
@@ -74,6 +76,10 @@ def create_app(
         executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="frugalml-inference")
         loop = asyncio.get_running_loop()
         for model in catalog:
+            metrics.ready.labels(model.name, model.version).set(0)
+            metrics.queue_limit.labels(model.name).inc(config.max_queue)  # versions queue apart
+            metrics.start_at_zero(model.name, (V1_ROUTE, V2_MODEL + "/infer"))
+        for model in catalog:
             await loop.run_in_executor(executor, model.predictor.warmup)
             bundle = model.predictor.bundle
             if bundle is not None:
@@ -82,12 +88,15 @@ def create_app(
                 ).set(1)
             model.batcher.start(executor)
             model.ready = True
+            metrics.ready.labels(model.name, model.version).set(1)
         lifecycle.started = True
         lifecycle.drain_on_signals()
         try:
             yield
         finally:
             lifecycle.draining = True
+            for model in catalog:
+                metrics.ready.labels(model.name, model.version).set(0)
             for model in catalog:
                 await model.batcher.close()
                 model.ready = False

@@ -91,6 +91,7 @@ class Batcher:
         self._queue_wait = metrics.queue_wait.labels(model)
         self._inference = metrics.inference.labels(model)
         self._batch_size = metrics.batch_size.labels(model)
+        self._metrics, self._model = metrics, model
 
     def start(self, executor: Executor) -> None:
         self._executor = executor
@@ -233,6 +234,7 @@ class Batcher:
             self._inference.observe(elapsed)
             self._batch_size.observe(len(texts))
             self._last_batch_requests = len(batch)
+        self._metrics.observe_predictions(self._model, list(self.predictor.labels), probabilities)
         rate = len(texts) / max(elapsed, 1e-6)
         self._texts_per_second = (
             rate if not self._texts_per_second else 0.8 * self._texts_per_second + 0.2 * rate

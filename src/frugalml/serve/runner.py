@@ -13,19 +13,24 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from frugalml.monitor.metrics import MULTIPROC_ENV
+from frugalml.monitor.alerting import AlertingConfig
+from frugalml.monitor.metrics import MULTIPROC_ENV, multiprocess_registry
 from frugalml.serve.config import ServeConfig
 from frugalml.serve.connections import ServerConfig
 from frugalml.serve.listener import drain_accept_queue, stop_new_connections, wait_for_accept_queue
 from frugalml.ui import quiet_libraries
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from frugalml.bundle import Bundle
 
 SPEC_ENV = "FRUGALML_SERVE_SPEC"
@@ -43,6 +48,7 @@ class ServeSpec:
     threads: int | None = None
     lone_threads: int | None = None
     device: str = "cpu"
+    fault: str | None = None  # tests only: serve/faults.py
 
     def to_json(self) -> str:
         return json.dumps(
@@ -52,6 +58,7 @@ class ServeSpec:
                 "threads": self.threads,
                 "lone_threads": self.lone_threads,
                 "device": self.device,
+                "fault": self.fault,
             }
         )
 
@@ -60,7 +67,12 @@ class ServeSpec:
         data = json.loads(text)
         models = [(name, path) for name, path in data["models"]]
         return cls(
-            models, ServeConfig(**data["config"]), data["threads"], data["lone_threads"], data["device"]
+            models,
+            ServeConfig(**data["config"]),
+            data["threads"],
+            data["lone_threads"],
+            data["device"],
+            data["fault"],
         )
 
 
@@ -87,12 +99,56 @@ def serving_predictor(
 
 def build_app(spec: ServeSpec):
     from frugalml.serve.app import create_app
+    from frugalml.serve.faults import Fault, FaultyPredictor
 
     predictors = [
         (name, serving_predictor(path, spec.threads, spec.lone_threads, spec.device))
         for name, path in spec.models
     ]
+    if spec.fault:
+        fault = Fault.parse(spec.fault)
+        predictors = [(name, FaultyPredictor(predictor, fault)) for name, predictor in predictors]
     return create_app(predictors, spec.config)
+
+
+@contextmanager
+def alerting(
+    config: AlertingConfig | None, served: list[str], collect: Callable[[], CollectorRegistry]
+) -> Iterator[None]:
+    """The embedded alert evaluator over `collect()` while the block runs, recording alerts in the
+    lineage store and posting them to `config.notify_url`."""
+    if config is None:
+        yield
+        return
+    from frugalml.lineage import open_store
+    from frugalml.monitor.alerting import AlertLoop, Evaluator, check_models, load_rules
+    from frugalml.monitor.notify import WebhookNotifier
+
+    rules = load_rules(config.rules_path)
+    check_models(rules, served)
+    store = open_store(reconcile=False)
+    notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
+
+    def record(alert) -> None:
+        assert alert.started_at is not None  # recorded once it fires
+        store.record_alert(
+            alert.fingerprint, alert.labels, alert.annotations, alert.value, alert.started_at, alert.ended_at
+        )
+
+    evaluator = Evaluator(
+        rules,
+        collect,
+        notify=notifier.send if notifier else lambda alert: None,
+        record=record,
+        resend_s=config.resend_s,
+    )
+    loop = AlertLoop(evaluator, config.interval_s).start()
+    try:
+        yield
+    finally:
+        loop.stop()
+        if notifier is not None:
+            notifier.close()
 
 
 def app_from_env():
@@ -183,6 +239,7 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     drain_s: float = 30,
+    alerts: AlertingConfig | None = None,
 ) -> None:
     """Serve `spec` on `listener`, a socket bound to host:port (which uvicorn only reports)."""
     options = {
@@ -193,9 +250,11 @@ def serve(
         "timeout_graceful_shutdown": drain_s,
         "server_header": False,
     }
+    served = [name for name, _ in spec.models]
     if workers <= 1:
         app = build_app(spec)
-        DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
+        with alerting(alerts, served, app.state.metrics.collecting_registry):
+            DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
         return
     own_dir = not os.environ.get(MULTIPROC_ENV)
     if own_dir:
@@ -206,7 +265,8 @@ def serve(
         config = ServerConfig(
             "frugalml.serve.runner:app_from_env", spec.config, factory=True, workers=workers, **options
         )
-        WorkerSupervisor(config, sockets=[listener]).run()
+        with alerting(alerts, served, multiprocess_registry):  # here, not in each worker
+            WorkerSupervisor(config, sockets=[listener]).run()
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

@@ -1,0 +1,206 @@
+"""Alert latency: from an induced fault to the webhook, embedded evaluator against Prometheus +
+Alertmanager, side by side on the same server and the same rules; and the embedded evaluator's cost.
+
+Each repetition starts `frugalml serve --fault error:1 --alerts RULES --notify HOOK_A` (evaluating
+every second) and a real Prometheus (scrape and evaluation every second) + Alertmanager (no group
+wait) posting to HOOK_B, sends one request every 100 ms from t0, and records when each webhook
+first hears FrugalmlHighErrorRatio (rule `for:` 2 s, window 10 s). Needs Debian's prometheus and
+prometheus-alertmanager (`make monitoring-tools`).
+
+    python bench/monitor.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+from _common import RESULTS, ROOT, write_results
+from rich.console import Console
+
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import FILLER, INTENTS, make_rows, write_csv
+from monitor_support import TOOLS_MISSING, monitoring_stack, webhook_receiver
+from test_serve_support import free_port, tune_tiny_bundle, wait_until
+
+from frugalml.monitor.alerting import Evaluator, load_rules
+from frugalml.monitor.metrics import ServingMetrics
+from frugalml.monitor.rules import Thresholds, rules_document
+from frugalml.ui import table
+
+THRESHOLDS = Thresholds(error_ratio=0.5, window_s=10, for_s=2)
+INTERVAL_S = 1.0  # Prometheus's scrape and evaluation interval, and the embedded evaluation interval
+FAULT = ["--fault", "error:1"]
+CLI = [sys.executable, "-c", "import sys; from frugalml.cli import app; app(sys.argv[1:])"]
+
+
+def tiny_bundle(folder: Path) -> str:
+    """The test suite's tiny BERT, head-tuned: the fault makes the model beside the point."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for ws in INTENTS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    base = folder / "base"
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(base)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(base)
+    files = {
+        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
+    }
+    return tune_tiny_bundle(base, files, folder / "home")
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def one_run(bundle: str, folder: Path) -> dict[str, float]:
+    rules = folder / "rules.yml"
+    rules.write_text(yaml.safe_dump(rules_document("shop", THRESHOLDS)))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FRUGALML_HOME": str(folder / "home"), "HF_HUB_OFFLINE": "1"}
+    with (
+        webhook_receiver() as (embedded_hook, embedded),
+        webhook_receiver() as (prom_hook, through_prometheus),
+    ):
+        options = ["--alerts", str(rules), "--notify", embedded_hook, "--alert-interval", str(INTERVAL_S)]
+        server = subprocess.Popen(
+            [*CLI, "serve", f"shop={bundle}", "--port", str(port), "--no-access-log", *FAULT, *options],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        stop = threading.Event()
+        try:
+            wait_until(lambda: server.poll() is not None or ready(url), timeout=180, what="server ready")
+            with monitoring_stack(folder, rules, f"127.0.0.1:{port}", prom_hook, INTERVAL_S) as (
+                prometheus,
+                _,
+            ):
+                up = 'up{job="frugalml"} == 1'
+                wait_until(
+                    lambda: httpx.get(f"{prometheus}/api/v1/query", params={"query": up}).json()["data"][
+                        "result"
+                    ],
+                    timeout=60,
+                    what="first scrape",
+                )
+                arrived: dict[str, float] = {}
+
+                def watch(name: str, receiver) -> None:
+                    while not stop.is_set() and not receiver.alerts("firing"):
+                        time.sleep(0.01)
+                    arrived[name] = time.monotonic()
+
+                watchers = [
+                    threading.Thread(target=watch, args=(name, receiver), daemon=True)
+                    for name, receiver in (("embedded", embedded), ("prometheus", through_prometheus))
+                ]
+                for watcher in watchers:
+                    watcher.start()
+                started = time.monotonic()
+
+                def traffic() -> None:
+                    while not stop.is_set():
+                        with contextlib.suppress(httpx.HTTPError):
+                            httpx.post(f"{url}/v1/predict", json={"inputs": ["refund please"]}, timeout=30)
+                        stop.wait(0.1)
+
+                threading.Thread(target=traffic, daemon=True).start()
+                wait_until(lambda: len(arrived) == 2, timeout=120, what="both notifications")
+        finally:
+            stop.set()
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+    return {name: at - started for name, at in arrived.items()}
+
+
+def evaluation_cost_ms(folder: Path, ticks: int = 2000) -> float:
+    """Milliseconds per evaluation of all seven rules on a registry with one model's series."""
+    metrics = ServingMetrics()
+    rules = folder / "cost.yml"
+    rules.write_text(yaml.safe_dump(rules_document("m")))
+    evaluator = Evaluator(load_rules(rules), lambda: metrics.registry)
+    rng = np.random.default_rng(0)
+    metrics.start_at_zero("m", ("/v1/predict", "/v2/models/{name}/infer"))
+    metrics.ready.labels("m", "v1").set(1)
+    started = time.perf_counter()
+    for tick in range(ticks):
+        metrics.requests.labels("m", "/v1/predict", "200").inc(10)
+        metrics.latency.labels("m", "/v1/predict").observe(float(rng.exponential(0.02)))
+        metrics.observe_predictions("m", ["a", "b", "c"], rng.dirichlet([1, 1, 1], 8))
+        evaluator.evaluate(float(tick))
+    return (time.perf_counter() - started) / ticks * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if TOOLS_MISSING:
+        raise SystemExit(TOOLS_MISSING)
+    with tempfile.TemporaryDirectory(prefix="frugalml-bench-monitor-") as temp:
+        folder = Path(temp)
+        bundle = tiny_bundle(folder)
+        runs = []
+        for repeat in range(args.repeats):
+            run_folder = folder / f"run{repeat}"
+            run_folder.mkdir()
+            runs.append(one_run(bundle, run_folder))
+            print(
+                f"run {repeat + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True
+            )
+        cost = evaluation_cost_ms(folder)
+    goal = THRESHOLDS.for_s + INTERVAL_S
+    rows = []
+    summary = {}
+    for path in ("embedded", "prometheus"):
+        values = [run[path] for run in runs]
+        summary[path] = {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values)}
+        rows.append((path, statistics.median(values), min(values), max(values), goal))
+    Console().print(
+        table("fault to webhook (s)", ["path", "median", "min", "max", "goal for: + interval"], rows)
+    )
+    print(f"embedded evaluation of 7 rules: {cost:.3f} ms per tick")
+    write_results(
+        RESULTS / "monitor.json",
+        {
+            "what": "seconds from the first failing request to the first webhook notification",
+            "rule": {"for_s": THRESHOLDS.for_s, "window_s": THRESHOLDS.window_s, "error_ratio": 0.5},
+            "interval_s": INTERVAL_S,
+            "goal_s": goal,
+            "runs": runs,
+            "summary": summary,
+            "embedded_evaluation_ms_per_tick": cost,
+            "machine": f"{os.cpu_count()} cores",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
