@@ -359,6 +359,7 @@ def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_p
     assert ports == {"http": options["port"]} and options["port"] == PORT
     # 3 CPUs: two model calls at once, one thread each, one core left to the event loop.
     assert (options["parallel"], options["threads"]) == (2, 1)
+    assert options["device"] == "cuda"  # --gpu 1
     assert container["resources"]["limits"] == {"cpu": "3", "memory": "1536Mi", "nvidia.com/gpu": 1}
     assert container["image"] == "reg.example/intent:1"
     assert service["spec"]["ports"][0]["targetPort"] == "http"

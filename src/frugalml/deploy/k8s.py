@@ -32,7 +32,7 @@ GRACE_MARGIN_S = 5  # past preStop and the drain, before the kubelet's SIGKILL
 
 def serve_args(config: K8sConfig, model: str, port: int) -> list[str]:
     """`frugalml serve` for a pod: on every interface, with threads sized to the pod's CPU (inside
-    a container the process sees every core of the node, not its limit)."""
+    a container the process sees every core of the node, not its limit), on the GPU it asks for."""
     cores = max(1, math.floor(config.cores))
     parallel = min(2, cores)
     threads = max(1, (cores - 1) // parallel)
@@ -49,6 +49,8 @@ def serve_args(config: K8sConfig, model: str, port: int) -> list[str]:
         str(threads),
         "--drain",
         str(config.drain_s),
+        "--device",
+        "cuda" if config.gpu else "cpu",
     ]
 
 
