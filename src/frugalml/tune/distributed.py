@@ -111,7 +111,18 @@ def _backend(device: torch.device) -> str:
 def _launch_local(worker: Worker, args: tuple, compute: TuneCompute) -> Any:
     import torch.multiprocessing as mp
 
-    resolve_device(compute.device)  # a device that is not here fails now, not in every worker
+    device = resolve_device(compute.device)  # a device that is not here fails now, not in every worker
+    if device.type == "cuda" and compute.workers > torch.cuda.device_count():
+        raise FrugalError(
+            f"{compute.workers} workers need {compute.workers} CUDA GPUs (NCCL: one each); "
+            f"this machine has {torch.cuda.device_count()}"
+        )
+    if device.type == "cuda" and device.index is not None and compute.workers > 1:
+        raise FrugalError(
+            f"--device {device} is one GPU; give cuda to spread {compute.workers} workers over GPUs"
+        )
+    if device.type == "mps" and compute.workers > 1:
+        raise FrugalError("data-parallel workers need CUDA GPUs or CPUs; mps has one device")
     threads = max(1, len(os.sched_getaffinity(0)) // compute.workers)
     with tempfile.TemporaryDirectory(prefix="frugalml-ddp-") as folder:
         context = mp.start_processes(

@@ -36,6 +36,7 @@ from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import tokenize, usable_length
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
+from frugalml.settings import get_settings
 from frugalml.tune import distributed
 from frugalml.tune.config import TuneCompute, TuneConfig
 from frugalml.tune.heads import choose_c, fit_head, row_weights, set_head, val_scores
@@ -70,12 +71,14 @@ def tune(
     """Train a classifier on `train` with `config.method`; returns the best model found.
 
     `compute`: the device and the number of data-parallel workers; `checkpointing`: where to
-    checkpoint and what to continue from; `storage`: Ray Train's folder (`--backend ray`).
+    checkpoint and what to continue from; `storage`: Ray Train's folder (`--backend ray`;
+    default FRUGALML_HOME/ray).
     """
     reporter = reporter or SilentReporter()
     compute = compute or TuneCompute()
     train.check_trainable()
-    if compute.workers == 1 and compute.backend == "local":
+    fine_tunes = get_method(config.method).trains_encoder and config.epochs != 0
+    if (compute.workers == 1 and compute.backend == "local") or not fine_tunes:  # nothing to share out
         return train_worker(
             train, config, checkpointing, device=resolve_device(compute.device), reporter=reporter
         )
@@ -83,7 +86,7 @@ def tune(
     run = f", run {checkpointing.run_id}" if checkpointing is not None else ""
     with reporter.task(f"tuning on {compute.workers} workers ({compute.backend}{run})", None):
         result = distributed.launch(
-            train_worker, (train, config, checkpointing), compute, storage or Path("ray-train")
+            train_worker, (train, config, checkpointing), compute, storage or get_settings().home / "ray"
         )
     result.train_seconds = time.perf_counter() - started  # the workers' start included
     return result
