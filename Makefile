@@ -1,5 +1,6 @@
 # `make run` and `make test` work on a fresh machine: each creates .venv if missing and installs
-# what it needs (re-installing only when pyproject.toml changes).
+# what it needs (re-installing only when pyproject.toml or constraints.txt changes), pinned to the
+# tested set in constraints.txt.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -8,10 +9,10 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: run test test-fast lint bench clean monitoring-tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,ray]'
 	touch $(STAMP)
 
 run: $(STAMP)

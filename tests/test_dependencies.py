@@ -7,6 +7,10 @@ import re
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +37,28 @@ def test_every_runtime_dependency_is_imported_or_says_why():
         if not imported and "#" not in line:
             unexplained.append(name)
     assert not unexplained
+
+
+def _constraints() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (pin,) = requirement.specifier
+            pins[canonicalize_name(requirement.name)] = Version(pin.version)
+    return pins
+
+
+def test_runtime_dependencies_are_ranges_that_the_tested_pins_satisfy():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _constraints()
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    assert all(not any(s.operator == "==" for s in r.specifier) for r in requirements)
+    for extra in project["optional-dependencies"].values():
+        requirements += [Requirement(r) for r in extra]
+    outside = {
+        r.name: str(pins.get(canonicalize_name(r.name)))
+        for r in requirements
+        if not r.specifier.contains(pins.get(canonicalize_name(r.name), Version("0")), prereleases=True)
+    }
+    assert not outside, f"constraints.txt lacks or contradicts: {outside}"

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from conftest import make_rows, write_csv
 from monitor_support import run_cli, webhook_receiver
-from prometheus_client import Gauge
 from test_serve_support import free_port, running, tune_tiny_bundle, wait_until
 
 from frugalml.bundle import load_bundle
@@ -106,12 +105,7 @@ def test_a_condition_shorter_than_for_never_notifies_and_reminders_come_at_the_r
 
 def test_every_check_fires_on_its_own_metric(tmp_path):
     metrics = ServingMetrics()
-    psi = Gauge(
-        "frugalml_drift_psi",
-        "PSI (as the drift monitor sets it)",
-        ["model", "feature"],
-        registry=metrics.registry,
-    )
+    psi = metrics.drift_psi
     evaluator = Evaluator(load_rules(_rules(tmp_path, for_s=0, not_ready_for_s=0)), lambda: metrics.registry)
     metrics.ready.labels("m", "v1").set(1)
     metrics.queue_limit.labels("m").set(100)

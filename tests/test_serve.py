@@ -101,8 +101,8 @@ def test_v2_open_inference_protocol(server, predictor):
         probabilities = np.array(outputs["probabilities"]["data"]).reshape(2, -1)
         np.testing.assert_allclose(probabilities, expected, atol=1e-6)
     default = httpx.post(f"{server}/v2/models/train/infer", json={"inputs": request["inputs"]}).json()
-    assert [o["name"] for o in default["outputs"]] == ["label", "score"]
-    assert default["outputs"][1]["datatype"] == "FP32"
+    assert [o["name"] for o in default["outputs"]] == ["label", "score", "probabilities"]  # all
+    assert default["outputs"][1]["datatype"] == "FP32" and "id" not in default  # none was sent
 
 
 BAD_REQUESTS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -62,16 +63,24 @@ def _start(bundle_path: str, *options: str, home: Path) -> tuple[subprocess.Pope
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, so _kill reaches the workers too
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is not None or _ready(url), timeout=120, what="server ready")
+        wait_until(lambda: process.poll() is not None or _ready(url), timeout=300, what="server ready")
     except TimeoutError:
-        process.kill()
+        _kill(process)
     if process.poll() is not None or not _ready(url):
-        process.kill()
+        _kill(process)
         raise AssertionError(process.communicate()[1][-3000:])
     return process, url
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """Kill the server and its workers: a worker left alive holds the pipes open, and reading
+    them to the end would then never return."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _ready(url: str) -> bool:
@@ -99,7 +108,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(bundle_path, tmp_path):
         request.join(30)
         _, stderr = process.communicate(timeout=60)
     finally:
-        process.kill()
+        _kill(process)
     assert answers and answers[0].status_code == 200, stderr[-2000:]
     assert process.returncode == 0, stderr[-2000:]
     assert "Loading weights" not in stderr  # workers are as quiet as the CLI: no progress bars
@@ -118,7 +127,7 @@ def test_worker_processes_report_one_merged_set_of_metrics(bundle_path, tmp_path
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
-        process.kill()
+        _kill(process)
     for text in scrapes:  # whichever worker answers, the counts cover both
         assert metric(text, "frugalml_requests_total", model="train", status="200") == 12
         assert metric(text, "frugalml_batch_size_count", model="train") == 12
@@ -140,7 +149,9 @@ def test_the_port_is_held_from_before_the_model_loads(bundle_path, tmp_path):
     port = free_port()
     env = {**os.environ, "FRUGALML_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "LOAD_DELAY_S": "3"}
     command = [sys.executable, "-c", SLOW_CLI, "serve", bundle_path, "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         wait_until(lambda: _port_taken(port), timeout=60, what="port bound")
         # Bound while the model loads (3 s more here), not yet accepting: a client is refused at
@@ -152,7 +163,7 @@ def test_the_port_is_held_from_before_the_model_loads(bundle_path, tmp_path):
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
     finally:
-        process.kill()
+        _kill(process)
     assert process.returncode == 0
 
 
@@ -169,7 +180,7 @@ def test_the_api_key_file_keeps_the_key_out_of_the_process_list(bundle_path, tmp
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
-        process.kill()
+        _kill(process)
     assert b"s3cret" not in command_line and str(key_file).encode() in command_line
     assert refused.status_code == 401 and allowed.status_code == 200
     assert "an API key is required" in stderr and "warning" not in stderr
@@ -272,7 +283,7 @@ def test_sigterm_with_two_workers_answers_or_refuses_every_request_under_load(bu
         time.sleep(0.5)  # requests sent once it is gone are refused too
     finally:
         stop.set()
-        process.kill()
+        _kill(process)
         for client in clients:
             client.join(30)
     stderr = process.communicate()[1]

@@ -83,7 +83,9 @@ FORM_POSTS = {  # what a cross-site page can send without a CORS preflight, and 
 
 @pytest.mark.parametrize("content_type", FORM_POSTS.values(), ids=FORM_POSTS.keys())
 def test_inference_routes_take_json_bodies_only(server, content_type):
-    headers = {} if content_type is None else {"Content-Type": content_type}
+    headers = {"Origin": "https://elsewhere.example"}  # a browser sends it with every POST
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     for path, body in (("/v1/predict", {"inputs": ["a"]}), ("/v2/models/train/infer", V2_BODY)):
         refused = httpx.post(server + path, content=json.dumps(body), headers=headers)
         assert refused.status_code == 415, (path, refused.text)

@@ -33,6 +33,7 @@ FRESH_USES = {
     "predictor formats": "from frugalml.runtime import FORMATS; assert set(FORMATS) == {'torch', 'onnx'}",
     "commands": "from frugalml.cli import app; app(['models', '--help'], standalone_mode=False)",
     "tuning methods": "from frugalml.tune import METHODS; assert {'head', 'lora', 'full'} <= set(METHODS)",
+    "job backends": "from frugalml.jobs.backends import BACKENDS; assert set(BACKENDS) == {'local', 'ray'}",
 }
 
 

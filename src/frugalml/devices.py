@@ -15,6 +15,8 @@ from frugalml.errors import FrugalError
 if TYPE_CHECKING:
     import torch
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 DEVICE_HELP = "auto (the best present: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 _PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -69,3 +71,27 @@ def autocast(device: torch.device, enabled: bool = True) -> AbstractContextManag
 
     dtype = autocast_dtype(device) if enabled else None
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def onnx_providers(name: str | None = None) -> list[str | tuple[str, dict[str, str]]]:
+    """ONNX Runtime's execution providers for device `name`, best first: its CUDA provider on a
+    CUDA device (auto: when this ONNX Runtime build offers it), else its CPU provider. The CPU
+    provider stays last on a GPU too: ONNX Runtime places there the nodes CUDA has no kernel for.
+    """
+    import onnxruntime as ort
+
+    name = parse_device(name)
+    offered = CUDA_PROVIDER in ort.get_available_providers()
+    if name == "auto":
+        return [CUDA_PROVIDER, CPU_PROVIDER] if offered else [CPU_PROVIDER]
+    if name == "mps":
+        raise FrugalError("ONNX bundles run on cpu or cuda; ONNX Runtime has no provider for 'mps'")
+    if name == "cpu":
+        return [CPU_PROVIDER]
+    if not offered:
+        raise FrugalError(
+            f"device {name!r} asked for, but this ONNX Runtime has no {CUDA_PROVIDER} "
+            "(install onnxruntime-gpu in place of onnxruntime)"
+        )
+    _, _, index = name.partition(":")
+    return [(CUDA_PROVIDER, {"device_id": index or "0"}), CPU_PROVIDER]

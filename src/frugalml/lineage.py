@@ -1,4 +1,4 @@
-"""The lineage store: one SQLite file recording datasets, runs, bundles and cached pipeline steps.
+"""The lineage store: one SQLite file recording datasets, runs, bundles, jobs and cached pipeline steps.
 
 Every arrow of the data flow is a row here (which bundle came from which data, run and parent),
 so `frugalml models show ID` can tell a bundle's whole history. A stage records its work as
@@ -21,20 +21,24 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frugalml.bundle import Bundle, load_bundle
-from frugalml.data import Dataset
 from frugalml.errors import BundleError
 from frugalml.processes import pid_alive
 from frugalml.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # pandas, which reading data needs, is slow to import: `models list` needs none
+    from frugalml.data import Dataset
+
+JOB_ID_ENV = "FRUGALML_JOB_ID"  # the job whose attempt this process is, if any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     sha256 TEXT PRIMARY KEY, source TEXT, rows INTEGER, labels INTEGER, registered_at TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, kind TEXT, status TEXT, config TEXT, data_sha256 TEXT,
-    metrics TEXT, started_at TEXT, finished_at TEXT, pid INTEGER, host TEXT);
+    metrics TEXT, started_at TEXT, finished_at TEXT, pid INTEGER, host TEXT, job_id TEXT);
 CREATE TABLE IF NOT EXISTS bundles (
     id TEXT PRIMARY KEY, name TEXT, path TEXT, format TEXT, precision TEXT, method TEXT,
     base_model TEXT, parent_id TEXT, run_id TEXT, data_sha256 TEXT, size_bytes INTEGER,
@@ -44,6 +48,13 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, fingerprint TEXT, alertname TEXT, model TEXT, status TEXT, value REAL,
     labels TEXT, annotations TEXT, started_at TEXT, ended_at TEXT, host TEXT, pid INTEGER);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, name TEXT, spec TEXT, backend TEXT, address TEXT, status TEXT,
+    cpus REAL, gpus REAL, cwd TEXT, submitted REAL, started REAL, finished REAL,
+    pid INTEGER, host TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS job_attempts (
+    job_id TEXT, attempt INTEGER, status TEXT, pid INTEGER, host TEXT, node TEXT,
+    exit_code INTEGER, started REAL, finished REAL, log_path TEXT, PRIMARY KEY (job_id, attempt));
 """
 
 
@@ -112,8 +123,8 @@ class LineageStore:
     def start_run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> str:
         run_id = "r" + uuid.uuid4().hex[:11]
         self._write(
-            "INSERT INTO runs (id, kind, status, config, data_sha256, metrics, started_at, pid, host) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs (id, kind, status, config, data_sha256, metrics, started_at, pid, host, "
+            "job_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 run_id,
                 kind,
@@ -124,6 +135,7 @@ class LineageStore:
                 _now(),
                 os.getpid(),
                 socket.gethostname(),
+                os.environ.get(JOB_ID_ENV),  # set when a job's supervisor started this process
             ),
         )
         return run_id
@@ -317,7 +329,7 @@ def resolve_bundle(ref: str | Path, store: LineageStore | None = None, verify: b
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Columns added since a store was created (CREATE TABLE IF NOT EXISTS keeps old tables)."""
     present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-    for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+    for column, kind in (("pid", "INTEGER"), ("host", "TEXT"), ("job_id", "TEXT")):
         if column not in present:
             db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 

@@ -12,6 +12,7 @@ Paths are relative to the pipeline file, also a `base` model or `bundle` given a
 settings (for a step built on a config dataclass, that config with every default filled in, in
 place of the settings that are its fields), the content of every file or folder they read and the
 frugalml version; a step whose key is in the lineage store (and whose bundle still loads) is reused.
+Where a step computes (`device`) is no input: a step done on a GPU is reused on a CPU and back.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ MODEL_KEYS = {
     "base",
     "bundle",
 }  # their content enters the cache key (a label set does as parsed, in the config)
+# Settings that say where a step computes, not what from: left out of the cache key. The same
+# inputs give the same results on any device, up to the rounding of its arithmetic.
+PLACEMENT_KEYS = {"device"}
 
 
 @dataclass
@@ -260,10 +264,12 @@ def _cache_key(kind: str, args: dict[str, Any], config: Any = None) -> str:
         for key, value in args.items()
         if key in PATH_KEYS | MODEL_KEYS and isinstance(value, str) and value and Path(value).exists()
     }
+    args = {k: v for k, v in args.items() if k not in PLACEMENT_KEYS}
     key = {"kind": kind, "args": args, "contents": contents, "version": __version__}
     if config is not None:  # it speaks for its fields, defaults included: `seed: 0` or no seed is one key
-        key["settings"] = asdict(config)
-        key["args"] = {k: v for k, v in args.items() if k not in key["settings"]}
+        fields = asdict(config)
+        key["settings"] = {k: v for k, v in fields.items() if k not in PLACEMENT_KEYS}
+        key["args"] = {k: v for k, v in args.items() if k not in fields}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

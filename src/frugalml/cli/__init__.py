@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
-from frugalml.cli import alerts, compress, core, doctor, label, models, monitor, serve
+from frugalml.cli import alerts, compress, core, deploy, doctor, jobs, label, models, monitor, plan, serve
 from frugalml.errors import FrugalError
 
 _signals: list[int] = []
@@ -60,11 +60,15 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "compress": compress.compress,
     "serve": serve.serve,
     "run": core.run,
+    "plan": plan.plan,
+    "profile": plan.profile,
     "doctor": doctor.doctor,
 }
 GROUPS: dict[str, typer.Typer] = {
     "label": label.app,
     "models": models.app,
+    "jobs": jobs.app,
+    "deploy": deploy.app,
     "monitor": monitor.app,
     "alerts": alerts.app,
 }

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from frugalml import ui
-from frugalml.cli.options import Json, LabelColumn, TextColumn
+from frugalml.cli.options import Device, Json, LabelColumn, TextColumn
 from frugalml.names import split_names
 
 DRIFT_WARNING = 0.15
@@ -64,6 +64,7 @@ def compress(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the report (JSON, table, PNG).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for sampling, augmentation and training.")] = None,
+    device: Device = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
@@ -72,7 +73,8 @@ def compress(
 
     Every candidate is a registered bundle (parent: the bundle it was made from) that serve, eval
     and predict load as they are. The report (JSON, Markdown table, PNG plot) is written to --out
-    (default: FRUGALML_HOME/reports/RUN_ID).
+    (default: FRUGALML_HOME/reports/RUN_ID). --device places distillation; candidates are
+    measured on the CPU, where every format runs.
     """
     ui.quiet_libraries()
     from frugalml.compress.config import CompressConfig
@@ -91,6 +93,7 @@ def compress(
         "measure_seconds": measure_seconds,
         "keep": keep,
         "seed": seed,
+        "device": device,
     }
     config = CompressConfig(**{k: v for k, v in given.items() if v is not None})  # refuses bad values
     result = compress_and_register(

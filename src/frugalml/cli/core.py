@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from frugalml import ui
-from frugalml.cli.options import Json, LabelColumn, TextColumn
+from frugalml.cli.options import Device, Json, LabelColumn, TextColumn
 from frugalml.errors import FrugalError
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ def eval_command(
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Texts per model call.")] = None,
+    device: Device = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     json: Json = False,
@@ -118,7 +119,7 @@ def eval_command(
     from frugalml.evaluate import EvalConfig, plot_confusion
     from frugalml.evaluate.workflow import evaluate_bundle
 
-    config = EvalConfig(**_given(batch_size=batch_size))
+    config = EvalConfig(**_given(batch_size=batch_size, device=device))
     columns = {"text_column": text_column, "label_column": label_column}
     loaded, report = evaluate_bundle(bundle, data, columns, config=config)
     if confusion:
@@ -157,18 +158,21 @@ def eval_command(
 def predict(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
     texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    device: Device = None,
     json: Json = False,
 ) -> None:
     """Classify texts given on the command line."""
     ui.quiet_libraries()
+    from frugalml.devices import parse_device
     from frugalml.lineage import open_store, resolve_bundle
     from frugalml.runtime import load_predictor
     from frugalml.runtime.predictor import top_predictions
 
+    device = parse_device(device)
     blank = [str(i) for i, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # as in data files: an empty text has no label to give
         raise FrugalError(f"text {', '.join(blank)} is empty")
-    predictor = load_predictor(resolve_bundle(bundle, open_store()))
+    predictor = load_predictor(resolve_bundle(bundle, open_store()), device=device)
     predictions = top_predictions(predictor.labels, predictor.predict_proba(texts))
     if json:
         ui.emit_json(

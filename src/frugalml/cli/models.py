@@ -1,7 +1,8 @@
-"""`frugalml models list|show|rm`."""
+"""`frugalml models list|show|rm|export`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from frugalml import ui
 from frugalml.cli.options import Json
 
-app = typer.Typer(help="List, inspect and remove registered bundles.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, export and remove registered bundles.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -91,3 +92,34 @@ def models_rm(
         ui.emit_json({"removed": row["id"]})
     else:
         ui.out.print(f"removed {row['id']} ({row['path']})")
+
+
+@app.command("export")
+def models_export(
+    bundle: Annotated[str, typer.Argument(help="Bundle id, unique prefix or folder (a PyTorch bundle).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to create (absent or empty).")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="sentence-transformers: standard modules, loads with no remote code; "
+            "hf: transformers folder with frugalml's classifier code (trust_remote_code=True).",
+        ),
+    ] = "sentence-transformers",
+    json: Json = False,
+) -> None:
+    """Write a bundle as a standard model folder with a model card, to use without frugalml."""
+    from frugalml.lineage import open_store, resolve_bundle
+    from frugalml.models.portable import export_bundle, training_data_sha256
+
+    lineage = open_store()
+    source = resolve_bundle(bundle, lineage)
+    result = export_bundle(source, output, format, data_sha256=training_data_sha256(source, lineage))
+    if json:
+        ui.emit_json(result.to_json())
+        return
+    ui.out.print(
+        f"exported {result.bundle_id} as {result.format} to {result.path} "
+        f"({len(result.files)} files, {ui.human_bytes(result.size_bytes)}; base {result.base_model}; "
+        f"max logit difference from the bundle {result.max_abs_diff:.1g})"
+    )

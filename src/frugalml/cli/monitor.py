@@ -1,4 +1,4 @@
-"""`frugalml monitor rules|dashboard`."""
+"""`frugalml monitor rules|dashboard|report`: alert rules, a Grafana dashboard, drift reports."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from frugalml import ui
+from frugalml.cli import drift
 from frugalml.cli.options import Json
 
 app = typer.Typer(
-    help="Prometheus alert rules and a Grafana dashboard for a served model.", no_args_is_help=True
+    help="Watch served models: Prometheus alert rules, a Grafana dashboard, drift against their "
+    "training data.",
+    no_args_is_help=True,
 )
 
 Target = Annotated[
@@ -153,3 +156,4 @@ def dashboard(
 
 app.command("rules")(rules)
 app.command("dashboard")(dashboard)
+app.command("report")(drift.report)

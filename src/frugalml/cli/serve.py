@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from frugalml import ui
+from frugalml.cli.options import Device
 from frugalml.errors import FrugalError
 from frugalml.settings import INFERENCE_ENV
 
@@ -95,6 +96,7 @@ def serve(
     drain: Annotated[
         float, typer.Option(min=0, help="Seconds to finish in-flight requests on SIGTERM.")
     ] = 30.0,
+    device: Device = None,
     alerts: Annotated[
         Path | None,
         typer.Option(
@@ -128,7 +130,9 @@ def serve(
     for name, value in INFERENCE_ENV.items():  # before torch is imported
         os.environ.setdefault(name, value)
     ui.quiet_libraries()
+    from frugalml.devices import parse_device
     from frugalml.lineage import open_store, resolve_bundle
+    from frugalml.runtime.formats import check_device
     from frugalml.serve.catalog import check_model_name
     from frugalml.serve.config import ServeConfig
     from frugalml.serve.runner import ServeSpec
@@ -137,6 +141,7 @@ def serve(
     # Two calls side by side beat one call at a time on 2 cores under most loads: while one
     # tokenizes or hands results back, the other computes (bench/serve.py; docs/serving.md).
     parallel = parallel or min(2, os.cpu_count() or 1)
+    device = parse_device(device)
     key = _api_key(api_key, api_key_file)
     given: dict[str, Any] = {"header_timeout_s": header_timeout, "max_idle_per_client": max_idle_per_client}
     try:
@@ -170,6 +175,7 @@ def serve(
         name, _, target = ref.rpartition("=") if "=" in ref and not os.path.exists(ref) else ("", "", ref)
         bundle = resolve_bundle(target, lineage)
         check_model_name(name or bundle.name)
+        check_device(bundle, device)
         if (name or bundle.name, bundle.id) in served:
             raise FrugalError(f"{ref}: bundle {bundle.id} is already served as {name or bundle.name!r}")
         served.add((name or bundle.name, bundle.id))
@@ -185,12 +191,12 @@ def serve(
     threads = threads or max(1, ((os.cpu_count() or 1) - 1) // (workers * parallel))
     ui.err.print(
         f"on http://{host}:{port} ({workers} worker(s), {parallel} model call(s) at once, "
-        f"{threads} thread(s) each); "
+        f"{threads} thread(s) each, device {device}); "
         + ("an API key is required on inference routes" if config.api_key else "no API key: open to all")
     )
     # A PyTorch call that runs alone may use every core of its worker (the event loop is idle).
     lone_threads = max(threads, (os.cpu_count() or 1) // workers)
-    spec = ServeSpec(models, config, threads, lone_threads, fault)
+    spec = ServeSpec(models, config, threads, lone_threads, device, fault)
     if alerting is not None:
         ui.err.print(
             f"alerts: {alerting.rules_path}" + (f" -> {alerting.notify_url}" if alerting.notify_url else "")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frugalml.compress.techniques import TECHNIQUES
+from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
 
 KEEP = ("front", "all")
@@ -27,9 +28,13 @@ class CompressConfig:
     measure_seconds: float = 2.0  # least time spent on the batch-32 throughput run
     keep: str = "front"  # "front": remove bundles off the Pareto front; "all": keep every bundle
     seed: int = 0
+    # Where distillation trains and its teacher labels (frugalml.devices); a placement, not an
+    # input. Every other technique, and every measurement, runs on the CPU (compress/measure.py).
+    device: str = "auto"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra options per technique
 
     def __post_init__(self) -> None:
+        self.device = parse_device(self.device)
         known = ", ".join(TECHNIQUES)
         if not self.techniques:
             raise FrugalError(f"no techniques given; choose from {known}")

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import Dataset
 from frugalml.models import FrugalTextClassifier, load_bundle_torch
+from frugalml.monitor.reference import copy_reference
 from frugalml.progress import Reporter, SilentReporter
 
 
@@ -30,6 +31,7 @@ class CompressContext:
     unlabelled: list[str] = field(default_factory=list)
     seed: int = 0
     reporter: Reporter = field(default_factory=SilentReporter)
+    device: str = "cpu"  # where a technique that trains computes (frugalml.devices)
 
     @property
     def corpus(self) -> list[str]:
@@ -52,7 +54,13 @@ def derived_bundle(
     """Write the bundle a technique made from `source`: same labels and base, `source` as parent.
 
     `populate(folder)` writes the files and may fill in `metrics` (they go into the manifest).
+    The source's drift reference (monitor/reference.py) is carried over unchanged.
     """
+
+    def populate_with_reference(folder: Path) -> None:
+        populate(folder)
+        copy_reference(source, folder)
+
     chain = [*source.config.get("techniques", []), technique_name]
     bundle = Bundle(
         id=new_bundle_id(),
@@ -71,7 +79,7 @@ def derived_bundle(
             "techniques": chain,
         },
     )
-    return write_bundle(store, bundle, populate)
+    return write_bundle(store, bundle, populate_with_reference)
 
 
 def load_torch(bundle: Bundle) -> tuple[FrugalTextClassifier, PreTrainedTokenizerBase]:

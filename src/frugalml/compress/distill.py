@@ -22,6 +22,7 @@ from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts, torch_logits
 from frugalml.compress.context import CompressContext, derived_bundle, load_torch, save_torch
 from frugalml.compress.prune import pruned_entries, rezero
+from frugalml.devices import autocast, autocast_dtype, resolve_device
 from frugalml.models.batching import collate, length_batches, tokenize
 from frugalml.runtime import load_predictor
 
@@ -61,9 +62,9 @@ def augment(
     return out
 
 
-def teacher_log_probs(teacher: Bundle, texts: Sequence[str]) -> np.ndarray:
+def teacher_log_probs(teacher: Bundle, texts: Sequence[str], device: str = "cpu") -> np.ndarray:
     """Log-probabilities of the teacher: logits up to a per-row constant, in any bundle format."""
-    probabilities = load_predictor(teacher).predict_proba(list(texts))
+    probabilities = load_predictor(teacher, device=device).predict_proba(list(texts))
     return np.log(np.maximum(probabilities, 1e-30))
 
 
@@ -99,19 +100,21 @@ def distill(
     warmup: float = 0.1,
 ) -> Bundle:
     started = time.perf_counter()
+    device = resolve_device(context.device)
     rng = np.random.default_rng(context.seed)
     torch.manual_seed(context.seed)
     model, tokenizer = load_torch(source)
+    model.train().to(device)
     train = context.train
     index = {label: i for i, label in enumerate(source.labels)}
     texts = [*train.texts, *context.unlabelled, *augment(train.texts, augment_copies, rng)]
     labels = np.full(len(texts), -1)
     labels[: len(train)] = [index[y] for y in train.require_labels()]
     with context.reporter.task("teacher labels", None):
-        targets = torch.from_numpy(teacher_log_probs(context.teacher, texts))
+        targets = torch.from_numpy(teacher_log_probs(context.teacher, texts, context.device)).to(device)
     ids = tokenize(tokenizer, texts, MAX_LENGTH)
     lengths = [len(row) for row in ids]
-    labels_t = torch.as_tensor(labels)
+    labels_t = torch.as_tensor(labels, device=device)
 
     head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier.")]
@@ -121,18 +124,22 @@ def distill(
     total = len(length_batches(lengths, batch_size)) * epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup * total), total)
     zeroed = pruned_entries(model)  # width-pruned blocks stay pruned
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (a no-op then).
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
     losses: list[float] = []
-    model.train()
     with context.reporter.task(f"distilling into {source.name}", total) as progress:
         for _ in range(epochs):
             for batch_index in length_batches(lengths, batch_size, rng):
-                logits = model(**collate([ids[i] for i in batch_index], tokenizer.pad_token_id)).logits
-                loss = distillation_loss(
-                    logits, targets[batch_index], labels_t[batch_index], temperature, alpha
-                )
-                loss.backward()
+                batch = collate([ids[i] for i in batch_index], tokenizer.pad_token_id)
+                with autocast(device):
+                    logits = model(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
+                rows = torch.as_tensor(batch_index, device=device)
+                loss = distillation_loss(logits.float(), targets[rows], labels_t[rows], temperature, alpha)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # the clip below sees true gradients
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 rezero(zeroed)
@@ -140,7 +147,7 @@ def distill(
                 progress.advance(1, loss=f"{loss.item():.3f}")
     model.eval()
     check = sample_texts(train.texts, 512, context.seed)
-    teacher_top = teacher_log_probs(context.teacher, check).argmax(1)
+    teacher_top = teacher_log_probs(context.teacher, check, context.device).argmax(1)
     metrics = {
         "distill_texts": len(texts),
         "distill_epochs": epochs,

@@ -32,7 +32,15 @@ from frugalml.models.batching import PositionalLogits
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
-CARRIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+# config.json names hf_model.py in its auto_map: the code AutoConfig needs to read the config.
+CARRIED = (
+    "config.json",
+    "hf_model.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 # Used to check an export when no domain text is at hand.
 PROBE_TEXTS = (
     "I still have not received my new card, can you check where it is?",

@@ -22,6 +22,7 @@ from frugalml.compress.result import MEASURED, CompressResult, rank
 from frugalml.compress.search import Recipe, describe, recipes
 from frugalml.compress.techniques import apply_technique
 from frugalml.data import Dataset, load_dataset
+from frugalml.devices import resolve_device
 from frugalml.errors import FrugalError
 from frugalml.lineage import LineageStore, open_store, resolve_bundle, run_path
 from frugalml.models import load_bundle_config
@@ -60,6 +61,9 @@ def compress_and_register(
 ) -> CompressResult:
     """Compress a bundle under an accuracy budget; `.to_json()` is the document `--json` prints."""
     config = config or CompressConfig()
+    # Here, not in distill: a candidate's failure is listed and the run goes on, but a device
+    # this machine lacks would fail every distillation.
+    resolve_device(config.device)
     settings = settings or get_settings()
     reporter = reporter or SilentReporter()
     if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -78,7 +82,7 @@ def compress_and_register(
     plan = _plan(baseline, config)  # before the run starts: a plan that fails records no run
     with lineage.run("compress", run_config, train.sha256) as run:
         context = CompressContext(
-            settings.bundles_dir, train, baseline, inputs.unlabelled, config.seed, reporter
+            settings.bundles_dir, train, baseline, inputs.unlabelled, config.seed, reporter, config.device
         )
 
         def register(bundle: Bundle) -> None:

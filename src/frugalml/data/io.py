@@ -287,3 +287,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_target(path) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Every row of a data file or Hugging Face folder, as a dataset reads it (no column checks)."""
+    return _read_rows(Path(path))

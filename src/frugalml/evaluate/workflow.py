@@ -11,6 +11,7 @@ from frugalml.evaluate.config import EvalConfig
 from frugalml.evaluate.metrics import EvalReport, evaluate
 from frugalml.lineage import open_store, resolve_bundle
 from frugalml.runtime import load_predictor
+from frugalml.runtime.formats import check_device
 from frugalml.settings import Settings
 
 
@@ -24,6 +25,8 @@ def evaluate_bundle(
 ) -> tuple[Bundle, EvalReport]:
     config = config or EvalConfig()
     bundle = resolve_bundle(ref, open_store(settings))
+    check_device(bundle, config.device)  # before the data loads
     options: dict[str, Any] = columns or {}  # load_dataset's column keywords
     data = load_dataset(data_path, **options)
-    return bundle, evaluate(load_predictor(bundle, batch_size=config.batch_size), data)
+    predictor = load_predictor(bundle, device=config.device, batch_size=config.batch_size)
+    return bundle, evaluate(predictor, data)

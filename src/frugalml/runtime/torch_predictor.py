@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle
+from frugalml.devices import autocast, resolve_device
 from frugalml.models import FrugalTextClassifier, load_bundle_torch
 from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
 from frugalml.runtime.packed import GRID_GROUPS, PackedClassifier, pack, packable
@@ -36,6 +37,9 @@ class TorchPredictor(TokenizedPredictor):
     `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
     on an idle server), where the usual per-call count (set at load) would leave cores idle.
     `grids`: attention grids per packed call (frugalml.runtime.packed).
+    `device`: where the model runs (frugalml.devices; None: where its weights already are), in
+    mixed precision where the device has it. Traces are for the CPU, where they save the Python
+    between operations; on a GPU the eager model runs under autocast instead.
     """
 
     def __init__(
@@ -49,8 +53,11 @@ class TorchPredictor(TokenizedPredictor):
         jit: bool = False,
         lone_threads: int | None = None,
         grids: int = GRID_GROUPS,
+        device: torch.device | str | None = None,
     ):
-        self.model = model.eval()
+        self.device = next(model.parameters()).device if device is None else resolve_device(str(device))
+        self.model = model.eval().to(self.device)
+        jit = jit and self.device.type == "cpu"
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.bundle = bundle
@@ -67,13 +74,16 @@ class TorchPredictor(TokenizedPredictor):
         self._running_lock = threading.Lock()
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, threads: int | None = None, **options) -> TorchPredictor:
+    def from_bundle(
+        cls, bundle: Bundle, threads: int | None = None, device: str | None = "cpu", **options
+    ) -> TorchPredictor:
         assert bundle.path is not None
+        placed = resolve_device(device)  # first: a device this machine lacks loads nothing
         if threads:
             # Process-wide in PyTorch: threads per model call, whichever thread makes the call.
             torch.set_num_threads(threads)
         model, tokenizer = load_bundle_torch(bundle)
-        return cls(model, tokenizer, bundle.labels, bundle=bundle, **options)
+        return cls(model, tokenizer, bundle.labels, bundle=bundle, device=placed, **options)
 
     @torch.inference_mode()
     def _trace(self, packed: bool) -> torch.jit.ScriptModule | None:
@@ -136,4 +146,6 @@ class TorchPredictor(TokenizedPredictor):
     def logits(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         if self.padded_trace is not None:
             return self.padded_trace(batch["input_ids"], batch["attention_mask"]).float().numpy()
-        return self.model(**batch).logits.float().numpy()
+        with autocast(self.device):
+            logits = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).logits
+        return logits.float().cpu().numpy()

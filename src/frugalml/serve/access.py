@@ -71,4 +71,6 @@ class RequestContext:
                     "model": model,
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }
+                if "drift" in state:  # the drift features of the texts answered (monitor/window.py)
+                    record["drift"] = state["drift"]()
                 access_log.info(json.dumps(record))

@@ -20,6 +20,7 @@ from frugalml.serve.access import RequestContext
 from frugalml.serve.auth import api_key_dependencies
 from frugalml.serve.catalog import Catalog
 from frugalml.serve.config import ServeConfig
+from frugalml.serve.drift import add_drift_route
 from frugalml.serve.errors import install_error_handlers
 from frugalml.serve.http import json_response
 from frugalml.serve.lifecycle import Lifecycle
@@ -123,6 +124,7 @@ def create_app(
     guard = api_key_dependencies(config.api_key)
     v1_document = add_v1_routes(app, catalog, config, lifecycle, schemas, guard, errors)
     add_v2_routes(app, catalog, config, lifecycle, schemas, guard, errors)
+    add_drift_route(app, catalog, guard)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -137,6 +139,9 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
+        for model in catalog:  # drift gauges up to date with the last request
+            if model.drift is not None:
+                model.drift.refresh()
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     def openapi() -> dict:

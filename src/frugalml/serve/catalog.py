@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from frugalml.errors import FrugalError
 from frugalml.monitor.metrics import ServingMetrics
+from frugalml.monitor.window import DriftWindow, window_for
 from frugalml.runtime.predictor import Predictor
 from frugalml.serve.batcher import Batcher
 from frugalml.serve.config import ServeConfig
@@ -22,6 +23,7 @@ class ServedModel:
     predictor: Predictor
     batcher: Batcher
     ready: bool = False
+    drift: DriftWindow | None = None  # the default version of a bundle with a reference
 
     @property
     def platform(self) -> str:
@@ -65,7 +67,11 @@ class Catalog:
                 max_queue=config.max_queue,
                 parallel=config.parallel,
             )
-            self._by_name.setdefault(name, []).append(ServedModel(name, version, predictor, batcher))
+            # The drift gauges are labelled by model name: the default version feeds them.
+            drift = None if name in self._by_name else window_for(predictor.bundle, name, metrics)
+            self._by_name.setdefault(name, []).append(
+                ServedModel(name, version, predictor, batcher, drift=drift)
+            )
         self.default = next(iter(self._by_name.values()))[0]
 
     def __iter__(self) -> Iterator[ServedModel]:

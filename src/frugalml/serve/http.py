@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 from fastapi import Header, Request, Response
@@ -21,7 +22,7 @@ from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.lifecycle import Lifecycle
 
 TIMEOUT_HEADER = "X-Request-Timeout"
-JSON_MEDIA_TYPE = "application/json"  # the only body type the inference routes take
+JSON_MEDIA_TYPE = "application/json"  # the inference routes' body type (v2 also takes binary)
 MAX_TIMEOUT_S = MAX_DEADLINE_S
 
 
@@ -92,18 +93,27 @@ def answered_when_drain_ends(lifecycle: Lifecycle) -> Iterator[None]:
 
 
 def require_json(request: Request) -> None:
-    """415 unless the body is declared `application/json`. A browser posts a form or plain text to
-    another site without asking it first (no CORS preflight), but never a JSON content type."""
+    """415 unless the body is JSON no web page could have posted across sites. A browser posts a
+    form or plain text to another site without asking it first (no CORS preflight), but never a
+    JSON content type. A body with no declared type is taken as JSON from clients that are no
+    browser (tritonclient declares none), told apart by the `Origin` header browsers send with
+    every POST."""
     declared = request.headers.get("content-type")
+    if declared is None and "origin" not in request.headers:
+        return
     if (declared or "").partition(";")[0].strip().lower() != JSON_MEDIA_TYPE:
         given = repr(declared[:100]) if declared is not None else "none"
         raise ApiError(415, f"send the body as Content-Type: {JSON_MEDIA_TYPE} (got {given})")
 
 
-async def read_body(request: Request, config: ServeConfig, lifecycle: Lifecycle) -> bytes:
-    """The body, declared JSON, within `max_body_bytes` and within `timeout_s` (a client that sends
-    part of a body and stalls would otherwise hold its connection open for good)."""
-    require_json(request)
+async def read_body(
+    request: Request, config: ServeConfig, lifecycle: Lifecycle, *, any_type: bool = False
+) -> bytes:
+    """The body, declared JSON unless `any_type`, within `max_body_bytes` and within `timeout_s` (a
+    client that sends part of a body and stalls would otherwise hold its connection open for good).
+    `any_type` is for requests whose own headers already need a CORS preflight."""
+    if not any_type:
+        require_json(request)
     limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -156,7 +166,7 @@ async def infer(
     gone = asyncio.ensure_future(_disconnect(request))
     try:
         with answered_when_drain_ends(lifecycle):
-            return await model.batcher.predict(texts, budget, gone)
+            probabilities = await model.batcher.predict(texts, budget, gone)
     except Overloaded as exc:
         raise ApiError(
             503, f"server overloaded: {exc}", headers={"Retry-After": str(exc.retry_after)}
@@ -167,3 +177,8 @@ async def infer(
         raise ApiError(499, "client closed the request") from None
     finally:
         gone.cancel()
+    if model.drift is not None:
+        model.drift.observe(texts, probabilities)
+        # Computed only if the access log writes this request's line (serve/access.py).
+        request.state.drift = partial(model.drift.request_features, texts, probabilities)
+    return probabilities

@@ -38,14 +38,16 @@ SPEC_ENV = "FRUGALML_SERVE_SPEC"
 
 @dataclass
 class ServeSpec:
-    """What to serve: (name, bundle folder) pairs, the settings, threads per model call, and
+    """What to serve: (name, bundle folder) pairs, the settings, threads per model call,
     threads for a call that runs alone (PyTorch: see TorchPredictor; ONNX Runtime: the size of
-    the session's intra-op pool, which calls side by side share)."""
+    the session's intra-op pool, which calls side by side share), and the device the models run
+    on (frugalml.devices)."""
 
     models: list[tuple[str, str]]
     config: ServeConfig = field(default_factory=ServeConfig)
     threads: int | None = None
     lone_threads: int | None = None
+    device: str = "cpu"
     fault: str | None = None  # tests only: serve/faults.py
 
     def to_json(self) -> str:
@@ -55,6 +57,7 @@ class ServeSpec:
                 "config": asdict(self.config),
                 "threads": self.threads,
                 "lone_threads": self.lone_threads,
+                "device": self.device,
                 "fault": self.fault,
             }
         )
@@ -64,12 +67,19 @@ class ServeSpec:
         data = json.loads(text)
         models = [(name, path) for name, path in data["models"]]
         return cls(
-            models, ServeConfig(**data["config"]), data["threads"], data["lone_threads"], data["fault"]
+            models,
+            ServeConfig(**data["config"]),
+            data["threads"],
+            data["lone_threads"],
+            data["device"],
+            data["fault"],
         )
 
 
-def serving_predictor(bundle: Bundle | str, threads: int | None = None, lone_threads: int | None = None):
-    """The predictor `frugalml serve` runs for `bundle` (or the bundle in that folder)."""
+def serving_predictor(
+    bundle: Bundle | str, threads: int | None = None, lone_threads: int | None = None, device: str = "cpu"
+):
+    """The predictor `frugalml serve` runs for `bundle` (or the bundle in that folder) on `device`."""
     from frugalml.bundle import load_bundle
     from frugalml.runtime import load_predictor
 
@@ -77,14 +87,14 @@ def serving_predictor(bundle: Bundle | str, threads: int | None = None, lone_thr
         bundle = load_bundle(bundle)
     options: dict = {"threads": threads} if threads else {}
     if bundle.format == "torch":
-        options["jit"] = True  # a traced forward leaves the GIL to the event loop (TorchPredictor)
+        options["jit"] = True  # on a CPU, a traced forward leaves the GIL to the event loop (TorchPredictor)
         if lone_threads:
             options["lone_threads"] = lone_threads
     elif lone_threads:
         # An ONNX Runtime session has one intra-op pool, shared by the calls that run at once: sized
         # for a call running alone, it lets that call use every core while the other slot is idle.
         options["threads"] = lone_threads
-    return load_predictor(bundle, **options)
+    return load_predictor(bundle, device=device, **options)
 
 
 def build_app(spec: ServeSpec):
@@ -92,7 +102,8 @@ def build_app(spec: ServeSpec):
     from frugalml.serve.faults import Fault, FaultyPredictor
 
     predictors = [
-        (name, serving_predictor(path, spec.threads, spec.lone_threads)) for name, path in spec.models
+        (name, serving_predictor(path, spec.threads, spec.lone_threads, spec.device))
+        for name, path in spec.models
     ]
     if spec.fault:
         fault = Fault.parse(spec.fault)

@@ -45,13 +45,14 @@ class InferOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: Literal["BYTES", "FP32"]
-    data: list[str] | list[float]
+    data: list[str] | list[float] | None = Field(None, description="Absent when sent as binary data.")
+    parameters: dict[str, Any] | None = Field(None, description="`binary_data_size` of binary data.")
 
 
 class InferenceResponse(BaseModel):
     model_name: str
     model_version: str
-    id: str | None = None
+    id: str | None = Field(None, description="The request's id; absent when it had none.")
     outputs: list[InferOutput]
 
 
@@ -114,10 +115,13 @@ def request_models(config: ServeConfig) -> RequestModels:
         "name": (Literal[INPUT_NAME], Field(description="The model's one input, as its metadata names it.")),
         "shape": (list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)),
         "datatype": (Literal["BYTES"], ...),
-        "data": (texts, ...),
+        "data": (texts, Field(description="Flat, or nested as rows of one text for shape [n, 1].")),
         "parameters": (dict[str, Any] | None, None),
     }
-    validators: dict[str, Any] = {"shape_fits_data": model_validator(mode="after")(_shape_fits_data)}
+    validators: dict[str, Any] = {
+        "flat_data": model_validator(mode="before")(_flat_data),
+        "shape_fits_data": model_validator(mode="after")(_shape_fits_data),
+    }
     # Any: a model built at runtime, used below as a type that mypy cannot see.
     infer_input: Any = create_model(
         "InferInput", __config__=forbid, __validators__=validators, **input_fields
@@ -126,6 +130,7 @@ def request_models(config: ServeConfig) -> RequestModels:
         "InferenceRequest",
         __config__=forbid,
         id=(str | None, Field(None, max_length=256)),
+        model_name=(str | None, Field(None, description="When given, the model named in the path.")),
         parameters=(dict[str, Any] | None, None),
         inputs=(
             list[infer_input],
@@ -134,6 +139,18 @@ def request_models(config: ServeConfig) -> RequestModels:
         outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
     )
     return RequestModels(predict=predict, infer=infer)
+
+
+def _flat_data(tensor: Any) -> Any:
+    """Nested data (`[["a"], ["b"]]` for shape [2, 1]) as the flat list the protocol also allows."""
+    if not isinstance(tensor, dict):
+        return tensor
+    data, shape = tensor.get("data"), tensor.get("shape")
+    if isinstance(data, list) and data and all(isinstance(row, list) for row in data):
+        if not (isinstance(shape, list) and len(shape) == 2 and all(len(row) == shape[1] for row in data)):
+            raise ValueError(f"nested data must be rows of shape {shape}'s second size; use shape [n, 1]")
+        return {**tensor, "data": [item for row in data for item in row]}
+    return tensor
 
 
 def _shape_fits_data(tensor: Any) -> BaseModel:  # tensor: an InferInput, a model built at runtime

@@ -1,22 +1,29 @@
 """Open Inference Protocol v2 (KServe / Triton REST): health, metadata, readiness and infer.
 
-A text classifier takes one BYTES input of shape [n] (or [n, 1]) and returns `label` (BYTES [n]) and
-`score` (FP32 [n]); `probabilities` (FP32 [n, labels]) comes back when asked for in `outputs`.
-Versions are bundle ids; routes without a version use the model's first one.
+A text classifier takes one BYTES input of shape [n] (or [n, 1], its data flat or nested) and returns
+`label` (BYTES [n]), `score` (FP32 [n]) and `probabilities` (FP32 [n, labels]): those asked for in
+`outputs`, else all three. Tensors travel as JSON or, with the binary tensor data extension
+(`binary.py`), as raw bytes after a JSON header. Versions are bundle ids; routes without a version
+use the model's first one.
 """
 
 from enum import Enum
 from typing import Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
+from pydantic import BaseModel, ValidationError
 
 from frugalml import __version__
+from frugalml.serve import binary
 from frugalml.serve.catalog import Catalog, ServedModel
 from frugalml.serve.config import ServeConfig
+from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.http import body_schema, infer, json_response, parse_body, read_body, timeout_header
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import (
     INPUT_NAME,
+    V2_OUTPUTS,
     InferenceResponse,
     Live,
     ModelMetadata,
@@ -45,6 +52,50 @@ def _metadata(model: ServedModel, versions: list[str]) -> dict:
     }
 
 
+async def _request_body(request: Request, model: type[BaseModel], config: ServeConfig, lifecycle: Lifecycle):
+    """The validated request: JSON, or a JSON header and binary tensor data."""
+    header_length = request.headers.get(binary.HEADER)
+    # That header needs a CORS preflight, which the server never grants: any body type is safe.
+    raw = await read_body(request, config, lifecycle, any_type=header_length is not None)
+    if header_length is None:
+        return parse_body(model, raw)
+    header, data = binary.split_body(raw, header_length)
+    try:
+        return model.model_validate(binary.with_binary_inputs(header, data))
+    except ValidationError as exc:
+        raise invalid_body(exc, header) from None
+
+
+def _timeout_parameter(parameters: dict | None) -> float | None:
+    """The request's `timeout` parameter (microseconds, as Triton and tritonclient give it) in seconds."""
+    value = (parameters or {}).get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ApiError(422, f"parameters.timeout: a deadline in microseconds, an integer > 0; got {value!r}")
+    return value / 1e6
+
+
+def _sooner(first: float | None, second: float | None) -> float | None:
+    given = [t for t in (first, second) if t is not None]
+    return min(given) if given else None
+
+
+def _response(payload: dict, tensors: list[tuple[dict, np.ndarray | list[str], bool]]) -> Response:
+    """`payload` with its outputs: (tensor without data, data, binary?) each."""
+    outputs, blobs = [], []
+    for tensor, data, as_binary in tensors:
+        if not as_binary:
+            values = data.ravel().tolist() if isinstance(data, np.ndarray) else data
+            outputs.append({**tensor, "data": values})
+            continue
+        blob = binary.encode_fp32(data) if isinstance(data, np.ndarray) else binary.encode_bytes(data)
+        outputs.append({**tensor, "parameters": {"binary_data_size": len(blob)}})
+        blobs.append(blob)
+    payload["outputs"] = outputs
+    return binary.binary_response(payload, blobs) if blobs else json_response(payload)
+
+
 def add_v2_routes(
     app: FastAPI,
     catalog: Catalog,
@@ -58,7 +109,7 @@ def add_v2_routes(
 
     @app.get("/v2", response_model=ServerMetadata, tags=tags, summary="Server metadata")
     async def server_metadata() -> dict:
-        return {"name": "frugalml", "version": __version__, "extensions": []}
+        return {"name": "frugalml", "version": __version__, "extensions": [binary.EXTENSION]}
 
     @app.get("/v2/health/live", response_model=Live, tags=tags, summary="Liveness")
     async def live() -> dict:
@@ -114,38 +165,43 @@ def add_v2_routes(
     async def run(request: Request, name: str, version: str | None, timeout: float | None) -> Response:
         model = catalog.get(name, version)
         request.state.model = model.name
-        body = parse_body(models.infer, await read_body(request, config, lifecycle))
-        tensor = body.inputs[0]
-        wanted = [o.name for o in body.outputs] if body.outputs else ["label", "score"]
-        probabilities = await infer(request, model, tensor.data, config, lifecycle, timeout)
-        n = len(tensor.data)
+        body = await _request_body(request, models.infer, config, lifecycle)
+        if body.model_name not in (None, model.name):
+            raise ApiError(422, f"model_name {body.model_name!r} is not the model {model.name!r} in the path")
+        texts = body.inputs[0].data
+        timeout = _sooner(timeout, _timeout_parameter(body.parameters))
+        probabilities = await infer(request, model, texts, config, lifecycle, timeout)
+        n = len(texts)
         best = probabilities.argmax(axis=1)
         labels = model.predictor.labels
-        tensors = {
-            "label": lambda: {"datatype": "BYTES", "shape": [n], "data": [labels[i] for i in best]},
-            "score": lambda: {
-                "datatype": "FP32",
-                "shape": [n],
-                "data": probabilities[range(n), best].tolist(),
-            },
-            "probabilities": lambda: {
-                "datatype": "FP32",
-                "shape": [n, len(labels)],
-                "data": probabilities.ravel().tolist(),
-            },
-        }
-        return json_response(
-            {
-                "model_name": model.name,
-                "model_version": model.version,
-                "id": body.id,
-                "outputs": [{"name": o, **tensors[o]()} for o in dict.fromkeys(wanted)],
-            }
-        )
+        # Each output as asked: its own `binary_data`, else the request's `binary_data_output`.
+        every = (body.parameters or {}).get("binary_data_output") is True
+        asked = {o.name: (o.parameters or {}).get("binary_data", every) is True for o in body.outputs or []}
+        payload: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+        if body.id is not None:
+            payload["id"] = body.id
+        chosen: list[tuple[dict, np.ndarray | list[str], bool]] = []
+        for name, as_binary in (asked or dict.fromkeys(V2_OUTPUTS, every)).items():
+            data: np.ndarray | list[str]
+            if name == "label":
+                tensor, data = {"datatype": "BYTES", "shape": [n]}, [labels[i] for i in best]
+            elif name == "score":
+                tensor, data = {"datatype": "FP32", "shape": [n]}, probabilities[range(n), best]
+            else:
+                tensor, data = {"datatype": "FP32", "shape": [n, len(labels)]}, probabilities
+            chosen.append(({"name": name, **tensor}, data, as_binary))
+        return _response(payload, chosen)
 
     infer_doc: dict[str, Any] = {
         "response_model": InferenceResponse,
-        "responses": errors,
+        "responses": {
+            200: {
+                "description": f"JSON; with binary outputs asked for, {binary.MEDIA_TYPE}: a JSON header "
+                f"of {binary.HEADER} bytes, then each binary output's data",
+                "content": {binary.MEDIA_TYPE: {}},
+            },
+            **errors,
+        },
         "dependencies": [*guard, Depends(counted)],
         "openapi_extra": body_schema(models.infer, config),
         "tags": tags,

@@ -10,6 +10,8 @@ from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
 from frugalml.evaluate import evaluate
 from frugalml.lineage import open_store, run_path
+from frugalml.models.base import portable_base_name
+from frugalml.monitor.reference import Reference, reference_of, write_reference
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
@@ -65,7 +67,14 @@ def tune_and_register(
             report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
             metrics.update(accuracy=report.accuracy, macro_f1=report.macro_f1, eval_n=report.n)
         bundle = save_tuned(
-            result, settings.bundles_dir, name or Path(train_path).stem, metrics, data_sha256=train.sha256
+            result,
+            settings.bundles_dir,
+            name or Path(train_path).stem,
+            metrics,
+            data_sha256=train.sha256,
+            reference=reference_of(
+                TorchPredictor(result.model, result.tokenizer, result.labels), train.texts
+            ),
         )
         lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
         summary = TuneSummary(
@@ -93,21 +102,27 @@ def save_tuned(
     metrics: dict[str, Any],
     data_sha256: str = "",
     parents: list[str] | None = None,
+    reference: Reference | None = None,
 ) -> Bundle:
-    """Write a tuning result as a bundle: a Hugging Face model folder, plus the PEFT adapter."""
+    """Write a tuning result as a bundle: a Hugging Face model folder, plus the PEFT adapter and
+    the reference distributions for drift checks (monitor/reference.py)."""
 
     def populate(folder: Path) -> None:
         result.model.save_pretrained(folder)
         result.tokenizer.save_pretrained(folder)
         adapter: Any = result.peft_model  # a peft PeftModel, typed as nn.Module
         if adapter is not None:
-            adapter.save_pretrained(folder / "adapter")
+            # The methods never touch the embeddings: saying so also skips PEFT's hub lookup of the base.
+            adapter.save_pretrained(folder / "adapter", save_embedding_layers=False)
+        if reference is not None:
+            write_reference(folder, reference)
 
+    base = portable_base_name(result.config["base"])  # no build-machine path in the bundle
     bundle = Bundle(
         id=new_bundle_id(),
         name=name,
         labels=result.labels,
-        base_model=result.config["base"],
+        base_model=base,
         method=result.config["method"],
         metrics={
             **metrics,
@@ -115,6 +130,6 @@ def save_tuned(
             "train_seconds": round(result.train_seconds, 2),
         },
         parents=parents or [],
-        config={**result.config, "data_sha256": data_sha256, "history": result.history},
+        config={**result.config, "base": base, "data_sha256": data_sha256, "history": result.history},
     )
     return write_bundle(store, bundle, populate)

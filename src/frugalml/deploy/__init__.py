@@ -1,0 +1,1 @@
+"""Deployment files for a bundle: a Docker build context and Kubernetes / KServe manifests."""
