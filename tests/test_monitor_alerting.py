@@ -281,6 +281,22 @@ def test_an_induced_fault_on_a_live_server_alerts_a_webhook_then_resolves(
     assert json.loads(out)[0]["ended_at"]
 
 
+def test_a_slow_model_raises_the_p99_alert_on_a_live_server(bundle_path, tmp_path):
+    predictor = FaultyPredictor(load_predictor(load_bundle(bundle_path)), Fault("slow", 0.25))
+    app = create_app([("intent", predictor)], ServeConfig())
+    rules = _only(
+        _rules(tmp_path, model="intent", p99_ms=100, window_s=60, for_s=0), "FrugalmlHighLatencyP99"
+    )
+    evaluator = Evaluator(rules, app.state.metrics.collecting_registry)
+    with running(app) as (url, _):
+        assert evaluator.evaluate() == []
+        for _ in range(3):
+            assert httpx.post(f"{url}/v1/predict", json={"inputs": TEXTS}).status_code == 200
+        fired = evaluator.evaluate()
+    assert [a.labels["alertname"] for a in fired] == ["FrugalmlHighLatencyP99"]
+    assert fired[0].value >= 0.2  # every request took the 0.25 s the fault adds: bucket (0.2, ...]
+
+
 @pytest.mark.slow
 def test_serve_cli_with_alerts_and_a_fault_notifies_and_records(bundle_path, home, tmp_path, capsys):
     rules = _rules(tmp_path, model="shop", error_ratio=0.5, window_s=60, for_s=1)
