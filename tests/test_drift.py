@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import shutil
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -282,8 +283,18 @@ def test_report_from_an_access_log_writes_json_and_a_png(capsys, bundle_path, ac
     assert document["rows"] == 200 and document["png"] == str(png)
     assert document["scores"]["length"]["psi"] > 1 and document["scores"]["class"]["ks"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "note:" not in err
     code, out, _ = run_cli(capsys, "monitor", "report", bundle_path, "--log", access_log)
     assert code == 0 and "significant" in out and "embedding_pc1" in out
+
+
+def test_report_on_few_texts_says_psi_is_noise(capsys, bundle_path, access_log, tmp_path):
+    first = next(line for line in Path(access_log).read_text().splitlines(True) if '"drift"' in line)
+    short = tmp_path / "short.log"
+    short.write_text(first)
+    code, out, err = run_cli(capsys, "monitor", "report", bundle_path, "--log", str(short), "--json")
+    assert code == 0 and json.loads(out)["rows"] == 40
+    assert "note: only 40 live texts" in err
 
 
 def test_report_from_a_live_server(capsys, bundle_path, predictor):
@@ -344,3 +355,15 @@ def test_reference_of_samples_large_corpora(predictor):
     reference = reference_of(predictor, texts, max_rows=500)
     assert reference.rows == 500 and sum(reference.features["class"]["counts"]) == 500
     assert len(reference.features["length"]["sample"]) == 500
+
+
+def test_v2_requests_feed_the_same_window(predictor):
+    model = predictor.bundle.name
+    texts = in_domain(40, seed=13)  # 120 texts
+    body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    with running(create_app(predictor)) as (url, _):
+        response = httpx.post(f"{url}/v2/models/{model}/infer", json=body, timeout=30)
+        assert response.status_code == 200
+        window = httpx.get(f"{url}/v1/drift").json()["models"][model]
+    assert window["rows"] == 120 and window["features"]["length"] == [float(len(t)) for t in texts]
+    assert window["scores"]["length"]["psi"] < 0.25

@@ -18,7 +18,7 @@ import pytest
 from test_cli import run_cli
 
 from frugalml.errors import FrugalError
-from frugalml.jobs import JobSpec, cancel, describe, list_jobs, submit, wait
+from frugalml.jobs import JobSpec, cancel, describe, follow, list_jobs, submit, wait
 from frugalml.lineage import open_store
 from frugalml.processes import pid_alive
 
@@ -183,6 +183,29 @@ def test_a_job_whose_supervisor_is_killed_ends_failed_and_its_child_stopped(home
     _until(lambda: not pid_alive(child), "the orphaned child to stop")
 
 
+def test_a_queued_job_whose_supervisor_is_killed_ends_failed(home, monkeypatch, tiny_base, intent_files):
+    monkeypatch.setenv("FRUGALML_JOB_SLOTS", "1")
+    running = submit(JobSpec(_tune_argv(intent_files, tiny_base)))
+    queued = submit(JobSpec(["predict", "--help"]))
+    _running_attempt(running, 1)
+    os.kill(_job_row(queued)["pid"], signal.SIGKILL)
+    job = _until(lambda: (j := describe(queued))["status"] != "queued" and j, "the queued job to end")
+    assert job["status"] == "failed" and job["attempts"] == [] and "supervisor process" in job["error"]
+
+
+def test_doctor_finds_and_fixes_a_job_whose_supervisor_died(home, capsys):
+    job_id = submit(JobSpec(["predict", "--help"]))
+    os.kill(_job_row(job_id)["pid"], signal.SIGKILL)  # before it could start the command
+
+    code, out, _ = run_cli(capsys, "doctor", "--json")
+    assert code == 0 and json.loads(out)["dead_jobs"] == [job_id] and not json.loads(out)["clean"]
+    assert _job_row(job_id)["status"] == "queued"  # a report changes nothing
+    code, out, _ = run_cli(capsys, "doctor", "--fix", "--json")
+    assert code == 0 and json.loads(out)["dead_jobs"] == [job_id]
+    assert _job_row(job_id)["status"] == "failed"
+    assert json.loads(run_cli(capsys, "doctor", "--json")[1])["clean"]
+
+
 def _job_row(job_id: str) -> dict[str, Any]:
     from frugalml.jobs.store import JobStore
 
@@ -235,6 +258,12 @@ def test_submit_prints_the_job_id_and_show_tells_its_story(home, capsys):
     assert code == 0 and "succeeded" in out and "helper" in out
     code, out, _ = run_cli(capsys, "jobs", "logs", job_id, "--follow")
     assert code == 0 and "Usage" in out
+
+
+def test_logs_follow_a_job_from_before_it_starts_to_its_end(home):
+    job_id = submit(JobSpec(["predict", "--help"]))
+    text = "".join(follow(job_id))  # no attempt yet when it starts reading
+    assert "Usage" in text and describe(job_id)["status"] == "succeeded"
 
 
 def test_a_run_records_the_job_it_belongs_to(home, monkeypatch):

@@ -37,7 +37,8 @@ def cluster() -> Iterator[tuple[str, str, str]]:
     common = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
     cluster = Cluster(initialize_head=True, head_node_args={**common, "include_dashboard": False})
     try:
-        accel = cluster.add_node(**common, resources={"accel_l4": 1})
+        # "accelerator_type:L4" is the resource a node with an L4 GPU declares by itself.
+        accel = cluster.add_node(**common, resources={"accel_l4": 1, "accelerator_type:L4": 1})
         cluster.wait_for_nodes()
         yield cluster.address, cluster.head_node.node_id, accel.node_id
     finally:
@@ -76,23 +77,28 @@ def test_a_job_asking_for_a_resource_runs_on_the_node_that_has_it(home, cluster)
     address, head, accel = cluster
     anywhere = submit(JobSpec(["predict", "--help"]), backend="ray", address=address)
     on_l4 = submit(JobSpec(["predict", "--help"], resources={"accel_l4": 1}), backend="ray", address=address)
-    jobs = [wait(job_id, timeout=WAIT_SECONDS) for job_id in (anywhere, on_l4)]
-    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
-    assert jobs[1]["node"] == accel and jobs[0]["node"] in {head, accel}
+    l4_type = submit(JobSpec(["predict", "--help"], accelerator_type="L4"), backend="ray", address=address)
+    jobs = [wait(job_id, timeout=WAIT_SECONDS) for job_id in (anywhere, on_l4, l4_type)]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 3
+    assert jobs[1]["node"] == accel and jobs[2]["node"] == accel and jobs[0]["node"] in {head, accel}
     assert "Usage" in Path(jobs[1]["log_path"]).read_text()
     assert ray.is_initialized() is False  # the drivers ran in their own processes
 
 
 @pytest.mark.slow
-def test_a_resource_no_node_has_fails_at_once(home, capsys, cluster):
+@pytest.mark.parametrize(
+    ("options", "missing"),
+    [(["--resource", "accel_h100"], "accel_h100=1"), (["--gpus", "1"], "GPU=1"), (["--cpus", "2"], "CPU=2")],
+)
+def test_a_resource_no_node_has_fails_at_once(home, capsys, cluster, options, missing):
     address, _, _ = cluster
     code, out, _ = run_cli(
-        capsys, "jobs", "submit", "--backend", "ray", "--address", address, "--resource", "accel_h100",
+        capsys, "jobs", "submit", "--backend", "ray", "--address", address, *options,
         "--wait", "--json", "--", "predict", "--help",
     )  # fmt: skip
     job = json.loads(out)
     assert code == 1 and job["status"] == "failed" and job["attempts"] == []
-    assert "no node of the Ray cluster has" in job["error"] and "accel_h100=1" in job["error"]
+    assert "no node of the Ray cluster has" in job["error"] and missing in job["error"]
 
 
 @pytest.mark.slow
@@ -113,3 +119,21 @@ def test_a_ray_job_is_retried_and_cancelled(home, cluster, tiny_base, intent_fil
     assert job["attempts"][0]["exit_code"] == -9
     assert not pid_alive(second["pid"])
     assert describe(job_id)["status"] == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_job_whose_ray_worker_is_killed_is_retried_in_a_new_task(home, cluster, tiny_base, intent_files):
+    address, _, accel = cluster
+    spec = JobSpec(
+        _tune_argv(intent_files, tiny_base), resources={"accel_l4": 1}, retries=1, backoff_seconds=0.1
+    )
+    job_id = submit(spec, backend="ray", address=address)
+    child = _running_attempt(job_id, 1)["pid"]
+    worker = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    os.kill(worker, signal.SIGKILL)  # the Ray worker running the job's supervisor is lost
+
+    job = wait(job_id, timeout=WAIT_SECONDS)
+    assert job["status"] == "succeeded"
+    assert [(a["status"], a["exit_code"]) for a in job["attempts"]] == [("failed", None), ("succeeded", 0)]
+    assert job["attempts"][1]["node"] == accel and job["bundle"] is not None
+    assert not pid_alive(child)  # the command the lost worker left was stopped

@@ -117,7 +117,7 @@ def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent
     from frugalml.data import load_dataset
     from frugalml.models.batching import run_model, tokenize
     from frugalml.tune import tune
-    from frugalml.tune.trainer import _fit_head
+    from frugalml.tune.heads import fit_head
 
     data = load_dataset(intent_files["train"])
     result = tune(data, TuneConfig(method=method, base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3))
@@ -126,7 +126,7 @@ def test_final_head_is_fitted_on_every_row_validation_included(tiny_base, intent
     ids = tokenize(result.tokenizer, data.texts, 128)
     features = run_model(result.model, ids, result.tokenizer.pad_token_id, pool=True)
     y = np.array([index[label] for label in data.labels])
-    weight, bias = _fit_head(features, y, result.history[0]["head_c"], len(result.labels))
+    weight, bias = fit_head(features, y, result.history[0]["head_c"], len(result.labels))
     np.testing.assert_allclose(result.model.classifier.weight.detach().numpy(), weight, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(result.model.classifier.bias.detach().numpy(), bias, rtol=1e-4, atol=1e-4)
 
@@ -147,7 +147,7 @@ def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_fi
     from frugalml.data import load_dataset, validation_split
     from frugalml.models.batching import run_model, tokenize
     from frugalml.tune import tune
-    from frugalml.tune.trainer import _fit_head, _val_scores
+    from frugalml.tune.heads import fit_head, val_scores
 
     data = load_dataset(intent_files["train"])
     config = TuneConfig(method="full", base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3)
@@ -163,14 +163,14 @@ def test_epochs_are_scored_by_the_head_the_final_model_gets(tiny_base, intent_fi
         for d in (fit_part, val_part)
     )
     fit_y, val_y = (np.array([index[label] for label in d.labels]) for d in (fit_part, val_part))
-    weight, bias = _fit_head(fit_x, fit_y, result.history[0]["head_c"], len(result.labels))
-    accuracy, loss = _val_scores(val_x @ weight.T + bias, val_y)
+    weight, bias = fit_head(fit_x, fit_y, result.history[0]["head_c"], len(result.labels))
+    accuracy, loss = val_scores(val_x @ weight.T + bias, val_y)
     assert accuracy == kept["val_accuracy"]
     assert loss == pytest.approx(kept["val_loss"], rel=1e-3)
 
 
 def test_balanced_weights_give_every_class_the_same_total():
-    from frugalml.tune.trainer import row_weights
+    from frugalml.tune.heads import row_weights
 
     y = np.array([0, 0, 0, 0, 1, 2, 2])
     np.testing.assert_array_equal(row_weights(y, False), np.ones(len(y)))
@@ -181,21 +181,21 @@ def test_balanced_weights_give_every_class_the_same_total():
 
 
 def test_balanced_validation_scores_count_every_class_the_same():
-    from frugalml.tune.trainer import _val_scores
+    from frugalml.tune.heads import val_scores
 
     y = np.array([0, 0, 0, 0, 1, 1])
     logits = np.zeros((6, 2))
     logits[:, 0] = 1.0  # always class 0: right on 4 of 6 rows, on 1 of 2 classes
-    assert _val_scores(logits, y)[0] == pytest.approx(4 / 6)
-    assert _val_scores(logits, y, balanced=True)[0] == pytest.approx(0.5)  # mean recall per class
-    plain_loss, balanced_loss = _val_scores(logits, y)[1], _val_scores(logits, y, balanced=True)[1]
+    assert val_scores(logits, y)[0] == pytest.approx(4 / 6)
+    assert val_scores(logits, y, balanced=True)[0] == pytest.approx(0.5)  # mean recall per class
+    plain_loss, balanced_loss = val_scores(logits, y)[1], val_scores(logits, y, balanced=True)[1]
     assert balanced_loss > plain_loss  # the wrongly predicted class weighs more
 
 
 def test_balanced_head_keeps_a_rare_class_from_being_swallowed():
     """Two overlapping classes, 9 rows to 1: the plain head gives most of the rare class's rows to the
     common one; the balanced head, fitted as if both were equally common, finds most of them."""
-    from frugalml.tune.trainer import _fit_head
+    from frugalml.tune.heads import fit_head
 
     rng = np.random.default_rng(0)
     x = np.vstack([rng.normal(0, 1, (900, 2)), rng.normal(1.5, 1, (100, 2))])
@@ -203,7 +203,7 @@ def test_balanced_head_keeps_a_rare_class_from_being_swallowed():
     rare = rng.normal(1.5, 1, (500, 2))
     recall = {}
     for balanced in (False, True):
-        weight, bias = _fit_head(x, y, 1.0, 2, balanced)
+        weight, bias = fit_head(x, y, 1.0, 2, balanced)
         recall[balanced] = float(((rare @ weight.T + bias).argmax(1) == 1).mean())
     assert recall[False] < 0.5 < recall[True]
 
@@ -213,7 +213,7 @@ def test_class_weight_balanced_reaches_the_shipped_head(tiny_base, intent_files)
     from frugalml.data import load_dataset
     from frugalml.models.batching import run_model, tokenize
     from frugalml.tune import tune
-    from frugalml.tune.trainer import _fit_head
+    from frugalml.tune.heads import fit_head
 
     data = load_dataset(intent_files["train"])
     first = data.labels[0]
@@ -235,7 +235,7 @@ def test_class_weight_balanced_reaches_the_shipped_head(tiny_base, intent_files)
     shipped = result.model.classifier.weight.detach().numpy()
     c = result.history[0]["head_c"]
     gap = {
-        balanced: np.abs(shipped - _fit_head(features, y, c, len(result.labels), balanced)[0]).max()
+        balanced: np.abs(shipped - fit_head(features, y, c, len(result.labels), balanced)[0]).max()
         for balanced in (True, False)
     }
-    assert gap[True] < 1e-3 and gap[False] > 0.1  # refit noise vs the weighting's effect
+    assert gap[True] < 2e-3 and gap[False] > 0.1  # refit noise (row order, L-BFGS tolerance) vs weighting

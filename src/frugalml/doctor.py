@@ -4,7 +4,8 @@ A stage records its run as `running` and writes each bundle before registering i
 killed between those steps leaves a `running` row whose process is gone, or a complete bundle
 folder that no row names. `check_home` finds both, and half-written temporary folders; with
 `fix`, dead runs become `failed`, orphaned bundles are adopted (registered, nothing lost) or
-removed, and temporary folders of dead writers are deleted.
+removed, and temporary folders of dead writers are deleted. A job whose supervisor died is
+`failed` too, with the attempt it left stopped (any `frugalml jobs` command does the same).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from frugalml.bundle import TEMP_PREFIX, load_bundle, stale_partials
 from frugalml.errors import BundleError, FrugalError
+from frugalml.jobs.store import JobStore
 from frugalml.lineage import open_store
 from frugalml.settings import Settings, get_settings
 
@@ -23,6 +25,7 @@ from frugalml.settings import Settings, get_settings
 class HomeReport:
     home: str
     dead_runs: list[str] = field(default_factory=list)  # ids of runs marked failed
+    dead_jobs: list[str] = field(default_factory=list)  # ids of jobs whose supervisor died
     adopted: list[str] = field(default_factory=list)  # orphaned bundles now registered
     removed: list[str] = field(default_factory=list)  # orphaned bundles (or broken folders) deleted
     broken: list[str] = field(default_factory=list)  # unregistered folders that are no valid bundle
@@ -31,7 +34,8 @@ class HomeReport:
 
     @property
     def clean(self) -> bool:
-        return not (self.dead_runs or self.adopted or self.removed or self.broken or self.partials)
+        found = (self.dead_runs, self.dead_jobs, self.adopted, self.removed, self.broken, self.partials)
+        return not any(found)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "clean": self.clean}
@@ -45,6 +49,8 @@ def check_home(settings: Settings | None = None, *, fix: bool = False, orphans: 
     lineage = open_store(settings, reconcile=False)
     report = HomeReport(home=str(settings.home), fixed=fix)
     report.dead_runs = lineage.fail_dead_runs() if fix else lineage.dead_runs()
+    jobs = JobStore(settings, reconcile_runs=False)
+    report.dead_jobs = jobs.reconcile() if fix else [row["id"] for row in jobs.dead_jobs()]
     store = settings.bundles_dir
     if not store.is_dir():
         return report

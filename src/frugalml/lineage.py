@@ -45,9 +45,6 @@ CREATE TABLE IF NOT EXISTS bundles (
     metrics TEXT, created_at TEXT);
 CREATE TABLE IF NOT EXISTS steps (
     key TEXT PRIMARY KEY, kind TEXT, outputs TEXT, created_at TEXT);
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY, fingerprint TEXT, alertname TEXT, model TEXT, status TEXT, value REAL,
-    labels TEXT, annotations TEXT, started_at TEXT, ended_at TEXT, host TEXT, pid INTEGER);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, name TEXT, spec TEXT, backend TEXT, address TEXT, status TEXT,
     cpus REAL, gpus REAL, cwd TEXT, submitted REAL, started REAL, finished REAL,
@@ -55,6 +52,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS job_attempts (
     job_id TEXT, attempt INTEGER, status TEXT, pid INTEGER, host TEXT, node TEXT,
     exit_code INTEGER, started REAL, finished REAL, log_path TEXT, PRIMARY KEY (job_id, attempt));
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, fingerprint TEXT, alertname TEXT, model TEXT, status TEXT, value REAL,
+    labels TEXT, annotations TEXT, started_at TEXT, ended_at TEXT, host TEXT, pid INTEGER);
 """
 
 
@@ -109,10 +109,13 @@ class LineageStore:
         return dataset.sha256
 
     @contextmanager
-    def run(self, kind: str, config: dict[str, Any], data_sha256: str = "") -> Iterator[Run]:
+    def run(
+        self, kind: str, config: dict[str, Any], data_sha256: str = "", resume: str | None = None
+    ) -> Iterator[Run]:
         """Record a run of `kind`: `done` with `run.summary` when the block ends, `failed` when it
-        raises (Ctrl-C and SIGTERM included)."""
-        run = Run(self.start_run(kind, config, data_sha256))
+        raises (Ctrl-C and SIGTERM included). With `resume`, that unfinished run continues in this
+        process instead of a new one starting."""
+        run = Run(self.reopen_run(resume) if resume else self.start_run(kind, config, data_sha256))
         try:
             yield run
         except BaseException:
@@ -137,6 +140,14 @@ class LineageStore:
                 socket.gethostname(),
                 os.environ.get(JOB_ID_ENV),  # set when a job's supervisor started this process
             ),
+        )
+        return run_id
+
+    def reopen_run(self, run_id: str) -> str:
+        """Mark an unfinished run `running` again, in this process (a resumed `tune`)."""
+        self._write(
+            "UPDATE runs SET status='running', metrics='{}', finished_at=NULL, pid=?, host=? WHERE id=?",
+            (os.getpid(), socket.gethostname(), run_id),
         )
         return run_id
 

@@ -40,17 +40,51 @@ def tune(
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
+    device: Device = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel workers (torch.distributed: gloo on CPUs, NCCL on GPUs).", min=1),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="local: worker processes here; ray: Ray Train workers (pip install 'frugalml[ray]')."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to train on (default: a local Ray instance, stopped after)."),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Optimizer steps between checkpoints (0: none).", show_default="200")
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Continue this killed run from its newest checkpoint (same data and settings)."),
+    ] = None,
     json: Json = False,
 ) -> None:
     """Fine-tune a classifier and save it as a registered bundle.
 
     head (the default) trains only a classifier on the frozen encoder (seconds to a minute); lora,
     ia3 and full also adapt the encoder, starting from that head, with early stopping on a
-    validation split. Options left out take frugalml.tune.TuneConfig's defaults.
+    validation split. Options left out take frugalml.tune.TuneConfig's and TuneCompute's defaults.
+    Fine-tuning checkpoints as it goes: a killed run continues with --resume RUN_ID (the run id is
+    in the error, in `--json` output and in the lineage store) and ends as it would have.
     """
     ui.quiet_libraries()
-    from frugalml.tune import TuneConfig
+    from frugalml.tune import TuneCompute, TuneConfig
     from frugalml.tune.workflow import tune_and_register
+
+    compute = TuneCompute(
+        **_given(
+            device=device,
+            workers=workers,
+            backend=backend,
+            address=address,
+            checkpoint_every=checkpoint_every,
+        )
+    )
 
     config = TuneConfig(
         **_given(
@@ -71,6 +105,8 @@ def tune(
         name=name,
         columns={"text_column": text_column, "label_column": label_column},
         reporter=ui.RichReporter(),
+        compute=compute,
+        resume=resume,
     )
     if json:
         ui.emit_json(summary.to_json())
@@ -94,6 +130,8 @@ def _tune_table(summary: TuneSummary) -> object:
         ("validation accuracy", metrics.get("val_accuracy")),
         ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
         ("epochs run", summary.epochs_run),
+        ("workers", summary.workers if summary.workers > 1 else None),
+        ("resumed from step", summary.resumed_from_step),
         ("train wall time", f"{summary.train_seconds:.1f} s"),
         ("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MB"),
         ("bundle size", ui.human_bytes(summary.size_bytes)),

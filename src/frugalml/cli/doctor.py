@@ -29,6 +29,7 @@ def doctor(
     orphan_action = "registered" if orphans == "adopt" else "removed"
     rows = [
         ("runs whose process died", report.dead_runs, "marked failed"),
+        ("jobs whose supervisor died", report.dead_jobs, "marked failed, attempt stopped"),
         ("unregistered complete bundles", report.adopted + report.removed, orphan_action),
         ("folders that are no valid bundle", report.broken, "removed" if orphans == "remove" else "left"),
         ("half-written temporary folders", report.partials, "removed"),

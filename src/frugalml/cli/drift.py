@@ -47,6 +47,7 @@ def report(
         output = output if output.suffix.lower() == ".png" else output.with_name(output.name + ".png")
     from frugalml.lineage import open_store, resolve_bundle
     from frugalml.monitor import report as drift
+    from frugalml.monitor.window import MIN_ROWS
 
     loaded = resolve_bundle(bundle, open_store())
     reference = drift.bundle_reference(loaded)
@@ -61,6 +62,11 @@ def report(
     result = drift.drift_report(loaded, reference, name, source, live)
     if output is not None:
         drift.plot_drift(reference, live, result, output)
+    if result.rows < MIN_ROWS:
+        ui.err.print(
+            f"note: only {result.rows} live texts; below {MIN_ROWS} (where the server starts scoring) "
+            "PSI is mostly sampling noise"
+        )
     if json:
         ui.emit_json({**result.to_json(), "png": str(output) if output else None})
         return

@@ -1,4 +1,4 @@
-"""`frugalml monitor rules|dashboard|report`: alert rules, a Grafana dashboard, drift reports."""
+"""`frugalml monitor rules|dashboard|report`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from frugalml.cli import drift
 from frugalml.cli.options import Json
 
 app = typer.Typer(
-    help="Watch served models: Prometheus alert rules, a Grafana dashboard, drift against their "
-    "training data.",
-    no_args_is_help=True,
+    help="Alert rules, a Grafana dashboard and drift reports for a served model.", no_args_is_help=True
 )
 
 Target = Annotated[

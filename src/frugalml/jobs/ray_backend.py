@@ -24,7 +24,7 @@ from typing import Any
 from frugalml.errors import FrugalError, first_line
 from frugalml.jobs.spec import JobSpec
 from frugalml.jobs.store import JobStore
-from frugalml.jobs.supervisor import STOP_GRACE_SECONDS, interrupt_on_sigterm, run_attempts
+from frugalml.jobs.supervisor import STOP_GRACE_SECONDS, backoff_seconds, interrupt_on_sigterm, run_attempts
 from frugalml.settings import Settings, get_settings
 
 POLL_SECONDS = 0.2
@@ -95,7 +95,10 @@ def _check_placement(ray: Any, spec: JobSpec) -> None:
 def _drive(
     ray: Any, store: JobStore, job: dict[str, Any], spec: JobSpec, settings: Settings
 ) -> tuple[str, int]:
-    from ray.exceptions import TaskCancelledError, WorkerCrashedError
+    """Run the job's attempts as Ray tasks. A task whose worker or node is lost (kill -9, the
+    node gone, Ray's memory monitor) loses the attempt it ran: it is recorded failed, and the
+    attempts left run in a new task after the back-off, on whatever node Ray picks then."""
+    from ray.exceptions import NodeDiedError, OutOfMemoryError, TaskCancelledError, WorkerCrashedError
     from ray.util.queue import Queue
 
     events = Queue(actor_options={"num_cpus": 0})
@@ -107,20 +110,31 @@ def _drive(
         max_retries=0,  # retries are the job's: its attempts, with back-off, recorded
         runtime_env={"env_vars": {"FRUGALML_HOME": str(settings.home)}},
     )
-    ref = task.remote(spec.to_json(), job["id"], job["cwd"], events)
-    try:
-        _pump(ray, ref, events, store, job["id"])
-    except KeyboardInterrupt:
-        ray.cancel(ref)  # a KeyboardInterrupt in the task: it stops the attempt and records it
-        if not _pump(ray, ref, events, store, job["id"], timeout=STOP_GRACE_SECONDS + 10):
-            ray.cancel(ref, force=True)
-        raise
-    finally:
-        _drain(events, store, job["id"])
-    try:
-        return ray.get(ref)
-    except (TaskCancelledError, WorkerCrashedError) as exc:
-        raise KeyboardInterrupt() from exc
+    first = 1
+    while True:
+        ref = task.remote(spec.to_json(), job["id"], job["cwd"], events, first)
+        try:
+            _pump(ray, ref, events, store, job["id"])
+        except KeyboardInterrupt:
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: it stops the attempt and records it
+            if not _pump(ray, ref, events, store, job["id"], timeout=STOP_GRACE_SECONDS + 10):
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            _drain(events, store, job["id"])
+        try:
+            return ray.get(ref)
+        except TaskCancelledError as exc:
+            raise KeyboardInterrupt() from exc
+        except (WorkerCrashedError, NodeDiedError, OutOfMemoryError) as exc:
+            store.stop_running_attempts(job["id"], "failed")
+            used = len(store.attempts(job["id"]))
+            if used > spec.retries:
+                raise FrugalError(
+                    f"the Ray worker running attempt {used} was lost: {first_line(exc)}"
+                ) from exc
+            time.sleep(backoff_seconds(spec, used))
+            first = used + 1
 
 
 def _pump(
@@ -144,10 +158,11 @@ def _drain(events: Any, store: JobStore, job_id: str) -> None:
         store.apply(job_id, event)
 
 
-def run_on_node(spec_json: dict[str, Any], job_id: str, cwd: str, events: Any) -> tuple[str, int]:
-    """The Ray task: the job's attempts on the node Ray chose, reporting through `events`."""
+def run_on_node(spec_json: dict[str, Any], job_id: str, cwd: str, events: Any, first: int) -> tuple[str, int]:
+    """The Ray task: the job's attempts from number `first` on, on the node Ray chose, reporting
+    through `events`."""
     import ray
 
     spec = JobSpec(**spec_json)
     node = ray.get_runtime_context().get_node_id()
-    return run_attempts(spec, job_id, cwd=cwd, node=node, emit=events.put)
+    return run_attempts(spec, job_id, cwd=cwd, node=node, emit=events.put, first=first)

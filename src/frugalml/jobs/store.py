@@ -31,9 +31,10 @@ FINAL = frozenset(STATUSES[2:])
 
 
 class JobStore:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, *, reconcile_runs: bool = True):
         settings = settings or get_settings()
-        self.path = open_store(settings).path  # creates the tables, or adds those a store lacks
+        # Opening the lineage store creates the tables, or adds those a store lacks.
+        self.path = open_store(settings, reconcile=reconcile_runs).path
         self.jobs_dir = settings.jobs_dir
 
     def _connect(self) -> sqlite3.Connection:
@@ -184,15 +185,18 @@ class JobStore:
         )
         return [row["id"] for row in rows]
 
-    def reconcile(self) -> list[str]:
-        """Mark `failed` the unfinished jobs of this machine whose supervisor process has ended
-        (kill -9, power loss), stopping the attempt it left running; returns their ids."""
-        host = socket.gethostname()
+    def dead_jobs(self) -> list[dict[str, Any]]:
+        """Unfinished jobs of this machine whose supervisor process has ended (kill -9, power
+        loss): each row's id and the supervisor's pid."""
         rows = self._rows(
             "SELECT id, pid FROM jobs WHERE status IN ('queued', 'running') AND pid IS NOT NULL AND host=?",
-            (host,),
+            (socket.gethostname(),),
         )
-        dead = [row for row in rows if not pid_alive(row["pid"])]
+        return [row for row in rows if not pid_alive(row["pid"])]
+
+    def reconcile(self) -> list[str]:
+        """Mark the dead jobs `failed`, stopping the attempt each left running; returns their ids."""
+        dead = self.dead_jobs()
         for row in dead:
             self.abandon(row["id"], "failed", f"its supervisor process (pid {row['pid']}) ended unexpectedly")
         return [row["id"] for row in dead]
@@ -200,6 +204,12 @@ class JobStore:
     def abandon(self, job_id: str, status: str, error: str) -> bool:
         """End a job its supervisor no longer runs: stop the attempt it left (on this machine),
         record that attempt `status` and the job `status`; True when this call ended the job."""
+        self.stop_running_attempts(job_id, status)
+        return self.finish(job_id, status, error)
+
+    def stop_running_attempts(self, job_id: str, status: str) -> None:
+        """Record the job's attempts still `running` as `status` (their supervisor is gone), and
+        kill the commands they left on this machine."""
         host = socket.gethostname()
         for attempt in self.attempts(job_id):
             if attempt["status"] != "running":
@@ -210,7 +220,6 @@ class JobStore:
                 "UPDATE job_attempts SET status=?, finished=? WHERE job_id=? AND attempt=?",
                 (status, time.time(), job_id, attempt["attempt"]),
             )
-        return self.finish(job_id, status, error)
 
 
 def kill_group(pid: int, signum: int) -> None:

@@ -32,18 +32,25 @@ MAX_BACKOFF_SECONDS = 300.0
 STOP_GRACE_SECONDS = 10.0  # how long a stopped attempt may take to clean up before SIGKILL
 
 
-def run_attempts(spec: JobSpec, job_id: str, *, cwd: str, node: str, emit: Emit) -> tuple[str, int]:
+def run_attempts(
+    spec: JobSpec, job_id: str, *, cwd: str, node: str, emit: Emit, first: int = 1
+) -> tuple[str, int]:
     """Run the job's command until an attempt succeeds or none is left: ('succeeded' or 'failed',
     the last attempt's exit status). An interrupt (KeyboardInterrupt: SIGTERM in a supervisor,
     ray.cancel in a Ray task) stops the running attempt, records it `cancelled` and propagates."""
-    for attempt in range(1, spec.retries + 2):
+    for attempt in range(first, spec.retries + 2):
         code = _attempt(spec, job_id, attempt, cwd=cwd, node=node, emit=emit)
         if code == 0:
             return "succeeded", code
         if code == USER_ERROR or attempt > spec.retries:
             return "failed", code
-        time.sleep(min(spec.backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS))
+        time.sleep(backoff_seconds(spec, attempt))
     raise AssertionError("unreachable: the last attempt returns")
+
+
+def backoff_seconds(spec: JobSpec, failed_attempt: int) -> float:
+    """The wait after attempt `failed_attempt` failed: doubled after each failure, capped."""
+    return min(spec.backoff_seconds * 2 ** (failed_attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 def child_env(spec: JobSpec, job_id: str, attempt: int) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
 from frugalml.tune.methods import get_method
 
@@ -53,5 +54,33 @@ class TuneConfig:
             "lora_r": (self.lora_r >= 1, "lora_r >= 1"),
             "lora_alpha": (self.lora_alpha > 0, "lora_alpha > 0"),
             "lora_dropout": (0 <= self.lora_dropout < 1, "0 <= lora_dropout < 1"),
+        }
+        check_ranges("tune", self, checks)
+
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class TuneCompute:
+    """Where and how a tune run computes. Kept apart from `TuneConfig`: the same settings on other
+    hardware make the same model (within float noise), so none of this enters a run's identity,
+    the pipeline's cache key or the bundle's config."""
+
+    device: str | None = None  # auto | cpu | cuda[:N] | mps; None = auto
+    workers: int = 1  # data-parallel processes (torch.distributed DDP)
+    backend: str = "local"  # local: processes on this machine; ray: Ray Train workers
+    address: str | None = None  # Ray cluster address; None = start a local Ray instance
+    checkpoint_every: int = 200  # optimizer steps between checkpoints; 0 = never
+
+    def __post_init__(self):
+        self.device = parse_device(self.device)
+        if self.backend not in BACKENDS:
+            raise FrugalError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.address is not None and self.backend != "ray":
+            raise FrugalError("--address names a Ray cluster: use it with --backend ray")
+        checks = {
+            "workers": (self.workers >= 1, "workers >= 1"),
+            "checkpoint_every": (self.checkpoint_every >= 0, "checkpoint_every >= 0"),
         }
         check_ranges("tune", self, checks)

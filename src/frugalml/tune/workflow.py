@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
+from frugalml.errors import FrugalError
 from frugalml.evaluate import evaluate
-from frugalml.lineage import open_store, run_path
+from frugalml.lineage import LineageStore, open_store, run_path
 from frugalml.models.base import portable_base_name
 from frugalml.monitor.reference import Reference, reference_of, write_reference
 from frugalml.progress import Reporter
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
-from frugalml.tune.config import TuneConfig
+from frugalml.tune.checkpoint import job_folder, latest_checkpoint, run_folder
+from frugalml.tune.config import TuneCompute, TuneConfig
+from frugalml.tune.loop import Checkpointing
 from frugalml.tune.trainer import TuneResult, tune
 
 
@@ -35,6 +39,9 @@ class TuneSummary:
     epochs_run: int
     size_bytes: int
     run_id: str
+    device: str  # as asked: auto, cpu, cuda[:N], mps
+    workers: int
+    resumed_from_step: int | None  # the checkpoint's step this run continued from
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,9 +55,17 @@ def tune_and_register(
     columns: dict[str, str | None] | None = None,
     reporter: Reporter | None = None,
     settings: Settings | None = None,
+    compute: TuneCompute | None = None,
+    resume: str | None = None,
 ) -> TuneSummary:
-    """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store."""
+    """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store.
+
+    `compute`: where to train (device, data-parallel workers, checkpoint interval); `resume`: the
+    id of a killed tune run to continue from its newest checkpoint. Inside a job (FRUGALML_JOB_ID
+    set) a retried attempt continues from the checkpoint of the attempt before it by itself.
+    """
     settings = settings or get_settings()
+    compute = compute or TuneCompute()
     options: dict[str, Any] = columns or {}  # load_dataset's column keywords
     train = load_dataset(train_path, **options)
     train.check_trainable()
@@ -60,8 +75,11 @@ def tune_and_register(
     lineage = open_store(settings)
     lineage.add_dataset(train)
     run_config = {**asdict(config), "train": run_path(train_path), "eval": run_path(eval_path)}
-    with lineage.run("tune", run_config, train.sha256) as run:
-        result = tune(train, config, reporter)
+    folder, start = _checkpoint_start(settings.home, lineage, resume, run_config, train.sha256)
+    with lineage.run("tune", run_config, train.sha256, resume=start["run_id"] if start else None) as run:
+        folder = folder or run_folder(settings.home, run.id)
+        checkpointing = Checkpointing(folder, compute.checkpoint_every, run.id, start)
+        result = tune(train, config, reporter, compute, checkpointing, storage=settings.home / "ray")
         metrics = {"val_accuracy": result.val_accuracy}
         if test is not None:
             report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
@@ -90,9 +108,45 @@ def tune_and_register(
             epochs_run=result.epochs_run,
             size_bytes=bundle.size_bytes,
             run_id=run.id,
+            device=compute.device or "auto",
+            workers=compute.workers,
+            resumed_from_step=start["global_step"] if start else None,
         )
         run.summary = summary.to_json()
+    shutil.rmtree(folder, ignore_errors=True)  # the bundle is registered: nothing to resume
     return summary
+
+
+def _checkpoint_start(
+    home: Path, lineage: LineageStore, resume: str | None, run_config: dict[str, Any], data_sha256: str
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint folder to use (None: the new run's own) and the checkpoint to continue from."""
+    if resume is None:
+        folder = job_folder(home)
+        start = latest_checkpoint(folder) if folder else None
+        if start is not None and (lineage.get_run(start["run_id"]) or {}).get("status") == "done":
+            start = None  # an attempt that finished its run: this one starts afresh
+        return folder, start
+    row = lineage.get_run(resume)
+    if row is None or row["kind"] != "tune":
+        raise FrugalError(f"no tune run {resume!r} in the lineage store at {lineage.path}")
+    if row["status"] == "done":
+        raise FrugalError(f"run {resume} finished (its bundle is registered): nothing to resume")
+    if row["status"] == "running":
+        raise FrugalError(f"run {resume} is still running (pid {row['pid']} on {row['host']})")
+    changed = sorted(
+        k for k, v in run_config.items() if k not in ("train", "eval") and row["config"].get(k) != v
+    )
+    if row["data_sha256"] != data_sha256 or changed:
+        what = ", ".join(changed + (["training data"] if row["data_sha256"] != data_sha256 else []))
+        raise FrugalError(
+            f"run {resume} was started with other settings ({what}); resume it with the same ones"
+        )
+    folder = run_folder(home, resume)
+    start = latest_checkpoint(folder)
+    if start is None:
+        raise FrugalError(f"run {resume} left no intact checkpoint in {folder} to resume from")
+    return folder, start
 
 
 def save_tuned(
