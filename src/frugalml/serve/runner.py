@@ -253,7 +253,7 @@ def serve(
     served = [name for name, _ in spec.models]
     if workers <= 1:
         app = build_app(spec)
-        with alerting(alerts, served, app.state.metrics.collecting_registry):
+        with alerting(alerts, served, app.state.alert_registry):
             DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
         return
     own_dir = not os.environ.get(MULTIPROC_ENV)
