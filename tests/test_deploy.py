@@ -5,6 +5,7 @@ schemas (and the CRDs' own, written below from their docs), and they name routes
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -158,7 +159,46 @@ def _resource(api_version: str, kind: str, spec: dict) -> dict:
     }
 
 
+_RULE = {
+    "type": "object",
+    "required": ["expr"],
+    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+    "additionalProperties": False,
+    "properties": {
+        "alert": {"type": "string"},
+        "record": {"type": "string"},
+        "expr": {"type": ["string", "integer"]},
+        "for": _DURATION,
+        "labels": _LABELS,
+        "annotations": _LABELS,
+    },
+}
+
 CRD_SCHEMAS = {
+    "PrometheusRule": _resource(
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": _DURATION,
+                            "rules": {"type": "array", "minItems": 1, "items": _RULE},
+                        },
+                    },
+                }
+            },
+        },
+    ),
     "ServiceMonitor": _resource(
         "monitoring.coreos.com/v1",
         "ServiceMonitor",
@@ -260,7 +300,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(k8s_dir):
     kinds = {name: [d["kind"] for d in docs] for name, docs in documents.items()}
     assert kinds == {
         "kserve.yaml": ["ServingRuntime", "InferenceService"],
-        "monitoring.yaml": ["ServiceMonitor"],
+        "monitoring.yaml": ["ServiceMonitor", "PrometheusRule"],
         "serve.yaml": ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"],
     }
     checked = []
@@ -282,7 +322,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(k8s_dir):
             for version in K8S_VERSIONS:
                 kubernetes_validate.validate(document, version, strict=True)
         checked.append(document["kind"])
-    assert len(checked) == 7
+    assert len(checked) == 8
 
 
 def test_the_validation_catches_mistakes(k8s_dir):
@@ -319,6 +359,7 @@ def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_p
     assert ports == {"http": options["port"]} and options["port"] == PORT
     # 3 CPUs: two model calls at once, one thread each, one core left to the event loop.
     assert (options["parallel"], options["threads"]) == (2, 1)
+    assert options["device"] == "cuda"  # --gpu 1
     assert container["resources"]["limits"] == {"cpu": "3", "memory": "1536Mi", "nvidia.com/gpu": 1}
     assert container["image"] == "reg.example/intent:1"
     assert service["spec"]["ports"][0]["targetPort"] == "http"
@@ -328,7 +369,7 @@ def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_p
     # preStop, then SIGTERM's drain, both within the grace period.
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     assert pre_stop + options["drain"] < pod["terminationGracePeriodSeconds"]
-    (monitor,) = documents["monitoring.yaml"]
+    monitor, rule = documents["monitoring.yaml"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     runtime, inference = documents["kserve.yaml"]
@@ -347,6 +388,24 @@ def test_manifests_name_the_routes_ports_and_options_serve_has(k8s_dir, bundle_p
     assert paths == {"/healthz", "/readyz", "/metrics"}
     with running(create_app(load_predictor(load_bundle(bundle_path)))) as (url, _):
         assert {path: httpx.get(url + path).status_code for path in paths} == dict.fromkeys(paths, 200)
+        exposed = httpx.get(url + "/metrics").text
+    # The alert rules watch the model as the Deployment serves it, on metrics the server exposes.
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    served = load_bundle(bundle_path).name
+    assert rules and all(r["labels"]["model"] == served for r in rules)
+    metrics = {name for r in rules for name in re.findall(r"\bfrugalml_\w+", r["expr"])}
+    families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in metrics}  # a histogram's series
+    declared = set(re.findall(r"^# TYPE (\w+) ", exposed, re.MULTILINE))
+    assert metrics and not families - declared
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian's prometheus)")
+def test_prometheus_rule_passes_promtool(k8s_dir, tmp_path):
+    _, rule = _documents(k8s_dir)["monitoring.yaml"]
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rule["spec"]))  # a PrometheusRule's spec is a rule file
+    check = subprocess.run(["promtool", "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_bad_bundles_options_and_outputs_are_one_clear_error(capsys, bundle_path, tmp_path, home):

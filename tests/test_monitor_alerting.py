@@ -18,7 +18,6 @@ import pytest
 import yaml
 from conftest import make_rows, write_csv
 from monitor_support import run_cli, webhook_receiver
-from prometheus_client import Gauge
 from test_serve_support import free_port, running, tune_tiny_bundle, wait_until
 
 from frugalml.bundle import load_bundle
@@ -106,12 +105,7 @@ def test_a_condition_shorter_than_for_never_notifies_and_reminders_come_at_the_r
 
 def test_every_check_fires_on_its_own_metric(tmp_path):
     metrics = ServingMetrics()
-    psi = Gauge(
-        "frugalml_drift_psi",
-        "PSI (as the drift monitor sets it)",
-        ["model", "feature"],
-        registry=metrics.registry,
-    )
+    psi = metrics.drift_psi
     evaluator = Evaluator(load_rules(_rules(tmp_path, for_s=0, not_ready_for_s=0)), lambda: metrics.registry)
     metrics.ready.labels("m", "v1").set(1)
     metrics.queue_limit.labels("m").set(100)
@@ -269,7 +263,7 @@ def test_an_induced_fault_on_a_live_server_alerts_a_webhook_then_resolves(
     app = create_app([("intent", predictor)], ServeConfig())
     with webhook_receiver() as (hook, receiver), running(app) as (url, _):
         config = AlertingConfig(str(rules), hook, interval_s=0.1)
-        with alerting(config, ["intent"], app.state.metrics.collecting_registry):
+        with alerting(config, ["intent"], app.state.alert_registry):
             for _ in range(4):
                 assert httpx.post(f"{url}/v1/predict", json={"inputs": TEXTS}).status_code == 500
             wait_until(lambda: receiver.alerts("firing"), what="firing notification")
@@ -285,6 +279,38 @@ def test_an_induced_fault_on_a_live_server_alerts_a_webhook_then_resolves(
     code, out, _ = run_cli(capsys, "alerts", "list", "--json")
     assert code == 0
     assert json.loads(out)[0]["ended_at"]
+
+
+def test_a_slow_model_raises_the_p99_alert_on_a_live_server(bundle_path, tmp_path):
+    predictor = FaultyPredictor(load_predictor(load_bundle(bundle_path)), Fault("slow", 0.25))
+    app = create_app([("intent", predictor)], ServeConfig())
+    rules = _only(
+        _rules(tmp_path, model="intent", p99_ms=100, window_s=60, for_s=0), "FrugalmlHighLatencyP99"
+    )
+    evaluator = Evaluator(rules, app.state.alert_registry)
+    with running(app) as (url, _):
+        assert evaluator.evaluate() == []
+        for _ in range(3):
+            assert httpx.post(f"{url}/v1/predict", json={"inputs": TEXTS}).status_code == 200
+        fired = evaluator.evaluate()
+    assert [a.labels["alertname"] for a in fired] == ["FrugalmlHighLatencyP99"]
+    assert fired[0].value >= 0.2  # every request took the 0.25 s the fault adds: bucket (0.2, ...]
+
+
+def test_texts_unlike_the_training_data_raise_the_drift_alert(bundle_path, tmp_path):
+    """The bundle carries its training reference; 120 long texts of unknown words drift from it."""
+    app = create_app([("intent", load_predictor(load_bundle(bundle_path)))], ServeConfig())
+    rules = _only(_rules(tmp_path, model="intent", for_s=0), "FrugalmlDrift")
+    evaluator = Evaluator(rules, app.state.alert_registry)
+    shifted = [" ".join(["quarterly", "earnings", "beat", "analyst", "forecasts"] * 12)] * 120
+    with running(app) as (url, _):
+        assert evaluator.evaluate() == []
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": shifted}).status_code == 200
+        fired = evaluator.evaluate()  # no scrape in between: the evaluator refreshes the window
+    assert fired
+    assert {a.labels["alertname"] for a in fired} == {"FrugalmlDrift"}
+    assert all(a.value > 0.2 for a in fired)
+    assert "length" in {a.labels["feature"] for a in fired}
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Three files, each of several documents:
 - `serve.yaml`: Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget;
-- `monitoring.yaml`: a ServiceMonitor (Prometheus Operator) scraping /metrics;
+- `monitoring.yaml`: a ServiceMonitor (Prometheus Operator) scraping /metrics, and a
+  PrometheusRule with the alert rules `frugalml monitor rules` writes (monitor/rules.py);
 - `kserve.yaml`: a ServingRuntime and an InferenceService on the Open Inference Protocol (v2), an
   alternative to `serve.yaml` where KServe runs the models.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from frugalml.bundle import Bundle
 from frugalml.deploy.config import BUNDLE_DIR, HOME, PORT, UID, K8sConfig, default_image, resource_name
 from frugalml.deploy.output import Written, write_folder, yaml_documents
+from frugalml.monitor.rules import rules_document
 
 LIVENESS = "/healthz"
 READINESS = "/readyz"
@@ -30,7 +32,7 @@ GRACE_MARGIN_S = 5  # past preStop and the drain, before the kubelet's SIGKILL
 
 def serve_args(config: K8sConfig, model: str, port: int) -> list[str]:
     """`frugalml serve` for a pod: on every interface, with threads sized to the pod's CPU (inside
-    a container the process sees every core of the node, not its limit)."""
+    a container the process sees every core of the node, not its limit), on the GPU it asks for."""
     cores = max(1, math.floor(config.cores))
     parallel = min(2, cores)
     threads = max(1, (cores - 1) // parallel)
@@ -47,6 +49,8 @@ def serve_args(config: K8sConfig, model: str, port: int) -> list[str]:
         str(threads),
         "--drain",
         str(config.drain_s),
+        "--device",
+        "cuda" if config.gpu else "cpu",
     ]
 
 
@@ -163,6 +167,8 @@ def serve_manifests(bundle: Bundle, config: K8sConfig) -> list[dict]:
 
 
 def monitoring_manifests(bundle: Bundle) -> list[dict]:
+    """The ServiceMonitor, and the alert rules on the model as the Deployment serves it (by its
+    bundle's name), with the default thresholds."""
     name = resource_name(bundle.name)
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "inference"}
     monitor = {
@@ -174,7 +180,13 @@ def monitoring_manifests(bundle: Bundle) -> list[dict]:
             "endpoints": [{"port": "http", "path": METRICS, "interval": "15s"}],
         },
     }
-    return [monitor]
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"groups": rules_document(bundle.name)["groups"]},
+    }
+    return [monitor, rule]
 
 
 def kserve_manifests(bundle: Bundle, config: K8sConfig) -> list[dict]:

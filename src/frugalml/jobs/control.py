@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -128,13 +129,13 @@ def cancel(ref: str) -> dict[str, Any]:
     job = store.get(ref)
     if job["status"] in FINAL:
         return describe(job["id"])
-    supervisor_here = job["pid"] and pid_alive(job["pid"])
+    supervisor_here = job["pid"] and job["host"] == socket.gethostname() and pid_alive(job["pid"])
     if job["status"] == "queued":
         store.finish(job["id"], "cancelled", "cancelled before it started")
     if supervisor_here:
         os.kill(job["pid"], signal.SIGTERM)
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-        while store.get(job["id"])["status"] not in FINAL and time.monotonic() < deadline:
+        while pid_alive(job["pid"]) and time.monotonic() < deadline:  # it records, cleans up, exits
             time.sleep(POLL_SECONDS)
         if pid_alive(job["pid"]):  # stuck (e.g. still connecting to a cluster): stopped by force
             os.kill(job["pid"], signal.SIGKILL)

@@ -81,7 +81,14 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
             ),
         ],
     ),
-    ("Drift (PSI), by feature", "none", [("{{feature}}", "max by (feature) (frugalml_drift_psi{M})")]),
+    (
+        "Drift by feature (PSI, KS)",
+        "none",
+        [
+            ("PSI {{feature}}", "max by (feature) (frugalml_drift_psi{M})"),
+            ("KS {{feature}}", "max by (feature) (frugalml_drift_ks{M})"),
+        ],
+    ),
     (
         "Prediction confidence",
         "percentunit",

@@ -4,6 +4,7 @@ readiness, Prometheus metrics and an OpenAPI document with the request and respo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from typing import cast
 
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
 
 from frugalml import __version__
 from frugalml.monitor.metrics import ServingMetrics
@@ -90,6 +92,7 @@ def create_app(
             model.ready = True
             metrics.ready.labels(model.name, model.version).set(1)
         lifecycle.started = True
+        app.state.loop = loop
         lifecycle.drain_on_signals()
         try:
             yield
@@ -137,12 +140,30 @@ def create_app(
         reason = "shutting down" if lifecycle.draining else "models not loaded yet"
         return json_response({"error": reason}, 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
+    def refresh_drift() -> None:
         for model in catalog:  # drift gauges up to date with the last request
             if model.drift is not None:
                 model.drift.refresh()
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        refresh_drift()
         return Response(metrics.exposition(), media_type=metrics.content_type)
+
+    def alert_registry() -> CollectorRegistry:
+        """What /metrics shows, for the embedded alert evaluator's thread: the drift windows are
+        refreshed on the event loop first, as a scrape refreshes them."""
+        loop = getattr(app.state, "loop", None)
+        if loop is not None and loop.is_running():
+            refreshed = asyncio.run_coroutine_threadsafe(refresh_on_loop(), loop)
+            with contextlib.suppress(TimeoutError):  # a busy loop: read the gauges as they are
+                refreshed.result(timeout=5)
+        return metrics.collecting_registry()
+
+    async def refresh_on_loop() -> None:
+        refresh_drift()
+
+    app.state.alert_registry = alert_registry
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -202,6 +202,9 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 class WorkerSupervisor(Multiprocess):
     """uvicorn's supervisor of worker processes, letting go of the shared socket cleanly.
 
@@ -253,7 +256,7 @@ def serve(
     served = [name for name, _ in spec.models]
     if workers <= 1:
         app = build_app(spec)
-        with alerting(alerts, served, app.state.metrics.collecting_registry):
+        with alerting(alerts, served, app.state.alert_registry):
             DrainingServer(ServerConfig(app, spec.config, **options)).run(sockets=[listener])
         return
     own_dir = not os.environ.get(MULTIPROC_ENV)
@@ -262,8 +265,15 @@ def serve(
     os.environ[SPEC_ENV] = spec.to_json()
     try:
         # Workers run uvicorn's own Server; their apps chain onto its signal handlers to drain.
+        # uvicorn restarts a worker that misses its health ping (5 s by default); a worker that
+        # imports torch and loads its model on busy cores can miss it and be restarted over and over.
         config = ServerConfig(
-            "frugalml.serve.runner:app_from_env", spec.config, factory=True, workers=workers, **options
+            "frugalml.serve.runner:app_from_env",
+            spec.config,
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+            **options,
         )
         with alerting(alerts, served, multiprocess_registry):  # here, not in each worker
             WorkerSupervisor(config, sockets=[listener]).run()
