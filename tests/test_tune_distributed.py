@@ -4,6 +4,7 @@ takes, locally and through Ray Train; only rank 0 checkpoints; a GPU run where t
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -102,10 +103,11 @@ def test_a_user_error_in_a_worker_is_one_clear_error(tiny_base, data):
 def test_two_ray_train_workers_on_a_local_ray_instance(still_base, data, tmp_path):
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
     ray.init(
         num_cpus=2,
         include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"),
+        _temp_dir=temp,
         runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}},
     )
     try:
@@ -117,6 +119,7 @@ def test_two_ray_train_workers_on_a_local_ray_instance(still_base, data, tmp_pat
         )
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     assert list((tmp_path / "ray").glob("tune-*")) == []  # the result was taken and its files removed
     _assert_same_steps(tune(data["train"], _config(still_base, **SMALL_STEPS)), two)
 
