@@ -144,6 +144,17 @@ def eval_command(
     data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
     confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Texts per model call.")] = None,
+    perturb: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score on noisy copies of the texts, beside the clean score: typos[:RATE] "
+            "(swapped, dropped, doubled or keyboard-neighbour letters) or words[:RATE] (dropped, "
+            "repeated or moved words); RATE is the share of letters or words touched (default 0.1)."
+        ),
+    ] = None,
+    perturb_seed: Annotated[
+        int | None, typer.Option(help="Seed of the noise: the same seed, the same noisy texts.")
+    ] = None,
     device: Device = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -151,13 +162,16 @@ def eval_command(
 ) -> None:
     """Accuracy, macro-F1 and per-class scores of a bundle on labelled data.
 
+    With --perturb, the same scores on seeded noisy copies of the texts and the drop from clean.
     Options left out take frugalml.evaluate.EvalConfig's defaults.
     """
     ui.quiet_libraries()
     from frugalml.evaluate import EvalConfig, plot_confusion
     from frugalml.evaluate.workflow import evaluate_bundle
 
-    config = EvalConfig(**_given(batch_size=batch_size, device=device))
+    config = EvalConfig(
+        **_given(batch_size=batch_size, device=device, perturb=perturb, perturb_seed=perturb_seed)
+    )
     columns = {"text_column": text_column, "label_column": label_column}
     loaded, report = evaluate_bundle(bundle, data, columns, config=config)
     if confusion:
@@ -189,6 +203,19 @@ def eval_command(
             [(report.n, report.accuracy, report.macro_f1, report.summary()["texts_per_second"])],
         )
     )
+    if report.perturbed is not None:
+        noisy = report.perturbed
+        ui.out.print(
+            ui.table(
+                f"robustness ({report.perturb}, seed {config.perturb_seed})",
+                ["texts", "accuracy", "macro-F1"],
+                [
+                    ("clean", report.accuracy, report.macro_f1),
+                    ("perturbed", noisy.accuracy, noisy.macro_f1),
+                    ("drop", report.accuracy - noisy.accuracy, report.macro_f1 - noisy.macro_f1),
+                ],
+            )
+        )
     if confusion:
         ui.out.print(f"confusion matrix: {confusion}")
 

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from frugalml.data import Dataset
+from frugalml.evaluate.perturb import perturb as perturb_texts
 from frugalml.runtime.predictor import Predictor
 
 
@@ -22,21 +23,45 @@ class EvalReport:
     labels: list[str]
     confusion: list[list[int]]
     seconds: float
+    # The same texts with noise (EvalConfig.perturb): its spec, and the report on them.
+    perturb: str | None = None
+    perturbed: EvalReport | None = None
 
-    def summary(self) -> dict[str, float | int]:
-        return {
+    def summary(self) -> dict[str, float | int | str]:
+        summary: dict[str, float | int | str] = {
             "n": self.n,
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
             "texts_per_second": self.n / self.seconds if self.seconds else 0.0,
         }
+        if self.perturbed is not None and self.perturb is not None:
+            summary |= {
+                "perturb": self.perturb,
+                "perturbed_accuracy": self.perturbed.accuracy,
+                "perturbed_macro_f1": self.perturbed.macro_f1,
+                "accuracy_drop": self.accuracy - self.perturbed.accuracy,
+                "macro_f1_drop": self.macro_f1 - self.perturbed.macro_f1,
+            }
+        return summary
 
 
-def evaluate(predictor: Predictor, data: Dataset) -> EvalReport:
+def evaluate(
+    predictor: Predictor, data: Dataset, *, perturb: str | None = None, perturb_seed: int = 0
+) -> EvalReport:
+    """Score `predictor` on `data`; with `perturb` (perturb.parse_spec), also on a noisy copy of
+    the texts drawn from `perturb_seed`, reported in `.perturbed`."""
     truth = data.require_labels()
     data.check_labels_known(predictor.labels)
+    report = _score_texts(predictor, data.texts, truth)
+    if perturb is not None:
+        noisy = perturb_texts(data.texts, perturb, seed=perturb_seed)
+        report.perturb, report.perturbed = perturb, _score_texts(predictor, noisy, truth)
+    return report
+
+
+def _score_texts(predictor: Predictor, texts: list[str], truth: list[str]) -> EvalReport:
     started = time.perf_counter()
-    probabilities = predictor.predict_proba(data.texts)
+    probabilities = predictor.predict_proba(texts)
     seconds = time.perf_counter() - started
     predicted = [predictor.labels[i] for i in probabilities.argmax(axis=1)]
     return score(truth, predicted, predictor.labels, seconds)

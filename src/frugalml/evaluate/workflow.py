@@ -29,4 +29,4 @@ def evaluate_bundle(
     options: dict[str, Any] = columns or {}  # load_dataset's column keywords
     data = load_dataset(data_path, **options)
     predictor = load_predictor(bundle, device=config.device, batch_size=config.batch_size)
-    return bundle, evaluate(predictor, data)
+    return bundle, evaluate(predictor, data, perturb=config.perturb, perturb_seed=config.perturb_seed)
