@@ -37,6 +37,20 @@ def tune(
             "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
         ),
     ] = None,
+    adversarial: Annotated[
+        str | None,
+        typer.Option(
+            help="Train against perturbed word embeddings, for robustness to noisy input: fgm (one "
+            "step), pgd (--adv-steps projected steps) or freelb (--adv-steps steps, gradients averaged)."
+        ),
+    ] = None,
+    adv_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Radius (L2, per example) of the perturbation.", show_default="1.0"),
+    ] = None,
+    adv_steps: Annotated[
+        int | None, typer.Option(help="Ascent steps of pgd and freelb.", show_default="3")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -96,6 +110,9 @@ def tune(
             batch_size=batch_size,
             seed=seed,
             class_weight=class_weight,
+            adversarial=adversarial,
+            adv_epsilon=adv_epsilon,
+            adv_steps=adv_steps,
         )
     )
     summary = tune_and_register(

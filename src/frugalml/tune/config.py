@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
-from frugalml.tune.methods import get_method
+from frugalml.tune.adversarial import ATTACKS
+from frugalml.tune.methods import METHODS, get_method
 
 CLASS_WEIGHTS = (None, "balanced")
 
@@ -30,9 +31,25 @@ class TuneConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     class_weight: str | None = None  # "balanced": every class weighs the same in total
+    # Adversarial training on the word embeddings (tune/adversarial.py): fgm | pgd | freelb | None;
+    # epsilon bounds each example's perturbation (L2), steps is PGD's and FreeLB's ascent steps.
+    adversarial: str | None = None
+    adv_epsilon: float = 1.0
+    adv_steps: int = 3
 
     def __post_init__(self):
-        get_method(self.method)
+        method = get_method(self.method)
+        if self.adversarial is not None:
+            if self.adversarial not in ATTACKS:
+                raise FrugalError(
+                    f"unknown adversarial training {self.adversarial!r}; choose one of {', '.join(ATTACKS)}"
+                )
+            if not method.trains_encoder:
+                training = ", ".join(m.name for m in METHODS.values() if m.trains_encoder)
+                raise FrugalError(
+                    f"adversarial training perturbs the encoder's inputs while it trains; method "
+                    f"{self.method!r} trains only the head (choose one of {training})"
+                )
         if self.class_weight not in CLASS_WEIGHTS:
             named = " or ".join(repr(w) for w in CLASS_WEIGHTS if w)
             raise FrugalError(
@@ -54,6 +71,8 @@ class TuneConfig:
             "lora_r": (self.lora_r >= 1, "lora_r >= 1"),
             "lora_alpha": (self.lora_alpha > 0, "lora_alpha > 0"),
             "lora_dropout": (0 <= self.lora_dropout < 1, "0 <= lora_dropout < 1"),
+            "adv_epsilon": (self.adv_epsilon > 0, "adv_epsilon > 0"),
+            "adv_steps": (self.adv_steps >= 1, "adv_steps >= 1"),
         }
         check_ranges("tune", self, checks)
 

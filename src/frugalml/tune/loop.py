@@ -9,7 +9,8 @@ split and the epoch with the lowest validation loss is kept. On top of that, the
   batch order depends only on the seed and the epoch, so a resumed run sees the batches an
   uninterrupted one would;
 - trains data-parallel inside a torch.distributed process group (distributed.py);
-- computes in mixed precision on GPUs (devices.autocast), in fp32 on CPUs.
+- computes in mixed precision on GPUs (devices.autocast), in fp32 on CPUs;
+- optionally trains against adversarial perturbations of the word embeddings (adversarial.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +32,7 @@ from frugalml.devices import autocast, autocast_dtype
 from frugalml.errors import FrugalError
 from frugalml.models.batching import collate, length_batches
 from frugalml.progress import Reporter
-from frugalml.tune import distributed
+from frugalml.tune import adversarial, distributed
 from frugalml.tune.checkpoint import save_checkpoint
 from frugalml.tune.config import TuneConfig
 
@@ -124,13 +126,23 @@ def fine_tune(
                 batch = {
                     k: v.to(device) for k, v in collate([rows.fit_ids[i] for i in index], rows.pad).items()
                 }
-                with autocast(device):
-                    logits = net(**batch).logits
-                row_losses = nn.functional.cross_entropy(logits.float(), labels_t[index], reduction="none")
-                # This worker's part of the batch's weighted mean loss; DDP averages the workers'
-                # gradients, so `factor` (the number of workers) makes their mean the batch's.
-                part = (row_losses * weights_t[index]).sum() / weights_t[batches[step]].sum()
-                scaler.scale(part * factor).backward()
+                part = adversarial.train_batch(
+                    config.adversarial,
+                    net=net,
+                    model=model,
+                    mask=batch["attention_mask"],
+                    loss=partial(
+                        _batch_loss,
+                        batch=batch,
+                        labels=labels_t[index],
+                        weights=weights_t[index],
+                        total=weights_t[batches[step]].sum(),
+                        device=device,
+                    ),
+                    backward=partial(_backward, scaler, factor),
+                    epsilon=config.adv_epsilon,
+                    steps=config.adv_steps,
+                )
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(body + head, 1.0)
                 scaler.step(optimizer)
@@ -180,6 +192,28 @@ def fine_tune(
                     break
     model.load_state_dict(kept.state, strict=False)
     return kept, epochs, position.history
+
+
+def _batch_loss(
+    module: nn.Module,
+    *,
+    batch: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    total: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    """This worker's part of the batch's weighted mean loss (`total`: the whole batch's weight)."""
+    with autocast(device):
+        logits = module(**batch).logits
+    row_losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+    return (row_losses * weights).sum() / total
+
+
+def _backward(scaler: torch.amp.GradScaler, factor: float, loss: torch.Tensor) -> None:
+    # DDP averages the workers' gradients, so `factor` (the number of workers) makes their mean
+    # the batch's.
+    scaler.scale(loss * factor).backward()
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
