@@ -215,3 +215,22 @@ def test_two_workers_take_one_workers_adversarial_steps(tiny_base, tmp_path):
     for a, b in zip(one.history[1:], two.history[1:], strict=True):
         gain_one, gain_two = start - a["val_loss"], start - b["val_loss"]
         assert gain_one > 0 and abs(gain_two - gain_one) < 0.1 * gain_one, (a, b)
+
+
+def test_an_adversarial_run_resumes_bit_for_bit_and_only_with_its_settings(tiny_base, intent_files, tmp_path):
+    from frugalml.tune.checkpoint import checkpoints, read_checkpoint
+    from frugalml.tune.loop import Checkpointing
+
+    train = load_dataset(intent_files["train"])
+    config = _tune(tiny_base, train, epochs=2, patience=5, adversarial="pgd", adv_steps=2)
+    whole = tune(train, config, checkpointing=Checkpointing(tmp_path / "a", every=4, run_id="r1"))
+    first = read_checkpoint(checkpoints(tmp_path / "a")[0])
+    assert first is not None and first["config"]["adversarial"] == "pgd"
+    resumed = tune(
+        train, config, checkpointing=Checkpointing(tmp_path / "b", every=0, run_id="r1", start=first)
+    )
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    plain = _tune(tiny_base, train, epochs=2, patience=5)
+    with pytest.raises(FrugalError, match=r"other settings \(adv_steps, adversarial\)"):
+        tune(train, plain, checkpointing=Checkpointing(tmp_path / "c", every=0, run_id="r1", start=first))
