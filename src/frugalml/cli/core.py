@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
-    method: Annotated[str | None, typer.Option(help="head | lora | ia3 | full")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="head | lora | ia3 | full | prompt | adapter (docs/tuning.md)")
+    ] = None,
     base: Annotated[
         str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
     ] = None,
@@ -35,6 +37,21 @@ def tune(
         typer.Option(
             help="'balanced': every class counts the same in loss, head and validation, however "
             "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
+        ),
+    ] = None,
+    prompt_length: Annotated[
+        int | None,
+        typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
+    ] = None,
+    adapter_reduction: Annotated[
+        int | None,
+        typer.Option(help="--method adapter: hidden size / bottleneck size.", show_default="16"),
+    ] = None,
+    adapter_placement: Annotated[
+        str | None,
+        typer.Option(
+            help="--method adapter: pfeiffer (after each FFN) or houlsby (after attention too).",
+            show_default="pfeiffer",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
@@ -96,6 +113,9 @@ def tune(
             batch_size=batch_size,
             seed=seed,
             class_weight=class_weight,
+            prompt_length=prompt_length,
+            adapter_reduction=adapter_reduction,
+            adapter_placement=adapter_placement,
         )
     )
     summary = tune_and_register(
@@ -129,6 +149,7 @@ def _tune_table(summary: TuneSummary) -> object:
         ("test macro-F1", metrics.get("macro_f1")),
         ("validation accuracy", metrics.get("val_accuracy")),
         ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
+        ("adapter weights", ui.human_bytes(summary.adapter_bytes) if summary.adapter_bytes else None),
         ("epochs run", summary.epochs_run),
         ("workers", summary.workers if summary.workers > 1 else None),
         ("resumed from step", summary.resumed_from_step),

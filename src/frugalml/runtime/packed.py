@@ -27,9 +27,9 @@ GRID_GROUPS = 2
 
 def packable(model: FrugalTextClassifier) -> bool:
     """Whether `model`'s encoder is a BERT encoder (MiniLM among them), whose forward
-    PackedClassifier reproduces; a BERT decoder's causal mask it does not."""
+    PackedClassifier reproduces; a BERT decoder's causal mask it does not, nor a soft prompt."""
     config = model.encoder.config
-    return config.model_type == "bert" and not config.is_decoder
+    return config.model_type == "bert" and not config.is_decoder and not model.config.prompt_length
 
 
 class PackedClassifier(torch.nn.Module):

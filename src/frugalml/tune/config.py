@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
+from frugalml.tune.adapter import PLACEMENTS
 from frugalml.tune.methods import get_method
 
 CLASS_WEIGHTS = (None, "balanced")
@@ -29,6 +30,9 @@ class TuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    prompt_length: int = 20  # method prompt: soft prompt vectors before every text
+    adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size
+    adapter_placement: str = "pfeiffer"  # after the FFN; houlsby: after attention too
     class_weight: str | None = None  # "balanced": every class weighs the same in total
 
     def __post_init__(self):
@@ -38,6 +42,10 @@ class TuneConfig:
             raise FrugalError(
                 f"class weight must be {named}, or none (every row weighs the same); "
                 f"got {self.class_weight!r}"
+            )
+        if self.adapter_placement not in PLACEMENTS:
+            raise FrugalError(
+                f"adapter placement must be one of {', '.join(PLACEMENTS)}; got {self.adapter_placement!r}"
             )
         checks = {
             "batch_size": (self.batch_size >= 1, "batch_size >= 1"),
@@ -54,6 +62,8 @@ class TuneConfig:
             "lora_r": (self.lora_r >= 1, "lora_r >= 1"),
             "lora_alpha": (self.lora_alpha > 0, "lora_alpha > 0"),
             "lora_dropout": (0 <= self.lora_dropout < 1, "0 <= lora_dropout < 1"),
+            "prompt_length": (self.prompt_length >= 1, "prompt_length >= 1"),
+            "adapter_reduction": (self.adapter_reduction >= 1, "adapter_reduction >= 1"),
         }
         check_ranges("tune", self, checks)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from frugalml.errors import FrugalError
+from frugalml.tune.adapter import prepare_adapter, prepare_prompt
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -21,6 +22,7 @@ class Method:
     prepare: Callable[[nn.Module, dict], nn.Module]  # returns the model to train
     encoder_lr: float  # default learning rate of the encoder's trainable parameters
     trains_encoder: bool = True
+    changes_outputs: bool = False  # the new weights change the encoder's outputs before training
 
 
 def _head(model: nn.Module, options: dict) -> nn.Module:
@@ -77,6 +79,8 @@ METHODS: dict[str, Method] = {
         Method("lora", "LoRA adapters on every encoder Linear (PEFT) + head", _peft(_lora_config), 5e-4),
         Method("ia3", "IA3 scaling vectors (PEFT) + head", _peft(_ia3_config), 3e-3),
         Method("full", "every parameter trained", _full, 8e-5),
+        Method("prompt", "soft prompt before every text + head", prepare_prompt, 3e-2, changes_outputs=True),
+        Method("adapter", "bottleneck adapters in every layer + head", prepare_adapter, 1e-3),
     ]
 }
 
