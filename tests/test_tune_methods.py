@@ -124,7 +124,8 @@ def test_an_adapter_bundle_serves(tiny_base, intent_files, home):
         ({"method": "adapter", "adapter_reduction": 0}, "adapter_reduction >= 1"),
         ({"method": "adapter", "adapter_reduction": -2}, "adapter_reduction >= 1"),
         ({"method": "adapter", "adapter_placement": "middle"}, "pfeiffer, houlsby"),
-        ({"method": "prefix"}, "unknown method 'prefix'"),
+        ({"method": "lora", "lora_r": 0}, "lora_r >= 1"),
+        ({"method": "lora", "lora_variant": "qlora"}, "lora, dora, rslora"),
     ],
 )
 def test_bad_settings_give_one_clear_line(settings, message):
@@ -155,3 +156,31 @@ def test_a_portable_export_refuses_what_a_plain_encoder_cannot_carry(tiny_base, 
     with pytest.raises(FrugalError, match="tuned with --method adapter, whose weights a plain encoder"):
         export_bundle(load_bundle(summary.bundle_path), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("variant", "magnitudes"), [("lora", 0), ("dora", 1), ("rslora", 0)])
+def test_lora_rank_targets_and_variants(tiny_base, intent_files, home, variant, magnitudes):
+    summary = _tune(
+        tiny_base, intent_files, "lora", lora_r=4, lora_targets="query, value", lora_variant=variant
+    )
+    assert summary.metrics["accuracy"] >= 0.9
+    # 2 layers x (query, value) x (A: 4 x 32 + B: 32 x 4), DoRA with a magnitude per output; + head.
+    lora = 2 * 2 * (4 * 32 + 32 * 4 + magnitudes * 32)
+    assert summary.trainable_params == lora + 32 * 3 + 3
+    assert summary.adapter_bytes == lora * 4
+    bundle = load_bundle(summary.bundle_path)
+    adapter_config = (bundle.path / "adapter" / "adapter_config.json").read_text()
+    assert '"r": 4' in adapter_config and f'"use_dora": {str(variant == "dora").lower()}' in adapter_config
+    # The merged model the bundle serves gives the evaluation's accuracy.
+    from frugalml.evaluate.workflow import evaluate_bundle
+
+    _, report = evaluate_bundle(bundle.id, intent_files["test"])
+    assert report.accuracy == pytest.approx(summary.metrics["accuracy"])
+
+
+def test_unknown_lora_target_names_the_choices(tiny_base, intent_files):
+    from frugalml.data import load_dataset
+
+    config = TuneConfig(method="lora", base=str(tiny_base), epochs=1, lora_targets="query,qkv_proj")
+    with pytest.raises(FrugalError, match=r"unknown LoRA target qkv_proj; choose all-linear or among .*"):
+        tune(load_dataset(intent_files["train"]), config)

@@ -39,6 +39,28 @@ def tune(
             "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
         ),
     ] = None,
+    rank: Annotated[
+        int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="--method lora: scaling alpha.", show_default="32")
+    ] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help="--method lora: dropout on the LoRA input.", show_default="0.05")
+    ] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="--method lora: all-linear, or module names, comma-separated (e.g. query,value).",
+            show_default="all-linear",
+        ),
+    ] = None,
+    dora: Annotated[
+        bool, typer.Option("--dora", help="--method lora: DoRA (weight-decomposed LoRA).")
+    ] = False,
+    rslora: Annotated[
+        bool, typer.Option("--rslora", help="--method lora: rsLoRA scaling, alpha / sqrt(rank).")
+    ] = False,
     prompt_length: Annotated[
         int | None,
         typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
@@ -113,6 +135,11 @@ def tune(
             batch_size=batch_size,
             seed=seed,
             class_weight=class_weight,
+            lora_r=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            lora_targets=targets,
+            lora_variant=_lora_variant(dora, rslora),
             prompt_length=prompt_length,
             adapter_reduction=adapter_reduction,
             adapter_placement=adapter_placement,
@@ -134,6 +161,12 @@ def tune(
     ui.out.print(_tune_table(summary))
     ui.out.print(f"bundle {summary.bundle_id} at {summary.bundle_path}")
     ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
+
+
+def _lora_variant(dora: bool, rslora: bool) -> str | None:
+    if dora and rslora:
+        raise FrugalError("--dora and --rslora are two LoRA variants: choose one")
+    return "dora" if dora else "rslora" if rslora else None
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from frugalml.tune.adapter import PLACEMENTS
 from frugalml.tune.methods import get_method
 
 CLASS_WEIGHTS = (None, "balanced")
+LORA_VARIANTS = ("lora", "dora", "rslora")
 
 
 @dataclass
@@ -28,8 +29,10 @@ class TuneConfig:
     weight_decay: float = 0.01
     head_c: float | None = None  # logistic-regression C; None = pick on validation
     lora_r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: float = 32
     lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
+    lora_variant: str = "lora"  # dora: weight-decomposed; rslora: alpha / sqrt(r) scaling
     prompt_length: int = 20  # method prompt: soft prompt vectors before every text
     adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size
     adapter_placement: str = "pfeiffer"  # after the FFN; houlsby: after attention too
@@ -42,6 +45,10 @@ class TuneConfig:
             raise FrugalError(
                 f"class weight must be {named}, or none (every row weighs the same); "
                 f"got {self.class_weight!r}"
+            )
+        if self.lora_variant not in LORA_VARIANTS:
+            raise FrugalError(
+                f"LoRA variant must be one of {', '.join(LORA_VARIANTS)}; got {self.lora_variant!r}"
             )
         if self.adapter_placement not in PLACEMENTS:
             raise FrugalError(
