@@ -31,6 +31,7 @@ def _tune(tiny_base, files, method, **overrides):
     ("method", "options"),
     [
         ("prompt", {"prompt_length": 4}),
+        ("prefix", {"prefix_length": 3}),
         ("adapter", {"adapter_reduction": 4}),
         ("adapter", {"adapter_reduction": 8, "adapter_placement": "houlsby"}),
     ],
@@ -45,6 +46,8 @@ def test_method_trains_only_its_weights_and_the_bundle_predicts_as_trained(
     hidden, layers, head = 32, 2, 32 * 3 + 3
     if method == "prompt":
         assert summary.trainable_params == 4 * hidden + head
+    elif method == "prefix":  # a key and a value per prefix position and layer
+        assert summary.trainable_params == layers * 2 * 3 * hidden + head
     else:
         inner = hidden // options["adapter_reduction"]
         per_adapter = hidden * inner + inner + inner * hidden + hidden
@@ -57,6 +60,8 @@ def test_method_trains_only_its_weights_and_the_bundle_predicts_as_trained(
         assert model.prompt is not None and model.prompt.shape == (4, hidden)
         # The text gets the positions the prompt leaves: 64 in the tiny encoder, less 4.
         assert tokenizer.model_max_length == 60
+    elif method == "prefix":
+        assert len([n for n, _ in model.named_modules() if n.endswith(".prefix")]) == layers
     else:
         adapted = [n for n, _ in model.named_modules() if n.endswith(".adapter")]
         assert len(adapted) == layers * (2 if options.get("adapter_placement") == "houlsby" else 1)
@@ -92,18 +97,38 @@ def test_prediction_before_save_equals_after_reload(tiny_base, intent_files, hom
     assert not torch.allclose(torch.from_numpy(before), torch.from_numpy(identity), atol=1e-6)
 
 
-def test_in_memory_model_and_saved_bundle_agree(tiny_base, intent_files, home):
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "prompt", "prompt_length": 3},
+        {"method": "prefix", "prefix_length": 3},
+        {"method": "adapter", "adapter_reduction": 4, "adapter_placement": "houlsby"},
+    ],
+)
+def test_in_memory_model_and_saved_bundle_agree(tiny_base, intent_files, home, settings):
     from frugalml.data import load_dataset
 
-    config = TuneConfig(
-        method="prompt", base=str(tiny_base), epochs=1, batch_size=8, lr=5e-3, prompt_length=3
-    )
+    config = TuneConfig(base=str(tiny_base), epochs=2, batch_size=8, lr=5e-3, **settings)
     result = tune(load_dataset(intent_files["train"]), config)
     memory = TorchPredictor(result.model, result.tokenizer, result.labels).predict_proba(TEXTS)
     from frugalml.tune.workflow import save_tuned
 
     bundle = save_tuned(result, home / "bundles", "p", {"val_accuracy": result.val_accuracy})
     assert load_predictor(bundle).predict_proba(TEXTS) == pytest.approx(memory, abs=1e-5)
+    # The method's weights matter: without them the same model answers otherwise.
+    plain = TorchPredictor(
+        load_bundle_torch(bundle)[0].__class__(_without_method(result.model.config)),
+        result.tokenizer,
+        result.labels,
+    )
+    plain.model.load_state_dict(result.model.state_dict(), strict=False)
+    assert plain.predict_proba(TEXTS) != pytest.approx(memory, abs=1e-4)
+
+
+def _without_method(config):
+    config = config.__class__.from_dict(config.to_dict())
+    config.prompt_length, config.prefix_length, config.bottleneck_adapter = 0, 0, None
+    return config
 
 
 def test_an_adapter_bundle_serves(tiny_base, intent_files, home):
@@ -121,6 +146,7 @@ def test_an_adapter_bundle_serves(tiny_base, intent_files, home):
     ("settings", "message"),
     [
         ({"method": "prompt", "prompt_length": 0}, "prompt_length >= 1"),
+        ({"method": "prefix", "prefix_length": 0}, "prefix_length >= 1"),
         ({"method": "adapter", "adapter_reduction": 0}, "adapter_reduction >= 1"),
         ({"method": "adapter", "adapter_reduction": -2}, "adapter_reduction >= 1"),
         ({"method": "adapter", "adapter_placement": "middle"}, "pfeiffer, houlsby"),

@@ -19,7 +19,7 @@ def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
     method: Annotated[
-        str | None, typer.Option(help="head | lora | ia3 | full | prompt | adapter (docs/tuning.md)")
+        str | None, typer.Option(help="head | lora | ia3 | full | prompt | prefix | adapter (docs/tuning.md)")
     ] = None,
     base: Annotated[
         str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
@@ -64,6 +64,10 @@ def tune(
     prompt_length: Annotated[
         int | None,
         typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
+    ] = None,
+    prefix_length: Annotated[
+        int | None,
+        typer.Option(help="--method prefix: trained keys and values per attention layer.", show_default="16"),
     ] = None,
     adapter_reduction: Annotated[
         int | None,
@@ -141,6 +145,7 @@ def tune(
             lora_targets=targets,
             lora_variant=_lora_variant(dora, rslora),
             prompt_length=prompt_length,
+            prefix_length=prefix_length,
             adapter_reduction=adapter_reduction,
             adapter_placement=adapter_placement,
         )

@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AttentionInterface, AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -26,6 +28,7 @@ class FrugalTextClassifierConfig(PretrainedConfig):
         normalize: bool = True,
         classifier_dropout: float = 0.1,
         prompt_length: int = 0,
+        prefix_length: int = 0,
         bottleneck_adapter: dict | None = None,
         **kwargs,
     ):
@@ -35,6 +38,8 @@ class FrugalTextClassifierConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         # Soft prompt tuning: this many trained vectors go before every text's token embeddings.
         self.prompt_length = prompt_length
+        # Deep prefix tuning: this many trained keys and values before every attention layer's own.
+        self.prefix_length = prefix_length
         # Bottleneck adapters: {"reduction": r, "placement": "pfeiffer" | "houlsby"}, or None.
         self.bottleneck_adapter = dict(bottleneck_adapter) if bottleneck_adapter else None
 
@@ -71,6 +76,12 @@ class FrugalTextClassifier(PreTrainedModel):
         if self.config.prompt_length and self.prompt is None:
             self.prompt = nn.Parameter(torch.zeros(self.config.prompt_length, hidden, device=device))
         added = 0
+        if self.config.prefix_length:
+            for module in self.encoder.modules():
+                if _is_self_attention(module) and getattr(module, "prefix", None) is None:
+                    module.prefix = Prefix(self.config.prefix_length, module.key.out_features, device)
+                    added += 1
+            self.encoder.set_attn_implementation(PREFIX_ATTENTION)
         if self.config.bottleneck_adapter:
             reduction = int(self.config.bottleneck_adapter["reduction"])
             houlsby = self.config.bottleneck_adapter.get("placement") == "houlsby"
@@ -167,3 +178,52 @@ class AdaptedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapter(super().forward(x))
+
+
+PREFIX_ATTENTION = "frugal_prefix"  # transformers' SDPA attention, after any layer's prefix
+
+
+class Prefix(nn.Module):
+    """Deep prefix tuning (P-Tuning v2, Liu et al. 2022): trained keys and values that every query
+    of one attention layer attends to before the text's own."""
+
+    def __init__(self, length: int, width: int, device: torch.device | None = None):
+        super().__init__()
+        self.key = nn.Parameter(torch.randn(length, width, device=device) * 0.02)
+        self.value = nn.Parameter(torch.randn(length, width, device=device) * 0.02)
+
+    def extend(self, states: torch.Tensor, which: nn.Parameter) -> torch.Tensor:
+        """[rows, heads, tokens, size] -> [rows, heads, prefix + tokens, size]."""
+        rows, heads, _, size = states.shape
+        prefix = which.to(states.dtype).view(1, -1, heads, size).transpose(1, 2)
+        return torch.cat([prefix.expand(rows, -1, -1, -1), states], 2)
+
+
+def _is_self_attention(module: nn.Module) -> bool:
+    return all(
+        isinstance(getattr(module, n, None), nn.Linear) for n in ("query", "key", "value")
+    ) and hasattr(module, "attention_head_size")
+
+
+def _prefix_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs,
+):
+    prefix = getattr(module, "prefix", None)
+    if isinstance(prefix, Prefix):
+        key, value = prefix.extend(key, prefix.key), prefix.extend(value, prefix.value)
+        if attention_mask is not None:  # every query sees the whole prefix
+            shape = (*attention_mask.shape[:-1], prefix.key.shape[0])
+            seen = torch.ones(shape, dtype=torch.bool, device=attention_mask.device)
+            if attention_mask.dtype != torch.bool:  # additive: 0 where attended
+                seen = torch.zeros(shape, dtype=attention_mask.dtype, device=attention_mask.device)
+            attention_mask = torch.cat([seen, attention_mask], -1)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(PREFIX_ATTENTION, _prefix_attention)
+AttentionMaskInterface.register(PREFIX_ATTENTION, sdpa_mask)

@@ -96,7 +96,7 @@ def export_bundle(
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FrugalError(f"{output} already exists and is not an empty folder")
     model, tokenizer = load_bundle_torch(bundle)
-    if model.config.prompt_length or model.config.bottleneck_adapter:
+    if model.config.prompt_length or model.config.prefix_length or model.config.bottleneck_adapter:
         raise FrugalError(
             f"bundle {bundle.id} was tuned with --method {bundle.method}, whose weights a plain "
             "encoder folder cannot carry; use the bundle itself (its folder loads in transformers "

@@ -1,9 +1,10 @@
-"""The `adapter` and `prompt` methods: weights added to the classifier itself, not through PEFT.
+"""The `adapter`, `prompt` and `prefix` methods: weights added to the classifier, not through PEFT.
 
-Neither can be folded into the encoder's weights (a bottleneck adapter is non-linear, a soft
-prompt lengthens the input), so the bundle's model carries them: the classifier's config names
-them (`bottleneck_adapter`, `prompt_length`) and models/hf_model.py rebuilds them on load, in
-frugalml and in plain transformers alike. Only they and the classifier head train.
+None can be folded into the encoder's weights (a bottleneck adapter is non-linear, a soft prompt
+lengthens the input, a prefix the keys and values), so the bundle's model carries them: the
+classifier's config names them (`bottleneck_adapter`, `prompt_length`, `prefix_length`) and
+models/hf_model.py rebuilds them on load, in frugalml and in plain transformers alike. Only they
+and the classifier head train.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def prepare_prompt(model: nn.Module, options: dict) -> nn.Module:
         ids = torch.randint(table.shape[0], (length,), device=table.device)
         classifier.prompt.copy_(table[ids])
     _train_only(classifier, lambda name: name == "prompt")
+    return classifier
+
+
+def prepare_prefix(model: nn.Module, options: dict) -> nn.Module:
+    classifier = _classifier(model)
+    classifier.config.prefix_length = options["prefix_length"]
+    if classifier.extend() == 0:
+        classifier.config.prefix_length = 0
+        raise FrugalError(
+            f"method prefix: base model type {classifier.encoder.config.model_type!r} has no "
+            "BERT-style self-attention layers to give prefixes; use lora, ia3 or full"
+        )
+    _train_only(classifier, lambda name: ".prefix." in name)
     return classifier
 
 

@@ -34,6 +34,7 @@ class TuneConfig:
     lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
     lora_variant: str = "lora"  # dora: weight-decomposed; rslora: alpha / sqrt(r) scaling
     prompt_length: int = 20  # method prompt: soft prompt vectors before every text
+    prefix_length: int = 16  # method prefix: trained keys and values per attention layer
     adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size
     adapter_placement: str = "pfeiffer"  # after the FFN; houlsby: after attention too
     class_weight: str | None = None  # "balanced": every class weighs the same in total
@@ -70,6 +71,7 @@ class TuneConfig:
             "lora_alpha": (self.lora_alpha > 0, "lora_alpha > 0"),
             "lora_dropout": (0 <= self.lora_dropout < 1, "0 <= lora_dropout < 1"),
             "prompt_length": (self.prompt_length >= 1, "prompt_length >= 1"),
+            "prefix_length": (self.prefix_length >= 1, "prefix_length >= 1"),
             "adapter_reduction": (self.adapter_reduction >= 1, "adapter_reduction >= 1"),
         }
         check_ranges("tune", self, checks)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from frugalml.errors import FrugalError
-from frugalml.tune.adapter import prepare_adapter, prepare_prompt
+from frugalml.tune.adapter import prepare_adapter, prepare_prefix, prepare_prompt
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -109,6 +109,13 @@ METHODS: dict[str, Method] = {
         Method("ia3", "IA3 scaling vectors (PEFT) + head", _peft(_ia3_config), 3e-3),
         Method("full", "every parameter trained", _full, 8e-5),
         Method("prompt", "soft prompt before every text + head", prepare_prompt, 3e-2, changes_outputs=True),
+        Method(
+            "prefix",
+            "trained keys and values in every attention layer + head",
+            prepare_prefix,
+            1e-2,
+            changes_outputs=True,
+        ),
         Method("adapter", "bottleneck adapters in every layer + head", prepare_adapter, 1e-3),
     ]
 }
