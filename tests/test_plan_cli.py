@@ -97,6 +97,17 @@ def test_execute_needs_every_job_s_args(capsys, tmp_path, home):
     assert code == 2 and "these jobs have none: tune-big, tune-40gb, label-pool, eval-cpu, compress" in err
 
 
+def test_execute_on_ray_needs_the_cluster_s_address(capsys, tmp_path, home):
+    from frugalml.jobs import list_jobs
+
+    jobs = tmp_path / "jobs.yaml"
+    job = {"name": "help", "stage": "predict", "work_hours": 1, "args": ["--help"]}
+    jobs.write_text(yaml.safe_dump({"jobs": [job]}))
+    code, _, err = run_cli(capsys, "plan", str(jobs), "--deadline", "3", "--execute", "--backend", "ray")
+    assert code == 2 and "--execute --backend ray needs --address" in err
+    assert list_jobs() == []  # refused before the first job was submitted
+
+
 @pytest.mark.slow
 def test_execute_runs_the_plan_on_the_local_backend(capsys, tmp_path, home, tiny_base, intent_files):
     from frugalml.jobs import describe, wait

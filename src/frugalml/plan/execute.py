@@ -24,6 +24,13 @@ def submit_plan(plan: Plan, *, backend: str, address: str | None = None) -> list
         raise FrugalError(
             f"--execute runs each job's stage with its `args` from JOBS.yaml; these jobs have none: {shown}"
         )
+    if backend == "ray" and not address:
+        # Without an address each job starts a Ray instance of its own, whose one node declares no
+        # catalogue row: every job would be submitted and then fail to be placed.
+        raise FrugalError(
+            "--execute --backend ray needs --address: the cluster whose nodes declare the catalogue's "
+            "rows as custom resources (e.g. ray start --resources '{\"t4\": 1}')"
+        )
     from frugalml.jobs import JobSpec, submit
 
     specs = []
