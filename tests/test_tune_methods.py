@@ -210,3 +210,23 @@ def test_unknown_lora_target_names_the_choices(tiny_base, intent_files):
     config = TuneConfig(method="lora", base=str(tiny_base), epochs=1, lora_targets="query,qkv_proj")
     with pytest.raises(FrugalError, match=r"unknown LoRA target qkv_proj; choose all-linear or among .*"):
         tune(load_dataset(intent_files["train"]), config)
+
+
+def test_cli_passes_method_settings_and_refuses_two_lora_variants(capsys, tiny_base, intent_files, home):
+    import json
+
+    from test_cli import run_cli
+
+    common = ["tune", str(intent_files["train"]), "--base", str(tiny_base), "--epochs", "1", "--json"]
+    code, out, _ = run_cli(capsys, *common, "--method", "adapter", "--adapter-reduction", "8")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["method"] == "adapter"
+    bundle = load_bundle(summary["bundle_path"])
+    assert bundle.config["adapter_reduction"] == 8
+    # 2 layers x one Pfeiffer adapter of a 4-wide bottleneck on 32 features, fp32.
+    assert summary["adapter_bytes"] == 2 * (32 * 4 + 4 + 4 * 32 + 32) * 4
+    code, out, err = run_cli(capsys, *common, "--method", "lora", "--dora", "--rslora")
+    assert code == 2 and out == ""
+    assert "--dora and --rslora are two LoRA variants: choose one" in err
+    assert len(err.strip().splitlines()) == 1
