@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def tune(
     train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
-    method: Annotated[str | None, typer.Option(help="head | lora | ia3 | full")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="head | lora | ia3 | full | prompt | prefix | adapter (docs/tuning.md)")
+    ] = None,
     base: Annotated[
         str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
     ] = None,
@@ -50,6 +52,47 @@ def tune(
     ] = None,
     adv_steps: Annotated[
         int | None, typer.Option(help="Ascent steps of pgd and freelb.", show_default="3")
+    ] = None,
+    rank: Annotated[
+        int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="--method lora: scaling alpha.", show_default="32")
+    ] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help="--method lora: dropout on the LoRA input.", show_default="0.05")
+    ] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="--method lora: all-linear, or module names, comma-separated (e.g. query,value).",
+            show_default="all-linear",
+        ),
+    ] = None,
+    dora: Annotated[
+        bool, typer.Option("--dora", help="--method lora: DoRA (weight-decomposed LoRA).")
+    ] = False,
+    rslora: Annotated[
+        bool, typer.Option("--rslora", help="--method lora: rsLoRA scaling, alpha / sqrt(rank).")
+    ] = False,
+    prompt_length: Annotated[
+        int | None,
+        typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
+    ] = None,
+    prefix_length: Annotated[
+        int | None,
+        typer.Option(help="--method prefix: trained keys and values per attention layer.", show_default="16"),
+    ] = None,
+    adapter_reduction: Annotated[
+        int | None,
+        typer.Option(help="--method adapter: hidden size / bottleneck size.", show_default="16"),
+    ] = None,
+    adapter_placement: Annotated[
+        str | None,
+        typer.Option(
+            help="--method adapter: pfeiffer (after each FFN) or houlsby (after attention too).",
+            show_default="pfeiffer",
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
     text_column: TextColumn = None,
@@ -113,6 +156,15 @@ def tune(
             adversarial=adversarial,
             adv_epsilon=adv_epsilon,
             adv_steps=adv_steps,
+            lora_r=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            lora_targets=targets,
+            lora_variant=_lora_variant(dora, rslora),
+            prompt_length=prompt_length,
+            prefix_length=prefix_length,
+            adapter_reduction=adapter_reduction,
+            adapter_placement=adapter_placement,
         )
     )
     summary = tune_and_register(
@@ -133,6 +185,12 @@ def tune(
     ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
 
 
+def _lora_variant(dora: bool, rslora: bool) -> str | None:
+    if dora and rslora:
+        raise FrugalError("--dora and --rslora are two LoRA variants: choose one")
+    return "dora" if dora else "rslora" if rslora else None
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user gave: the config's defaults stand for the rest."""
     return {name: value for name, value in options.items() if value is not None}
@@ -146,6 +204,7 @@ def _tune_table(summary: TuneSummary) -> object:
         ("test macro-F1", metrics.get("macro_f1")),
         ("validation accuracy", metrics.get("val_accuracy")),
         ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
+        ("adapter weights", ui.human_bytes(summary.adapter_bytes) if summary.adapter_bytes else None),
         ("epochs run", summary.epochs_run),
         ("workers", summary.workers if summary.workers > 1 else None),
         ("resumed from step", summary.resumed_from_step),

@@ -96,6 +96,12 @@ def export_bundle(
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FrugalError(f"{output} already exists and is not an empty folder")
     model, tokenizer = load_bundle_torch(bundle)
+    if model.config.prompt_length or model.config.prefix_length or model.config.bottleneck_adapter:
+        raise FrugalError(
+            f"bundle {bundle.id} was tuned with --method {bundle.method}, whose weights a plain "
+            "encoder folder cannot carry; use the bundle itself (its folder loads in transformers "
+            "with trust_remote_code=True)"
+        )
     base = hub_base_name(bundle.base_model)
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.parent / f".partial-{output.name}-{os.getpid()}"

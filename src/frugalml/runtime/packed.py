@@ -27,9 +27,10 @@ GRID_GROUPS = 2
 
 def packable(model: FrugalTextClassifier) -> bool:
     """Whether `model`'s encoder is a BERT encoder (MiniLM among them), whose forward
-    PackedClassifier reproduces; a BERT decoder's causal mask it does not."""
+    PackedClassifier reproduces; a BERT decoder's causal mask it does not, nor a soft prompt or prefix."""
     config = model.encoder.config
-    return config.model_type == "bert" and not config.is_decoder
+    extended = model.config.prompt_length or model.config.prefix_length
+    return config.model_type == "bert" and not config.is_decoder and not extended
 
 
 class PackedClassifier(torch.nn.Module):

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
+from frugalml.tune.adapter import PLACEMENTS
 from frugalml.tune.adversarial import ATTACKS
 from frugalml.tune.methods import METHODS, get_method
 
 CLASS_WEIGHTS = (None, "balanced")
+LORA_VARIANTS = ("lora", "dora", "rslora")
 
 
 @dataclass
@@ -28,8 +30,14 @@ class TuneConfig:
     weight_decay: float = 0.01
     head_c: float | None = None  # logistic-regression C; None = pick on validation
     lora_r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: float = 32
     lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
+    lora_variant: str = "lora"  # dora: weight-decomposed; rslora: alpha / sqrt(r) scaling
+    prompt_length: int = 20  # method prompt: soft prompt vectors before every text
+    prefix_length: int = 16  # method prefix: trained keys and values per attention layer
+    adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size
+    adapter_placement: str = "pfeiffer"  # after the FFN; houlsby: after attention too
     class_weight: str | None = None  # "balanced": every class weighs the same in total
     # Adversarial training on the word embeddings (tune/adversarial.py): fgm | pgd | freelb | None;
     # epsilon bounds each example's perturbation (L2), steps is PGD's and FreeLB's ascent steps.
@@ -56,6 +64,14 @@ class TuneConfig:
                 f"class weight must be {named}, or none (every row weighs the same); "
                 f"got {self.class_weight!r}"
             )
+        if self.lora_variant not in LORA_VARIANTS:
+            raise FrugalError(
+                f"LoRA variant must be one of {', '.join(LORA_VARIANTS)}; got {self.lora_variant!r}"
+            )
+        if self.adapter_placement not in PLACEMENTS:
+            raise FrugalError(
+                f"adapter placement must be one of {', '.join(PLACEMENTS)}; got {self.adapter_placement!r}"
+            )
         checks = {
             "batch_size": (self.batch_size >= 1, "batch_size >= 1"),
             "seed": (0 <= self.seed < 2**32, "0 <= seed < 2**32"),
@@ -73,6 +89,9 @@ class TuneConfig:
             "lora_dropout": (0 <= self.lora_dropout < 1, "0 <= lora_dropout < 1"),
             "adv_epsilon": (self.adv_epsilon > 0, "adv_epsilon > 0"),
             "adv_steps": (self.adv_steps >= 1, "adv_steps >= 1"),
+            "prompt_length": (self.prompt_length >= 1, "prompt_length >= 1"),
+            "prefix_length": (self.prefix_length >= 1, "prefix_length >= 1"),
+            "adapter_reduction": (self.adapter_reduction >= 1, "adapter_reduction >= 1"),
         }
         check_ranges("tune", self, checks)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from frugalml.errors import FrugalError
+from frugalml.tune.adapter import prepare_adapter, prepare_prefix, prepare_prompt
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -21,6 +22,7 @@ class Method:
     prepare: Callable[[nn.Module, dict], nn.Module]  # returns the model to train
     encoder_lr: float  # default learning rate of the encoder's trainable parameters
     trains_encoder: bool = True
+    changes_outputs: bool = False  # the new weights change the encoder's outputs before training
 
 
 def _head(model: nn.Module, options: dict) -> nn.Module:
@@ -39,6 +41,8 @@ def _peft(config_factory: Callable[[dict], PeftConfig]) -> Callable[[nn.Module, 
     def prepare(model: nn.Module, options: dict) -> nn.Module:
         from peft import get_peft_model
 
+        if options["method"] == "lora":
+            _check_targets(model, options)
         return get_peft_model(model, config_factory(options))
 
     return prepare
@@ -49,12 +53,37 @@ def _lora_config(options: dict) -> PeftConfig:
 
     return LoraConfig(
         task_type=TaskType.SEQ_CLS,
-        r=options.get("lora_r", 16),
-        lora_alpha=options.get("lora_alpha", 32),
-        lora_dropout=options.get("lora_dropout", 0.05),
-        target_modules="all-linear",  # every Linear of the encoder; the head is saved whole
+        r=options["lora_r"],
+        lora_alpha=options["lora_alpha"],
+        lora_dropout=options["lora_dropout"],
+        # "all-linear": every Linear of the encoder; the head is saved whole
+        target_modules=lora_targets(options["lora_targets"]),
+        use_dora=options["lora_variant"] == "dora",
+        use_rslora=options["lora_variant"] == "rslora",
         modules_to_save=["classifier"],
     )
+
+
+def lora_targets(targets: str) -> str | list[str]:
+    """`--targets`: "all-linear", or module names separated by commas (matched by suffix)."""
+    return targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+
+
+def _check_targets(model: nn.Module, options: dict) -> None:
+    """One line naming the targets no Linear of the encoder matches, and the names there are."""
+    targets = lora_targets(options["lora_targets"])
+    if isinstance(targets, str):
+        return
+    names = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith("classifier")
+    ]
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown or not targets:
+        known = sorted({n.rsplit(".", 1)[-1] for n in names} | {"attention.output.dense", "output.dense"})
+        raise FrugalError(
+            f"unknown LoRA target {', '.join(unknown) or repr(options['lora_targets'])}; "
+            f"choose all-linear or among {', '.join(known)} (comma-separated)"
+        )
 
 
 def _ia3_config(options: dict) -> PeftConfig:
@@ -74,9 +103,20 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in [
         Method("head", "frozen encoder, trained classifier head", _head, 0.0, trains_encoder=False),
-        Method("lora", "LoRA adapters on every encoder Linear (PEFT) + head", _peft(_lora_config), 5e-4),
+        Method(
+            "lora", "LoRA (or DoRA, rsLoRA) on the encoder's Linears (PEFT) + head", _peft(_lora_config), 5e-4
+        ),
         Method("ia3", "IA3 scaling vectors (PEFT) + head", _peft(_ia3_config), 3e-3),
         Method("full", "every parameter trained", _full, 8e-5),
+        Method("prompt", "soft prompt before every text + head", prepare_prompt, 3e-2, changes_outputs=True),
+        Method(
+            "prefix",
+            "trained keys and values in every attention layer + head",
+            prepare_prefix,
+            1e-2,
+            changes_outputs=True,
+        ),
+        Method("adapter", "bottleneck adapters in every layer + head", prepare_adapter, 1e-3),
     ]
 }
 

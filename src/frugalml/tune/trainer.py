@@ -38,6 +38,7 @@ from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
 from frugalml.settings import get_settings
 from frugalml.tune import distributed
+from frugalml.tune.adapter import reserved_positions
 from frugalml.tune.config import TuneCompute, TuneConfig
 from frugalml.tune.heads import choose_c, fit_head, row_weights, set_head, val_scores
 from frugalml.tune.loop import Checkpointing, Kept, Rows, fine_tune, trainable_state
@@ -58,6 +59,7 @@ class TuneResult:
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    adapter_bytes: int = 0  # the method's trained weights apart from the head
 
 
 def tune(
@@ -113,7 +115,12 @@ def train_worker(
     nn.Module.to(model, device)  # transformers types its own `to` narrowly
     # The bundle's tokenizer carries the length the model trains with, for every predictor and for
     # transformers' own loading of the bundle (truncation=True) to cut texts where training did.
-    tokenizer.model_max_length = usable_length(config.max_length, tokenizer, model.config.encoder)
+    # A soft prompt takes positions before the text's tokens: the text gets the rest.
+    reserved = reserved_positions(asdict(config))
+    positions = model.config.encoder.get("max_position_embeddings") or config.max_length + reserved
+    tokenizer.model_max_length = min(
+        usable_length(config.max_length, tokenizer, model.config.encoder), positions - reserved
+    )
     pad = tokenizer.pad_token_id
     index = {label: i for i, label in enumerate(labels)}
     fit_ids, val_ids = (
@@ -124,6 +131,9 @@ def train_worker(
     val_y = np.array([index[y] for y in val_part.labels])
     balanced = config.class_weight == "balanced"
 
+    # A method that changes the frozen encoder's outputs (a soft prompt) is added first, so the
+    # warm-start head and epoch 0's score see the features the method trains from.
+    trained = method.prepare(model, asdict(config)) if method.changes_outputs else model
     with reporter.task("embedding (frozen encoder)", None):
         fit_x = distributed.features(model, fit_ids, pad)
         val_x = distributed.features(model, val_ids, pad)
@@ -144,8 +154,15 @@ def train_worker(
             head = fit_head(fit_features, fit_y, c_value, len(labels), balanced)
         return val_scores(val_features @ head[0].T + head[1], val_y, balanced)
 
-    trained = method.prepare(model, asdict(config))
+    if not method.changes_outputs:  # starts as the identity (LoRA, IA3, adapters): after the head
+        trained = method.prepare(model, asdict(config))
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    # What the method adds or changes apart from the head, as stored (full: the whole encoder).
+    adapter_bytes = sum(
+        p.numel() * p.element_size()
+        for n, p in trained.named_parameters()
+        if p.requires_grad and "classifier" not in n
+    )
     total = sum(p.numel() for p in model.parameters())
     peft_model = trained if trained is not model else None
     epochs_run = 0
@@ -189,6 +206,7 @@ def train_worker(
         epochs_run=epochs_run,
         history=history,
         config=asdict(config),
+        adapter_bytes=adapter_bytes,
     )
 
 

@@ -42,6 +42,7 @@ class TuneSummary:
     device: str  # as asked: auto, cpu, cuda[:N], mps
     workers: int
     resumed_from_step: int | None  # the checkpoint's step this run continued from
+    adapter_bytes: int  # the method's trained weights apart from the head (full: the encoder)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +112,7 @@ def tune_and_register(
             device=compute.device or "auto",
             workers=compute.workers,
             resumed_from_step=start["global_step"] if start else None,
+            adapter_bytes=result.adapter_bytes,
         )
         run.summary = summary.to_json()
     shutil.rmtree(folder, ignore_errors=True)  # the bundle is registered: nothing to resume
