@@ -18,19 +18,6 @@ from pathlib import Path
 import httpx
 import yaml
 
-from frugalml.cli import app
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`frugalml ARGS` in this process: (exit status, stdout, stderr)."""
-    try:
-        app(list(args), prog_name="frugalml")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 class Receiver:
     """The JSON bodies posted to a webhook, in arrival order."""

@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import pytest
 from conftest import make_rows, write_csv
+from test_cli import run_cli
 from test_serve_support import metric, running, tune_tiny_bundle, wait_until
 
 from frugalml.bundle import load_bundle, new_bundle_id, write_bundle
-from frugalml.cli import app
 from frugalml.compress import CompressContext, apply_technique
 from frugalml.data import load_dataset
 from frugalml.monitor.drift import drift_scores, histogram, ks, psi, quantile_edges
@@ -41,16 +41,6 @@ NEWS = [
     "Copper futures fell sharply on weaker industrial output figures from major economies",
     "The startup raised a series B round led by a prominent venture capital firm",
 ]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        app(list(args), prog_name="frugalml")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def in_domain(n_per_class: int, seed: int) -> list[str]:

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import yaml
 from conftest import make_rows, write_csv
-from monitor_support import run_cli, webhook_receiver
+from monitor_support import webhook_receiver
+from test_cli import run_cli
 from test_serve_support import free_port, running, tune_tiny_bundle, wait_until
 
 from frugalml.bundle import load_bundle

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 from conftest import make_rows, write_csv
-from monitor_support import exposed_names, queried_names, run_cli
+from monitor_support import exposed_names, queried_names
+from test_cli import run_cli
 from test_serve_support import metric, running, tune_tiny_bundle
 
 from frugalml.bundle import load_bundle

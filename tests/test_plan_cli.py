@@ -6,8 +6,7 @@ import json
 
 import pytest
 import yaml
-
-from frugalml.cli import app
+from test_cli import run_cli
 
 JOBS = {
     "jobs": [
@@ -18,16 +17,6 @@ JOBS = {
         {"name": "compress", "stage": "compress", "work_hours": 6, "accelerators": ["T4", "L4"]},
     ]
 }
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        app(list(args), prog_name="frugalml")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def jobs_file(tmp_path):
