@@ -83,7 +83,7 @@ def write_bundle(store: Path, bundle: Bundle, populate: Callable[[Path], None]) 
         (temp / MANIFEST).write_text(json.dumps(bundle.manifest(), indent=2) + "\n")
         _fsync_tree(temp)
         os.rename(temp, final)
-        _fsync_dir(store)
+        fsync_dir(store)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -172,10 +172,11 @@ def _fsync_tree(root: Path) -> None:
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
     for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in `folder` durable, not only the files' contents."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

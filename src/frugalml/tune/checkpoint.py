@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from frugalml.bundle import fsync_dir
 from frugalml.lineage import JOB_ID_ENV
 
 KEEP = 2
@@ -62,7 +63,7 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any]) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     for old in checkpoints(folder)[:-KEEP]:
         old.unlink(missing_ok=True)
     for stale in folder.glob(".step-*.tmp"):  # left by a process killed mid-write
@@ -97,11 +98,3 @@ def latest_checkpoint(folder: Path) -> dict[str, Any] | None:
 
 def _listing(folder: Path) -> list[Path]:
     return list(folder.iterdir()) if folder.is_dir() else []
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
