@@ -185,8 +185,8 @@ def test_adversarial_training_changes_the_model_and_the_run_identity(tiny_base, 
     ("options", "message"),
     [
         (["--adversarial", "noise"], "unknown adversarial training 'noise'; choose one of fgm, pgd, freelb"),
-        (["--adversarial", "fgm", "--adv-epsilon", "0"], "adv_epsilon > 0"),
-        (["--adversarial", "pgd", "--adv-steps", "0"], "adv_steps >= 1"),
+        (["--adversarial", "fgm", "--epsilon", "0"], "adv_epsilon > 0"),
+        (["--adversarial", "pgd", "--steps", "0"], "adv_steps >= 1"),
         (["--adversarial", "fgm", "--method", "head"], "trains only the head"),
     ],
 )

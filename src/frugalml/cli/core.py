@@ -43,15 +43,15 @@ def tune(
         str | None,
         typer.Option(
             help="Train against perturbed word embeddings, for robustness to noisy input: fgm (one "
-            "step), pgd (--adv-steps projected steps) or freelb (--adv-steps steps, gradients averaged)."
+            "step), pgd (--steps projected steps) or freelb (--steps steps, gradients averaged)."
         ),
     ] = None,
     adv_epsilon: Annotated[
         float | None,
-        typer.Option(help="Radius (L2, per example) of the perturbation.", show_default="1.0"),
+        typer.Option("--epsilon", help="Radius (L2, per example) of the perturbation.", show_default="1.0"),
     ] = None,
     adv_steps: Annotated[
-        int | None, typer.Option(help="Ascent steps of pgd and freelb.", show_default="3")
+        int | None, typer.Option("--steps", help="Ascent steps of pgd and freelb.", show_default="3")
     ] = None,
     rank: Annotated[
         int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
