@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from monitor_support import run_cli
+from test_cli import run_cli
 
 from frugalml.errors import FrugalError
 from frugalml.monitor.alerting import load_rules, parse_duration
