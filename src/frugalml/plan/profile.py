@@ -131,7 +131,7 @@ def record_job(path: str | Path, *, name: str, result: ProfileResult) -> None:
     entry = {
         "name": name,
         "stage": result.stage,
-        "work_hours": round(result.work_hours, 6),
+        "work_hours": float(f"{result.work_hours:.6g}"),  # six significant digits: short jobs too
         "args": result.args,
     }
     jobs = document["jobs"]
