@@ -9,6 +9,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,25 +23,26 @@ from frugalml.processes import pid_alive
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'frugalml[ray]'")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[str, str, str]]:
-    """A head node (1 CPU) and a second node (1 CPU, resource accel_l4) on 127.0.0.1: the address,
-    the head's node id and the second node's."""
+@contextmanager
+def loopback_cluster(head: dict[str, float], second: dict[str, float]) -> Iterator[tuple[str, str, str]]:
+    """A two-node Ray cluster on 127.0.0.1, one CPU each, the head and the second node declaring
+    these custom resources: (address, head node id, second node id). Stopped and cleaned after."""
     from ray.cluster_utils import Cluster
 
     loopback = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's addresses are 127.0.0.1, not eth0's
     saved = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "RAY_AUTH_MODE", loopback)}
     # A private temp dir: the cluster's address file lands there, not where another ray.init()
-    # on this machine would find it.
+    # looks; short, as Ray's socket paths live under it.
     temp = tempfile.mkdtemp(prefix="frt-", dir="/tmp")
     os.environ.update({"RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled", loopback: "0"})
     common = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
-    cluster = Cluster(initialize_head=True, head_node_args={**common, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={**common, "include_dashboard": False, "resources": head}
+    )
     try:
-        # "accelerator_type:L4" is the resource a node with an L4 GPU declares by itself.
-        accel = cluster.add_node(**common, resources={"accel_l4": 1, "accelerator_type:L4": 1})
+        node = cluster.add_node(**common, resources=second)
         cluster.wait_for_nodes()
-        yield cluster.address, cluster.head_node.node_id, accel.node_id
+        yield cluster.address, cluster.head_node.node_id, node.node_id
     finally:
         cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
@@ -49,6 +51,13 @@ def cluster() -> Iterator[tuple[str, str, str]]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, str, str]]:
+    # "accelerator_type:L4" is the resource a node with an L4 GPU declares by itself.
+    with loopback_cluster({}, {"accel_l4": 1, "accelerator_type:L4": 1}) as nodes:
+        yield nodes
 
 
 @pytest.mark.slow

@@ -5,14 +5,12 @@ the second node); each planned job must run, and succeed, on a node of its plann
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 import yaml
 from test_jobs import WAIT_SECONDS, no_job_left  # noqa: F401
+from test_jobs_ray import loopback_cluster
 from test_plan_cli import run_cli
 
 from frugalml.jobs import describe, wait
@@ -35,28 +33,8 @@ CATALOG = {
 def typed_cluster() -> Iterator[dict[str, str]]:
     """A head node declaring {"cpu": 1} and a second node declaring {"t4": 1}, both on 127.0.0.1
     with one CPU: the address and each type's node id."""
-    from ray.cluster_utils import Cluster
-
-    loopback = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's addresses are 127.0.0.1, not eth0's
-    saved = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "RAY_AUTH_MODE", loopback)}
-    temp = tempfile.mkdtemp(prefix="frp-", dir="/tmp")  # short: Ray's socket paths live under it
-    os.environ.update({"RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled", loopback: "0"})
-    common = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
-    cluster = Cluster(
-        initialize_head=True, head_node_args={**common, "include_dashboard": False, "resources": {"cpu": 1}}
-    )
-    try:
-        t4 = cluster.add_node(**common, resources={"t4": 1})
-        cluster.wait_for_nodes()
-        yield {"address": cluster.address, "cpu": cluster.head_node.node_id, "t4": t4.node_id}
-    finally:
-        cluster.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with loopback_cluster({"cpu": 1}, {"t4": 1}) as (address, cpu, t4):
+        yield {"address": address, "cpu": cpu, "t4": t4}
 
 
 @pytest.mark.slow
