@@ -1,6 +1,6 @@
 """Scale a bundle out over a Ray cluster with Ray Serve, running the predictor `frugalml serve` runs.
 
-    pip install "ray[serve]"
+    pip install -c constraints.txt ".[ray]"     # ray[serve], pinned
     ray start --head                       # then `ray start --address HEAD:6379` on each other node
     python examples/ray_serve.py BUNDLE_FOLDER --replicas 4
     curl -s 127.0.0.1:8000/ -H 'Content-Type: application/json' -d '{"inputs": ["where is my parcel?"]}'
