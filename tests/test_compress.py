@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -145,7 +147,7 @@ def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, t
     rows = [r for r in make_rows(20, seed=1) if r[1] != "lost_card"]
     train = load_dataset(write_csv(tmp_path / "two.csv", rows))
     context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
-    trimmed = apply_technique("trim", tuned, context)
+    trimmed = apply_technique("trim", tuned, context, words=-1)  # the corpus's tokens alone
 
     loaded = load_bundle(trimmed.path)
     model, tokenizer = load_torch(loaded)
@@ -160,6 +162,43 @@ def test_trim_keeps_only_corpus_tokens_and_identical_corpus_predictions(tuned, t
     ids = AutoTokenizer.from_pretrained(loaded.path)("my card was stolen")["input_ids"]
     assert tokenizer.unk_token_id in ids and max(ids) < rows_kept
     assert probabilities(trimmed, ["my card was stolen"]).shape == (1, 3)
+
+
+def test_trim_keeps_frequent_words_of_the_language_beyond_the_corpus(tuned, tmp_path):
+    rows = [r for r in make_rows(20, seed=1) if r[1] != "lost_card"]
+    context = CompressContext(
+        store=tmp_path / "bundles", train=load_dataset(write_csv(tmp_path / "two.csv", rows)), teacher=tuned
+    )
+    narrow = apply_technique("trim", tuned, context, words=-1)
+    wide = apply_technique("trim", tuned, context, words=2000)
+    assert wide.metrics["vocab_size_corpus"] == narrow.metrics["vocab_size"] < wide.metrics["vocab_size"]
+    assert wide.config["options"]["words"] == 2000
+    # "card" and "lost" are among English's 2,000 most frequent words; the corpus never uses them.
+    _, tokenizer = load_torch(load_bundle(wide.path))
+    assert tokenizer.unk_token_id not in tokenizer("my card lost")["input_ids"]
+    np.testing.assert_allclose(
+        probabilities(wide, ["my card lost"]), probabilities(tuned, ["my card lost"]), atol=1e-6
+    )
+
+
+def test_trim_keeps_the_pieces_that_spell_any_word():
+    from tokenizers import Tokenizer
+    from transformers import BertTokenizerFast
+
+    from frugalml.compress.vocab_trim import kept_token_ids, spelling_ids
+
+    pieces = ["c", "a", "r", "d", "f", "u", "n", "e", "##c", "##a", "##r", "##d", "##f", "##u", "##n", "##e"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "refund", "card", "##ard", *pieces]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    assert {vocab[i] for i in spelling_ids(tokenizer)} == set(pieces)
+    keep = kept_token_ids(tokenizer, ["refund"], words=0)
+    assert "card" not in {vocab[i] for i in keep} and set(pieces) <= {vocab[i] for i in keep}
+    spec = trimmed_tokenizer_spec(json.loads(tokenizer.backend_tokenizer.to_str()), keep)
+    trimmed = Tokenizer.from_str(json.dumps(spec))
+    # A word the corpus never used is spelled in kept pieces instead of becoming [UNK].
+    assert trimmed.encode("card", add_special_tokens=False).tokens == ["c", "##a", "##r", "##d"]
+    assert trimmed.encode("refund", add_special_tokens=False).tokens == ["refund"]
+    assert kept_token_ids(tokenizer, ["refund"], words=-1) == [0, 1, 2, 3, 4, 5]  # corpus only
 
 
 def test_trim_refuses_tokenizers_it_cannot_rewrite():

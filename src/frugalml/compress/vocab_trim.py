@@ -1,15 +1,25 @@
-"""Vocabulary trimming: keep only the tokens the domain corpus uses (plus special tokens).
+"""Vocabulary trimming: keep the tokens the domain corpus uses, plus what general text needs.
 
 MiniLM's word embeddings are 30,522 x 384, about half the model; an intent corpus uses a few
-thousand of those rows. Trimming keeps the rows the corpus tokenizes to, renumbers them in their
-original order and rewrites the WordPiece vocabulary to match, so the bundle's tokenizer (a plain
-tokenizer.json that AutoTokenizer loads) and the smaller embedding matrix stay consistent.
+thousand of those rows. Trimming keeps the rows of:
 
-Semantics: every corpus word tokenizes to the same tokens as before (WordPiece's greedy longest
-match finds the same pieces when all of them are kept), so predictions on the corpus are
-identical; this is verified on the corpus before the bundle is written. A word outside the
-corpus is split into kept pieces by the same WordPiece rule, and becomes [UNK] when no split
-exists: every token outside the kept vocabulary ends up as [UNK], never as an out-of-range id.
+- every token the corpus (training plus unlabelled text) tokenizes to, and the special tokens;
+- the spelling pieces: every single-character token and its `##` continuation, so that any word
+  made of characters the vocabulary knows still splits into pieces instead of becoming [UNK];
+- the pieces of the language's most frequent words (the `wordfreq` package's list), so that
+  everyday words first seen at serving time keep the pieces they had.
+
+A 3,000-text corpus alone leaves most new words without their pieces; the spelling pieces and
+frequent words cost a few thousand rows and keep text outside the corpus tokenized as before
+(tests/test_compress.py measures the share of BANKING77 test texts that still are).
+
+The kept rows are renumbered in their original order and the WordPiece vocabulary rewritten to
+match, so the bundle's tokenizer (a plain tokenizer.json that AutoTokenizer loads) and the smaller
+embedding matrix stay consistent. Every corpus word tokenizes to the same tokens as before
+(WordPiece's greedy longest match finds the same pieces when all of them are kept), so predictions
+on the corpus are identical; this is verified on the corpus before the bundle is written. Any
+other word is split into kept pieces by the same WordPiece rule: every token outside the kept
+vocabulary ends up split or [UNK], never an out-of-range id.
 """
 
 from __future__ import annotations
@@ -32,9 +42,41 @@ from frugalml.models import FrugalTextClassifier
 def used_token_ids(tokenizer: PreTrainedTokenizerBase, corpus: Sequence[str]) -> list[int]:
     """Sorted ids of every token the corpus tokenizes to (untruncated), plus the special tokens."""
     used = set(tokenizer.all_special_ids)
-    for row in tokenizer(list(corpus), truncation=False)["input_ids"]:
+    for row in tokenizer(list(corpus), truncation=False)["input_ids"] if corpus else []:
         used.update(row)
     return sorted(used)
+
+
+def spelling_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Ids of the single-character tokens and their `##` continuations: kept, they spell any word."""
+    return {
+        i
+        for token, i in tokenizer.get_vocab().items()
+        if len(token) == 1 or (token.startswith("##") and len(token) == 3)
+    }
+
+
+def frequent_words(count: int, language: str = "en") -> list[str]:
+    """The `count` most frequent words of `language`, from the `wordfreq` package's lists."""
+    if count <= 0:
+        return []
+    from wordfreq import available_languages, top_n_list
+
+    if language not in available_languages():
+        raise FrugalError(f"wordfreq has no word list for language {language!r}")
+    return top_n_list(language, count)
+
+
+def kept_token_ids(
+    tokenizer: PreTrainedTokenizerBase, corpus: Sequence[str], words: int = 0, language: str = "en"
+) -> list[int]:
+    """Sorted ids trimming keeps: the corpus's tokens, the spelling pieces (unless `words` is
+    negative: corpus only) and the pieces of the `words` most frequent words of `language`."""
+    keep = set(used_token_ids(tokenizer, corpus))
+    if words >= 0:
+        keep |= spelling_ids(tokenizer)
+        keep.update(used_token_ids(tokenizer, frequent_words(words, language)))
+    return sorted(keep)
 
 
 def trimmed_tokenizer_spec(spec: dict, keep: Sequence[int]) -> dict:
@@ -73,15 +115,27 @@ def trim_model(model: FrugalTextClassifier, keep: Sequence[int], pad_id: int) ->
     return model
 
 
-def trim_vocabulary(source: Bundle, context: CompressContext, check_texts: int = 512) -> Bundle:
+def trim_vocabulary(
+    source: Bundle,
+    context: CompressContext,
+    words: int = 10000,
+    language: str = "en",
+    check_texts: int = 512,
+) -> Bundle:
+    """Keep the corpus's tokens, the spelling pieces and the pieces of the `words` most frequent
+    words of `language` (`words=-1`: the corpus's tokens alone)."""
     model, tokenizer = load_torch(source)
     corpus = context.corpus
-    keep = used_token_ids(tokenizer, corpus)
+    keep = kept_token_ids(tokenizer, corpus, words, language)
     spec = trimmed_tokenizer_spec(json.loads(tokenizer.backend_tokenizer.to_str()), keep)
     sample = sample_texts(corpus, check_texts, context.seed)
     reference = torch_logits(model, tokenizer, sample)
     original_rows = model.encoder.get_input_embeddings().weight.shape[0]
-    metrics = {"vocab_size": len(keep), "vocab_size_before": original_rows}
+    metrics = {
+        "vocab_size": len(keep),
+        "vocab_size_before": original_rows,
+        "vocab_size_corpus": len(used_token_ids(tokenizer, corpus)),
+    }
 
     def populate(folder: Path) -> None:
         tokenizer.save_pretrained(folder)
@@ -103,7 +157,7 @@ def trim_vocabulary(source: Bundle, context: CompressContext, check_texts: int =
         context.store,
         format="torch",
         precision=source.precision,
-        options={"check_texts": check_texts},
+        options={"words": words, "language": language, "check_texts": check_texts},
         metrics=metrics,
     )
 

@@ -1,0 +1,45 @@
+"""Compression on little data: vocabulary trimming that holds outside the corpus (real MiniLM
+tokenizer, BANKING77), and the settings chosen from the data's size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BANKING77 = Path("/work/shared/data/banking77")
+
+
+@pytest.mark.slow
+def test_trim_keeps_text_outside_a_small_corpus_tokenized_as_before():
+    """20 texts per intent as the corpus; the share of the 3,080 test texts that tokenize exactly
+    as with the full vocabulary (then the trimmed model's predictions on them are the same)."""
+    if not (BANKING77 / "train.csv").exists():
+        pytest.skip(f"BANKING77 not found at {BANKING77}")
+    import pandas as pd
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from frugalml.compress.vocab_trim import kept_token_ids, trimmed_tokenizer_spec
+    from frugalml.models.base import resolve_base
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base("minilm"))
+    train = pd.read_csv(BANKING77 / "train.csv")
+    corpus = train.groupby("category").head(20)["text"].tolist()
+    outside = pd.read_csv(BANKING77 / "test.csv")["text"].tolist()
+    reference = tokenizer(outside, truncation=False)["input_ids"]
+
+    def identical(words: int) -> float:
+        keep = kept_token_ids(tokenizer, corpus, words)
+        new_id = {old: new for new, old in enumerate(keep)}
+        spec = trimmed_tokenizer_spec(json.loads(tokenizer.backend_tokenizer.to_str()), keep)
+        trimmed = Tokenizer.from_str(json.dumps(spec))
+        same = [
+            [new_id.get(i, -1) for i in ids] == trimmed.encode(text).ids
+            for text, ids in zip(outside, reference, strict=True)
+        ]
+        return sum(same) / len(same)
+
+    corpus_only, default = identical(-1), identical(10000)
+    assert corpus_only < 0.85 and default > 0.95
