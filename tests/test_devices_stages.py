@@ -146,7 +146,7 @@ def test_serve_takes_device_cpu_and_its_workers_keep_it(home, bundle_path, tmp_p
 
 
 def test_every_predictor_format_has_its_device_check():
-    assert set(DEVICE_CHECKS) == set(FORMATS)
+    assert set(DEVICE_CHECKS) == {format for _, format in FORMATS}
 
 
 def test_onnx_runs_on_the_cpu_provider_unless_cuda_is_offered(onnx_bundle):

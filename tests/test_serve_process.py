@@ -38,7 +38,7 @@ class Slow(TorchPredictor):
             time.sleep(1.5)
         return super().predict_proba(texts)
 
-FORMATS["torch"] = Slow.from_bundle
+FORMATS["text-classification", "torch"] = Slow.from_bundle
 from frugalml.cli import app
 app(sys.argv[1:], prog_name="frugalml")
 """

@@ -30,7 +30,9 @@ FRESH_USES = {
     "assert {'label_auto', 'tune', 'eval', 'compress'} <= set(STEP_KINDS)",
     "techniques": "from frugalml.compress import TECHNIQUES; "
     "assert set(TECHNIQUES) == {'onnx', 'int8', 'int8-static', 'trim', 'prune', 'distill'}",
-    "predictor formats": "from frugalml.runtime import FORMATS; assert set(FORMATS) == {'torch', 'onnx'}",
+    "predictor formats": "from frugalml.runtime import FORMATS; "
+    "assert {f for _, f in FORMATS} == {'torch', 'onnx'}; "
+    "assert {t for t, _ in FORMATS} == {'text-classification', 'image-classification'}",
     "commands": "from frugalml.cli import app; app(['models', '--help'], standalone_mode=False)",
     "tuning methods": "from frugalml.tune import METHODS; assert {'head', 'lora', 'full'} <= set(METHODS)",
     "job backends": "from frugalml.jobs.backends import BACKENDS; assert set(BACKENDS) == {'local', 'ray'}",

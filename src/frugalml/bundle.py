@@ -24,6 +24,7 @@ from frugalml.hashing import sha256_file
 from frugalml.processes import pid_alive
 
 MANIFEST = "bundle.json"
+TEXT_TASK, IMAGE_TASK = "text-classification", "image-classification"  # what a bundle classifies
 TEMP_PREFIX = ".partial-"
 
 
@@ -36,7 +37,7 @@ class Bundle:
     method: str
     format: str = "torch"  # torch | onnx
     precision: str = "fp32"
-    task: str = "text-classification"
+    task: str = TEXT_TASK
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     parents: list[str] = field(default_factory=list)

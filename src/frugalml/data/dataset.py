@@ -11,8 +11,47 @@ import pandas as pd
 from frugalml.errors import DataError
 
 
+class LabelledRows:
+    """What every dataset kind (texts, images) offers about its labels: subclasses have `labels`
+    (None when unlabelled), `source` and a length."""
+
+    labels: list[str] | None
+    source: str
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def label_names(self) -> list[str]:
+        """Sorted distinct labels; the class order every model uses."""
+        return sorted(set(self.require_labels()))
+
+    def require_labels(self) -> list[str]:
+        if self.labels is None:
+            raise DataError(f"{self.source or 'dataset'}: has no label column")
+        return self.labels
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(Counter(self.require_labels()))
+
+    def check_trainable(self) -> None:
+        """Refuse data a classifier cannot learn from, with a message that says why."""
+        counts = self.class_counts()
+        if len(counts) < 2:
+            only = next(iter(counts), "")
+            raise DataError(f"{self.source}: needs at least 2 classes to train, found only {only!r}")
+
+    def check_labels_known(self, known: Sequence[str]) -> None:
+        """Refuse evaluation data whose labels the model never saw in training."""
+        unseen = sorted(set(self.require_labels()) - set(known))
+        if unseen:
+            shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+            raise DataError(f"{self.source}: {len(unseen)} label(s) not seen in training: {shown}")
+
+
 @dataclass(frozen=True)
-class Dataset:
+class Dataset(LabelledRows):
     """Texts with optional labels and stable row ids.
 
     `sha256` identifies the content the rows came from (the file's bytes); the lineage store and the
@@ -36,23 +75,6 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-    @property
-    def is_labelled(self) -> bool:
-        return self.labels is not None
-
-    @property
-    def label_names(self) -> list[str]:
-        """Sorted distinct labels; the class order every model uses."""
-        return sorted(set(self.require_labels()))
-
-    def require_labels(self) -> list[str]:
-        if self.labels is None:
-            raise DataError(f"{self.source or 'dataset'}: has no label column")
-        return self.labels
-
-    def class_counts(self) -> dict[str, int]:
-        return dict(Counter(self.require_labels()))
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         return Dataset(
@@ -95,17 +117,3 @@ class Dataset:
                 name = f"original_{name}"
             columns[name] = values
         return pd.DataFrame(columns)
-
-    def check_trainable(self) -> None:
-        """Refuse data a classifier cannot learn from, with a message that says why."""
-        counts = self.class_counts()
-        if len(counts) < 2:
-            only = next(iter(counts), "")
-            raise DataError(f"{self.source}: needs at least 2 classes to train, found only {only!r}")
-
-    def check_labels_known(self, known: Sequence[str]) -> None:
-        """Refuse evaluation data whose labels the model never saw in training."""
-        unseen = sorted(set(self.require_labels()) - set(known))
-        if unseen:
-            shown = ", ".join(repr(u) for u in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
-            raise DataError(f"{self.source}: {len(unseen)} label(s) not seen in training: {shown}")

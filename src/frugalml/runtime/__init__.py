@@ -1,4 +1,4 @@
-"""Predictors: load a bundle, warm it up, turn batches of texts into class probabilities."""
+"""Predictors: load a bundle, warm it up, turn batches of inputs (texts, images) into class probabilities."""
 
 from frugalml.runtime.formats import FORMATS, load_predictor
 from frugalml.runtime.predictor import Prediction, Predictor

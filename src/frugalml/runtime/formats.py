@@ -1,20 +1,22 @@
-"""Which predictor opens a bundle of each format: one literal table."""
+"""Which predictor opens a bundle of each task and format: one literal table."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from frugalml.bundle import Bundle
+from frugalml.bundle import IMAGE_TASK, TEXT_TASK, Bundle
 from frugalml.devices import onnx_providers, resolve_device
 from frugalml.errors import BundleError
+from frugalml.runtime.image_predictor import ImagePredictor
 from frugalml.runtime.onnx_predictor import OnnxPredictor
 from frugalml.runtime.predictor import Predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 
-# bundle format -> factory(bundle, device=..., **options)
-FORMATS: dict[str, Callable[..., Predictor]] = {
-    "torch": TorchPredictor.from_bundle,
-    "onnx": OnnxPredictor,
+# (bundle task, bundle format) -> factory(bundle, device=..., **options)
+FORMATS: dict[tuple[str, str], Callable[..., Predictor]] = {
+    (TEXT_TASK, "torch"): TorchPredictor.from_bundle,
+    (TEXT_TASK, "onnx"): OnnxPredictor,
+    (IMAGE_TASK, "torch"): ImagePredictor.from_bundle,
 }
 
 # bundle format -> check(device name): refuses a device its predictor cannot run on here
@@ -33,8 +35,11 @@ def check_device(bundle: Bundle, device: str | None) -> None:
 def load_predictor(bundle: Bundle, device: str | None = "cpu", **options: object) -> Predictor:
     """The predictor for `bundle` on `device` (frugalml.devices: auto, cpu, cuda[:N], mps), built
     with the format's own options (threads, batch_size ...)."""
-    if bundle.format not in FORMATS:
+    key = (bundle.task, bundle.format)
+    if key not in FORMATS:
+        known = ", ".join(f"{task} {format}" for task, format in FORMATS)
         raise BundleError(
-            f"bundle {bundle.id} has format {bundle.format!r}; this install reads {sorted(FORMATS)}"
+            f"bundle {bundle.id} is a {bundle.task} model of format {bundle.format!r}; "
+            f"this install reads {known}"
         )
-    return FORMATS[bundle.format](bundle, device=device, **options)
+    return FORMATS[key](bundle, device=device, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,8 +27,9 @@ class Predictor(Protocol):
         """The bundle the model was loaded from; None for one not saved as a bundle (yet)."""
         ...
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, shape (len(texts), len(labels)), rows in input order."""
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Class probabilities, shape (len(inputs), len(labels)), rows in input order. `inputs`
+        are of the bundle's task: texts (str), or images (uint8 arrays, HWC or HW)."""
         ...
 
     def warmup(self) -> None:
