@@ -29,7 +29,7 @@ from frugalml.processes import pid_alive
 from frugalml.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pandas, which reading data needs, is slow to import: `models list` needs none
-    from frugalml.data import Dataset
+    from frugalml.data.dataset import LabelledRows
 
 JOB_ID_ENV = "FRUGALML_JOB_ID"  # the job whose attempt this process is, if any
 
@@ -100,7 +100,7 @@ class LineageStore:
             return [_decode(dict(r)) for r in db.execute(sql, params).fetchall()]
 
     # datasets and runs
-    def add_dataset(self, dataset: Dataset) -> str:
+    def add_dataset(self, dataset: LabelledRows) -> str:
         labels = len(set(dataset.labels)) if dataset.labels is not None else 0
         self._write(
             "INSERT OR IGNORE INTO datasets VALUES (?,?,?,?,?)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import pandas as pd
 
@@ -13,10 +14,17 @@ from frugalml.errors import DataError
 
 class LabelledRows:
     """What every dataset kind (texts, images) offers about its labels: subclasses have `labels`
-    (None when unlabelled), `source` and a length."""
+    (None when unlabelled), `source`, `sha256`, a length and `subset`."""
 
     labels: list[str] | None
     source: str
+    sha256: str
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int]) -> Self:
+        raise NotImplementedError
 
     @property
     def is_labelled(self) -> bool:

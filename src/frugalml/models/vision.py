@@ -23,6 +23,7 @@ from torch import nn
 
 from frugalml.bundle import IMAGE_TASK, Bundle, require_only_listed_files
 from frugalml.errors import BundleError, FrugalError, first_line
+from frugalml.models.shapes import fit_shapes
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "image_config.json"
@@ -143,9 +144,7 @@ def mobilenet_v3_small(num_classes: int, channels: int, image_size: int) -> Imag
     first: nn.Conv2d = model.features[0][0]
     if channels != 3 or image_size <= SMALL_INPUT:
         stride = 1 if image_size <= SMALL_INPUT else 2
-        model.features[0][0] = nn.Conv2d(
-            channels, first.out_channels, 3, stride, 1, bias=False
-        )
+        model.features[0][0] = nn.Conv2d(channels, first.out_channels, 3, stride, 1, bias=False)
     last: nn.Linear = model.classifier[-1]
     model.classifier[-1] = nn.Identity()
     return ImageClassifier(model, last.in_features, num_classes)
@@ -251,7 +250,10 @@ def load_image_model(bundle: Bundle) -> tuple[ImageClassifier, ImageModelConfig]
         )
     model = ARCHITECTURES[config.architecture](config.num_classes, config.channels, config.image_size)
     try:
-        model.load_state_dict(load_file(str(bundle.path / WEIGHTS_FILE)))
+        state = load_file(str(bundle.path / WEIGHTS_FILE))
+        if "prune" in bundle.config.get("techniques", []):  # channel pruning made its layers smaller
+            fit_shapes(model, state)
+        model.load_state_dict(state)
     except FileNotFoundError:
         raise BundleError(f"bundle {bundle.id}: has no {WEIGHTS_FILE}") from None
     except (RuntimeError, OSError) as exc:
