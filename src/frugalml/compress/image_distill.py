@@ -61,16 +61,13 @@ def image_distill(
     device = resolve_device(context.device)
     torch.manual_seed(context.seed)
     generator = torch.Generator().manual_seed(context.seed)
-    teacher_model, config = load_image_model(source)
+    model, config = load_image_model(source)
     from_scratch = source.id == context.teacher.id
     if from_scratch:
         config = ImageModelConfig(
             STUDENT, config.num_classes, config.channels, config.image_size, config.mean, config.std
         )
         model = build_image_model(STUDENT, config.num_classes, config.channels, config.image_size)
-    else:
-        model = teacher_model
-    del teacher_model
     data = context.image_data
     index = {label: i for i, label in enumerate(source.labels)}
     labels = torch.as_tensor([index[y] for y in data.require_labels()])
