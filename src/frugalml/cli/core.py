@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
 
 def tune(
-    train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
+    train: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled training data: texts (CSV, JSONL, Parquet, HF folder) or images (a folder "
+            "of class folders, a table with an image path column, a MedMNIST .npz)."
+        ),
+    ],
     eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
     method: Annotated[
         str | None, typer.Option(help="head | lora | ia3 | full | prompt | prefix | adapter (docs/tuning.md)")
@@ -36,7 +42,33 @@ def tune(
         str | None,
         typer.Option(
             help="'balanced': every class counts the same in loss, head and validation, however "
-            "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
+            "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same; "
+            "for images 'auto' (balanced when the largest class has 1.5 times the smallest's rows)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Images: cnn | resnet18 | mobilenet_v3_small. Default: cnn up to 64 pixels a side, "
+            "resnet18 beyond (docs/vision.md)."
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="Images: resize every image to this square size (default: the data's own size)."),
+    ] = None,
+    augment: Annotated[
+        str | None,
+        typer.Option(
+            help="Images: auto | none | steps such as flip,rotate:10,crop:0.85,jitter:0.2 "
+            "(auto: gentler for small images; docs/vision.md).",
+            show_default="auto",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Images: start from this local weights file (.safetensors or a PyTorch state dict)."
         ),
     ] = None,
     adversarial: Annotated[
@@ -130,8 +162,30 @@ def tune(
     in the error, in `--json` output and in the lineage store) and ends as it would have.
     """
     ui.quiet_libraries()
+    from frugalml.data.images import is_image_data
     from frugalml.tune import TuneCompute, TuneConfig
     from frugalml.tune.workflow import tune_and_register
+
+    image_options = {"--model": model, "--image-size": image_size, "--augment": augment, "--weights": weights}
+    if is_image_data(train):
+        text_options = {
+            "--method": method, "--base": base, "--head-lr": head_lr, "--adversarial": adversarial,
+            "--epsilon": adv_epsilon, "--steps": adv_steps, "--rank": rank, "--alpha": alpha,
+            "--dropout": dropout, "--targets": targets, "--dora": dora or None, "--rslora": rslora or None,
+            "--prompt-length": prompt_length, "--prefix-length": prefix_length,
+            "--adapter-reduction": adapter_reduction, "--adapter-placement": adapter_placement,
+            "--text-column": text_column, "--label-column": label_column, "--workers": workers,
+            "--backend": backend, "--address": address, "--checkpoint-every": checkpoint_every,
+            "--resume": resume,
+        }  # fmt: skip
+        _refuse_options(text_options, f"{train} holds images")
+        summary = _tune_images(
+            train, eval, name, device, model, image_size, augment, weights, epochs, lr, batch_size, seed,
+            class_weight,
+        )  # fmt: skip
+        _show_tune(summary, json)
+        return
+    _refuse_options(image_options, f"{train} holds texts")
 
     compute = TuneCompute(
         **_given(
@@ -177,6 +231,58 @@ def tune(
         compute=compute,
         resume=resume,
     )
+    _show_tune(summary, json)
+
+
+def _refuse_options(given: dict[str, Any], reason: str) -> None:
+    named = [option for option, value in given.items() if value is not None]
+    if named:
+        raise FrugalError(f"{', '.join(named)}: not for this data ({reason})")
+
+
+def _tune_images(
+    train: Path,
+    eval: Path | None,
+    name: str | None,
+    device: str | None,
+    model: str | None,
+    image_size: int | None,
+    augment: str | None,
+    weights: Path | None,
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    seed: int | None,
+    class_weight: str | None,
+) -> TuneSummary:
+    from frugalml.tune import TuneCompute
+    from frugalml.tune.config import ImageTuneConfig
+    from frugalml.tune.image_workflow import tune_images_and_register
+
+    given = _given(
+        model=model,
+        image_size=image_size,
+        augment=augment,
+        weights=None if weights is None else str(weights),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    if class_weight is not None:
+        given["class_weight"] = None if class_weight == "none" else class_weight
+    config = ImageTuneConfig(**given)
+    return tune_images_and_register(
+        train,
+        config,
+        eval_path=eval,
+        name=name,
+        reporter=ui.RichReporter(),
+        compute=TuneCompute(**_given(device=device)),
+    )
+
+
+def _show_tune(summary: TuneSummary, json: bool) -> None:
     if json:
         ui.emit_json(summary.to_json())
         return
@@ -200,9 +306,12 @@ def _tune_table(summary: TuneSummary) -> object:
     metrics = summary.metrics
     rows = [
         ("method", summary.method),
+        ("model", summary.base if summary.task != "text-classification" else None),
         ("test accuracy", metrics.get("accuracy")),
         ("test macro-F1", metrics.get("macro_f1")),
+        ("test ROC AUC", metrics.get("roc_auc")),
         ("validation accuracy", metrics.get("val_accuracy")),
+        ("validation ROC AUC", metrics.get("val_auc")),
         ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
         ("adapter weights", ui.human_bytes(summary.adapter_bytes) if summary.adapter_bytes else None),
         ("epochs run", summary.epochs_run),
@@ -217,9 +326,18 @@ def _tune_table(summary: TuneSummary) -> object:
 
 def eval_command(
     bundle: Annotated[str, typer.Argument(help="Bundle id (or unique prefix) or folder.")],
-    data: Annotated[Path, typer.Argument(help="Labelled data to evaluate on.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled data of the bundle's task to evaluate on (a MedMNIST .npz: its test split)."
+        ),
+    ],
     confusion: Annotated[Path | None, typer.Option(help="Write a confusion-matrix PNG here.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Texts per model call.")] = None,
+    wrong: Annotated[
+        Path | None,
+        typer.Option(help="Image models: write a PNG grid of the most confidently wrong images here."),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Inputs per model call.")] = None,
     perturb: Annotated[
         str | None,
         typer.Option(
@@ -236,7 +354,7 @@ def eval_command(
     label_column: LabelColumn = None,
     json: Json = False,
 ) -> None:
-    """Accuracy, macro-F1 and per-class scores of a bundle on labelled data.
+    """Accuracy, macro-F1, ROC AUC and per-class scores of a bundle on labelled data.
 
     With --perturb, the same scores on seeded noisy copies of the texts and the drop from clean.
     Options left out take frugalml.evaluate.EvalConfig's defaults.
@@ -249,13 +367,9 @@ def eval_command(
         **_given(batch_size=batch_size, device=device, perturb=perturb, perturb_seed=perturb_seed)
     )
     columns = {"text_column": text_column, "label_column": label_column}
-    loaded, report = evaluate_bundle(bundle, data, columns, config=config)
+    confusion, wrong = _png_path(confusion), _png_path(wrong)
+    loaded, report = evaluate_bundle(bundle, data, columns, config=config, wrong=wrong)
     if confusion:
-        confusion = (
-            confusion if confusion.suffix.lower() == ".png" else confusion.with_name(confusion.name + ".png")
-        )
-        if confusion.is_dir():
-            raise FrugalError(f"{confusion}: is a folder; name the PNG file to write")
         plot_confusion(report, confusion)
     if json:
         ui.emit_json(
@@ -264,6 +378,7 @@ def eval_command(
                 **report.summary(),
                 "per_class": report.per_class,
                 "confusion_png": str(confusion) if confusion else None,
+                **({"wrong_png": str(wrong)} if wrong else {}),
             }
         )
         return
@@ -272,13 +387,16 @@ def eval_command(
         for label, s in report.per_class.items()
     ]
     ui.out.print(ui.table(f"per class ({loaded.id})", ["label", "precision", "recall", "f1", "n"], rows))
-    ui.out.print(
-        ui.table(
-            "overall",
-            ["n", "accuracy", "macro-F1", "texts/s"],
-            [(report.n, report.accuracy, report.macro_f1, report.summary()["texts_per_second"])],
-        )
-    )
+    summary = report.summary()
+    overall = {
+        "n": report.n,
+        "accuracy": report.accuracy,
+        "macro-F1": report.macro_f1,
+        "ROC AUC": report.roc_auc if report.unit == "images" else None,
+        f"{report.unit}/s": summary[f"{report.unit}_per_second"],
+    }
+    shown = {k: v for k, v in overall.items() if v is not None}
+    ui.out.print(ui.table("overall", list(shown), [tuple(shown.values())]))
     if report.perturbed is not None:
         noisy = report.perturbed
         ui.out.print(
@@ -294,6 +412,18 @@ def eval_command(
         )
     if confusion:
         ui.out.print(f"confusion matrix: {confusion}")
+    if wrong:
+        ui.out.print(f"most confidently wrong images: {wrong}")
+
+
+def _png_path(path: Path | None) -> Path | None:
+    """`path`, with .png added unless it ends so; a folder is refused."""
+    if path is None:
+        return None
+    path = path if path.suffix.lower() == ".png" else path.with_name(path.name + ".png")
+    if path.is_dir():
+        raise FrugalError(f"{path}: is a folder; name the PNG file to write")
+    return path
 
 
 def predict(

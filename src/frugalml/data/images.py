@@ -141,6 +141,13 @@ def load_images(
     return ImageDataset(images, labels, ids, source=str(path), sha256=sha256_path(path))
 
 
+def load_eval_images(path: str | Path, size: int, channels: int) -> ImageDataset:
+    """Labelled images to evaluate a model of `size` pixels a side and `channels` on: a MedMNIST
+    file's test split, or all of a folder or table; resized and converted to the model's input."""
+    split = "test" if Path(path).suffix.lower() == ".npz" else "train"
+    return load_images(path, split=split, image_size=size, mode="L" if channels == 1 else "RGB")
+
+
 def open_image(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """A decoded image from a file or encoded bytes; DataError naming `name` if it is not an
     image, is truncated, or has more than `max_pixels` pixels (checked before decoding)."""

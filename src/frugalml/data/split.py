@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TypeVar
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from frugalml.data.dataset import Dataset
+from frugalml.data.dataset import Dataset, LabelledRows
 from frugalml.errors import DataError
 
 SOURCE_COLUMN, AUTO = "source", "auto"  # how `frugalml label auto` marks machine labels
+Rows = TypeVar("Rows", bound=LabelledRows)  # any dataset kind: texts, images
 
 
-def stratified_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+def stratified_split(dataset: Rows, fraction: float, seed: int = 0) -> tuple[Rows, Rows]:
     """Split off `fraction` of the rows, keeping class proportions where every class allows it.
 
     Classes with a single example cannot be stratified; they stay on the first side. The same

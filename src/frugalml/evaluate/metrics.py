@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
 from frugalml.data import Dataset
+from frugalml.data.images import ImageDataset
+from frugalml.errors import FrugalError
 from frugalml.evaluate.perturb import perturb as perturb_texts
 from frugalml.runtime.predictor import Predictor
 
@@ -26,14 +30,21 @@ class EvalReport:
     # The same texts with noise (EvalConfig.perturb): its spec, and the report on them.
     perturb: str | None = None
     perturbed: EvalReport | None = None
+    # ROC AUC: of the second label for two classes, else one-vs-rest macro over the classes
+    # present (None where no class has both positives and negatives).
+    roc_auc: float | None = None
+    unit: str = "texts"  # what the inputs were: texts, images
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # (n, labels), input order
 
     def summary(self) -> dict[str, float | int | str]:
         summary: dict[str, float | int | str] = {
             "n": self.n,
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
-            "texts_per_second": self.n / self.seconds if self.seconds else 0.0,
+            f"{self.unit}_per_second": self.n / self.seconds if self.seconds else 0.0,
         }
+        if self.roc_auc is not None:
+            summary["roc_auc"] = self.roc_auc
         if self.perturbed is not None and self.perturb is not None:
             summary |= {
                 "perturb": self.perturb,
@@ -46,25 +57,50 @@ class EvalReport:
 
 
 def evaluate(
-    predictor: Predictor, data: Dataset, *, perturb: str | None = None, perturb_seed: int = 0
+    predictor: Predictor,
+    data: Dataset | ImageDataset,
+    *,
+    perturb: str | None = None,
+    perturb_seed: int = 0,
 ) -> EvalReport:
-    """Score `predictor` on `data`; with `perturb` (perturb.parse_spec), also on a noisy copy of
-    the texts drawn from `perturb_seed`, reported in `.perturbed`."""
+    """Score `predictor` on `data` (texts or images, as its task takes); with `perturb`
+    (perturb.parse_spec), also on a noisy copy of the texts drawn from `perturb_seed`, reported
+    in `.perturbed`."""
     truth = data.require_labels()
     data.check_labels_known(predictor.labels)
-    report = _score_texts(predictor, data.texts, truth)
+    if isinstance(data, ImageDataset):
+        if perturb is not None:
+            raise FrugalError("--perturb adds noise to texts; it does not apply to images")
+        return _score(predictor, list(data.images), truth, "images")
+    report = _score(predictor, data.texts, truth, "texts")
     if perturb is not None:
         noisy = perturb_texts(data.texts, perturb, seed=perturb_seed)
-        report.perturb, report.perturbed = perturb, _score_texts(predictor, noisy, truth)
+        report.perturb, report.perturbed = perturb, _score(predictor, noisy, truth, "texts")
     return report
 
 
-def _score_texts(predictor: Predictor, texts: list[str], truth: list[str]) -> EvalReport:
+def _score(predictor: Predictor, inputs: Sequence[Any], truth: list[str], unit: str) -> EvalReport:
     started = time.perf_counter()
-    probabilities = predictor.predict_proba(texts)
+    probabilities = predictor.predict_proba(inputs)
     seconds = time.perf_counter() - started
     predicted = [predictor.labels[i] for i in probabilities.argmax(axis=1)]
-    return score(truth, predicted, predictor.labels, seconds)
+    report = score(truth, predicted, predictor.labels, seconds)
+    report.roc_auc = roc_auc(truth, probabilities, predictor.labels)
+    report.unit, report.probabilities = unit, probabilities
+    return report
+
+
+def roc_auc(truth: Sequence[str], probabilities: np.ndarray, labels: Sequence[str]) -> float | None:
+    """ROC AUC of `probabilities` (columns in `labels` order): of the second label for two
+    classes, else the macro mean over the classes one-vs-rest; classes that are all or none of
+    the rows are left out, and None is returned when none is left."""
+    truth_array = np.asarray(truth)
+    scores = []
+    for column, label in enumerate(labels[1:] if len(labels) == 2 else labels, 1 if len(labels) == 2 else 0):
+        positive = truth_array == label
+        if 0 < positive.sum() < len(truth_array):
+            scores.append(roc_auc_score(positive, probabilities[:, column]))
+    return float(np.mean(scores)) if scores else None
 
 
 def score(truth: list[str], predicted: list[str], labels: list[str], seconds: float = 0.0) -> EvalReport:

@@ -122,3 +122,54 @@ class TuneCompute:
             "checkpoint_every": (self.checkpoint_every >= 0, "checkpoint_every >= 0"),
         }
         check_ranges("tune", self, checks)
+
+
+IMAGE_CLASS_WEIGHTS = ("auto", "balanced", None)
+SKEWED = 1.5  # class_weight "auto" weighs classes when the largest is this many times the smallest
+
+
+@dataclass
+class ImageTuneConfig:
+    """Settings of an image classifier trained from scratch (or from a local weights file)."""
+
+    model: str | None = None  # cnn | resnet18 | mobilenet_v3_small; None = by image size
+    image_size: int | None = None  # resize to this square size; None = the data's own (one size)
+    mode: str | None = None  # L | RGB; None = the mode most images have
+    weights: str | None = None  # a local weights file to start from (models/vision.load_weights)
+    epochs: int | None = None  # None = by data size: 30 for 5k images, fewer for more
+    lr: float = 3e-3  # AdamW's peak, after a linear warm-up, decayed on a cosine
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    seed: int = 0
+    val_fraction: float = 0.1  # held out when the data has no validation split of its own
+    patience: int = 8  # stop after this many epochs without a better validation loss
+    class_weight: str | None = "auto"  # balanced: every class weighs the same; auto: when skewed
+    augment: str = "auto"  # tune/augment.py: auto | none | flip,rotate:DEG,crop:SCALE,jitter:AMOUNT
+    label_smoothing: float = 0.05
+
+    def __post_init__(self):
+        from frugalml.models.vision import ARCHITECTURES
+        from frugalml.tune.augment import parse_augment
+
+        if self.model is not None and self.model not in ARCHITECTURES:
+            raise FrugalError(f"unknown image model {self.model!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.mode not in (None, "L", "RGB"):
+            raise FrugalError(f"image mode must be L (greyscale) or RGB; got {self.mode!r}")
+        if self.class_weight not in IMAGE_CLASS_WEIGHTS:
+            raise FrugalError(f"class weight must be auto, balanced or none; got {self.class_weight!r}")
+        parse_augment(self.augment, 32)
+        checks = {
+            "image_size": (
+                self.image_size is None or 8 <= self.image_size <= 1024,
+                "8 <= image_size <= 1024",
+            ),
+            "epochs": (self.epochs is None or self.epochs >= 1, "epochs >= 1"),
+            "lr": (self.lr > 0, "lr > 0"),
+            "weight_decay": (self.weight_decay >= 0, "weight_decay >= 0"),
+            "batch_size": (self.batch_size >= 2, "batch_size >= 2"),
+            "seed": (0 <= self.seed < 2**32, "0 <= seed < 2**32"),
+            "val_fraction": (0 < self.val_fraction < 1, "0 < val_fraction < 1"),
+            "patience": (self.patience >= 0, "patience >= 0"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "0 <= label_smoothing < 1"),
+        }
+        check_ranges("tune", self, checks)

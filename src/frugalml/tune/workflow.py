@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from frugalml.bundle import Bundle, new_bundle_id, write_bundle
+from frugalml.bundle import TEXT_TASK, Bundle, new_bundle_id, write_bundle
 from frugalml.data import load_dataset
 from frugalml.errors import FrugalError
 from frugalml.evaluate import evaluate
@@ -43,6 +43,7 @@ class TuneSummary:
     workers: int
     resumed_from_step: int | None  # the checkpoint's step this run continued from
     adapter_bytes: int  # the method's trained weights apart from the head (full: the encoder)
+    task: str = TEXT_TASK  # what the model classifies: text-classification, image-classification
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
