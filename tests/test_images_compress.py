@@ -16,6 +16,7 @@ from frugalml.compress.search import describe, recipes, step
 from frugalml.data.images import load_images
 from frugalml.errors import FrugalError
 from frugalml.models.vision import load_image_model
+from frugalml.pipeline import run_pipeline
 from frugalml.runtime import load_predictor
 from frugalml.runtime.image_onnx_predictor import ImageOnnxPredictor
 
@@ -181,3 +182,21 @@ def test_compress_command_selects_an_image_candidate_within_budget(capsys, home,
     chosen = load_bundle(selected["bundle_path"])
     assert chosen.task == "image-classification"
     assert load_predictor(chosen).predict_proba(load_images(npz, split="test").images[:4]).shape == (4, 2)
+
+
+def test_a_pipeline_tunes_checks_and_compresses_images_then_reuses_its_cache(home, npz, tmp_path):
+    spec = tmp_path / "images.yaml"
+    spec.write_text(
+        "steps:\n"
+        f"  - id: tune\n    tune: {{train: {npz}, eval: {npz}, epochs: 3, name: blobs}}\n"
+        f"  - id: issues\n    label_issues: {{data: {npz}, bundle: '${{tune.bundle_id}}'}}\n"
+        "  - id: compress\n"
+        f"    compress: {{bundle: '${{tune.bundle_id}}', train: {npz}, eval: {npz}, max_drop: 100,\n"
+        "               techniques: [onnx, int8-static], threads: 1, latency_runs: 5, measure_seconds: 0.1}\n"
+    )
+    result = run_pipeline(spec)
+    assert result.outputs("tune")["task"] == "image-classification"
+    assert result.outputs("issues")["rows"] == 128
+    compressed = load_bundle(result.outputs("compress")["bundle_path"])
+    assert compressed.task == "image-classification" and compressed.precision == "int8"
+    assert all(step.cached for step in run_pipeline(spec).steps)
