@@ -159,3 +159,20 @@ def test_roc_auc_binary_and_one_vs_rest():
     three = np.eye(3)[[0, 1, 2, 0]]
     assert roc_auc(["a", "b", "c", "a"], three, ["a", "b", "c"]) == 1.0
     assert most_confidently_wrong(["n", "p", "p", "n"], ["n", "p"], probabilities, 5) == [3, 2]
+
+
+def test_a_pipeline_tunes_and_evaluates_images_then_reuses_them(tiny_npz, home):
+    from frugalml.pipeline import run_pipeline
+
+    spec = tiny_npz.parent / "p.yaml"
+    spec.write_text(
+        "name: xray\nsteps:\n"
+        "  - id: tune\n    tune_images: {train: tiny.npz, eval: tiny.npz, epochs: 2, batch_size: 16}\n"
+        '  - id: check\n    eval: {bundle: "${tune.bundle_id}", data: tiny.npz}\n'
+    )
+    first = run_pipeline(spec)
+    assert [s.cached for s in first.steps] == [False, False]
+    assert first.outputs("tune")["task"] == "image-classification"
+    assert first.outputs("check")["accuracy"] == first.outputs("tune")["metrics"]["accuracy"]
+    assert first.outputs("check")["n"] == SPLITS["test"]
+    assert [s.cached for s in run_pipeline(spec).steps] == [True, True]

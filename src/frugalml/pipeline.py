@@ -38,7 +38,7 @@ from frugalml.lineage import open_store
 from frugalml.progress import Reporter
 from frugalml.settings import Settings, get_settings
 from frugalml.step_kind import StepContext, StepKind
-from frugalml.tune.steps import TUNE
+from frugalml.tune.steps import TUNE, TUNE_IMAGES
 
 # Every step kind a pipeline may use, in the order of the data flow.
 STEP_KINDS: dict[str, StepKind] = {
@@ -48,12 +48,13 @@ STEP_KINDS: dict[str, StepKind] = {
     "label_augment": LABEL_AUGMENT,
     "label_auto": LABEL_AUTO,
     "tune": TUNE,
+    "tune_images": TUNE_IMAGES,
     "eval": EVAL,
     "compress": COMPRESS,
 }
 
 REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\}")
-PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool"}  # files a step reads
+PATH_KEYS = {"train", "eval", "data", "labelled", "unlabelled", "pool", "weights"}  # files a step reads
 OUTPUT_KEYS = {"out", "review", "report"}  # files or folders a step writes
 # A file or folder next to the pipeline if there is one, else a model name, a bundle id or an inline
 # label list.

@@ -60,6 +60,16 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
+    max_image_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest encoded image in bytes (413); the body limit applies too.")
+    ] = 8 << 20,
+    max_image_pixels: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most pixels (width x height) of one image, checked before decoding (413).",
+        ),
+    ] = 4096 * 4096,
     header_timeout: Annotated[
         float | None,
         typer.Option(
@@ -154,6 +164,8 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_items=max_items,
             max_text_chars=max_text_chars,
+            max_image_bytes=max_image_bytes,
+            max_image_pixels=max_image_pixels,
             api_key=key,
             access_log=access_log,
             **{name: value for name, value in given.items() if value is not None},  # else its default

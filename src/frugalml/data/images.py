@@ -9,8 +9,6 @@ be read is named in a DataError.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import json
@@ -35,6 +33,10 @@ NPZ_SPLITS = ("train", "val", "test")
 MODES = {"L": 1, "RGB": 3}  # the modes a set is converted to, and their channels
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 MAX_PIXELS = 40_000_000  # per image, checked on the header before decoding
+
+
+class ImageTooLarge(DataError):
+    """An image has more pixels than the limit (a decompression bomb, or one to shrink first)."""
 
 
 @dataclass(frozen=True)
@@ -157,13 +159,13 @@ def open_image(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) ->
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             width, height = image.size
             if width * height > max_pixels:
-                raise DataError(
+                raise ImageTooLarge(
                     f"{name}: {width}x{height} pixels, more pixels than the limit of {max_pixels:,} "
                     "(a decompression bomb, or an image to shrink first)"
                 )
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(
+        raise ImageTooLarge(
             f"{name}: more pixels than the limit of {max_pixels:,} (a decompression bomb? {exc})"
         ) from None
     except UnidentifiedImageError:
@@ -171,17 +173,6 @@ def open_image(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) ->
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise DataError(f"{name}: cannot be decoded ({exc})") from None
     return image
-
-
-def decode_base64(data: str, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An image sent as base64 text (a data: URL prefix allowed)."""
-    if data.startswith("data:"):
-        data = data.partition(",")[2]
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise DataError(f"{name}: not valid base64") from None
-    return open_image(raw, name, max_pixels)
 
 
 def target_mode(modes: Sequence[str], mode: str | None = None) -> str:
@@ -239,6 +230,11 @@ def _squeezed(array: np.ndarray) -> np.ndarray:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise DataError(f"an image is an array (H, W) or (H, W, 1, 3 or 4); got shape {array.shape}")
     return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def image_array(image: Image.Image, channels: int) -> np.ndarray:
+    """A decoded image as uint8 HWC pixels of `channels` (1: greyscale, 3: RGB), its size kept."""
+    return _pixels(image, "L" if channels == 1 else "RGB", None)
 
 
 def _pixels(image: Image.Image, mode: str, size: tuple[int, int] | None) -> np.ndarray:

@@ -22,13 +22,28 @@ def run_eval(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
         args["bundle"], args["data"], column_settings(args), context.settings, config=context.config
     )
     # bundle_path: a cached result stands only while its bundle still loads (pipeline._still_valid).
-    return {"bundle_id": bundle.id, "bundle_path": str(bundle.path), **report.summary()}
+    # Every task's keys, None where they do not apply (texts/s of images, ROC AUC of one class).
+    return {
+        "bundle_id": bundle.id,
+        "bundle_path": str(bundle.path),
+        **dict.fromkeys(("texts_per_second", "images_per_second", "roc_auc")),
+        **report.summary(),
+    }
 
 
 EVAL = step_kind(
     run_eval,
     required={"bundle", "data"},
     optional=config_keys(EvalConfig) | COLUMN_KEYS,
-    outputs={"bundle_id", "bundle_path", "n", "accuracy", "macro_f1", "texts_per_second"},
+    outputs={
+        "bundle_id",
+        "bundle_path",
+        "n",
+        "accuracy",
+        "macro_f1",
+        "roc_auc",
+        "texts_per_second",
+        "images_per_second",
+    },
     config=eval_config,
 )

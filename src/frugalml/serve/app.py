@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from frugalml import __version__
+from frugalml.bundle import IMAGE_TASK
 from frugalml.monitor.metrics import ServingMetrics
 from frugalml.runtime.predictor import Predictor
 from frugalml.serve.access import RequestContext
@@ -37,9 +38,9 @@ ERROR_STATUSES = {
     401: "Missing or wrong API key",
     404: "Unknown model or version",
     408: "Body not received within the server's timeout",
-    413: "Body larger than the limit",
-    415: "Body not declared as Content-Type: application/json",
-    422: "Body of the wrong shape, or over the text or item limits",
+    413: "Body, or an image in it, larger than the limit (bytes or pixels)",
+    415: "Body not declared as Content-Type: application/json (or multipart/form-data for images)",
+    422: "Body of the wrong shape, over the text or item limits, or an image that cannot be decoded",
     503: "Queue full or shutting down (see Retry-After)",
     504: "Deadline passed",
 }
@@ -120,7 +121,7 @@ def create_app(
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)
-    schemas = request_models(config)
+    schemas = request_models(config, images=any(model.task == IMAGE_TASK for model in catalog))
     errors = {
         status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()
     }

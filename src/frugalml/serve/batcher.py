@@ -14,7 +14,8 @@ Policy, in order of importance:
 - The queue is bounded in texts; when full, `Overloaded` carries a Retry-After estimate from the
   measured throughput. A request past its deadline, or whose client went away, is dropped from
   the queue if its batch has not started, so it costs no model time.
-- Length grouping and batched tokenization happen in the predictor (one tokenizer call per batch).
+- Inputs are of the model's task (texts, or decoded images); length grouping and batched
+  tokenization happen in the predictor (one tokenizer call per batch).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +54,7 @@ class ClientGone(Exception):
 
 @dataclass(eq=False)
 class _Pending:
-    texts: Sequence[str]
+    texts: Sequence[Any]  # the request's inputs: texts or images
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
     started: bool = False
@@ -105,7 +107,7 @@ class Batcher:
             await asyncio.gather(self._task, *self._running, return_exceptions=True)
 
     async def predict(
-        self, texts: Sequence[str], timeout: float, gone: asyncio.Future | None = None
+        self, texts: Sequence[Any], timeout: float, gone: asyncio.Future | None = None
     ) -> np.ndarray:
         """Class probabilities for `texts`, batched with whatever else is queued.
 
@@ -216,7 +218,7 @@ class Batcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
-        texts: list[str] = []
+        texts: list[Any] = []
         for pending in batch:
             self._queue_wait.observe(started - pending.enqueued)
             texts.extend(pending.texts)

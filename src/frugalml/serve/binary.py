@@ -33,9 +33,9 @@ def split_body(raw: bytes, header_length: str) -> tuple[bytes, bytes]:
     return raw[: int(header_length)], raw[int(header_length) :]
 
 
-def decode_bytes(data: bytes) -> list[str]:
-    """A BYTES tensor's elements as text (each length-prefixed, UTF-8)."""
-    texts, at = [], 0
+def split_bytes(data: bytes) -> list[bytes]:
+    """A BYTES tensor's elements (each length-prefixed), as bytes: encoded images, say."""
+    elements, at = [], 0
     while at < len(data):
         if at + _LENGTH.size > len(data):
             raise ApiError(400, f"binary BYTES tensor: {len(data) - at} bytes left where a length goes")
@@ -43,18 +43,27 @@ def decode_bytes(data: bytes) -> list[str]:
         at += _LENGTH.size
         if at + size > len(data):
             raise ApiError(400, f"binary BYTES tensor: element of {size} bytes runs past the data's end")
+        elements.append(data[at : at + size])
+        at += size
+    return elements
+
+
+def decode_bytes(data: bytes) -> list[str]:
+    """A BYTES tensor's elements as text (each length-prefixed, UTF-8)."""
+    texts = []
+    for element in split_bytes(data):
         try:
-            texts.append(data[at : at + size].decode("utf-8"))
+            texts.append(element.decode("utf-8"))
         except UnicodeDecodeError as bad:
             raise ApiError(400, f"binary BYTES tensor: element {len(texts)} is not valid UTF-8") from bad
-        at += size
     return texts
 
 
-def with_binary_inputs(header: bytes, data: bytes) -> object:
+def with_binary_inputs(header: bytes, data: bytes, raw: bool = False) -> object:
     """The JSON header, parsed, with each binary input's data decoded into its `data` field, so that
     the request is then validated as a JSON one is (shape, limits). Inputs that are not BYTES keep
-    no data: validation refuses them for their datatype."""
+    no data: validation refuses them for their datatype. With `raw` (an image model's request),
+    every input's data is kept as its bytes, for the image decoder (serve/images.py)."""
     try:
         document = json.loads(header)
     except UnicodeDecodeError as bad:
@@ -72,7 +81,9 @@ def with_binary_inputs(header: bytes, data: bytes) -> object:
             raise ApiError(400, f"binary_data_size {size!r} does not fit the {len(data) - at} bytes left")
         if "data" in tensor:
             raise ApiError(400, f"input {tensor.get('name')!r} has both data and binary_data_size")
-        if tensor.get("datatype") == "BYTES":
+        if raw:
+            tensor["data"] = data[at : at + size]
+        elif tensor.get("datatype") == "BYTES":
             tensor["data"] = decode_bytes(data[at : at + size])
         at += size
     if at != len(data):

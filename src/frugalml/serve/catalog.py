@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from frugalml.bundle import TEXT_TASK
 from frugalml.errors import FrugalError
 from frugalml.monitor.metrics import ServingMetrics
 from frugalml.monitor.window import DriftWindow, window_for
@@ -24,6 +25,17 @@ class ServedModel:
     batcher: Batcher
     ready: bool = False
     drift: DriftWindow | None = None  # the default version of a bundle with a reference
+
+    @property
+    def task(self) -> str:
+        bundle = self.predictor.bundle
+        return bundle.task if bundle else TEXT_TASK
+
+    @property
+    def image_input(self) -> tuple[int, int]:
+        """An image model's input: (channels, pixels a side)."""
+        config = self.predictor.config  # type: ignore[attr-defined]  # ImagePredictor's
+        return config.channels, config.image_size
 
     @property
     def platform(self) -> str:

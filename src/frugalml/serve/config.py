@@ -15,6 +15,8 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # 413 beyond
     max_items: int = 256  # texts per request; 422 beyond
     max_text_chars: int = 10_000  # characters per text; 422 beyond
+    max_image_bytes: int = 8 << 20  # an encoded image (base64 decoded, upload, BYTES); 413 beyond
+    max_image_pixels: int = 4096 * 4096  # width x height of one image, before decoding; 413 beyond
     header_timeout_s: float = 10.0  # a request's headers arrive within this of the connection idling
     max_idle_per_client: int = 64  # connections waiting for a request, per client address
     api_key: str | None = None  # when set, inference routes need `Authorization: Bearer <key>`
@@ -28,6 +30,8 @@ class ServeConfig:
             "max_body_bytes",
             "max_items",
             "max_text_chars",
+            "max_image_bytes",
+            "max_image_pixels",
             "max_idle_per_client",
         ):
             if getattr(self, name) < 1:

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import numpy as np
 from fastapi import Header, Request, Response
@@ -152,12 +153,13 @@ async def _disconnect(request: Request) -> None:
 async def infer(
     request: Request,
     model: ServedModel,
-    texts: Sequence[str],
+    texts: Sequence[Any],
     config: ServeConfig,
     lifecycle: Lifecycle,
     timeout: float | None,
 ) -> np.ndarray:
-    """Run `texts` through `model`'s batcher; every way it can fail becomes an ApiError."""
+    """Run `texts` (inputs of the model's task: texts or images) through `model`'s batcher;
+    every way it can fail becomes an ApiError."""
     if lifecycle.draining:
         raise ApiError(503, "server is shutting down", headers={"Retry-After": "1", "Connection": "close"})
     if not model.ready:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from frugalml.serve.config import ServeConfig
 
 INPUT_NAME = "text"  # a v2 text classifier's one input
+IMAGE_INPUT = "image"  # a v2 image classifier's one input
 
 V2_OUTPUTS = ("label", "score", "probabilities")
 
@@ -89,23 +90,41 @@ class ModelReady(BaseModel):
     ready: bool
 
 
+class Base64Image(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    b64: str = Field(description="An encoded image (PNG, JPEG ...) in base64; a data: URL prefix is allowed.")
+
+
 @dataclass(frozen=True)
 class RequestModels:
     predict: type[BaseModel]
     infer: type[BaseModel]
+    image_infer: type[BaseModel]  # the v2 request of an image model
 
 
-def request_models(config: ServeConfig) -> RequestModels:
+def request_models(config: ServeConfig, images: bool = False) -> RequestModels:
+    """The request bodies; with `images` (an image model is served), v1 inputs may also be
+    `{"b64": ...}` images."""
     text = Annotated[str, StringConstraints(max_length=config.max_text_chars)]
     texts = Annotated[
         list[text],
         Field(min_length=1, max_length=config.max_items, description="Texts to classify."),
     ]
+    v1_inputs: Any = texts
+    if images:
+        v1_inputs = Annotated[
+            list[text | Base64Image],
+            Field(
+                min_length=1,
+                max_length=config.max_items,
+                description='Texts, or images as {"b64": ...}, for the model\'s task.',
+            ),
+        ]
     forbid = ConfigDict(extra="forbid")
     predict = create_model(
         "PredictRequest",
         __config__=forbid,
-        inputs=(texts, ...),
+        inputs=(v1_inputs, ...),
         model=(str | None, Field(None, description="Served model name; needed when several are served.")),
         version=(str | None, Field(None, description="Model version (bundle id); default: the first.")),
     )
@@ -138,7 +157,31 @@ def request_models(config: ServeConfig) -> RequestModels:
         ),
         outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
     )
-    return RequestModels(predict=predict, infer=infer)
+    image_fields: dict[str, Any] = {
+        "name": (str, Field(description=f"The model's one input, {IMAGE_INPUT!r}.")),
+        "shape": (list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=4)),
+        "datatype": (Literal["UINT8", "FP32", "BYTES"], ...),
+        "data": (
+            Any,
+            Field(
+                None,
+                description="UINT8/FP32 pixels (0-255) of shape [n, H, W(, C)], flat or nested; "
+                "BYTES: base64 encoded images, shape [n].",
+            ),
+        ),
+        "parameters": (dict[str, Any] | None, None),
+    }
+    image_input: Any = create_model("ImageInferInput", __config__=forbid, **image_fields)
+    image_infer = create_model(
+        "ImageInferenceRequest",
+        __config__=forbid,
+        id=(str | None, Field(None, max_length=256)),
+        model_name=(str | None, Field(None, description="When given, the model named in the path.")),
+        parameters=(dict[str, Any] | None, None),
+        inputs=(list[image_input], Field(min_length=1, max_length=1, description="One tensor of images.")),
+        outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
+    )
+    return RequestModels(predict=predict, infer=infer, image_infer=image_infer)
 
 
 def _flat_data(tensor: Any) -> Any:

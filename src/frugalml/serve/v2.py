@@ -1,12 +1,15 @@
 """Open Inference Protocol v2 (KServe / Triton REST): health, metadata, readiness and infer.
 
-A text classifier takes one BYTES input of shape [n] (or [n, 1], its data flat or nested) and returns
+A text classifier takes one BYTES input of shape [n] (or [n, 1], its data flat or nested); an image
+classifier one input `image`: UINT8 or FP32 pixels [n, H, W(, C)], or BYTES of encoded images
+(serve/images.py). Both return
 `label` (BYTES [n]), `score` (FP32 [n]) and `probabilities` (FP32 [n, labels]): those asked for in
 `outputs`, else all three. Tensors travel as JSON or, with the binary tensor data extension
 (`binary.py`), as raw bytes after a JSON header. Versions are bundle ids; routes without a version
 use the model's first one.
 """
 
+import asyncio
 from enum import Enum
 from typing import Any
 
@@ -15,13 +18,16 @@ from fastapi import Depends, FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from frugalml import __version__
+from frugalml.bundle import IMAGE_TASK
 from frugalml.serve import binary
 from frugalml.serve.catalog import Catalog, ServedModel
 from frugalml.serve.config import ServeConfig
 from frugalml.serve.errors import ApiError, invalid_body
 from frugalml.serve.http import body_schema, infer, json_response, parse_body, read_body, timeout_header
+from frugalml.serve.images import tensor_images
 from frugalml.serve.lifecycle import Lifecycle
 from frugalml.serve.schemas import (
+    IMAGE_INPUT,
     INPUT_NAME,
     V2_OUTPUTS,
     InferenceResponse,
@@ -39,11 +45,16 @@ VERSION = "/v2/models/{name}/versions/{version}"
 
 def _metadata(model: ServedModel, versions: list[str]) -> dict:
     n_labels = len(model.predictor.labels)
+    if model.task == IMAGE_TASK:
+        channels, size = model.image_input
+        inputs = [{"name": IMAGE_INPUT, "datatype": "UINT8", "shape": [-1, size, size, channels]}]
+    else:
+        inputs = [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
     return {
         "name": model.name,
         "versions": versions,
         "platform": model.platform,
-        "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+        "inputs": inputs,
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "score", "datatype": "FP32", "shape": [-1]},
@@ -52,8 +63,11 @@ def _metadata(model: ServedModel, versions: list[str]) -> dict:
     }
 
 
-async def _request_body(request: Request, model: type[BaseModel], config: ServeConfig, lifecycle: Lifecycle):
-    """The validated request: JSON, or a JSON header and binary tensor data."""
+async def _request_body(
+    request: Request, model: type[BaseModel], config: ServeConfig, lifecycle: Lifecycle, raw_data: bool
+):
+    """The validated request: JSON, or a JSON header and binary tensor data (kept as bytes with
+    `raw_data`, for an image model)."""
     header_length = request.headers.get(binary.HEADER)
     # That header needs a CORS preflight, which the server never grants: any body type is safe.
     raw = await read_body(request, config, lifecycle, any_type=header_length is not None)
@@ -61,7 +75,7 @@ async def _request_body(request: Request, model: type[BaseModel], config: ServeC
         return parse_body(model, raw)
     header, data = binary.split_body(raw, header_length)
     try:
-        return model.model_validate(binary.with_binary_inputs(header, data))
+        return model.model_validate(binary.with_binary_inputs(header, data, raw=raw_data))
     except ValidationError as exc:
         raise invalid_body(exc, header) from None
 
@@ -165,13 +179,20 @@ def add_v2_routes(
     async def run(request: Request, name: str, version: str | None, timeout: float | None) -> Response:
         model = catalog.get(name, version)
         request.state.model = model.name
-        body = await _request_body(request, models.infer, config, lifecycle)
+        images = model.task == IMAGE_TASK
+        body = await _request_body(
+            request, models.image_infer if images else models.infer, config, lifecycle, images
+        )
         if body.model_name not in (None, model.name):
             raise ApiError(422, f"model_name {body.model_name!r} is not the model {model.name!r} in the path")
-        texts = body.inputs[0].data
+        inputs = body.inputs[0].data
+        if images:
+            if body.inputs[0].name != IMAGE_INPUT:
+                raise ApiError(422, f"the model's input is {IMAGE_INPUT!r}, not {body.inputs[0].name!r}")
+            inputs = await asyncio.to_thread(tensor_images, body.inputs[0], model.image_input[0], config)
         timeout = _sooner(timeout, _timeout_parameter(body.parameters))
-        probabilities = await infer(request, model, texts, config, lifecycle, timeout)
-        n = len(texts)
+        probabilities = await infer(request, model, inputs, config, lifecycle, timeout)
+        n = len(inputs)
         best = probabilities.argmax(axis=1)
         labels = model.predictor.labels
         # Each output as asked: its own `binary_data`, else the request's `binary_data_output`.

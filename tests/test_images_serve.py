@@ -1,0 +1,160 @@
+"""Serving an image model on a real loopback server: base64 JSON, multipart uploads, Open Inference
+Protocol tensors (JSON and binary), limits, and a text model beside it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_serve_support import running, tune_tiny_bundle
+
+from frugalml.bundle import IMAGE_TASK, Bundle, load_bundle, new_bundle_id, write_bundle
+from frugalml.models.vision import ImageModelConfig, build_image_model, save_image_model
+from frugalml.runtime import load_predictor
+from frugalml.serve import create_app
+from frugalml.serve.config import ServeConfig
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def image_predictor(tmp_path_factory):
+    torch.manual_seed(0)
+    config = ImageModelConfig("cnn", 3, 1, SIZE, [0.3], [0.2])
+    model = build_image_model("cnn", 3, 1, SIZE).eval()
+    bundle = Bundle(
+        id=new_bundle_id(),
+        name="xray",
+        labels=["a", "b", "c"],
+        base_model="cnn",
+        method="scratch",
+        task=IMAGE_TASK,
+    )
+    folder = tmp_path_factory.mktemp("image-serve")
+    written = write_bundle(folder, bundle, lambda f: save_image_model(f, model, config))
+    return load_predictor(load_bundle(written.path))
+
+
+def images(n: int, seed: int = 0) -> list[np.ndarray]:
+    return list(np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8))
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def labels_of(predictor, arrays) -> list[str]:
+    return [predictor.labels[i] for i in predictor.predict_proba([a[..., None] for a in arrays]).argmax(1)]
+
+
+CONFIG = ServeConfig(max_items=8, max_queue=64, max_image_pixels=64 * 64, max_image_bytes=20_000)
+
+
+def test_base64_multipart_and_v2_give_the_predictors_answers(image_predictor):
+    arrays = images(5)
+    expected = labels_of(image_predictor, arrays)
+    with running(create_app(image_predictor, CONFIG)) as (url, _):
+        items = [{"b64": base64.b64encode(png(a)).decode()} for a in arrays]
+        answer = httpx.post(f"{url}/v1/predict", json={"inputs": items})
+        assert answer.status_code == 200, answer.text
+        assert [p["label"] for p in answer.json()["predictions"]] == expected
+
+        files = [("image", (f"{i}.png", png(a), "image/png")) for i, a in enumerate(arrays)]
+        answer = httpx.post(f"{url}/v1/predict", files=files, data={"model": "xray"})
+        assert answer.status_code == 200, answer.text
+        assert [p["label"] for p in answer.json()["predictions"]] == expected
+
+        meta = httpx.get(f"{url}/v2/models/xray").json()
+        assert meta["inputs"] == [{"name": "image", "datatype": "UINT8", "shape": [-1, SIZE, SIZE, 1]}]
+        tensor = {
+            "name": "image",
+            "datatype": "UINT8",
+            "shape": [5, SIZE, SIZE],
+            "data": np.stack(arrays).tolist(),
+        }
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
+        assert answer.status_code == 200, answer.text
+        outputs = {o["name"]: o for o in answer.json()["outputs"]}
+        assert outputs["label"]["data"] == expected and outputs["probabilities"]["shape"] == [5, 3]
+
+        fp32 = {**tensor, "datatype": "FP32", "shape": [5, SIZE, SIZE, 1]}
+        fp32["data"] = np.stack(arrays).astype(np.float32).ravel().tolist()
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [fp32]})
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == expected
+
+        encoded = [base64.b64encode(png(a)).decode() for a in arrays]
+        as_bytes = {"name": "image", "datatype": "BYTES", "shape": [5], "data": encoded}
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [as_bytes]})
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == expected
+
+
+def test_v2_binary_tensor_data_of_pixels_and_of_encoded_images(image_predictor):
+    arrays = images(3, seed=1)
+    expected = labels_of(image_predictor, arrays)
+    with running(create_app(image_predictor, CONFIG)) as (url, _):
+        bodies = {
+            "UINT8": ([3, SIZE, SIZE, 1], np.stack(arrays).tobytes()),
+            "BYTES": ([3], b"".join(struct.pack("<I", len(p)) + p for p in map(png, arrays))),
+        }
+        for datatype, (shape, blob) in bodies.items():
+            tensor = {"name": "image", "datatype": datatype, "shape": shape}
+            header = json.dumps(
+                {
+                    "inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}],
+                    "outputs": [{"name": "label"}],
+                }
+            ).encode()
+            answer = httpx.post(
+                f"{url}/v2/models/xray/infer",
+                content=header + blob,
+                headers={"Inference-Header-Content-Length": str(len(header))},
+            )
+            assert answer.status_code == 200, (datatype, answer.text)
+            assert answer.json()["outputs"][0]["data"] == expected
+
+
+def test_limits_give_413_and_422_with_a_json_error(image_predictor):
+    with running(create_app(image_predictor, CONFIG)) as (url, _):
+        big = base64.b64encode(png(np.zeros((65, 65), np.uint8))).decode()  # 4,225 pixels > 4,096
+        cases = [
+            ({"inputs": [{"b64": big}]}, 413, "more pixels than the limit"),
+            ({"inputs": [{"b64": "A" * 30_000}]}, 413, "over 20000 bytes"),
+            ({"inputs": [{"b64": base64.b64encode(b"junk").decode()}]}, 422, "not an image"),
+            ({"inputs": [{"b64": "@@"}]}, 422, "not valid base64"),
+            ({"inputs": ["a text"]}, 422, "classifies images"),
+            ({"inputs": [{"b64": big}] * 9}, 422, "at most 8"),
+        ]
+        for body, status, message in cases:
+            answer = httpx.post(f"{url}/v1/predict", json=body)
+            assert answer.status_code == status, (message, answer.text)
+            assert message in answer.text and "error" in answer.json()
+        files = [("image", (f"{i}.png", png(np.zeros((8, 8), np.uint8)), "image/png")) for i in range(9)]
+        answer = httpx.post(f"{url}/v1/predict", files=files)
+        assert answer.status_code == 422 and "error" in answer.json()
+        tensor = {"name": "image", "datatype": "UINT8", "shape": [1, 65, 65], "data": [0] * 65 * 65}
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
+        assert answer.status_code == 413 and "limit" in answer.json()["error"]
+        tensor = {"name": "image", "datatype": "UINT8", "shape": [1, 2, 2], "data": [0, 1, 2, 300]}
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
+        assert answer.status_code == 422 and "0-255" in answer.json()["error"]
+
+
+def test_a_text_and_an_image_model_served_together(image_predictor, tiny_base, intent_files, home):
+    text = load_predictor(load_bundle(tune_tiny_bundle(tiny_base, intent_files, home)))
+    with running(create_app([("words", text), ("xray", image_predictor)], CONFIG)) as (url, _):
+        answer = httpx.post(f"{url}/v1/predict", json={"model": "words", "inputs": ["hello there"]})
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["label"]
+        item = {"b64": base64.b64encode(png(images(1)[0])).decode()}
+        answer = httpx.post(f"{url}/v1/predict", json={"model": "words", "inputs": [item]})
+        assert answer.status_code == 422 and "classifies texts" in answer.json()["error"]
+        answer = httpx.post(f"{url}/v1/predict", json={"model": "xray", "inputs": [item]})
+        assert answer.status_code == 200
