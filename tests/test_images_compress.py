@@ -188,7 +188,7 @@ def test_a_pipeline_tunes_checks_and_compresses_images_then_reuses_its_cache(hom
     spec = tmp_path / "images.yaml"
     spec.write_text(
         "steps:\n"
-        f"  - id: tune\n    tune: {{train: {npz}, eval: {npz}, epochs: 3, name: blobs}}\n"
+        f"  - id: tune\n    tune_images: {{train: {npz}, eval: {npz}, epochs: 3, name: blobs}}\n"
         f"  - id: issues\n    label_issues: {{data: {npz}, bundle: '${{tune.bundle_id}}'}}\n"
         "  - id: compress\n"
         f"    compress: {{bundle: '${{tune.bundle_id}}', train: {npz}, eval: {npz}, max_drop: 100,\n"
