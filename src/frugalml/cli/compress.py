@@ -47,6 +47,13 @@ def compress(
     ] = None,
     heads: Annotated[float | None, typer.Option(help="Fraction of attention heads each layer keeps.")] = None,
     ffn: Annotated[float | None, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = None,
+    channels: Annotated[
+        str | None,
+        typer.Option(
+            help="Image bundles: fractions of each layer's channels a pruned student keeps, "
+            "comma-separated (default: 0.5)."
+        ),
+    ] = None,
     distill_epochs: Annotated[int | None, typer.Option(help="Distillation epochs.")] = None,
     augment: Annotated[
         int | None, typer.Option(help="Perturbed copies of each training text to distill on.")
@@ -71,6 +78,8 @@ def compress(
 ) -> None:
     """Compress a bundle: build candidates, measure each here, select the smallest within budget.
 
+    Text and image bundles alike; for images, --data and --eval are image folders, tables of image
+    paths or a MedMNIST .npz (its train split trains, its val split selects).
     Every candidate is a registered bundle (parent: the bundle it was made from) that serve, eval
     and predict load as they are. The report (JSON, Markdown table, PNG plot) is written to --out
     (default: FRUGALML_HOME/reports/RUN_ID). --device places distillation; candidates are
@@ -86,6 +95,7 @@ def compress(
         "layers": _numbers(layers, int) if layers is not None else None,
         "heads": heads,
         "ffn": ffn,
+        "channels": _numbers(channels, float) if channels is not None else None,
         "distill_epochs": distill_epochs,
         "augment_copies": augment,
         "threads": threads,

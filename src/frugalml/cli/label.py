@@ -24,7 +24,13 @@ Base = Annotated[
     ),
 ]
 BundleRef = Annotated[
-    str | None, typer.Option("--bundle", help="Embed with a tuned torch bundle's encoder instead of --base.")
+    str | None,
+    typer.Option(
+        "--bundle",
+        help="Embed with a tuned torch bundle's encoder instead of --base. Image data (a folder of "
+        "class folders, a table of image paths, a .npz) needs it: a trained image bundle's "
+        "penultimate layer embeds the images.",
+    ),
 ]
 Labels = Annotated[
     str | None, typer.Option(help="The label set: comma-separated, or a file with one label per line.")
@@ -86,8 +92,16 @@ def auto(
             f"each other). 0: off. Default {AutoLabelConfig.neighbours}.",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Labelled dataset (default: POOL.labelled.csv).")] = None,
-    review: Annotated[Path | None, typer.Option(help="Review queue (default: POOL.review.csv).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled dataset (default: POOL.labelled.csv, or .npz for a .npz pool). Images: a "
+            "table of image paths, or a .npz of the pixels."
+        ),
+    ] = None,
+    review: Annotated[
+        Path | None, typer.Option(help="Review queue (default: POOL.review.csv, or .npz for a .npz pool).")
+    ] = None,
     labels: Labels = None,
     folds: Annotated[
         int | None,
@@ -123,13 +137,14 @@ def auto(
         labels=labels,
     )
     ui.quiet_libraries()
-    from frugalml.label.workflow.auto import auto_label_files
+    from frugalml.label.workflow.auto_images import auto_label_paths, output_suffix
 
-    summary = auto_label_files(
+    suffix = output_suffix(unlabelled)
+    summary = auto_label_paths(
         labelled,
         unlabelled,
-        out=out or Path(f"{unlabelled.stem}.labelled.csv"),
-        review_out=review or Path(f"{unlabelled.stem}.review.csv"),
+        out=out or Path(f"{unlabelled.stem}.labelled{suffix}"),
+        review_out=review or Path(f"{unlabelled.stem}.review{suffix}"),
         config=config,
         columns=_columns(text_column, label_column, id_column),
         reporter=ui.RichReporter(),
@@ -219,7 +234,7 @@ def suggest(
         ui.table(
             f"suggested ({summary['strategy']})",
             ["id", "text", "predicted", "score"],
-            [(r["id"], r["text"], r["predicted_label"], r["score"]) for r in summary["rows"]],
+            [(r["id"], r["text"] or "", r["predicted_label"], r["score"]) for r in summary["rows"]],
         )
     )
     ui.out.print(f"Label Studio tasks: {summary['tasks']}")
@@ -296,7 +311,7 @@ def issues(
             f"likely label errors: {len(found['issues'])} of {found['rows']} rows",
             ["id", "text", "given", "suggested", "score"],
             [
-                (r["id"], r["text"], r["given_label"], r["suggested_label"], r["score"])
+                (r["id"], r["text"] or "", r["given_label"], r["suggested_label"], r["score"])
                 for r in found["issues"][:top]
             ],
         )
@@ -315,7 +330,7 @@ def issues(
         ui.table(
             f"outliers: {len(found['outliers'])}",
             ["id", "text", "label", "distance"],
-            [(r["id"], r["text"], r["label"], r["distance"]) for r in found["outliers"][:top]],
+            [(r["id"], r["text"] or "", r["label"], r["distance"]) for r in found["outliers"][:top]],
         )
     )
     if report:

@@ -12,6 +12,7 @@ from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
 
 KEEP = ("front", "all")
+DEFAULT_CHANNELS = (0.5,)  # an image student keeps half of each layer's channels
 
 
 @dataclass
@@ -21,6 +22,7 @@ class CompressConfig:
     layers: tuple[int, ...] = ()  # student depths for prune; () = half the source's layers
     heads: float = 1.0  # fraction of attention heads kept per layer
     ffn: float = 1.0  # fraction of FFN neurons kept per layer
+    channels: tuple[float, ...] = ()  # image students: fractions of channels kept; () = DEFAULT_CHANNELS
     distill_epochs: int = 3
     augment_copies: int = 1
     threads: int = 0  # threads per measured candidate; 0 = every core
@@ -46,6 +48,12 @@ class CompressConfig:
         layers = self.layers
         if not isinstance(layers, tuple | list) or not all(isinstance(n, int) and n >= 1 for n in layers):
             raise FrugalError(f"layers is a list of student depths >= 1, not {self.layers!r}")
+        if not isinstance(self.channels, tuple | list) or not all(
+            isinstance(c, int | float) and 0 < c < 1 for c in self.channels
+        ):
+            raise FrugalError(
+                f"channels is a list of fractions of channels to keep, in (0, 1), not {self.channels!r}"
+            )
         unknown = sorted(set(self.options) - set(TECHNIQUES))
         if unknown:
             raise FrugalError(f"options for unknown technique(s) {unknown}; choose from {known}")

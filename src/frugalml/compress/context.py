@@ -16,6 +16,8 @@ from transformers import PreTrainedTokenizerBase
 
 from frugalml.bundle import Bundle, new_bundle_id, write_bundle
 from frugalml.data import Dataset
+from frugalml.data.images import ImageDataset
+from frugalml.errors import FrugalError
 from frugalml.models import FrugalTextClassifier, load_bundle_torch
 from frugalml.monitor.reference import copy_reference
 from frugalml.progress import Reporter, SilentReporter
@@ -26,17 +28,37 @@ class CompressContext:
     """What techniques may use besides the source bundle."""
 
     store: Path  # where new bundles are written
-    train: Dataset  # labelled training text: corpus, calibration and distillation data
+    # Labelled training data of the bundle's task (texts or images): corpus, calibration images,
+    # distillation data.
+    train: Dataset | ImageDataset
     teacher: Bundle  # the bundle compression started from
-    unlabelled: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)  # in-domain texts (text bundles)
     seed: int = 0
     reporter: Reporter = field(default_factory=SilentReporter)
     device: str = "cpu"  # where a technique that trains computes (frugalml.devices)
 
     @property
+    def text_data(self) -> Dataset:
+        """The training texts (a text bundle's techniques read them)."""
+        if not isinstance(self.train, Dataset):
+            raise FrugalError(
+                f"bundle {self.teacher.id} classifies {self.teacher.task}; this technique needs texts"
+            )
+        return self.train
+
+    @property
+    def image_data(self) -> ImageDataset:
+        """The training images (an image bundle's techniques read them)."""
+        if not isinstance(self.train, ImageDataset):
+            raise FrugalError(
+                f"bundle {self.teacher.id} classifies {self.teacher.task}; this technique needs images"
+            )
+        return self.train
+
+    @property
     def corpus(self) -> list[str]:
         """The domain text: training texts, then unlabelled texts."""
-        return list(self.train.texts) + list(self.unlabelled)
+        return list(self.text_data.texts) + list(self.unlabelled)
 
 
 def derived_bundle(
@@ -68,6 +90,7 @@ def derived_bundle(
         labels=source.labels,
         base_model=source.base_model,
         method=source.method,
+        task=source.task,
         format=format,
         precision=precision,
         metrics=metrics if metrics is not None else {},

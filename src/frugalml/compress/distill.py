@@ -105,7 +105,7 @@ def distill(
     torch.manual_seed(context.seed)
     model, tokenizer = load_torch(source)
     model.train().to(device)
-    train = context.train
+    train = context.text_data
     index = {label: i for i, label in enumerate(source.labels)}
     texts = [*train.texts, *context.unlabelled, *augment(train.texts, augment_copies, rng)]
     labels = np.full(len(texts), -1)

@@ -4,8 +4,8 @@ Every bundle is measured in a fresh Python process (`python -m frugalml.compress
 the same thread count, so one candidate's allocator, thread pools and caches never colour
 another's figures, and peak RSS is the candidate's own. Each runs as `frugalml serve` runs it (a
 PyTorch bundle traced, packed where it can be), with serve's OpenMP settings. Latency is end to
-end (tokenize, run, softmax) for one text at a time; throughput is texts per second in batches
-of 32 texts drawn in random order (mixed lengths, as a server sees them).
+end (tokenize or preprocess, run, softmax) for one input at a time; throughput is inputs per
+second in batches of 32 drawn in random order (mixed lengths, as a server sees them).
 """
 
 from __future__ import annotations
@@ -18,27 +18,34 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from frugalml.data import Dataset
+from frugalml.data.images import ImageDataset
 from frugalml.errors import FrugalError
 from frugalml.resources import peak_rss_mb
 from frugalml.settings import INFERENCE_ENV
 
+IMAGES_FILE = "images.npy"
+
 
 def measure(
     bundle_path: Path,
-    texts: list[str],
+    inputs: Sequence[Any],
     labels: list[str],
     threads: int,
     latency_runs: int = 200,
     min_seconds: float = 2.0,
     seed: int = 0,
+    batch_sizes: Sequence[int] = (32,),
 ) -> dict[str, Any]:
-    """Figures for one bundle, measured in this process (the worker side)."""
+    """Figures for one bundle, measured in this process (the worker side). `inputs` are of the
+    bundle's task (texts, or uint8 HWC images); throughput is measured for each of `batch_sizes`
+    (`batch32_per_s` ...)."""
     from frugalml.bundle import load_bundle
     from frugalml.evaluate import score
     from frugalml.serve.runner import serving_predictor
@@ -52,26 +59,30 @@ def measure(
     predictor.warmup()
     load_seconds = time.perf_counter() - started
 
-    probabilities = predictor.predict_proba(texts)
+    probabilities = predictor.predict_proba(inputs)
     predicted = probabilities.argmax(1)
     report = score(labels, [predictor.labels[i] for i in predicted], predictor.labels)
 
-    order = np.random.default_rng(seed).permutation(len(texts))
+    order = np.random.default_rng(seed).permutation(len(inputs))
     latencies = []
     for i in order[:latency_runs]:
         tick = time.perf_counter()
-        predictor.predict_proba([texts[i]])
+        predictor.predict_proba([inputs[i]])
         latencies.append(time.perf_counter() - tick)
 
-    batches = [[texts[i] for i in order[j : j + 32]] for j in range(0, min(len(order), 1024), 32)]
-    done, tick = 0, time.perf_counter()
-    while True:  # whole passes, until at least min_seconds have gone by
-        for batch in batches:
-            predictor.predict_proba(batch)
-            done += len(batch)
-        if time.perf_counter() - tick >= min_seconds:
-            break
-    throughput = done / (time.perf_counter() - tick)
+    throughput = {}
+    for size in batch_sizes:
+        batches = [
+            [inputs[i] for i in order[j : j + size]] for j in range(0, min(len(order), 32 * size), size)
+        ]
+        done, tick = 0, time.perf_counter()
+        while True:  # whole passes, until at least min_seconds have gone by
+            for batch in batches:
+                predictor.predict_proba(batch)
+                done += len(batch)
+            if time.perf_counter() - tick >= min_seconds:
+                break
+        throughput[f"batch{size}_per_s"] = done / (time.perf_counter() - tick)
 
     return {
         "bundle_id": bundle.id,
@@ -82,7 +93,7 @@ def measure(
         "size_bytes": bundle.size_bytes,
         "p50_ms": float(np.percentile(latencies, 50) * 1000),
         "p90_ms": float(np.percentile(latencies, 90) * 1000),
-        "batch32_per_s": float(throughput),
+        **throughput,
         "peak_rss_mb": peak_rss_mb(),
         "load_seconds": load_seconds,
         "threads": threads,
@@ -92,9 +103,10 @@ def measure(
 
 
 def measure_in_subprocess(
-    bundle_path: Path, data: Dataset, threads: int, timeout: float = 1800, **options: Any
+    bundle_path: Path, data: Dataset | ImageDataset, threads: int, timeout: float = 1800, **options: Any
 ) -> dict[str, Any]:
-    """`measure` in a fresh interpreter; raises FrugalError with the worker's last words on failure."""
+    """`measure` in a fresh interpreter; raises FrugalError with the worker's last words on failure.
+    Images go to the worker as a NumPy file beside the request."""
     env = {
         **INFERENCE_ENV,
         **os.environ,
@@ -104,8 +116,13 @@ def measure_in_subprocess(
     }
     with tempfile.TemporaryDirectory() as scratch:
         request = Path(scratch) / "request.json"
+        if isinstance(data, ImageDataset):
+            np.save(Path(scratch) / IMAGES_FILE, data.images)
+            inputs: dict[str, Any] = {"images": IMAGES_FILE}
+        else:
+            inputs = {"inputs": data.texts}
         request.write_text(
-            json.dumps({"texts": data.texts, "labels": data.require_labels(), "threads": threads, **options})
+            json.dumps({**inputs, "labels": data.require_labels(), "threads": threads, **options})
         )
         command = [sys.executable, "-m", "frugalml.compress.measure", str(bundle_path), str(request)]
         command += ["--parent", str(os.getpid())]
@@ -143,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent:
         exit_with_parent(args.parent)
     request = json.loads(args.request.read_text())
+    if "images" in request:
+        request["inputs"] = np.load(args.request.parent / request.pop("images"))
     result = measure(args.bundle, **request)
     sys.stdout.write(json.dumps(result) + "\n")
 

@@ -299,7 +299,7 @@ def prune(
     prune_model(
         model,
         tokenizer,
-        sample_texts(context.train.texts, importance_texts, context.seed + 2),
+        sample_texts(context.text_data.texts, importance_texts, context.seed + 2),
         layers,
         heads,
         ffn,

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from frugalml.compress.techniques import TECHNIQUES
+from frugalml.bundle import TEXT_TASK
+from frugalml.compress.techniques import TECHNIQUES, techniques_for
 
 Step = tuple[str, tuple[tuple[str, Any], ...]]  # (technique, sorted options): hashable, so prefixes share
 Recipe = tuple[Step, ...]
@@ -41,32 +42,39 @@ def recipes(
     layers: Sequence[int] = (),
     heads: float = 1.0,
     ffn: float = 1.0,
+    *,
+    task: str = TEXT_TASK,
+    channels: Sequence[float] = (),
+    small_student: bool = False,
 ) -> list[Recipe]:
-    """Every recipe the enabled `techniques` allow, for a source bundle of `source_format`.
+    """Every recipe the enabled `techniques` that apply to `task` allow, for a source bundle of
+    `source_format`.
 
-    PyTorch-level prefixes (none; trim; prune -> trim -> distill for each student depth in
-    `layers`) are each followed by the ONNX-level suffixes (onnx; onnx -> q for each quantizer q,
-    the techniques that read ONNX). A PyTorch-level prefix alone is a candidate too. An ONNX
-    source only gets the quantization steps.
+    PyTorch-level prefixes (none; trim; a pruned student -> distill for each student size) are
+    each followed by the ONNX-level suffixes (onnx; onnx -> q for each quantizer q, the techniques
+    that read ONNX). A student size is a depth in `layers` for text (with trim before distill) and
+    a fraction of channels kept in `channels` for images; `small_student` adds a student distilled
+    from scratch (an image teacher into a small CNN). A PyTorch-level prefix alone is a candidate
+    too. An ONNX source only gets the quantization steps.
     """
-    enabled = set(techniques)
+    enabled = set(techniques) & set(techniques_for(task))
     quantizers = [[step(q)] for q in QUANTIZERS if q in enabled]
     if source_format == "onnx":
         return [tuple(q) for q in quantizers]
     suffixes = [[step("onnx")], *[[step("onnx"), *q] for q in quantizers]] if "onnx" in enabled else []
     trim = [step("trim")] if "trim" in enabled else []
+    distill = [step("distill")] if "distill" in enabled else []
     prefixes: list[list[Step]] = [[]]
     if trim:
         prefixes.append(trim)
     if "prune" in enabled:
         width = {k: v for k, v in (("heads", heads), ("ffn", ffn)) if v < 1}
-        for depth in layers:
-            # Trim before distilling: the student then trains a corpus-sized embedding matrix, not
-            # 30k rows of which the corpus never touches most.
-            student = [step("prune", layers=depth, **width), *trim]
-            if "distill" in enabled:
-                student.append(step("distill"))
-            prefixes.append(student)
+        # Trim before distilling: the student then trains a corpus-sized embedding matrix, not
+        # 30k rows of which the corpus never touches most.
+        prefixes += [[step("prune", layers=depth, **width), *trim, *distill] for depth in layers]
+        prefixes += [[step("prune", channels=kept), *distill] for kept in channels]
+    if small_student and distill:
+        prefixes.append(distill)
     out: list[Recipe] = []
     for prefix in prefixes:
         if prefix:

@@ -67,7 +67,7 @@ def int8_static(
     assert source.path is not None
     tokenizer = load_bundle_tokenizer(source)
     # Calibrate on training text only; the agreement check then runs on a different draw.
-    texts = sample_texts(context.train.texts, calibration_texts, context.seed + 1)
+    texts = sample_texts(context.text_data.texts, calibration_texts, context.seed + 1)
     return quantized_bundle(
         source,
         context,

@@ -13,19 +13,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from frugalml.bundle import Bundle
-from frugalml.compress.config import CompressConfig
+from frugalml.bundle import IMAGE_TASK, TEXT_TASK, Bundle
+from frugalml.compress.config import DEFAULT_CHANNELS, CompressConfig
 from frugalml.compress.context import CompressContext
+from frugalml.compress.image_distill import STUDENT
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
 from frugalml.compress.result import MEASURED, CompressResult, rank
 from frugalml.compress.search import Recipe, describe, recipes
 from frugalml.compress.techniques import apply_technique
 from frugalml.data import Dataset, load_dataset
+from frugalml.data.images import ImageDataset, load_images
 from frugalml.devices import resolve_device
 from frugalml.errors import FrugalError
 from frugalml.lineage import LineageStore, open_store, resolve_bundle, run_path
 from frugalml.models import load_bundle_config
+from frugalml.models.vision import load_image_config
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.settings import Settings, get_settings
 
@@ -35,8 +38,8 @@ class Inputs:
     """What a run reads: the bundle to compress and the data."""
 
     baseline: Bundle
-    train: Dataset
-    dev: Dataset  # held-out: what candidates are selected on
+    train: Dataset | ImageDataset
+    dev: Dataset | ImageDataset  # held-out: what candidates are selected on
     unlabelled: list[str]
 
 
@@ -127,8 +130,15 @@ def _read_inputs(
     lineage: LineageStore,
 ) -> Inputs:
     baseline = resolve_bundle(str(bundle_ref), lineage)
-    train = load_dataset(train_path, **columns)
-    dev = load_dataset(eval_path, **columns)
+    train: Dataset | ImageDataset
+    dev: Dataset | ImageDataset
+    if baseline.task == IMAGE_TASK:
+        if unlabelled_path:
+            raise FrugalError("--unlabelled is unlabelled text; image bundles distil on the labelled images")
+        train, dev = _read_images(baseline, train_path, eval_path, columns)
+    else:
+        train = load_dataset(train_path, **columns)
+        dev = load_dataset(eval_path, **columns)
     if dev.sha256 == train.sha256:
         raise FrugalError(
             "--eval must be held-out data: selecting on the training data would reward overfitting"
@@ -142,16 +152,50 @@ def _read_inputs(
     return Inputs(baseline, train, dev, unlabelled)
 
 
+def _read_images(
+    baseline: Bundle, train_path: str | Path, eval_path: str | Path, columns: dict[str, Any]
+) -> tuple[ImageDataset, ImageDataset]:
+    """Training and selection images, in the model's size and mode. A MedMNIST `.npz` gives its
+    train split for training and its val split for selection: the test split stays unseen."""
+    config = load_image_config(baseline)
+    mode = "L" if config.channels == 1 else "RGB"
+    train, dev = (
+        load_images(
+            path,
+            split=split,
+            image_size=config.image_size,
+            mode=mode,
+            label_column=columns.get("label_column"),
+        )
+        for path, split in ((train_path, "train"), (eval_path, "val"))
+    )
+    return train, dev
+
+
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
-    layers = config.layers
-    if not layers and baseline.format == "torch" and "prune" in config.techniques:
-        assert baseline.path is not None
-        encoder = load_bundle_config(baseline).encoder
-        layers = (max(1, encoder.get("num_hidden_layers", 2) // 2),)
-    plan = recipes(config.techniques, baseline.format, layers, config.heads, config.ffn)
+    if baseline.task == IMAGE_TASK:
+        # A student pruned to half the channels; an architecture other than the small CNN can
+        # also be distilled into a new one.
+        torch_source = baseline.format == "torch"
+        channels = config.channels or DEFAULT_CHANNELS
+        plan = recipes(
+            config.techniques,
+            baseline.format,
+            task=IMAGE_TASK,
+            channels=channels,
+            small_student=torch_source and load_image_config(baseline).architecture != STUDENT,
+        )
+    else:
+        layers = config.layers
+        if not layers and baseline.format == "torch" and "prune" in config.techniques:
+            assert baseline.path is not None
+            encoder = load_bundle_config(baseline).encoder
+            layers = (max(1, encoder.get("num_hidden_layers", 2) // 2),)
+        plan = recipes(config.techniques, baseline.format, layers, config.heads, config.ffn)
     if not plan:
         raise FrugalError(
-            f"techniques {list(config.techniques)} give no candidate for a {baseline.format} bundle"
+            f"techniques {list(config.techniques)} give no candidate for a {baseline.task} "
+            f"{baseline.format} bundle"
         )
     return plan
 
@@ -180,7 +224,9 @@ def _build(
             name, options = prefix[-1]
             source = built[prefix[:-1]] if end > 1 else baseline
             try:
-                bundle = apply_technique(name, source, context, **dict(options), **_extra(config, name))
+                bundle = apply_technique(
+                    name, source, context, **dict(options), **_extra(config, name, baseline.task)
+                )
             except Exception as exc:  # one candidate failing (say, inside ONNX Runtime) ends no run
                 error = str(exc) if isinstance(exc, FrugalError) else f"{type(exc).__name__}: {exc}"
                 broken[prefix] = error
@@ -191,16 +237,18 @@ def _build(
     return built, failed
 
 
-def _extra(config: CompressConfig, name: str) -> dict[str, Any]:
+def _extra(config: CompressConfig, name: str, task: str) -> dict[str, Any]:
     """Options a technique gets beyond its recipe step: the config's, then per-technique overrides."""
-    extra = {"distill": {"epochs": config.distill_epochs, "augment_copies": config.augment_copies}}
-    return {**extra.get(name, {}), **config.options.get(name, {})}
+    distill = {"epochs": config.distill_epochs}
+    if task == TEXT_TASK:  # perturbed copies of texts
+        distill["augment_copies"] = config.augment_copies
+    return {**({"distill": distill}.get(name, {})), **config.options.get(name, {})}
 
 
 def _measure(
     baseline: Bundle,
     candidates: list[tuple[Recipe, Bundle]],
-    dev: Dataset,
+    dev: Dataset | ImageDataset,
     threads: int,
     config: CompressConfig,
     reporter: Reporter,

@@ -18,29 +18,63 @@ from xml.sax.saxutils import quoteattr
 
 from frugalml.data import Dataset
 from frugalml.data.frames import json_cell
+from frugalml.data.images import ImageDataset
 from frugalml.data.io import write_text_atomic
 from frugalml.errors import DataError
 
 FROM_NAME = "label"  # the Choices control
 TO_NAME = "text"  # the Text object, and the data key that holds the text
+IMAGE_NAME = "image"  # the Image object, and the data key that holds the image's path
 ID_KEY = "frugalml_id"
 
 
-def label_config(labels: Sequence[str]) -> str:
-    """Label Studio labelling config: one text, one single-choice question over `labels`."""
+def label_config(labels: Sequence[str], kind: str = "text") -> str:
+    """Label Studio labelling config: one text (or image, `kind`), one single-choice question
+    over `labels`."""
     choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
+    name = TO_NAME if kind == "text" else IMAGE_NAME
     return (
         "<View>\n"
-        f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
-        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInLine="true">\n'
+        f'  <{kind.capitalize()} name="{name}" value="${name}"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{name}" choice="single" showInLine="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
     )
 
 
-def _choice(label: str) -> dict[str, Any]:
-    return {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}
+def _choice(label: str, to_name: str = TO_NAME) -> dict[str, Any]:
+    return {"from_name": FROM_NAME, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
+
+
+def _predicted(label: str, score: float, model_version: str, to_name: str = TO_NAME) -> list[dict[str, Any]]:
+    return [{"model_version": model_version, "score": float(score), "result": [_choice(label, to_name)]}]
+
+
+def to_image_tasks(
+    images: ImageDataset,
+    predictions: Sequence[tuple[str, float]] | None = None,
+    model_version: str = "frugalml",
+) -> list[dict[str, Any]]:
+    """Label Studio tasks for images: `data.image` is the image file's path (for a folder or a
+    table of paths; serve it to Label Studio through its local-files storage), or the image's id
+    where it has no file (a row of a .npz); `predictions` become pre-annotations."""
+    tasks = []
+    for row, row_id in enumerate(images.ids):
+        task: dict[str, Any] = {"data": {IMAGE_NAME: image_file(images, row_id), ID_KEY: row_id}}
+        if predictions is not None:
+            task["predictions"] = _predicted(*predictions[row], model_version, IMAGE_NAME)
+        tasks.append(task)
+    return tasks
+
+
+def image_file(images: ImageDataset, row_id: str) -> str:
+    """The path of the file an image was read from, else its id."""
+    source = Path(images.source)
+    for folder in (source, source.parent):
+        if (folder / row_id).is_file():
+            return str(folder / row_id)
+    return row_id
 
 
 def to_tasks(
@@ -56,10 +90,7 @@ def to_tasks(
         if dataset.labels is not None:
             task["annotations"] = [{"result": [_choice(dataset.labels[row])]}]
         if predictions is not None:
-            label, score = predictions[row]
-            task["predictions"] = [
-                {"model_version": model_version, "score": float(score), "result": [_choice(label)]}
-            ]
+            task["predictions"] = _predicted(*predictions[row], model_version)
         tasks.append(task)
     return tasks
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from frugalml.label.config import AugmentConfig, AutoLabelConfig, ImportConfig, IssuesConfig, SuggestConfig
 from frugalml.label.workflow.augment import augment_files
-from frugalml.label.workflow.auto import auto_label_files
+from frugalml.label.workflow.auto_images import auto_label_paths, output_suffix
 from frugalml.label.workflow.importing import import_export
 from frugalml.label.workflow.issues import issues_files
 from frugalml.label.workflow.suggest import suggest_files
@@ -54,9 +54,10 @@ def augment_config(args: dict[str, Any]) -> AugmentConfig:
 
 
 def run_label_auto(args: dict[str, Any], context: StepContext) -> dict[str, Any]:
-    out = Path(args.get("out") or _workdir(context) / "labelled.csv")
-    review = Path(args.get("review") or out.with_name(out.stem + ".review.csv"))
-    report = auto_label_files(
+    suffix = output_suffix(args["unlabelled"])
+    out = Path(args.get("out") or _workdir(context) / f"labelled{suffix}")
+    review = Path(args.get("review") or out.with_name(out.stem + f".review{suffix}"))
+    report = auto_label_paths(
         args["labelled"],
         args["unlabelled"],
         out=out,

@@ -23,6 +23,7 @@ from torch import nn
 
 from frugalml.bundle import IMAGE_TASK, Bundle, require_only_listed_files
 from frugalml.errors import BundleError, FrugalError, first_line
+from frugalml.models.shapes import fit_shapes
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "image_config.json"
@@ -249,7 +250,10 @@ def load_image_model(bundle: Bundle) -> tuple[ImageClassifier, ImageModelConfig]
         )
     model = ARCHITECTURES[config.architecture](config.num_classes, config.channels, config.image_size)
     try:
-        model.load_state_dict(load_file(str(bundle.path / WEIGHTS_FILE)))
+        state = load_file(str(bundle.path / WEIGHTS_FILE))
+        if "prune" in bundle.config.get("techniques", []):  # channel pruning made its layers smaller
+            fit_shapes(model, state)
+        model.load_state_dict(state)
     except FileNotFoundError:
         raise BundleError(f"bundle {bundle.id}: has no {WEIGHTS_FILE}") from None
     except (RuntimeError, OSError) as exc:

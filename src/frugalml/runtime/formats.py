@@ -7,6 +7,7 @@ from collections.abc import Callable
 from frugalml.bundle import IMAGE_TASK, TEXT_TASK, Bundle
 from frugalml.devices import onnx_providers, resolve_device
 from frugalml.errors import BundleError
+from frugalml.runtime.image_onnx_predictor import ImageOnnxPredictor
 from frugalml.runtime.image_predictor import ImagePredictor
 from frugalml.runtime.onnx_predictor import OnnxPredictor
 from frugalml.runtime.predictor import Predictor
@@ -17,6 +18,7 @@ FORMATS: dict[tuple[str, str], Callable[..., Predictor]] = {
     (TEXT_TASK, "torch"): TorchPredictor.from_bundle,
     (TEXT_TASK, "onnx"): OnnxPredictor,
     (IMAGE_TASK, "torch"): ImagePredictor.from_bundle,
+    (IMAGE_TASK, "onnx"): ImageOnnxPredictor,
 }
 
 # bundle format -> check(device name): refuses a device its predictor cannot run on here

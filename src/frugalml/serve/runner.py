@@ -80,13 +80,13 @@ def serving_predictor(
     bundle: Bundle | str, threads: int | None = None, lone_threads: int | None = None, device: str = "cpu"
 ):
     """The predictor `frugalml serve` runs for `bundle` (or the bundle in that folder) on `device`."""
-    from frugalml.bundle import load_bundle
+    from frugalml.bundle import TEXT_TASK, load_bundle
     from frugalml.runtime import load_predictor
 
     if isinstance(bundle, str):
         bundle = load_bundle(bundle)
     options: dict = {"threads": threads} if threads else {}
-    if bundle.format == "torch":
+    if bundle.format == "torch" and bundle.task == TEXT_TASK:
         options["jit"] = True  # on a CPU, a traced forward leaves the GIL to the event loop (TorchPredictor)
         if lone_threads:
             options["lone_threads"] = lone_threads

@@ -7,20 +7,22 @@ records the run in the lineage store.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from frugalml.data import Dataset, load_dataset, load_pool
 from frugalml.data.frames import check_outputs, write_frame
 from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError
-from frugalml.label.autolabel import self_train
+from frugalml.label.autolabel import SelfTrainResult, self_train
 from frugalml.label.config import AutoLabelConfig
-from frugalml.label.embeddings import embed
 from frugalml.label.neighbours import smooth
+from frugalml.label.vectors import Rows, vectors
 from frugalml.label.workflow.rows import (
     WRITTEN_COLUMNS,
     Columns,
@@ -108,22 +110,7 @@ def auto_label(
     seed, pool = disjoint_ids(seed, pool)
     names, y = class_index(seed, config.label_set)
     folds, notes = folds_used(y, config.folds)
-    vectors = embed(seed.texts + pool.texts, config.encoder, reporter=reporter)
-    if config.neighbours:
-        with reporter.task(f"smoothing over the {config.neighbours} nearest texts", None):
-            vectors = smooth(vectors, config.neighbours)
-    result = self_train(
-        vectors[: len(seed)],
-        y,
-        vectors[len(seed) :],
-        len(names),
-        config.target_precision,
-        config.rounds,
-        config.folds,
-        config.seed,
-        config.c,
-        z=0.0 if config.point_estimate else 1.0,
-    )
+    result = label_pool(seed, y, pool, len(names), config, reporter)
     human = bare(seed).to_frame()
     human["confidence"] = 1.0
     human[SOURCE_COLUMN] = "human"
@@ -137,33 +124,71 @@ def auto_label(
     review = review.rename(columns={"label": "suggested_label"})
     review = review.sort_values("confidence", ascending=False, kind="stable")
     dataset = pd.concat([human, accepted], ignore_index=True)
+    summary = summarise(seed, names, len(pool), result, config, folds, notes)
+    summary.auto_rows_labelled_again, summary.pool_rows_already_labelled = guesses, repeats
+    return AutoLabelResult(dataset, review, summary)
+
+
+def label_pool(
+    seed: Rows, y: np.ndarray, pool: Rows, n_classes: int, config: AutoLabelConfig, reporter: Reporter
+) -> SelfTrainResult:
+    """Self-training (label.autolabel) on the rows' vectors (texts or images, label.vectors),
+    smoothed over each row's nearest rows first where `config.neighbours` says so."""
+    x = np.concatenate([vectors(seed, config.encoder, reporter), vectors(pool, config.encoder, reporter)])
+    if config.neighbours:
+        with reporter.task(f"smoothing over the {config.neighbours} nearest rows", None):
+            x = smooth(x, config.neighbours)
+    return self_train(
+        x[: len(seed)],
+        y,
+        x[len(seed) :],
+        n_classes,
+        config.target_precision,
+        config.rounds,
+        config.folds,
+        config.seed,
+        config.c,
+        z=0.0 if config.point_estimate else 1.0,
+    )
+
+
+def summarise(
+    seed: Rows,
+    names: list[str],
+    pool: int,
+    result: SelfTrainResult,
+    config: AutoLabelConfig,
+    folds: int,
+    notes: list[str],
+) -> AutoLabelSummary:
+    """The summary of labelling `pool` rows from `seed` (`names`: the label set)."""
     if result.threshold is None:
         notes.append(
             f"no confidence threshold reaches precision {config.target_precision} on the labelled "
             "rows; nothing was accepted (label more rows or lower --target-precision)"
         )
+    accepted = Counter(names[i] for i in result.labels[result.accepted])
     n_accepted = int(result.accepted.sum())
-    summary = AutoLabelSummary(
+    return AutoLabelSummary(
         labelled=len(seed),
-        pool=len(pool),
-        auto_rows_labelled_again=guesses,
-        pool_rows_already_labelled=repeats,
+        pool=pool,
+        auto_rows_labelled_again=0,
+        pool_rows_already_labelled=0,
         accepted=n_accepted,
-        coverage=n_accepted / len(pool),
+        coverage=n_accepted / pool,
         estimated_precision=result.estimated_precision,
         target_precision=config.target_precision,
         precision_rule="point estimate" if config.point_estimate else "Wilson lower bound",
         threshold=result.threshold,
-        review=len(review),
+        review=pool - n_accepted,
         rounds=result.history,
         neighbours=config.neighbours,
-        accepted_per_label={k: int(v) for k, v in accepted["label"].value_counts().sort_index().items()},
+        accepted_per_label=dict(sorted(accepted.items())),
         labels_without_seed_rows=sorted(set(names) - set(seed.require_labels())),
         encoder=config.encoder.describe(),
         folds=folds,
         notes=notes,
     )
-    return AutoLabelResult(dataset, review, summary)
 
 
 def _guesses_to_pool(seed: Dataset, pool: Dataset) -> tuple[Dataset, Dataset, int]:

@@ -13,13 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from frugalml.data import Dataset, load_dataset
 from frugalml.data.frames import FRAME_SUFFIXES, check_outputs, write_frame
 from frugalml.data.io import write_text_atomic
 from frugalml.label.config import IssuesConfig
-from frugalml.label.embeddings import embed
 from frugalml.label.issues import conflicting_duplicates, find_issues, outliers
 from frugalml.label.neighbours import neighbours
+from frugalml.label.vectors import Rows, load_labelling_data, row_text, vectors
 from frugalml.label.workflow.rows import Columns, class_index, folds_used, row_ref
 from frugalml.progress import Reporter
 
@@ -29,7 +28,7 @@ REPORT_SUFFIXES = (*FRAME_SUFFIXES, ".html")  # what write_issues_report writes
 @dataclass
 class LabelIssue:
     id: str | int  # the row's id, or its 0-based index where the data has no id column
-    text: str
+    text: str | None  # None for an image: its id (path, or split/index in a .npz) names it
     given_label: str
     suggested_label: str
     score: float  # label quality: the lower, the likelier an error
@@ -43,14 +42,14 @@ class NearDuplicate:
     label: str
     other_label: str
     similarity: float
-    text: str
-    other_text: str
+    text: str | None
+    other_text: str | None
 
 
 @dataclass
 class Outlier:
     id: str | int
-    text: str
+    text: str | None
     label: str
     distance: float  # to its nearest neighbours
 
@@ -73,12 +72,13 @@ class IssuesReport:
         return found
 
 
-def label_issues(data: Dataset, config: IssuesConfig, *, reporter: Reporter | None = None) -> IssuesReport:
-    """Likely label errors (ranked, with a suggested label), conflicting near-duplicates, outliers."""
+def label_issues(data: Rows, config: IssuesConfig, *, reporter: Reporter | None = None) -> IssuesReport:
+    """Likely label errors (ranked, with a suggested label), conflicting near-duplicates, outliers,
+    in texts or images (label.vectors)."""
     data.check_trainable()
     names, y = class_index(data, None)
     folds, notes = folds_used(y, config.folds)
-    x = embed(data.texts, config.encoder, reporter=reporter)
+    x = vectors(data, config.encoder, reporter)
     found = find_issues(x, y, len(names), folds, config.seed)
     near = neighbours(x)
     flagged, distance = outliers(near)
@@ -88,7 +88,7 @@ def label_issues(data: Dataset, config: IssuesConfig, *, reporter: Reporter | No
         issues=[
             LabelIssue(
                 id=row_ref(data, i),
-                text=data.texts[i],
+                text=row_text(data, i),
                 given_label=given[i],
                 suggested_label=names[found.suggested[i]],
                 score=round(float(found.quality[i]), 6),
@@ -103,14 +103,17 @@ def label_issues(data: Dataset, config: IssuesConfig, *, reporter: Reporter | No
                 label=given[i],
                 other_label=given[j],
                 similarity=round(s, 6),
-                text=data.texts[i],
-                other_text=data.texts[j],
+                text=row_text(data, i),
+                other_text=row_text(data, j),
             )
             for i, j, s in conflicting_duplicates(near, y, config.dup_threshold)
         ],
         outliers=[
             Outlier(
-                id=row_ref(data, i), text=data.texts[i], label=given[i], distance=round(float(distance[i]), 6)
+                id=row_ref(data, i),
+                text=row_text(data, i),
+                label=given[i],
+                distance=round(float(distance[i]), 6),
             )
             for i in flagged.tolist()
         ],
@@ -131,7 +134,7 @@ def issues_files(
     """Find the issues in a data file, and write them to `report` when given."""
     if report:
         check_outputs([data_path], [report], REPORT_SUFFIXES)  # before the encoding, the slow part
-    data = load_dataset(data_path, **(columns or {}))
+    data = load_labelling_data(data_path, **(columns or {}))
     found = label_issues(data, config, reporter=reporter)
     if report:
         write_issues_report(found, report, source=str(data_path))

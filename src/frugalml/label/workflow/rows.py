@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from frugalml.data import Dataset
+from frugalml.data.dataset import LabelledRows
+from frugalml.data.images import ImageDataset
 from frugalml.data.split import AUTO, SOURCE_COLUMN
 from frugalml.errors import DataError
 from frugalml.label.probe import usable_folds
@@ -29,8 +31,11 @@ def has_row_number_ids(dataset: Dataset) -> bool:
     return dataset.numbered or dataset.ids == [str(i) for i in range(len(dataset))]
 
 
-def row_ref(dataset: Dataset, row: int) -> str | int:
-    """How reports name a row: its id when the data has an id column, else its 0-based index."""
+def row_ref(dataset: Dataset | ImageDataset, row: int) -> str | int:
+    """How reports name a row: its id when the data has an id column (an image's id is its path,
+    or split/index in a .npz), else its 0-based index."""
+    if isinstance(dataset, ImageDataset):
+        return dataset.ids[row]
     return row if has_row_number_ids(dataset) else dataset.ids[row]
 
 
@@ -44,7 +49,7 @@ def unseen_rows(rows: Dataset, texts: Sequence[str]) -> list[int]:
     return [i for i, text in enumerate(rows.texts) if text_key(text) not in seen]
 
 
-def class_index(dataset: Dataset, labels: list[str] | None) -> tuple[list[str], np.ndarray]:
+def class_index(dataset: LabelledRows, labels: list[str] | None) -> tuple[list[str], np.ndarray]:
     """The label set (sorted) and each row's class index; refuses labels outside `labels`."""
     given = dataset.require_labels()
     if labels is not None:

@@ -13,12 +13,13 @@ from typing import Any
 
 from frugalml.data import Dataset, load_dataset, load_pool
 from frugalml.data.frames import check_outputs
+from frugalml.data.images import is_image_data, load_images
 from frugalml.data.io import write_text_atomic
 from frugalml.errors import DataError
 from frugalml.label import active, labelstudio
 from frugalml.label.config import SuggestConfig
-from frugalml.label.embeddings import embed
 from frugalml.label.probe import LinearProbe
+from frugalml.label.vectors import Rows, load_labelling_data, row_text, vectors
 from frugalml.label.workflow.rows import (
     Columns,
     class_index,
@@ -31,7 +32,7 @@ from frugalml.progress import Reporter
 
 @dataclass
 class Picks:
-    rows: Dataset  # the picked pool rows, best first
+    rows: Rows  # the picked pool rows, best first
     predictions: list[tuple[str, float]] | None  # the seed model's guess for each, if any
     labels: list[str] | None
     excluded: int  # pool rows skipped because they are already labelled
@@ -40,7 +41,7 @@ class Picks:
 @dataclass
 class SuggestedRow:
     id: str
-    text: str
+    text: str | None  # None for an image: its id (path, or split/index in a .npz) names it
     predicted_label: str | None  # the seed model's guess, where there is a model
     score: float | None  # its probability
 
@@ -71,13 +72,15 @@ class SuggestResult:
 
 
 def suggest_rows(
-    pool: Dataset,
+    pool: Rows,
     config: SuggestConfig,
     *,
-    labelled: Dataset | None = None,
+    labelled: Rows | None = None,
     reporter: Reporter | None = None,
 ) -> Picks:
-    """The `config.budget` pool rows most worth labelling, never one already labelled or a near-copy."""
+    """The `config.budget` pool rows most worth labelling, never one already labelled or a near-copy.
+    Texts or images (label.vectors); an image pool's rows are told from labelled ones by id (its
+    path) and by the near-duplicate threshold."""
     if pool.is_labelled:
         raise DataError(
             f"{pool.source}: has a label column; suggest picks from unlabelled rows "
@@ -85,16 +88,20 @@ def suggest_rows(
         )
     # Ids match rows across files only where both files have real ids, not row numbers.
     known_ids: set[str] = set()
-    if labelled is not None and not has_row_number_ids(labelled) and not has_row_number_ids(pool):
+    if labelled is not None and not _row_numbered(labelled) and not _row_numbered(pool):
         known_ids = set(labelled.ids)
-    new_texts = unseen_rows(pool, labelled.texts if labelled is not None else [])
-    eligible = [i for i in new_texts if pool.ids[i] not in known_ids]
+    if isinstance(pool, Dataset):
+        new_rows = unseen_rows(pool, labelled.texts if isinstance(labelled, Dataset) else [])
+    else:
+        new_rows = list(range(len(pool)))
+    eligible = [i for i in new_rows if pool.ids[i] not in known_ids]
     if not eligible:
         raise DataError(f"{pool.source}: all {len(pool)} rows are already in the labelled set")
     candidates = pool.subset(eligible)
-    texts = candidates.texts + (labelled.texts if labelled is not None else [])
-    vectors = embed(texts, config.encoder, reporter=reporter)
-    x_pool, x_seen = vectors[: len(candidates)], vectors[len(candidates) :]
+    x_pool = vectors(candidates, config.encoder, reporter)
+    x_seen = (
+        vectors(labelled, config.encoder, reporter) if labelled is not None and len(labelled) else x_pool[:0]
+    )
     names: list[str] | None = None
     proba = None
     # One class trains no model; the strategies that need none can still use the rows (cold start).
@@ -116,6 +123,10 @@ def suggest_rows(
     )
 
 
+def _row_numbered(rows: Rows) -> bool:
+    return isinstance(rows, Dataset) and has_row_number_ids(rows)
+
+
 def suggest_files(
     pool_path: str | Path,
     *,
@@ -128,22 +139,35 @@ def suggest_files(
     """Pick rows to label and write them as Label Studio tasks (+ the project's label config)."""
     check_outputs([pool_path, labelled_path], [out], suffixes=None)  # tasks JSON, any name
     columns = columns or {}
-    given = load_dataset(labelled_path, **columns) if labelled_path else None
-    if given is not None:  # the pool's labels are in the column the labelled file has them in
-        columns = {**columns, "label_column": given.label_column}
-    pool, known = load_pool(pool_path, **columns)
-    labelled, pool = with_pool_labels(given, pool, known)
+    given: Rows | None
+    labelled: Rows | None
+    pool: Rows
+    if is_image_data(pool_path):
+        given = load_labelling_data(labelled_path, **columns) if labelled_path else None
+        labelled, pool = given, load_images(pool_path, require_labels=False)
+    else:
+        given = load_dataset(labelled_path, **columns) if labelled_path else None
+        if given is not None:  # the pool's labels are in the column the labelled file has them in
+            columns = {**columns, "label_column": given.label_column}
+        text_pool, known = load_pool(pool_path, **columns)
+        labelled, pool = with_pool_labels(given, text_pool, known)
     picks = suggest_rows(pool, config, labelled=labelled, reporter=reporter)
     out = Path(out)
-    labelstudio.write_tasks(labelstudio.to_tasks(picks.rows, picks.predictions), out)
+    kind = "text" if isinstance(picks.rows, Dataset) else "image"
+    tasks = (
+        labelstudio.to_tasks(picks.rows, picks.predictions)
+        if isinstance(picks.rows, Dataset)
+        else labelstudio.to_image_tasks(picks.rows, picks.predictions)
+    )
+    labelstudio.write_tasks(tasks, out)
     config_path = None
     if picks.labels:
         config_path = out.with_suffix(".label_config.xml")
-        write_text_atomic(config_path, labelstudio.label_config(picks.labels))
+        write_text_atomic(config_path, labelstudio.label_config(picks.labels, kind))
     rows = []
-    for i, (row_id, text) in enumerate(zip(picks.rows.ids, picks.rows.texts, strict=True)):
+    for i, row_id in enumerate(picks.rows.ids):
         guess = picks.predictions[i] if picks.predictions else (None, None)
-        rows.append(SuggestedRow(row_id, text, guess[0], guess[1]))
+        rows.append(SuggestedRow(row_id, row_text(picks.rows, i), guess[0], guess[1]))
     unlabelled = len(pool) - picks.excluded
     return SuggestResult(
         strategy=config.strategy,
@@ -153,7 +177,7 @@ def suggest_files(
         rows=rows,
         tasks=str(out),
         label_config=str(config_path) if config_path else None,
-        notes=labelstudio.json_min_notes(list(picks.rows.extra))
+        notes=labelstudio.json_min_notes(list(getattr(picks.rows, "extra", {})))
         + _notes(len(rows), config.budget, unlabelled, config.dup_threshold, config_path),
     )
 
