@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugalml.compress.techniques import TECHNIQUES
+from frugalml.compress.techniques import DEFAULT_TECHNIQUES, TECHNIQUES
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
 
@@ -16,7 +16,7 @@ KEEP = ("front", "all")
 
 @dataclass
 class CompressConfig:
-    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
     max_drop: float = 1.0  # accuracy points the selected candidate may lose
     layers: tuple[int, ...] = ()  # student depths for prune; () = half the source's layers
     heads: float = 1.0  # fraction of attention heads kept per layer
