@@ -387,3 +387,21 @@ def test_context_corpus_is_training_then_unlabelled_text(tuned, tmp_path):
     train = Dataset(texts=["a b", "c d"], labels=["refund", "password"], ids=["1", "2"])
     context = CompressContext(store=tmp_path, train=train, teacher=tuned, unlabelled=["e f"])
     assert context.corpus == ["a b", "c d", "e f"]
+
+
+def test_distillation_transfer_set_adds_unlabelled_and_perturbed_texts_and_layer_states(tuned, tmp_path):
+    from frugalml.compress.distill import layer_loss
+
+    train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(5, seed=2)))
+    pool = [text for text, _ in make_rows(4, seed=3)]
+    context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned, unlabelled=pool)
+    pruned = apply_technique("prune", tuned, context, layers=1)
+    student = apply_technique("distill", pruned, context, epochs=1, augment_copies=2)
+    # 15 labelled, 12 unlabelled, up to 2 perturbed copies of each labelled text.
+    assert len(train) + len(pool) < student.metrics["distill_texts"] <= 3 * len(train) + len(pool)
+    assert student.metrics["layer_distillation"] and student.config["options"]["unlabelled"] == 12
+    plain = apply_technique("distill", pruned, context, epochs=1, hidden=0.0)
+    assert not plain.metrics["layer_distillation"]
+    states = torch.randn(4, 1, 8)
+    assert layer_loss([states[:, 0]], states).item() == pytest.approx(0, abs=1e-6)
+    assert layer_loss([-states[:, 0]], states).item() == pytest.approx(2, abs=1e-6)
