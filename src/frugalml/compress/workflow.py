@@ -16,6 +16,7 @@ from typing import Any
 from frugalml.bundle import Bundle
 from frugalml.compress.config import CompressConfig
 from frugalml.compress.context import CompressContext
+from frugalml.compress.defaults import chosen_settings
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
 from frugalml.compress.result import MEASURED, CompressResult, rank
@@ -71,6 +72,7 @@ def compress_and_register(
     lineage = open_store(settings)
     inputs = _read_inputs(bundle_ref, train_path, eval_path, unlabelled_path, columns or {}, lineage)
     baseline, train = inputs.baseline, inputs.train
+    config = chosen_settings(config, len(train), _source_layers(baseline))
     lineage.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
     run_config = {
@@ -142,13 +144,14 @@ def _read_inputs(
     return Inputs(baseline, train, dev, unlabelled)
 
 
+def _source_layers(baseline: Bundle) -> int:
+    """The encoder depth of the bundle to compress (students are chosen from it)."""
+    return int(load_bundle_config(baseline).encoder.get("num_hidden_layers", 2))
+
+
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
-    layers = config.layers
-    if not layers and baseline.format == "torch" and "prune" in config.techniques:
-        assert baseline.path is not None
-        encoder = load_bundle_config(baseline).encoder
-        layers = (max(1, encoder.get("num_hidden_layers", 2) // 2),)
-    plan = recipes(config.techniques, baseline.format, layers, config.heads, config.ffn)
+    assert config.heads is not None and config.ffn is not None, "chosen_settings fills them in"
+    plan = recipes(config.techniques, baseline.format, config.layers, config.heads, config.ffn)
     if not plan:
         raise FrugalError(
             f"techniques {list(config.techniques)} give no candidate for a {baseline.format} bundle"
