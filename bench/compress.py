@@ -13,6 +13,15 @@ the selection split. The test set is only reported, never used to choose anythin
 
 Writes bench/results/compress.json, compress.md (the table) and compress.png (accuracy against
 latency, marker area = bytes on disk), and prints the table.
+
+Small-data mode, defaults only (issue 27):
+
+    nice .venv/bin/python bench/compress.py --per-class 20 --draws 0,1,2
+
+draws `--per-class` labelled texts of each intent from the train set (seed = the draw) and 10 more
+of each, held out, to select on; the teacher is a LoRA tune on the drawn rows; `compress` runs with
+its defaults (the settings it chooses from the data size). Each run adds its row to
+bench/results/compress_small.{json,md}: the selected candidate against the fp32 teacher.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import numpy as np
 from _common import DATA, HOME, RESULTS, in_repo, write_results
 
 GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
+DEV_PER_CLASS = 10  # held-out texts per intent to select on, in small-data mode
 
 
 def find_teacher(lineage, train_sha256: str):
@@ -77,6 +87,121 @@ def selection_split(train, fraction: float = 0.1, seed: int = 0) -> tuple[Path, 
     for part, path in zip((fit, dev), paths, strict=True):
         part.to_frame()[["text", "label"]].to_csv(path, index=False)
     return paths
+
+
+def small_draw(train, per_class: int, draw: int) -> tuple[Path, Path]:
+    """fit.csv: `per_class` texts of each intent; dev.csv: DEV_PER_CLASS others of each."""
+    frame = train.to_frame()[["text", "label"]].sample(frac=1.0, random_state=draw)
+    fit = frame.groupby("label").head(per_class)
+    dev = frame.drop(fit.index).groupby("label").head(DEV_PER_CLASS)
+    stem = HOME / "data" / f"banking77_{per_class}pc_draw{draw}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = (stem.with_name(stem.name + "_fit.csv"), stem.with_name(stem.name + "_dev.csv"))
+    for part, path in zip((fit, dev), paths, strict=True):
+        part.to_csv(path, index=False)
+    return paths
+
+
+def lora_teacher(fit_path: Path, dev_path: Path, settings):
+    """The LoRA bundle tuned on exactly `fit_path` (tuned now if there is none)."""
+    from frugalml.bundle import load_bundle
+    from frugalml.hashing import sha256_path
+    from frugalml.lineage import open_store
+    from frugalml.tune import TuneConfig
+    from frugalml.tune.workflow import tune_and_register
+    from frugalml.ui import RichReporter
+
+    found = find_teacher(open_store(settings), sha256_path(fit_path))
+    if found is not None and found.method == "lora":
+        return found
+    summary = tune_and_register(
+        fit_path,
+        TuneConfig(method="lora"),
+        eval_path=dev_path,
+        name=fit_path.stem.removesuffix("_fit") + "-lora",
+        reporter=RichReporter(),
+        settings=settings,
+    )
+    return load_bundle(summary.bundle_path)
+
+
+SMALL_COLUMNS = (
+    "texts/intent",
+    "draw",
+    "selected",
+    "size MB",
+    "× smaller",
+    "× throughput (b=32)",
+    "teacher test %",
+    "Δ test pts",
+    "Δ dev pts",
+    "goal",
+)
+
+
+def small_row(run: dict) -> list:
+    s, t = run["selected"], run["baseline"]
+    return [
+        run["per_class"],
+        run["draw"],
+        s["recipe"],
+        f"{s['size_bytes'] / 1e6:.1f}",
+        f"{s['size_ratio']:.1f}",
+        f"{s['throughput_ratio']:.2f}",
+        f"{100 * t['test_accuracy']:.2f}",
+        f"{100 * (s['test_accuracy'] - t['test_accuracy']):+.2f}",
+        f"{-s['accuracy_drop']:+.2f}",
+        "met" if run["goal_met"] else "not met",
+    ]
+
+
+def small_data(per_class: int, draws: list[int], threads: int) -> None:
+    """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults."""
+    from frugalml.compress import CompressConfig, compress_and_register
+    from frugalml.compress.report import markdown_table
+    from frugalml.data import load_dataset
+    from frugalml.settings import get_settings
+    from frugalml.ui import RichReporter, out, table
+
+    settings = get_settings()
+    train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
+    path = RESULTS / "compress_small.json"
+    document = json.loads(path.read_text()) if path.exists() else {"benchmark": "compress-small", "runs": []}
+    for draw in draws:
+        started = time.perf_counter()
+        fit_path, dev_path = small_draw(train, per_class, draw)
+        teacher = lora_teacher(fit_path, dev_path, settings)
+        print(f"draw {draw}: teacher {teacher.id} (lora, {per_class} texts per intent)", flush=True)
+        config = CompressConfig(threads=threads, keep="all")  # defaults only
+        result = compress_and_register(
+            teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
+        ).to_json()
+        test_accuracy([result["baseline"], *result["candidates"]], test, threads)
+        selected = result["selected"]
+        run = {
+            "per_class": per_class,
+            "draw": draw,
+            "teacher": teacher.id,
+            "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
+            "threads": threads,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "goal_met": goal_met(selected)
+            and selected["test_accuracy"] >= result["baseline"]["test_accuracy"] - GOAL["max_drop"] / 100,
+            "rows": rows(result),
+            **result,
+        }
+        document["runs"] = [
+            r for r in document["runs"] if (r["per_class"], r["draw"]) != (per_class, draw)
+        ] + [run]
+        document["runs"].sort(key=lambda r: (-r["per_class"], r["draw"]))
+        document["goal"] = GOAL
+        write_results(path, document)
+        table_rows = [small_row(r) for r in document["runs"]]
+        (RESULTS / "compress_small.md").write_text(markdown_table(SMALL_COLUMNS, table_rows))
+        out.print(table(f"BANKING77, {per_class} texts per intent, draw {draw}", COLUMNS, rows(result)))
+        out.print(
+            table("small-data runs: the selected candidate vs the fp32 teacher", SMALL_COLUMNS, table_rows)
+        )
 
 
 def test_accuracy(entries: list[dict], test, threads: int) -> None:
@@ -218,6 +343,8 @@ def main() -> None:
     parser.add_argument(
         "--remeasure", type=int, metavar="ROUNDS", help="only measure the last run's bundles again"
     )
+    parser.add_argument("--per-class", type=int, help="small-data mode: labelled texts per intent")
+    parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
     args = parser.parse_args()
     if not (DATA / "train.csv").exists():
         print(f"skipped: BANKING77 not found at {DATA}")
@@ -230,6 +357,12 @@ def main() -> None:
     quiet_libraries()
     if args.remeasure:
         remeasure(args.remeasure, args.threads)
+        return
+    if args.per_class:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        small_data(args.per_class, [int(d) for d in args.draws.split(",")], args.threads)
         return
     import torch
 

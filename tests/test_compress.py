@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -120,6 +121,38 @@ def test_int8_static_calibrates_activation_ranges(onnx_bundle, context):
     assert quantized.metrics["agreement"] >= 0.95
     fp32, int8 = probabilities(onnx_bundle, TEXTS), probabilities(quantized, TEXTS)
     np.testing.assert_allclose(int8, fp32, atol=0.05)
+
+
+@pytest.mark.parametrize("technique", ["emb4", "int4"])
+def test_four_bit_weights_are_smaller_than_int8_and_close(technique, onnx_bundle, context):
+    quantized = apply_technique(technique, onnx_bundle, context)
+    assert quantized.files["model.onnx"]["bytes"] < 0.6 * onnx_bundle.files["model.onnx"]["bytes"]
+    graph = onnx.load(quantized.path / "model.onnx").graph
+    four_bit = {i.name: list(i.dims) for i in graph.initializer if i.name.endswith("_4bit")}
+    word = next(i for i in onnx.load(onnx_bundle.path / "model.onnx").graph.initializer if "word" in i.name)
+    assert four_bit[f"{word.name}_4bit"] == [word.dims[0], word.dims[1] // 2]  # two values a byte
+    assert len(four_bit) == 2  # word and position embeddings
+    ops = {node.op_type for node in graph.node}
+    assert "GatherBlockQuantized" in ops and "QAttention" in ops  # 4-bit embeddings, int8 attention
+    assert ("MatMulNBits" in ops) == (technique == "int4")
+    with pytest.raises(FrugalError, match=re.escape(f"is {quantized.precision} already")):
+        apply_technique("int8", quantized, context)
+    assert quantized.metrics["agreement"] >= 0.95
+    fp32, four = probabilities(onnx_bundle, TEXTS), probabilities(quantized, TEXTS)
+    assert (fp32.argmax(1) == four.argmax(1)).all()
+    np.testing.assert_allclose(four, fp32, atol=0.05)
+
+
+def test_four_bit_blocks_round_trip_within_half_a_step():
+    from frugalml.compress.int4 import dequantize_blocks, quantize_blocks
+
+    matrix = np.random.default_rng(0).normal(size=(5, 64)).astype(np.float32)
+    packed, scales = quantize_blocks(matrix, 32)
+    assert packed.shape == (5, 32) and packed.dtype == np.uint8 and scales.shape == (5, 2)
+    error = np.abs(dequantize_blocks(packed, scales, 32) - matrix).reshape(5, 2, 32)
+    assert (error <= scales[..., None] / 2 + 1e-6).all()
+    with pytest.raises(FrugalError, match="block size"):
+        quantize_blocks(matrix, 48)
 
 
 def test_a_candidate_that_crashes_is_listed_as_failed_and_the_others_still_build(tuned, context, monkeypatch):
@@ -354,3 +387,21 @@ def test_context_corpus_is_training_then_unlabelled_text(tuned, tmp_path):
     train = Dataset(texts=["a b", "c d"], labels=["refund", "password"], ids=["1", "2"])
     context = CompressContext(store=tmp_path, train=train, teacher=tuned, unlabelled=["e f"])
     assert context.corpus == ["a b", "c d", "e f"]
+
+
+def test_distillation_transfer_set_adds_unlabelled_and_perturbed_texts_and_layer_states(tuned, tmp_path):
+    from frugalml.compress.distill import layer_loss
+
+    train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(5, seed=2)))
+    pool = [text for text, _ in make_rows(4, seed=3)]
+    context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned, unlabelled=pool)
+    pruned = apply_technique("prune", tuned, context, layers=1)
+    student = apply_technique("distill", pruned, context, epochs=1, augment_copies=2)
+    # 15 labelled, 12 unlabelled, up to 2 perturbed copies of each labelled text.
+    assert len(train) + len(pool) < student.metrics["distill_texts"] <= 3 * len(train) + len(pool)
+    assert student.metrics["layer_distillation"] and student.config["options"]["unlabelled"] == 12
+    plain = apply_technique("distill", pruned, context, epochs=1, hidden=0.0)
+    assert not plain.metrics["layer_distillation"]
+    states = torch.randn(4, 1, 8)
+    assert layer_loss([states[:, 0]], states).item() == pytest.approx(0, abs=1e-6)
+    assert layer_loss([-states[:, 0]], states).item() == pytest.approx(2, abs=1e-6)

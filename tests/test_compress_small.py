@@ -43,3 +43,27 @@ def test_trim_keeps_text_outside_a_small_corpus_tokenized_as_before():
 
     corpus_only, default = identical(-1), identical(10000)
     assert corpus_only < 0.85 and default > 0.95
+
+
+def test_settings_left_open_are_chosen_from_the_data_size_and_budget():
+    from frugalml.compress.config import CompressConfig
+    from frugalml.compress.defaults import MAX_COPIES, chosen_settings
+
+    small = chosen_settings(CompressConfig(), rows=20 * 77, source_layers=6)
+    assert small.layers == (3, 2) and small.heads == 1.0 and small.ffn == 1.0
+    assert small.augment_copies == MAX_COPIES and small.distill_epochs == 5
+    full = chosen_settings(CompressConfig(), rows=9000, source_layers=6)
+    assert full.layers == (3, 2) and full.ffn == 0.5 and full.augment_copies == 1 and full.distill_epochs == 4
+    # Less data: more copies or more epochs, never less distillation text.
+    sizes = [770, 1540, 3000, 9000]
+    transfer = [
+        (1 + s.augment_copies) * n * s.distill_epochs
+        for n in sizes
+        if (s := chosen_settings(CompressConfig(), n, 6))
+    ]
+    assert min(transfer) >= 2000 * 32 * 0.9
+    # A tight budget: only the half-depth student.
+    assert chosen_settings(CompressConfig(max_drop=0.5), rows=1540, source_layers=6).layers == (3,)
+    # What the user gives is kept.
+    given = CompressConfig(layers=(4,), ffn=0.75, heads=0.5, distill_epochs=1, augment_copies=0)
+    assert chosen_settings(given, rows=100, source_layers=6) == given

@@ -29,7 +29,7 @@ FRESH_USES = {
     "step kinds": "from frugalml.pipeline import STEP_KINDS; "
     "assert {'label_auto', 'tune', 'eval', 'compress'} <= set(STEP_KINDS)",
     "techniques": "from frugalml.compress import TECHNIQUES; "
-    "assert set(TECHNIQUES) == {'onnx', 'int8', 'int8-static', 'trim', 'prune', 'distill'}",
+    "assert set(TECHNIQUES) == {'onnx', 'int8', 'int8-static', 'emb4', 'int4', 'trim', 'prune', 'distill'}",
     "predictor formats": "from frugalml.runtime import FORMATS; "
     "assert {f for _, f in FORMATS} == {'torch', 'onnx'}; "
     "assert {t for t, _ in FORMATS} == {'text-classification', 'image-classification'}",

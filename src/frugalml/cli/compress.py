@@ -14,7 +14,9 @@ from frugalml.names import split_names
 DRIFT_WARNING = 0.15
 # The names of compress.techniques.TECHNIQUES, written out: importing the table loads PyTorch and
 # ONNX Runtime, seconds that every command's start would pay (a test keeps the two equal).
-TECHNIQUES_HELP = "Comma-separated: onnx, int8, int8-static, trim, prune, distill (default: all)."
+TECHNIQUES_HELP = (
+    "Comma-separated: onnx, int8, int8-static, emb4, int4, trim, prune, distill (default: all but int4)."
+)
 
 
 def _numbers(text: str | None, kind: type) -> tuple:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from frugalml.compress.techniques import TECHNIQUES
+from frugalml.compress.techniques import DEFAULT_TECHNIQUES, TECHNIQUES
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
 
@@ -17,14 +17,16 @@ DEFAULT_CHANNELS = (0.5,)  # an image student keeps half of each layer's channel
 
 @dataclass
 class CompressConfig:
-    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
     max_drop: float = 1.0  # accuracy points the selected candidate may lose
-    layers: tuple[int, ...] = ()  # student depths for prune; () = half the source's layers
-    heads: float = 1.0  # fraction of attention heads kept per layer
-    ffn: float = 1.0  # fraction of FFN neurons kept per layer
+    # Student and distillation settings; () or None: chosen from the data's size and the budget
+    # (compress/defaults.py), which the run records.
+    layers: tuple[int, ...] = ()  # student depths for prune
+    heads: float | None = None  # fraction of attention heads kept per layer
+    ffn: float | None = None  # fraction of FFN neurons kept per layer
     channels: tuple[float, ...] = ()  # image students: fractions of channels kept; () = DEFAULT_CHANNELS
-    distill_epochs: int = 3
-    augment_copies: int = 1
+    distill_epochs: int | None = None
+    augment_copies: int | None = None
     threads: int = 0  # threads per measured candidate; 0 = every core
     latency_runs: int = 200  # single-text calls timed per candidate
     measure_seconds: float = 2.0  # least time spent on the batch-32 throughput run
@@ -59,12 +61,18 @@ class CompressConfig:
             raise FrugalError(f"options for unknown technique(s) {unknown}; choose from {known}")
         ranges = {
             "max_drop": (self.max_drop >= 0, "max_drop >= 0 accuracy points"),
-            "heads": (0 < self.heads <= 1, "0 < heads <= 1"),
-            "ffn": (0 < self.ffn <= 1, "0 < ffn <= 1"),
+            "heads": (self.heads is None or 0 < self.heads <= 1, "0 < heads <= 1"),
+            "ffn": (self.ffn is None or 0 < self.ffn <= 1, "0 < ffn <= 1"),
             "threads": (self.threads >= 0, "threads >= 0"),
             "latency_runs": (self.latency_runs >= 1, "latency_runs >= 1"),
             "measure_seconds": (self.measure_seconds > 0, "measure_seconds > 0"),
-            "distill_epochs": (self.distill_epochs >= 0, "distill_epochs >= 0"),
-            "augment_copies": (self.augment_copies >= 0, "augment_copies >= 0"),
+            "distill_epochs": (
+                self.distill_epochs is None or self.distill_epochs >= 0,
+                "distill_epochs >= 0",
+            ),
+            "augment_copies": (
+                self.augment_copies is None or self.augment_copies >= 0,
+                "augment_copies >= 0",
+            ),
         }
         check_ranges("compress", self, ranges)

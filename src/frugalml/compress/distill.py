@@ -6,6 +6,12 @@ unlabelled texts given, and perturbed copies of the labelled texts (Tang et al.,
 replaced by other corpus words or dropped, some texts cut to an n-gram). The teacher labels all
 of it once; the loss is the temperature-scaled KL divergence to the teacher, plus cross-entropy on
 the true label where there is one. Batches are length-grouped, so the CPU pads little.
+
+Intermediate layers (MiniLM and TinyBERT distil them too): the student is initialised from the
+teacher's own layers (`prune` keeps evenly spaced ones), and when the teacher is a PyTorch bundle
+each student layer is also pulled towards the teacher layer it came from: the loss adds
+`hidden` x the mean over layers of 1 - cosine(student, teacher) of the layer's mean-pooled token
+states. The teacher's states are computed once, with its logits.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from transformers import get_linear_schedule_with_warmup
 from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts, torch_logits
 from frugalml.compress.context import CompressContext, derived_bundle, load_torch, save_torch
-from frugalml.compress.prune import pruned_entries, rezero
+from frugalml.compress.prune import encoder_layers, layer_indices, pruned_entries, rezero
 from frugalml.devices import autocast, autocast_dtype, resolve_device
-from frugalml.models.batching import collate, length_batches, tokenize
+from frugalml.models import FrugalTextClassifier
+from frugalml.models.batching import collate, iterate_batches, length_batches, tokenize
 from frugalml.runtime import load_predictor
 
 
@@ -68,6 +75,62 @@ def teacher_log_probs(teacher: Bundle, texts: Sequence[str], device: str = "cpu"
     return np.log(np.maximum(probabilities, 1e-30))
 
 
+class LayerStates:
+    """Records the mean-pooled output of each encoder layer of `model` on every forward call."""
+
+    def __init__(self, model: FrugalTextClassifier):
+        self.states: list[torch.Tensor] = []
+        self.mask: torch.Tensor | None = None
+        self.handles = [layer.register_forward_hook(self._hook) for layer in encoder_layers(model)]
+
+    def _hook(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor | tuple) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        assert self.mask is not None, "set .mask to the batch's attention mask first"
+        mask = self.mask.unsqueeze(-1).to(hidden.dtype)
+        self.states.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+
+    def take(self) -> list[torch.Tensor]:
+        states, self.states = self.states, []
+        return states
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def teacher_layer_states(
+    teacher: Bundle, texts: Sequence[str], layers: int, device: torch.device
+) -> torch.Tensor:
+    """[texts, layers, hidden]: the mean-pooled states of the `layers` teacher layers a student of
+    that depth was made from (prune.layer_indices), for each text."""
+    model, tokenizer = load_torch(teacher)
+    model.eval().to(device)
+    chosen = layer_indices(len(encoder_layers(model)), layers)
+    recorder = LayerStates(model)
+    out: torch.Tensor | None = None
+    try:
+        ids = tokenize(tokenizer, texts, MAX_LENGTH)
+        for index, batch in iterate_batches(ids, 64, tokenizer.pad_token_id):
+            batch = {name: tensor.to(device) for name, tensor in batch.items()}
+            recorder.mask = batch["attention_mask"]
+            model(**batch)
+            states = torch.stack([recorder.take()[i] for i in chosen], 1).float()
+            if out is None:
+                out = torch.empty((len(ids), *states.shape[1:]), device=device)
+            out[torch.as_tensor(index, device=device)] = states
+    finally:
+        recorder.close()
+    assert out is not None, "no texts to run"
+    return out
+
+
+def layer_loss(student: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over layers and rows of 1 - cosine(student layer, teacher layer)."""
+    cosine = F.cosine_similarity(torch.stack(student, 1).float(), teacher, dim=-1)
+    return (1 - cosine).mean()
+
+
 def distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
 ) -> torch.Tensor:
@@ -98,6 +161,7 @@ def distill(
     alpha: float = 0.5,
     augment_copies: int = 1,
     warmup: float = 0.1,
+    hidden: float = 1.0,
 ) -> Bundle:
     started = time.perf_counter()
     device = resolve_device(context.device)
@@ -112,6 +176,13 @@ def distill(
     labels[: len(train)] = [index[y] for y in train.require_labels()]
     with context.reporter.task("teacher labels", None):
         targets = torch.from_numpy(teacher_log_probs(context.teacher, texts, context.device)).to(device)
+        # Layer states need the teacher's layers: a PyTorch teacher (an ONNX one gives logits only).
+        use_layers = hidden > 0 and context.teacher.format == "torch"
+        teacher_states = (
+            teacher_layer_states(context.teacher, texts, len(encoder_layers(model)), device)
+            if use_layers
+            else None
+        )
     ids = tokenize(tokenizer, texts, MAX_LENGTH)
     lengths = [len(row) for row in ids]
     labels_t = torch.as_tensor(labels, device=device)
@@ -127,14 +198,22 @@ def distill(
     # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (a no-op then).
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
     losses: list[float] = []
+    recorder = LayerStates(model) if teacher_states is not None else None
     with context.reporter.task(f"distilling into {source.name}", total) as progress:
         for _ in range(epochs):
             for batch_index in length_batches(lengths, batch_size, rng):
-                batch = collate([ids[i] for i in batch_index], tokenizer.pad_token_id)
+                batch = {
+                    name: tensor.to(device)
+                    for name, tensor in collate([ids[i] for i in batch_index], tokenizer.pad_token_id).items()
+                }
+                if recorder is not None:
+                    recorder.mask = batch["attention_mask"]
                 with autocast(device):
-                    logits = model(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
+                    logits = model(**batch).logits
                 rows = torch.as_tensor(batch_index, device=device)
                 loss = distillation_loss(logits.float(), targets[rows], labels_t[rows], temperature, alpha)
+                if recorder is not None and teacher_states is not None:
+                    loss = loss + hidden * layer_loss(recorder.take(), teacher_states[rows])
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)  # the clip below sees true gradients
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,6 +224,8 @@ def distill(
                 rezero(zeroed)
                 losses.append(loss.item())
                 progress.advance(1, loss=f"{loss.item():.3f}")
+    if recorder is not None:
+        recorder.close()
     model.eval()
     check = sample_texts(train.texts, 512, context.seed)
     teacher_top = teacher_log_probs(context.teacher, check, context.device).argmax(1)
@@ -154,6 +235,7 @@ def distill(
         "distill_seconds": round(time.perf_counter() - started, 1),
         "final_loss": float(np.mean(losses[-50:])),
         # On training text; the search measures held-out text.
+        "layer_distillation": teacher_states is not None,
         "teacher_agreement": float((torch_logits(model, tokenizer, check).argmax(1) == teacher_top).mean()),
     }
     return derived_bundle(
@@ -171,6 +253,7 @@ def distill(
             "temperature": temperature,
             "alpha": alpha,
             "augment_copies": augment_copies,
+            "hidden": hidden,
             "unlabelled": len(context.unlabelled),
         },
         metrics=metrics,

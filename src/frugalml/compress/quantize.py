@@ -72,12 +72,15 @@ def quantized_bundle(
     quantize: Callable[[Path, Path], None],
     options: dict,
     check_texts: int,
+    precision: str = "int8",
 ) -> Bundle:
-    """Write `quantize(source_file, target_file)`'s output as an int8 bundle, with its agreement."""
+    """Write `quantize(source_file, target_file)`'s output as a `precision` bundle, with its agreement."""
     assert source.path is not None
     source_path = source.path
-    if source.precision == "int8":
-        raise FrugalError(f"bundle {source.id} is int8 already; quantize the fp32 bundle it came from")
+    if source.precision != "fp32":
+        raise FrugalError(
+            f"bundle {source.id} is {source.precision} already; quantize the fp32 bundle it came from"
+        )
     tokenizer = load_bundle_tokenizer(source)
     sample = sample_texts(context.corpus, check_texts, context.seed)
     reference = onnx_logits(source.path / ONNX_FILE, tokenizer, sample)
@@ -94,7 +97,7 @@ def quantized_bundle(
         populate,
         context.store,
         format="onnx",
-        precision="int8",
+        precision=precision,
         options=options,
         metrics=metrics,
     )

@@ -19,6 +19,7 @@ from frugalml.compress.image_distill import image_distill
 from frugalml.compress.image_export import image_onnx_technique
 from frugalml.compress.image_int8 import image_int8_static
 from frugalml.compress.image_prune import image_prune
+from frugalml.compress.int4 import emb4, int4
 from frugalml.compress.onnx_export import onnx_technique
 from frugalml.compress.prune import prune
 from frugalml.compress.quantize import int8_dynamic
@@ -34,6 +35,10 @@ class Technique:
     # bundle task -> (source, context, **options) -> the new bundle, written; a task missing here
     # is one the technique does not apply to.
     apply: dict[str, Callable[..., Bundle]]
+    # In the default search. int4: smaller than emb4, but ONNX Runtime's 4-bit kernels ran at half
+    # dynamic int8's throughput on the CPUs measured (docs/compression.md), and the search selects
+    # the smallest candidate within the accuracy budget, however slow.
+    default: bool = True
 
 
 TECHNIQUES: dict[str, Technique] = {
@@ -51,6 +56,15 @@ TECHNIQUES: dict[str, Technique] = {
         "static int8 (QDQ, per-channel weights): activation ranges calibrated on training text or images",
         "onnx",
         {TEXT_TASK: int8_static, IMAGE_TASK: image_int8_static},
+    ),
+    "emb4": Technique(
+        "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized) (text)", "onnx", {TEXT_TASK: emb4}
+    ),
+    "int4": Technique(
+        "4-bit MatMul weights (MatMulNBits) and word embeddings, int8 attention (text)",
+        "onnx",
+        {TEXT_TASK: int4},
+        default=False,
     ),
     "trim": Technique(
         "vocabulary trimming: keep the tokens the domain corpus uses (text)",
@@ -70,6 +84,9 @@ TECHNIQUES: dict[str, Technique] = {
         {TEXT_TASK: distill, IMAGE_TASK: image_distill},
     ),
 }
+
+
+DEFAULT_TECHNIQUES = tuple(name for name, technique in TECHNIQUES.items() if technique.default)
 
 
 def get_technique(name: str) -> Technique:

@@ -16,6 +16,7 @@ from typing import Any
 from frugalml.bundle import IMAGE_TASK, TEXT_TASK, Bundle
 from frugalml.compress.config import DEFAULT_CHANNELS, CompressConfig
 from frugalml.compress.context import CompressContext
+from frugalml.compress.defaults import chosen_settings
 from frugalml.compress.image_distill import STUDENT
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
@@ -74,6 +75,8 @@ def compress_and_register(
     lineage = open_store(settings)
     inputs = _read_inputs(bundle_ref, train_path, eval_path, unlabelled_path, columns or {}, lineage)
     baseline, train = inputs.baseline, inputs.train
+    if baseline.task == TEXT_TASK:  # image students are chosen by `channels` and the CNN
+        config = chosen_settings(config, len(train), _source_layers(baseline))
     lineage.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
     run_config = {
@@ -172,6 +175,11 @@ def _read_images(
     return train, dev
 
 
+def _source_layers(baseline: Bundle) -> int:
+    """The encoder depth of the text bundle to compress (students are chosen from it)."""
+    return int(load_bundle_config(baseline).encoder.get("num_hidden_layers", 2))
+
+
 def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
     if baseline.task == IMAGE_TASK:
         # A student pruned to half the channels; an architecture other than the small CNN can
@@ -186,12 +194,8 @@ def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
             small_student=torch_source and load_image_config(baseline).architecture != STUDENT,
         )
     else:
-        layers = config.layers
-        if not layers and baseline.format == "torch" and "prune" in config.techniques:
-            assert baseline.path is not None
-            encoder = load_bundle_config(baseline).encoder
-            layers = (max(1, encoder.get("num_hidden_layers", 2) // 2),)
-        plan = recipes(config.techniques, baseline.format, layers, config.heads, config.ffn)
+        assert config.heads is not None and config.ffn is not None, "chosen_settings fills them in"
+        plan = recipes(config.techniques, baseline.format, config.layers, config.heads, config.ffn)
     if not plan:
         raise FrugalError(
             f"techniques {list(config.techniques)} give no candidate for a {baseline.task} "
@@ -242,6 +246,7 @@ def _extra(config: CompressConfig, name: str, task: str) -> dict[str, Any]:
     distill = {"epochs": config.distill_epochs}
     if task == TEXT_TASK:  # perturbed copies of texts
         distill["augment_copies"] = config.augment_copies
+    distill = {key: value for key, value in distill.items() if value is not None}  # None: its default
     return {**({"distill": distill}.get(name, {})), **config.options.get(name, {})}
 
 
