@@ -1,218 +1,15 @@
-"""Core commands: tune, eval, predict, run."""
+"""Core commands: eval, predict, run (tune: cli/tune.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from frugalml import ui
-from frugalml.cli.options import Device, Json, LabelColumn, TextColumn
+from frugalml.cli.options import Device, Json, LabelColumn, TextColumn, given
 from frugalml.errors import FrugalError
-
-if TYPE_CHECKING:
-    from frugalml.tune.workflow import TuneSummary
-
-
-def tune(
-    train: Annotated[Path, typer.Argument(help="Labelled training data (CSV, JSONL, Parquet, HF folder).")],
-    eval: Annotated[Path | None, typer.Option("--eval", help="Labelled test data to report on.")] = None,
-    method: Annotated[
-        str | None, typer.Option(help="head | lora | ia3 | full | prompt | prefix | adapter (docs/tuning.md)")
-    ] = None,
-    base: Annotated[
-        str | None, typer.Option(help="'minilm' (offline default) or a local HF model folder.")
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets)."),
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
-    head_lr: Annotated[float | None, typer.Option(help="Classifier-head learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for splits, shuffling and initialisation.")] = None,
-    class_weight: Annotated[
-        str | None,
-        typer.Option(
-            help="'balanced': every class counts the same in loss, head and validation, however "
-            "many rows it has (skewed data, e.g. after `label auto`). Default: every row the same."
-        ),
-    ] = None,
-    adversarial: Annotated[
-        str | None,
-        typer.Option(
-            help="Train against perturbed word embeddings, for robustness to noisy input: fgm (one "
-            "step), pgd (--steps projected steps) or freelb (--steps steps, gradients averaged)."
-        ),
-    ] = None,
-    adv_epsilon: Annotated[
-        float | None,
-        typer.Option("--epsilon", help="Radius (L2, per example) of the perturbation.", show_default="1.0"),
-    ] = None,
-    adv_steps: Annotated[
-        int | None, typer.Option("--steps", help="Ascent steps of pgd and freelb.", show_default="3")
-    ] = None,
-    rank: Annotated[
-        int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
-    ] = None,
-    alpha: Annotated[
-        float | None, typer.Option(help="--method lora: scaling alpha.", show_default="32")
-    ] = None,
-    dropout: Annotated[
-        float | None, typer.Option(help="--method lora: dropout on the LoRA input.", show_default="0.05")
-    ] = None,
-    targets: Annotated[
-        str | None,
-        typer.Option(
-            help="--method lora: all-linear, or module names, comma-separated (e.g. query,value).",
-            show_default="all-linear",
-        ),
-    ] = None,
-    dora: Annotated[
-        bool, typer.Option("--dora", help="--method lora: DoRA (weight-decomposed LoRA).")
-    ] = False,
-    rslora: Annotated[
-        bool, typer.Option("--rslora", help="--method lora: rsLoRA scaling, alpha / sqrt(rank).")
-    ] = False,
-    prompt_length: Annotated[
-        int | None,
-        typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
-    ] = None,
-    prefix_length: Annotated[
-        int | None,
-        typer.Option(help="--method prefix: trained keys and values per attention layer.", show_default="16"),
-    ] = None,
-    adapter_reduction: Annotated[
-        int | None,
-        typer.Option(help="--method adapter: hidden size / bottleneck size.", show_default="16"),
-    ] = None,
-    adapter_placement: Annotated[
-        str | None,
-        typer.Option(
-            help="--method adapter: pfeiffer (after each FFN) or houlsby (after attention too).",
-            show_default="pfeiffer",
-        ),
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="Bundle name (default: the data file's stem).")] = None,
-    text_column: TextColumn = None,
-    label_column: LabelColumn = None,
-    device: Device = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Data-parallel workers (torch.distributed: gloo on CPUs, NCCL on GPUs).", min=1),
-    ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="local: worker processes here; ray: Ray Train workers (pip install 'frugalml\\[ray]')."
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster to train on (default: a local Ray instance, stopped after)."),
-    ] = None,
-    checkpoint_every: Annotated[
-        int | None, typer.Option(help="Optimizer steps between checkpoints (0: none).", show_default="200")
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(help="Continue this killed run from its newest checkpoint (same data and settings)."),
-    ] = None,
-    json: Json = False,
-) -> None:
-    """Fine-tune a classifier and save it as a registered bundle.
-
-    head (the default) trains only a classifier on the frozen encoder (seconds to a minute); lora,
-    ia3 and full also adapt the encoder, starting from that head, with early stopping on a
-    validation split. Options left out take frugalml.tune.TuneConfig's and TuneCompute's defaults.
-    Fine-tuning checkpoints as it goes: a killed run continues with --resume RUN_ID (the run id is
-    in the error, in `--json` output and in the lineage store) and ends as it would have.
-    """
-    ui.quiet_libraries()
-    from frugalml.tune import TuneCompute, TuneConfig
-    from frugalml.tune.workflow import tune_and_register
-
-    compute = TuneCompute(
-        **_given(
-            device=device,
-            workers=workers,
-            backend=backend,
-            address=address,
-            checkpoint_every=checkpoint_every,
-        )
-    )
-
-    config = TuneConfig(
-        **_given(
-            method=method,
-            base=base,
-            epochs=epochs,
-            lr=lr,
-            head_lr=head_lr,
-            batch_size=batch_size,
-            seed=seed,
-            class_weight=class_weight,
-            adversarial=adversarial,
-            adv_epsilon=adv_epsilon,
-            adv_steps=adv_steps,
-            lora_r=rank,
-            lora_alpha=alpha,
-            lora_dropout=dropout,
-            lora_targets=targets,
-            lora_variant=_lora_variant(dora, rslora),
-            prompt_length=prompt_length,
-            prefix_length=prefix_length,
-            adapter_reduction=adapter_reduction,
-            adapter_placement=adapter_placement,
-        )
-    )
-    summary = tune_and_register(
-        train,
-        config,
-        eval_path=eval,
-        name=name,
-        columns={"text_column": text_column, "label_column": label_column},
-        reporter=ui.RichReporter(),
-        compute=compute,
-        resume=resume,
-    )
-    if json:
-        ui.emit_json(summary.to_json())
-        return
-    ui.out.print(_tune_table(summary))
-    ui.out.print(f"bundle {summary.bundle_id} at {summary.bundle_path}")
-    ui.out.print(f"serve it with:  {ui.command_name()} serve {summary.bundle_id}")
-
-
-def _lora_variant(dora: bool, rslora: bool) -> str | None:
-    if dora and rslora:
-        raise FrugalError("--dora and --rslora are two LoRA variants: choose one")
-    return "dora" if dora else "rslora" if rslora else None
-
-
-def _given(**options: Any) -> dict[str, Any]:
-    """The options the user gave: the config's defaults stand for the rest."""
-    return {name: value for name, value in options.items() if value is not None}
-
-
-def _tune_table(summary: TuneSummary) -> object:
-    metrics = summary.metrics
-    rows = [
-        ("method", summary.method),
-        ("test accuracy", metrics.get("accuracy")),
-        ("test macro-F1", metrics.get("macro_f1")),
-        ("validation accuracy", metrics.get("val_accuracy")),
-        ("trainable parameters", f"{summary.trainable_params:,} of {summary.total_params:,}"),
-        ("adapter weights", ui.human_bytes(summary.adapter_bytes) if summary.adapter_bytes else None),
-        ("epochs run", summary.epochs_run),
-        ("workers", summary.workers if summary.workers > 1 else None),
-        ("resumed from step", summary.resumed_from_step),
-        ("train wall time", f"{summary.train_seconds:.1f} s"),
-        ("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MB"),
-        ("bundle size", ui.human_bytes(summary.size_bytes)),
-    ]
-    return ui.table("tune", ["key", "value"], [r for r in rows if r[1] is not None])
 
 
 def eval_command(
@@ -246,7 +43,7 @@ def eval_command(
     from frugalml.evaluate.workflow import evaluate_bundle
 
     config = EvalConfig(
-        **_given(batch_size=batch_size, device=device, perturb=perturb, perturb_seed=perturb_seed)
+        **given(batch_size=batch_size, device=device, perturb=perturb, perturb_seed=perturb_seed)
     )
     columns = {"text_column": text_column, "label_column": label_column}
     loaded, report = evaluate_bundle(bundle, data, columns, config=config)
