@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
-# The shared data beside the repository; FRUGALML_BENCH_DATA names another BANKING77 folder.
-DATA = Path(os.environ.get("FRUGALML_BENCH_DATA") or ROOT.parent / "shared" / "data" / "banking77")
+# The shared folder beside the repository; FRUGALML_SHARED names another (a git worktree elsewhere).
+SHARED = Path(os.environ.get("FRUGALML_SHARED") or ROOT.parent / "shared")
+DATA = SHARED / "data" / "banking77"
 HOME = ROOT / "bench" / ".home"  # FRUGALML_HOME of every benchmark: bundles, lineage store, caches
 RESULTS = ROOT / "bench" / "results"
 

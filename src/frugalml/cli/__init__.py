@@ -16,7 +16,20 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
-from frugalml.cli import alerts, compress, core, deploy, doctor, jobs, label, models, monitor, plan, serve
+from frugalml.cli import (
+    alerts,
+    compress,
+    core,
+    deploy,
+    doctor,
+    jobs,
+    label,
+    models,
+    monitor,
+    plan,
+    serve,
+    tune,
+)
 from frugalml.errors import FrugalError
 
 _signals: list[int] = []
@@ -54,7 +67,7 @@ class _App(typer.Typer):
 # Every command, in the order of the data flow. Each module defines plain functions (or, for a
 # group, a Typer of its own); this table alone puts them on the app.
 COMMANDS: dict[str, Callable[..., None]] = {
-    "tune": core.tune,
+    "tune": tune.tune,
     "eval": core.eval_command,
     "predict": core.predict,
     "compress": compress.compress,

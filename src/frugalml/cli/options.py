@@ -1,6 +1,6 @@
 """Options that several commands share."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,3 +13,8 @@ Device = Annotated[
     str | None,
     typer.Option(help=f"Where to compute: {DEVICE_HELP}.", show_default="auto"),
 ]
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave: the config's defaults stand for the rest."""
+    return {name: value for name, value in options.items() if value is not None}

@@ -59,6 +59,16 @@ def perturb(texts: list[str], spec: str, *, seed: int = 0) -> list[str]:
     return word_noise(texts, rate=rate, rng=rng)
 
 
+def noisy_copies(texts: list[str], spec: str, *, copies: int, seed: int) -> list[str]:
+    """`copies` noisy versions of every text (all the first copies, then all the second, ...),
+    for training on noise: drawn from a stream of `seed` apart from `perturb`'s, so that a test
+    set perturbed with the same seed gets other noise."""
+    kind, rate = parse_spec(spec)
+    rng = np.random.default_rng([seed, 1])
+    noise = typos if kind == "typos" else word_noise
+    return [text for _ in range(copies) for text in noise(texts, rate=rate, rng=rng)]
+
+
 def typos(texts: list[str], *, rate: float = DEFAULT_RATE, rng: np.random.Generator) -> list[str]:
     """Each letter touched with probability `rate`: swap, drop, double or keyboard neighbour."""
     return [_keep_if_empty(text, _typo_text(text, rate, rng)) for text in texts]

@@ -6,11 +6,17 @@ from dataclasses import dataclass
 
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
+from frugalml.evaluate.perturb import parse_spec
 from frugalml.tune.adapter import PLACEMENTS
 from frugalml.tune.adversarial import ATTACKS
 from frugalml.tune.methods import METHODS, get_method
 
 CLASS_WEIGHTS = (None, "balanced")
+# `--robust`: the recipe bench/robust.py measured best against typos (docs/tuning.md): noisy
+# copies of the training rows; the settings the user gives win over these.
+ROBUST = {"noise": "typos:0.1", "noise_copies": 2}
+MAX_NOISE_COPIES = 10
+NOISE_COPIES = 1  # noisy copies of each training row when `noise` is set without a count
 LORA_VARIANTS = ("lora", "dora", "rslora")
 
 
@@ -33,9 +39,11 @@ class TuneConfig:
     lora_alpha: float = 32
     lora_dropout: float = 0.05
     lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
+    ia3_targets: str = "key,value,output.dense"  # module names, comma-separated, by suffix
     lora_variant: str = "lora"  # dora: weight-decomposed; rslora: alpha / sqrt(r) scaling
     prompt_length: int = 20  # method prompt: soft prompt vectors before every text
     prefix_length: int = 16  # method prefix: trained keys and values per attention layer
+    prefix_mlp: int = 0  # method prefix: hidden width of the reparameterisation MLP; 0 = none
     adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size
     adapter_placement: str = "pfeiffer"  # after the FFN; houlsby: after attention too
     class_weight: str | None = None  # "balanced": every class weighs the same in total
@@ -44,9 +52,29 @@ class TuneConfig:
     adversarial: str | None = None
     adv_epsilon: float = 1.0
     adv_steps: int = 3
+    # Training on noise (evaluate/perturb.py): `noise_copies` noisy copies of every training row
+    # (never of the validation rows), with the noise `noise` names ("typos:0.1", "words:0.05").
+    noise: str | None = None
+    noise_copies: int | None = None  # None: NOISE_COPIES, or ROBUST's with `robust`
+    robust: bool = False  # the ROBUST recipe, for settings not given
+    # Transfer (tune/transfer.py): the id of a registered bundle whose encoder and method weights
+    # this run starts from, instead of the base's.
+    parent: str | None = None
 
     def __post_init__(self):
         method = get_method(self.method)
+        if self.robust:
+            self.noise = self.noise or str(ROBUST["noise"])
+            if self.noise_copies is None:
+                self.noise_copies = int(ROBUST["noise_copies"])
+        if self.noise is not None:
+            parse_spec(self.noise)
+            if self.noise_copies is None:
+                self.noise_copies = NOISE_COPIES
+        elif self.noise_copies is not None:
+            raise FrugalError(
+                "noise_copies says how many noisy copies of each row to train on: give noise too"
+            )
         if self.adversarial is not None:
             if self.adversarial not in ATTACKS:
                 raise FrugalError(
@@ -91,7 +119,12 @@ class TuneConfig:
             "adv_steps": (self.adv_steps >= 1, "adv_steps >= 1"),
             "prompt_length": (self.prompt_length >= 1, "prompt_length >= 1"),
             "prefix_length": (self.prefix_length >= 1, "prefix_length >= 1"),
+            "prefix_mlp": (self.prefix_mlp >= 0, "prefix_mlp >= 0 (0: none)"),
             "adapter_reduction": (self.adapter_reduction >= 1, "adapter_reduction >= 1"),
+            "noise_copies": (
+                self.noise_copies is None or 1 <= self.noise_copies <= MAX_NOISE_COPIES,
+                f"1 <= noise_copies <= {MAX_NOISE_COPIES}",
+            ),
         }
         check_ranges("tune", self, checks)
 

@@ -32,15 +32,27 @@ def row_weights(y: np.ndarray, balanced: bool) -> np.ndarray:
 
 
 def choose_c(
-    fit_x, fit_y, val_x, val_y, fixed: float | None, n_classes: int, balanced: bool = False
+    fit_x,
+    fit_y,
+    val_x,
+    val_y,
+    fixed: float | None,
+    n_classes: int,
+    balanced: bool = False,
+    start: Head | None = None,
 ) -> tuple[float, Head]:
     """The regularization strength with the best validation accuracy, and its head.
 
     One estimator walks the grid from strong to weak regularization, warm-starting each fit
     from the previous solution, which costs far fewer iterations than fitting each C afresh.
+    `start`: a Linear head (all classes) the first fit starts from (`tune --from`).
     """
     scaler = _Standardizer(fit_x)
     clf = LogisticRegression(max_iter=3000, warm_start=True)
+    present = np.unique(fit_y)
+    if start is not None and len(present) > 2:  # as a head on standardized features
+        clf.coef_ = start[0][present] * scaler.std
+        clf.intercept_ = start[1][present] + start[0][present] @ scaler.mean
     best = None
     for c in (fixed,) if fixed is not None else HEAD_C_GRID:
         clf.set_params(C=c).fit(scaler(fit_x), fit_y, sample_weight=row_weights(fit_y, balanced))

@@ -37,6 +37,7 @@ from frugalml.tune.checkpoint import save_checkpoint
 from frugalml.tune.config import TuneConfig
 
 Scorer = Callable[[np.ndarray, np.ndarray], tuple[float, float]]  # features -> val accuracy, loss
+EpochHook = Callable[[int, float], None]  # (epoch, validation loss), after each epoch; may raise
 
 
 @dataclass
@@ -91,9 +92,11 @@ def fine_tune(
     kept: Kept,
     device: torch.device,
     checkpointing: Checkpointing | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> tuple[Kept, int, list[dict]]:
     """Train from `kept`, the frozen encoder's epoch; return the kept epoch, the epochs run and
-    each epoch's scores. The model ends with the kept epoch's weights."""
+    each epoch's scores. The model ends with the kept epoch's weights. `on_epoch` hears each
+    epoch's validation loss (a search prunes a trial by raising there)."""
     assert config.epochs is not None  # resolved by the trainer
     head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
     body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
@@ -181,6 +184,8 @@ def fine_tune(
                 }
             )
             position.epoch, position.step, position.loss_sum = epoch + 1, 0, 0.0
+            if on_epoch is not None:
+                on_epoch(epoch, loss)
             # Validation loss, not accuracy: on a few hundred or thousand rows accuracy moves in
             # coarse, noisy steps (BANKING77: +-0.4 points between epochs) while loss is smooth.
             if loss < kept.val_loss:

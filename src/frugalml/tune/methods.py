@@ -41,8 +41,7 @@ def _peft(config_factory: Callable[[dict], PeftConfig]) -> Callable[[nn.Module, 
     def prepare(model: nn.Module, options: dict) -> nn.Module:
         from peft import get_peft_model
 
-        if options["method"] == "lora":
-            _check_targets(model, options)
+        _check_targets(model, options["method"], options[f"{options['method']}_targets"])
         return get_peft_model(model, config_factory(options))
 
     return prepare
@@ -57,22 +56,24 @@ def _lora_config(options: dict) -> PeftConfig:
         lora_alpha=options["lora_alpha"],
         lora_dropout=options["lora_dropout"],
         # "all-linear": every Linear of the encoder; the head is saved whole
-        target_modules=lora_targets(options["lora_targets"]),
+        target_modules=target_names(options["lora_targets"]),
         use_dora=options["lora_variant"] == "dora",
         use_rslora=options["lora_variant"] == "rslora",
         modules_to_save=["classifier"],
     )
 
 
-def lora_targets(targets: str) -> str | list[str]:
+def target_names(targets: str) -> str | list[str]:
     """`--targets`: "all-linear", or module names separated by commas (matched by suffix)."""
     return targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
 
 
-def _check_targets(model: nn.Module, options: dict) -> None:
+def _check_targets(model: nn.Module, method: str, given: str) -> None:
     """One line naming the targets no Linear of the encoder matches, and the names there are."""
-    targets = lora_targets(options["lora_targets"])
+    targets = target_names(given)
     if isinstance(targets, str):
+        if method == "ia3":  # PEFT's IA3 needs to know which targets are feed-forward: names only
+            raise FrugalError("IA3 targets are module names, comma-separated (e.g. key,value,output.dense)")
         return
     names = [
         n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith("classifier")
@@ -81,22 +82,26 @@ def _check_targets(model: nn.Module, options: dict) -> None:
     if unknown or not targets:
         known = sorted({n.rsplit(".", 1)[-1] for n in names} | {"attention.output.dense", "output.dense"})
         raise FrugalError(
-            f"unknown LoRA target {', '.join(unknown) or repr(options['lora_targets'])}; "
-            f"choose all-linear or among {', '.join(known)} (comma-separated)"
+            f"unknown {'LoRA' if method == 'lora' else 'IA3'} target {', '.join(unknown) or repr(given)}; "
+            f"choose {'all-linear or ' if method == 'lora' else ''}among {', '.join(known)} (comma-separated)"
         )
 
 
 def _ia3_config(options: dict) -> PeftConfig:
     from peft import IA3Config, TaskType
 
+    targets = target_names(options["ia3_targets"])
     return IA3Config(
         task_type=TaskType.SEQ_CLS,
-        # "output.dense" matches the FFN's and the attention's output projections (by suffix):
-        # IA3 scales the input of each, and the keys and values.
-        target_modules=["key", "value", "output.dense"],
-        feedforward_modules=["output.dense"],
+        # By default "output.dense" matches the FFN's and the attention's output projections (by
+        # suffix): IA3 scales the input of each (feed-forward targets), and the keys and values.
+        target_modules=targets,
+        feedforward_modules=[t for t in targets if t.endswith(FEEDFORWARD)],
         modules_to_save=["classifier"],
     )
+
+
+FEEDFORWARD = "output.dense"  # IA3 targets whose input, not output, is scaled
 
 
 METHODS: dict[str, Method] = {
@@ -106,7 +111,7 @@ METHODS: dict[str, Method] = {
         Method(
             "lora", "LoRA (or DoRA, rsLoRA) on the encoder's Linears (PEFT) + head", _peft(_lora_config), 5e-4
         ),
-        Method("ia3", "IA3 scaling vectors (PEFT) + head", _peft(_ia3_config), 3e-3),
+        Method("ia3", "IA3 scaling vectors (PEFT) on --targets + head", _peft(_ia3_config), 3e-3),
         Method("full", "every parameter trained", _full, 8e-5),
         Method("prompt", "soft prompt before every text + head", prepare_prompt, 3e-2, changes_outputs=True),
         Method(

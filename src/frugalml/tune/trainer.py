@@ -32,17 +32,20 @@ from transformers import PreTrainedTokenizerBase
 
 from frugalml.data import Dataset, validation_split
 from frugalml.devices import resolve_device
+from frugalml.evaluate.perturb import noisy_copies
+from frugalml.lineage import open_store
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import tokenize, usable_length
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
 from frugalml.settings import get_settings
 from frugalml.tune import distributed
-from frugalml.tune.adapter import reserved_positions
+from frugalml.tune.adapter import merge_reparameterisation, reserved_positions
 from frugalml.tune.config import TuneCompute, TuneConfig
 from frugalml.tune.heads import choose_c, fit_head, row_weights, set_head, val_scores
-from frugalml.tune.loop import Checkpointing, Kept, Rows, fine_tune, trainable_state
+from frugalml.tune.loop import Checkpointing, EpochHook, Kept, Rows, fine_tune, trainable_state
 from frugalml.tune.methods import get_method
+from frugalml.tune.transfer import carry_over, parent_bundle
 
 
 @dataclass
@@ -56,6 +59,7 @@ class TuneResult:
     train_seconds: float
     peak_rss_mb: float
     val_accuracy: float  # of the kept epoch, head fitted on the training split (balanced if class_weight)
+    val_loss: float  # of the kept epoch, likewise
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
@@ -69,12 +73,14 @@ def tune(
     compute: TuneCompute | None = None,
     checkpointing: Checkpointing | None = None,
     storage: Path | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TuneResult:
     """Train a classifier on `train` with `config.method`; returns the best model found.
 
     `compute`: the device and the number of data-parallel workers; `checkpointing`: where to
     checkpoint and what to continue from; `storage`: Ray Train's folder (`--backend ray`;
-    default FRUGALML_HOME/ray).
+    default FRUGALML_HOME/ray); `on_epoch`: hears each epoch's validation loss (one local
+    process only).
     """
     reporter = reporter or SilentReporter()
     compute = compute or TuneCompute()
@@ -82,7 +88,12 @@ def tune(
     fine_tunes = get_method(config.method).trains_encoder and config.epochs != 0
     if (compute.workers == 1 and compute.backend == "local") or not fine_tunes:  # nothing to share out
         return train_worker(
-            train, config, checkpointing, device=resolve_device(compute.device), reporter=reporter
+            train,
+            config,
+            checkpointing,
+            device=resolve_device(compute.device),
+            reporter=reporter,
+            on_epoch=on_epoch,
         )
     started = time.perf_counter()
     run = f", run {checkpointing.run_id}" if checkpointing is not None else ""
@@ -101,6 +112,7 @@ def train_worker(
     *,
     device: torch.device,
     reporter: Reporter | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TuneResult:
     """The whole recipe in this process, on `device`; inside a process group, one worker's part."""
     reporter = reporter or SilentReporter()
@@ -110,8 +122,14 @@ def train_worker(
 
     labels = train.label_names
     fit_part, val_part = validation_split(train, config.val_fraction, config.seed)
+    if config.noise is not None:  # noisy copies train; the validation rows stay as written
+        fit_part = _with_noisy_copies(fit_part, config)
     tokenizer = load_tokenizer(config.base)
     model = new_classifier(config.base, labels)
+    start_head = None  # with --from: the parent's head rows, where the head's fit starts
+    if config.parent is not None:
+        parent = parent_bundle(config.parent, open_store(get_settings()), config.base)
+        start_head = carry_over(model, parent, labels)
     nn.Module.to(model, device)  # transformers types its own `to` narrowly
     # The bundle's tokenizer carries the length the model trains with, for every predictor and for
     # transformers' own loading of the bundle (truncation=True) to cut texts where training did.
@@ -140,7 +158,9 @@ def train_worker(
     # One BLAS thread: L-BFGS multiplies small matrices, and OpenBLAS's threads spin against torch's
     # and each other on a 2-core machine.
     with reporter.task("classifier head (logistic regression)", None), threadpool_limits(1, user_api="blas"):
-        c_value, head = choose_c(fit_x, fit_y, val_x, val_y, config.head_c, len(labels), balanced)
+        c_value, head = choose_c(
+            fit_x, fit_y, val_x, val_y, config.head_c, len(labels), balanced, start=start_head
+        )
     set_head(model, head)  # the warm start for fine-tuning
     val_acc, val_loss = val_scores(val_x @ head[0].T + head[1], val_y, balanced)
     history: list[dict[str, Any]] = [
@@ -174,11 +194,12 @@ def train_worker(
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         start = Kept(val_loss, val_acc, trainable_state(trained), features)  # epoch 0: frozen encoder
         kept, epochs_run, epoch_scores = fine_tune(
-            trained, rows, config, encoder_lr, score, reporter, start, device, checkpointing
+            trained, rows, config, encoder_lr, score, reporter, start, device, checkpointing, on_epoch
         )
-        val_acc, features = kept.val_accuracy, kept.features
+        val_acc, val_loss, features = kept.val_accuracy, kept.val_loss, kept.features
         history += epoch_scores
     trained.to("cpu")  # the bundle, and the final head, on the CPU
+    merge_reparameterisation(trained)  # a prefix MLP's output becomes plain prefixes
     final = _merged(trained) if peft_model is not None else model  # no PEFT: `trained` is `model`
     final.eval()
     # The validation split has chosen C (and the epoch): the final head sees every labelled row,
@@ -203,11 +224,20 @@ def train_worker(
         train_seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),
         val_accuracy=val_acc,
+        val_loss=val_loss,
         epochs_run=epochs_run,
         history=history,
         config=asdict(config),
         adapter_bytes=adapter_bytes,
     )
+
+
+def _with_noisy_copies(rows: Dataset, config: TuneConfig) -> Dataset:
+    assert config.noise is not None and config.noise_copies is not None and rows.labels is not None
+    copies = config.noise_copies
+    texts = rows.texts + noisy_copies(rows.texts, config.noise, copies=copies, seed=config.seed)
+    ids = rows.ids + [f"{i}~noise{k}" for k in range(1, copies + 1) for i in rows.ids]
+    return Dataset(texts=texts, labels=rows.labels * (copies + 1), ids=ids, source=rows.source)
 
 
 def auto_epochs(rows: int) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.settings import Settings, get_settings
 from frugalml.tune.checkpoint import job_folder, latest_checkpoint, run_folder
 from frugalml.tune.config import TuneCompute, TuneConfig
-from frugalml.tune.loop import Checkpointing
+from frugalml.tune.loop import Checkpointing, EpochHook
 from frugalml.tune.trainer import TuneResult, tune
+from frugalml.tune.transfer import parent_bundle
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def tune_and_register(
     settings: Settings | None = None,
     compute: TuneCompute | None = None,
     resume: str | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TuneSummary:
     """Tune on a data file, evaluate, write an immutable bundle and record it in the lineage store.
 
@@ -75,14 +77,18 @@ def tune_and_register(
     if test is not None:
         test.check_labels_known(train.label_names)
     lineage = open_store(settings)
+    if config.parent is not None:  # recorded by id: the same parent, however the user named it
+        config = replace(config, parent=parent_bundle(config.parent, lineage, config.base).id)
     lineage.add_dataset(train)
     run_config = {**asdict(config), "train": run_path(train_path), "eval": run_path(eval_path)}
     folder, start = _checkpoint_start(settings.home, lineage, resume, run_config, train.sha256)
     with lineage.run("tune", run_config, train.sha256, resume=start["run_id"] if start else None) as run:
         folder = folder or run_folder(settings.home, run.id)
         checkpointing = Checkpointing(folder, compute.checkpoint_every, run.id, start)
-        result = tune(train, config, reporter, compute, checkpointing, storage=settings.home / "ray")
-        metrics = {"val_accuracy": result.val_accuracy}
+        result = tune(
+            train, config, reporter, compute, checkpointing, storage=settings.home / "ray", on_epoch=on_epoch
+        )
+        metrics = {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss}
         if test is not None:
             report = evaluate(TorchPredictor(result.model, result.tokenizer, result.labels), test)
             metrics.update(accuracy=report.accuracy, macro_f1=report.macro_f1, eval_n=report.n)
@@ -92,6 +98,7 @@ def tune_and_register(
             name or Path(train_path).stem,
             metrics,
             data_sha256=train.sha256,
+            parents=[config.parent] if config.parent else None,
             reference=reference_of(
                 TorchPredictor(result.model, result.tokenizer, result.labels), train.texts
             ),
@@ -168,7 +175,9 @@ def save_tuned(
         result.model.save_pretrained(folder)
         result.tokenizer.save_pretrained(folder)
         adapter: Any = result.peft_model  # a peft PeftModel, typed as nn.Module
-        if adapter is not None:
+        # From a parent bundle, the adapter applies to the parent's merged encoder, not to the
+        # base its config names: only the merged model is written.
+        if adapter is not None and not result.config.get("parent"):
             # The methods never touch the embeddings: saying so also skips PEFT's hub lookup of the base.
             adapter.save_pretrained(folder / "adapter", save_embedding_layers=False)
         if reference is not None:
