@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import ClassVar
 
 import httpx
@@ -350,6 +354,7 @@ def test_a_torch_call_alone_uses_its_lone_threads_and_calls_side_by_side_their_o
     previous = torch.get_num_threads()
     try:
         recording = Recording.from_bundle(load_bundle(bundle_path), threads=1, lone_threads=2)
+        recording.neighbours.busy_cores = lambda: 0.0  # type: ignore[method-assign]  # a quiet machine
         first, out = _in_background(recording.predict_proba, TEXTS[:1])
         assert recording.entered.wait(30)
         beside = recording.predict_proba(TEXTS[1:2])  # while the first call is still running
@@ -359,6 +364,42 @@ def test_a_torch_call_alone_uses_its_lone_threads_and_calls_side_by_side_their_o
         assert np.allclose(np.vstack([out[0], beside]), predictor.predict_proba(TEXTS[:2]), atol=1e-5)
     finally:
         torch.set_num_threads(previous)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc")
+def test_a_lone_torch_call_leaves_cores_that_other_processes_keep_busy_to_them(bundle_path):
+    seen: list[int] = []
+
+    class Recording(TorchPredictor):
+        def logits(self, batch):
+            seen.append(torch.get_num_threads())
+            return super().logits(batch)
+
+    previous = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        recording = Recording.from_bundle(load_bundle(bundle_path), threads=1, lone_threads=cores)
+        time.sleep(0.3)
+        recording.neighbours.busy_cores()  # the interval starts here
+        burned = sum(_cpu_seconds(b.pid) for b in burners)
+        started = time.monotonic()
+        time.sleep(0.5)
+        busy = recording.neighbours.busy_cores()
+        burned = (sum(_cpu_seconds(b.pid) for b in burners) - burned) / (time.monotonic() - started)
+        recording.predict_proba(TEXTS[:1])  # alone, yet the burners hold every core
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        torch.set_num_threads(previous)
+    assert busy is not None and busy >= 0.8 * burned  # they count as busy (clock ticks are coarse)
+    assert busy > 0.5 and seen == [1]  # so the lone call kept to its one thread
 
 
 def test_full_queue_answers_503_with_retry_after_and_the_client_retries(predictor):

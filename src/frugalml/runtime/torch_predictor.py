@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from frugalml.bundle import Bundle
 from frugalml.devices import autocast, resolve_device
 from frugalml.models import FrugalTextClassifier, load_bundle_torch
 from frugalml.models.batching import PositionalLogits, collate, length_batches, tokenize, usable_length
+from frugalml.runtime.cpu import Neighbours
 from frugalml.runtime.packed import GRID_GROUPS, PackedClassifier, pack, packable
 from frugalml.runtime.tokenized import TokenizedPredictor
 
@@ -35,7 +37,8 @@ class TorchPredictor(TokenizedPredictor):
     several texts; a lone text and other encoders run the padded trace, per length group.
 
     `lone_threads`: intra-op threads for a call that finds no other call running (a lone request
-    on an idle server), where the usual per-call count (set at load) would leave cores idle.
+    on an idle server), where the usual per-call count (set at load) would leave cores idle; cut to
+    the cores other processes have lately left free (`neighbours`), never below the usual count.
     `grids`: attention grids per packed call (frugalml.runtime.packed).
     `device`: where the model runs (frugalml.devices; None: where its weights already are), in
     mixed precision where the device has it. Traces are for the CPU, where they save the Python
@@ -70,6 +73,7 @@ class TorchPredictor(TokenizedPredictor):
         self.packed_trace = self._trace(packed=True) if jit and packable(self.model) else None
         self.threads = torch.get_num_threads()
         self.lone_threads = lone_threads
+        self.neighbours = Neighbours()
         self._running = 0
         self._running_lock = threading.Lock()
 
@@ -123,12 +127,24 @@ class TorchPredictor(TokenizedPredictor):
             alone = self._running == 1
         # PyTorch keeps the intra-op thread count per calling thread once set there, so this
         # call's count does not change a call running beside it on another thread.
-        torch.set_num_threads(self.lone_threads if alone else self.threads)
+        torch.set_num_threads(self._threads_alone() if alone else self.threads)
         try:
             return super().predict_proba(texts)
         finally:
             with self._running_lock:
                 self._running -= 1
+
+    def _threads_alone(self) -> int:
+        """`lone_threads`, cut to the cores other processes have lately left free. Each operation
+        of a call ends when its last intra-op thread does: a thread that finds no free core (a
+        CPU-heavy process beside the server) holds the whole call up at every operation
+        (bench/serve.py --noisy)."""
+        assert self.lone_threads is not None
+        busy = self.neighbours.busy_cores()
+        if busy is None:
+            return self.lone_threads
+        free = round((os.cpu_count() or 1) - busy)
+        return max(self.threads, min(self.lone_threads, free))
 
     @torch.inference_mode()
     def token_logits(self, ids: list[list[int]]) -> np.ndarray:

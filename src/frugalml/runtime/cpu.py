@@ -1,0 +1,51 @@
+"""CPU that other processes keep busy: whether more intra-op threads for a model call would find
+free cores."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+STAT = Path("/proc/stat")
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (guest time is in user)
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds every process on the machine has used (Linux's /proc/stat); None elsewhere."""
+    try:
+        fields = STAT.read_text().split("\n", 1)[0].split()[1:]
+        return sum(int(fields[i]) for i in BUSY_FIELDS) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _own_busy_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class Neighbours:
+    """Cores that other processes kept busy, on average since the previous reading at least
+    `min_interval_s` ago: the machine's CPU time (/proc/stat) less this process's, over that
+    interval. A moving measure, not an instant one: a neighbour that wants CPU (a load generator
+    on the same cores) shows, a thread caught mid-switch does not."""
+
+    def __init__(self, min_interval_s: float = 0.1):
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), _machine_busy_s(), _own_busy_s())
+        self._cores: float | None = None if self._last[1] is None else 0.0
+
+    def busy_cores(self) -> float | None:
+        """None where the machine's CPU time cannot be read (not Linux)."""
+        with self._lock:
+            at, machine, own = time.monotonic(), _machine_busy_s(), _own_busy_s()
+            then, machine_then, own_then = self._last
+            if machine is None or machine_then is None:
+                return None
+            if at - then >= self.min_interval_s:
+                self._cores = max(0.0, ((machine - machine_then) - (own - own_then)) / (at - then))
+                self._last = (at, machine, own)
+            return self._cores
