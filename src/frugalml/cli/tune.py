@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from frugalml import ui
 from frugalml.cli.options import Device, Json, LabelColumn, TextColumn, given
+from frugalml.cli.tune_images import refuse_options, tune_images
 from frugalml.errors import FrugalError
 
 if TYPE_CHECKING:
@@ -233,14 +234,14 @@ def tune(
             "--checkpoint-every": checkpoint_every, "--resume": resume, "--search": search,
             "--search-space": search_space,
         }  # fmt: skip
-        _refuse_options(text_options, f"{train} holds images")
-        summary = _tune_images(
+        refuse_options(text_options, f"{train} holds images")
+        summary = tune_images(
             train, eval, name, device, model, image_size, augment, weights, epochs, lr, batch_size, seed,
             class_weight,
         )  # fmt: skip
         _show_tune(summary, json)
         return
-    _refuse_options(image_options, f"{train} holds texts")
+    refuse_options(image_options, f"{train} holds texts")
 
     compute = TuneCompute(
         **given(
@@ -299,53 +300,6 @@ def tune(
         resume=resume,
     )
     _show_tune(summary, json)
-
-
-def _refuse_options(options: dict[str, Any], reason: str) -> None:
-    named = [option for option, value in options.items() if value is not None]
-    if named:
-        raise FrugalError(f"{', '.join(named)}: not for this data ({reason})")
-
-
-def _tune_images(
-    train: Path,
-    eval: Path | None,
-    name: str | None,
-    device: str | None,
-    model: str | None,
-    image_size: int | None,
-    augment: str | None,
-    weights: Path | None,
-    epochs: int | None,
-    lr: float | None,
-    batch_size: int | None,
-    seed: int | None,
-    class_weight: str | None,
-) -> TuneSummary:
-    from frugalml.tune import TuneCompute
-    from frugalml.tune.config import ImageTuneConfig
-    from frugalml.tune.image_workflow import tune_images_and_register
-
-    options = given(
-        model=model,
-        image_size=image_size,
-        augment=augment,
-        weights=None if weights is None else str(weights),
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    if class_weight is not None:
-        options["class_weight"] = None if class_weight == "none" else class_weight
-    return tune_images_and_register(
-        train,
-        ImageTuneConfig(**options),
-        eval_path=eval,
-        name=name,
-        reporter=ui.RichReporter(),
-        compute=TuneCompute(**given(device=device)),
-    )
 
 
 def _show_tune(summary: TuneSummary, json: bool) -> None:

@@ -1,0 +1,62 @@
+"""`frugalml tune` on images: the options that apply, and those that do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frugalml import ui
+from frugalml.cli.options import given
+from frugalml.errors import FrugalError
+
+if TYPE_CHECKING:
+    from frugalml.tune.workflow import TuneSummary
+
+
+def refuse_options(options: dict[str, Any], reason: str) -> None:
+    """Refuse the options given (not None) that the data's task has no use for."""
+    named = [option for option, value in options.items() if value is not None]
+    if named:
+        raise FrugalError(f"{', '.join(named)}: not for this data ({reason})")
+
+
+def tune_images(
+    train: Path,
+    eval: Path | None,
+    name: str | None,
+    device: str | None,
+    model: str | None,
+    image_size: int | None,
+    augment: str | None,
+    weights: Path | None,
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    seed: int | None,
+    class_weight: str | None,
+) -> TuneSummary:
+    """Tune an image classifier with the options `frugalml tune` was given for images."""
+    from frugalml.tune import TuneCompute
+    from frugalml.tune.config import ImageTuneConfig
+    from frugalml.tune.image_workflow import tune_images_and_register
+
+    options = given(
+        model=model,
+        image_size=image_size,
+        augment=augment,
+        weights=None if weights is None else str(weights),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    if class_weight is not None:
+        options["class_weight"] = None if class_weight == "none" else class_weight
+    return tune_images_and_register(
+        train,
+        ImageTuneConfig(**options),
+        eval_path=eval,
+        name=name,
+        reporter=ui.RichReporter(),
+        compute=TuneCompute(**given(device=device)),
+    )
