@@ -36,9 +36,9 @@ from _common import RESULTS, ROOT, write_results
 from rich.console import Console
 
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import FILLER, INTENTS, make_rows, write_csv
+from conftest import build_tiny_base
 from monitor_support import TOOLS_MISSING, monitoring_stack, webhook_receiver
-from test_serve_support import free_port, tune_tiny_bundle, wait_until
+from test_serve_support import free_port, tiny_intent_bundle, wait_until
 
 from frugalml.monitor.alerting import Evaluator, load_rules
 from frugalml.monitor.metrics import ServingMetrics
@@ -53,28 +53,7 @@ CLI = [sys.executable, "-c", "import sys; from frugalml.cli import app; app(sys.
 
 def tiny_bundle(folder: Path) -> str:
     """The test suite's tiny BERT, head-tuned: the fault makes the model beside the point."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    words = sorted({w for ws in INTENTS.values() for w in ws} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    base = folder / "base"
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(base)
-    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(base)
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(base, files, folder / "home")
+    return tiny_intent_bundle(build_tiny_base(folder / "base"), folder)
 
 
 def ready(url: str) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import itertools
 import json
@@ -45,11 +46,16 @@ from frugalml.settings import INFERENCE_ENV
 
 RESULT = RESULTS / "serve.json"
 GOAL_RESULT = RESULTS / "serve_goal.json"
+NOISY_RESULT = RESULTS / "serve_noisy.json"
 MAX_BATCH, MAX_WAIT_MS = 32, 10
 REQUESTS = {1: 200, 8: 500, 32: 1000, 64: 1000}  # per concurrency level, after a warm-up
 ROUNDS = 3  # every server measured this many times, round-robin
 GOAL_ROUNDS = 9
+NOISY_ROUNDS = 5
 BASELINES = ("litserve torch fp32", "litserve +same model")
+NOISY_FRUGALML = (
+    f"frugalml torch fp32 parallel {os.cpu_count() or 1}"  # `frugalml serve`'s defaults on 2 cores
+)
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "FRUGALML_HOME": str(HOME)}
 
 
@@ -152,12 +158,46 @@ def run_noop(port: int) -> None:
 # ---------------------------------------------------------------------- load generator (--load)
 
 
-async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> dict:
+@contextlib.asynccontextmanager
+async def _poster(client: str, concurrency: int):
+    """`post(body) -> ok` over `concurrency` pooled connections: aiohttp, the light client that
+    every level uses, or httpx, whose pure-Python HTTP stack costs several times the CPU per
+    request (the CPU-hungry neighbour of the noisy-neighbour case)."""
+    if client == "httpx":
+        import httpx
+
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as session:
+
+            async def post(url: str, body: dict) -> bool:
+                try:
+                    response = await session.post(url, json=body)
+                except (httpx.HTTPError, TimeoutError):
+                    return False
+                return response.status_code == 200
+
+            yield post
+        return
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
+
+        async def post(url: str, body: dict) -> bool:
+            try:
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        yield post
+
+
+async def _load(url: str, texts: list[str], concurrency: int, requests: int, client: str = "aiohttp") -> dict:
+    async with _poster(client, concurrency) as post:
 
         async def phase(total: int) -> tuple[list[float], int, float]:
             latencies: list[float] = []
@@ -170,13 +210,7 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> 
                     text = texts[sent % len(texts)]
                     sent += 1
                     began = time.perf_counter()
-                    try:
-                        async with session.post(url, json={"inputs": [text]}) as response:
-                            await response.read()
-                            ok = response.status == 200
-                    except (aiohttp.ClientError, TimeoutError):
-                        ok = False
-                    if ok:
+                    if await post(url, {"inputs": [text]}):
                         latencies.append(time.perf_counter() - began)
                     else:
                         errors += 1
@@ -200,6 +234,7 @@ async def _load(url: str, texts: list[str], concurrency: int, requests: int) -> 
 
     return {
         "concurrency": concurrency,
+        "client": client,
         "requests": requests,
         "ok": len(latencies),
         "errors": errors,
@@ -220,14 +255,14 @@ def load_texts(seed: int = 0) -> list[str]:
     return texts
 
 
-def run_load(url: str, concurrency: int, requests: int) -> None:
+def run_load(url: str, concurrency: int, requests: int, client: str = "aiohttp") -> None:
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(json.dumps(runner(_load(url, load_texts(), concurrency, requests))))
+    print(json.dumps(runner(_load(url, load_texts(), concurrency, requests, client))))
 
 
 # --------------------------------------------------------------- the model alone (--ceiling)
@@ -465,7 +500,8 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return total, main.user_time + main.system_time
 
 
-def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
+def measure(entry: dict, requests: dict[int, int], clients: tuple[str, ...] = ("aiohttp",)) -> list[dict]:
+    """`entry`'s server started once and loaded at each concurrency by each client in turn."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     logs = HOME / "logs"
@@ -482,10 +518,11 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
     rows = []
     try:
         _wait_healthy(base + entry["health"], process)
-        for concurrency, count in requests.items():
+        for (concurrency, count), client in itertools.product(requests.items(), clients):
             cpu_before = _cpu_seconds(process.pid)
+            url = base + entry["path"]
             out = subprocess.run(
-                [sys.executable, __file__, "--load", base + entry["path"], str(concurrency), str(count)],
+                [sys.executable, __file__, "--load", url, str(concurrency), str(count), "--client", client],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -506,7 +543,7 @@ def measure(entry: dict, requests: dict[int, int]) -> list[dict]:
                 round(1000 * loop / sent, 3) if entry["loop_in_main_thread"] else None
             )
             print(
-                f"  {entry['name']:<22} c={concurrency:<3} {row['rps']:>7.1f} req/s  "
+                f"  {entry['name']:<22} c={concurrency:<3} {client:<7} {row['rps']:>7.1f} req/s  "
                 f"p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>8.1f} ms  errors {row['errors']}",
                 flush=True,
             )
@@ -623,13 +660,32 @@ def round_ratios(rounds: list[list[dict]]) -> dict[str, dict]:
 
 
 def orchestrate(
-    quick: bool = False, only: str | None = None, rounds: int | None = None, goal: bool = False
+    quick: bool = False,
+    only: str | None = None,
+    rounds: int | None = None,
+    goal: bool = False,
+    noisy: bool = False,
+    requests_per_level: int | None = None,
+    baseline_src: str | None = None,
 ) -> None:
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (the shared BANKING77 data)")
         return
     from frugalml import ui
 
+    if noisy:
+        bundles = model_bundles()
+        entries = [e for e in servers(bundles) if e["name"] in (NOISY_FRUGALML, "litserve torch fp32")]
+        if baseline_src:  # the same server from another source tree (say, main before a change)
+            before = {
+                **entries[0],
+                "name": f"{NOISY_FRUGALML} (baseline)",
+                "env": {"PYTHONPATH": baseline_src},
+            }
+            entries.insert(1, before)
+        count = requests_per_level or REQUESTS[32]
+        noisy_run(entries, max(20, count // 20) if quick else count, rounds or NOISY_ROUNDS, write=not quick)
+        return
     bundles = prepare_bundles()
     requests = {32: REQUESTS[32]} if goal else REQUESTS
     requests = {c: max(20, n // 20) for c, n in requests.items()} if quick else requests
@@ -754,10 +810,101 @@ def goal_run(entries: list[dict], requests: dict[int, int], rounds: int, bundles
     print(f"wrote {GOAL_RESULT}")
 
 
+def spread(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {
+        "median": ordered[(len(ordered) - 1) // 2],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "rounds": values,
+    }
+
+
+def noisy_run(entries: list[dict], requests: int, rounds: int, write: bool) -> None:
+    """The noisy-neighbour case: `frugalml serve`'s defaults and LitServe on the fp32 PyTorch bundle,
+    c=32, each loaded in turn by the light client (aiohttp) and by a CPU-hungry one (httpx) that
+    shares the server's cores. Servers and clients swap order every round; ratios are per round."""
+    from frugalml import ui
+
+    rows: list[dict] = []
+    for round_number in range(1, rounds + 1):
+        order = entries if round_number % 2 else entries[::-1]
+        clients = ("aiohttp", "httpx") if round_number % 2 else ("httpx", "aiohttp")
+        for entry in order:
+            print(f"{entry['name']} (round {round_number} of {rounds}):", flush=True)
+            rows += [{**row, "round": round_number} for row in measure(entry, {32: requests}, clients)]
+    summary: dict[str, dict] = {}
+    for row in rows:
+        key = f"{row['server']}, {row['client']} client"
+        for stat in ("rps", "p50_ms", "p99_ms", "client_cpu_ms_per_request"):
+            summary.setdefault(key, {}).setdefault(stat, []).append(row[stat])
+    summary = {key: {stat: spread(v) for stat, v in stats.items()} for key, stats in summary.items()}
+    theirs = entries[-1]["name"]  # LitServe
+    at = {(r["round"], r["server"], r["client"]): r for r in rows}
+    ratios = {
+        f"{stat} {ours['name']} / {theirs}, {client} client": spread(
+            [
+                round(at[n, ours["name"], client][stat] / at[n, theirs, client][stat], 2)
+                for n in range(1, rounds + 1)
+                if at[n, theirs, client][stat]
+            ]
+        )
+        for ours in entries[:-1]
+        for client in ("aiohttp", "httpx")
+        for stat in ("p99_ms", "rps")
+    }
+    ui.out.print(
+        ui.table(
+            f"c=32, fp32 PyTorch, light (aiohttp) or CPU-hungry (httpx) client: median (min-max), n={rounds}",
+            ["server, client", "req/s", "p50 ms", "p99 ms", "client CPU ms/req"],
+            [
+                (key, *(f"{v[s]['median']:g} ({v[s]['min']:g}-{v[s]['max']:g})" for s in v))
+                for key, v in summary.items()
+            ],
+        )
+    )
+    ui.out.print(
+        ui.table(
+            "ratios, round by round",
+            ["comparison", "median", "min", "max", "rounds"],
+            [
+                (k, v["median"], v["min"], v["max"], " ".join(map(str, v["rounds"])))
+                for k, v in ratios.items()
+            ],
+        )
+    )
+    if not write:
+        return
+    write_results(
+        NOISY_RESULT,
+        {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "conditions": "shared machine: other jobs ran on the same 2 cores throughout (see load_average)",
+            "load_average": os.getloadavg(),
+            "settings": {
+                "max_batch_size": MAX_BATCH,
+                "max_wait_ms": MAX_WAIT_MS,
+                "concurrency": 32,
+                "requests": requests,
+                "rounds": rounds,
+                "statistic": "median, min and max over rounds; ratios taken within a round",
+            },
+            "servers": [entry["name"] for entry in entries],
+            "rows": rows,
+            "summary": summary,
+            "ratios": ratios,
+        },
+    )
+    print(f"wrote {NOISY_RESULT}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["litserve", "fastapi", "noop"], help="run a reference server")
     parser.add_argument("--load", nargs=3, metavar=("URL", "CONCURRENCY", "REQUESTS"), help="generate load")
+    parser.add_argument(
+        "--client", choices=["aiohttp", "httpx"], default="aiohttp", help="the load generator's HTTP client"
+    )
     parser.add_argument("--ceiling", metavar="BUNDLE", help="texts/s of the model alone, no HTTP")
     parser.add_argument("bundle", nargs="?", help="bundle folder (with --server)")
     parser.add_argument("--port", type=int, default=8000)
@@ -769,6 +916,15 @@ def main() -> None:
     parser.add_argument(
         "--goal", action="store_true", help="c=32 only, default servers and LitServe, ratios per round"
     )
+    parser.add_argument(
+        "--requests", type=int, help=f"with --noisy: requests per measurement ({REQUESTS[32]})"
+    )
+    parser.add_argument("--baseline-src", help="with --noisy: also serve frugalml from this src folder")
+    parser.add_argument(
+        "--noisy",
+        action="store_true",
+        help=f"c=32, fp32 PyTorch: frugalml, LitServe, light and CPU-hungry clients ({NOISY_ROUNDS} rounds)",
+    )
     args = parser.parse_args()
     if args.server == "noop":
         run_noop(args.port)
@@ -776,11 +932,19 @@ def main() -> None:
         {"litserve": run_litserve, "fastapi": run_fastapi}[args.server](args.bundle, args.port)
     elif args.load:
         url, concurrency, requests = args.load
-        run_load(url, int(concurrency), int(requests))
+        run_load(url, int(concurrency), int(requests), args.client)
     elif args.ceiling:
         run_ceiling(args.ceiling)
     else:
-        orchestrate(quick=args.quick, only=args.only, rounds=args.rounds, goal=args.goal)
+        orchestrate(
+            quick=args.quick,
+            only=args.only,
+            rounds=args.rounds,
+            goal=args.goal,
+            noisy=args.noisy,
+            requests_per_level=args.requests,
+            baseline_src=args.baseline_src,
+        )
 
 
 if __name__ == "__main__":

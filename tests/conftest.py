@@ -40,12 +40,10 @@ def write_csv(path: Path, rows: list[tuple], header: tuple = ("text", "label")) 
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
+def build_tiny_base(folder: Path) -> Path:
     """A 2-layer, 32-wide BERT with a word-level vocabulary, saved as a Hugging Face folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for ws in INTENTS.values() for w in ws} | set(FILLER))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
@@ -63,6 +61,28 @@ def tiny_base(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tiny_base, tmp_path_factory) -> str:
+    """A tiny intent bundle per test module (test_serve_support.tiny_intent_bundle)."""
+    from test_serve_support import tiny_intent_bundle
+
+    return tiny_intent_bundle(tiny_base, tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle_path):
+    """The module's tiny bundle, loaded."""
+    from frugalml.bundle import load_bundle
+    from frugalml.runtime import load_predictor
+
+    return load_predictor(load_bundle(bundle_path))
 
 
 @pytest.fixture(autouse=True)

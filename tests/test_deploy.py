@@ -17,9 +17,8 @@ import kubernetes_validate
 import pytest
 import typer
 import yaml
-from conftest import make_rows, write_csv
 from test_cli import run_cli
-from test_serve_support import free_port, running, tune_tiny_bundle
+from test_serve_support import free_port, running
 
 from frugalml import __version__
 from frugalml.bundle import load_bundle
@@ -30,16 +29,6 @@ from frugalml.serve import create_app
 
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
 K8S_VERSIONS = ("1.30.0", "1.37.0")  # an older cluster and the newest schemas kubernetes-validate has
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("deploy")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
 
 
 @pytest.fixture

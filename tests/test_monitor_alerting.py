@@ -16,10 +16,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from conftest import make_rows, write_csv
 from monitor_support import webhook_receiver
 from test_cli import run_cli
-from test_serve_support import free_port, running, tune_tiny_bundle, wait_until
+from test_serve_support import free_port, running, wait_until
 
 from frugalml.bundle import load_bundle
 from frugalml.errors import FrugalError
@@ -244,16 +243,6 @@ def test_faults_parse_and_refuse_nonsense():
     for bad in ("slow", "error:2", "slow:-1", "boom:1", "error:x"):
         with pytest.raises(FrugalError):
             Fault.parse(bad)
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("monitor-alerting")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
 
 
 def test_an_induced_fault_on_a_live_server_alerts_a_webhook_then_resolves(

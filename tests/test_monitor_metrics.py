@@ -11,34 +11,17 @@ import sys
 import httpx
 import numpy as np
 import pytest
-from conftest import make_rows, write_csv
 from monitor_support import exposed_names, queried_names
 from test_cli import run_cli
-from test_serve_support import metric, running, tune_tiny_bundle
+from test_serve_support import metric, running
 
 from frugalml.bundle import load_bundle
 from frugalml.monitor.dashboard import dashboard_document
 from frugalml.monitor.metrics import CONFIDENCE_BUCKETS, ServingMetrics, WorkerProcesses
 from frugalml.monitor.rules import rules_document
-from frugalml.runtime import load_predictor
 from frugalml.serve import ServeConfig, create_app
 
 TEXTS = ["refund money back please", "my card was stolen", "forgot password reset", "i need the card"]
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("monitor-metrics")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
-
-
-@pytest.fixture(scope="module")
-def predictor(bundle_path):
-    return load_predictor(load_bundle(bundle_path))
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,14 @@ import time
 import httpx
 import pytest
 import yaml
-from conftest import make_rows, write_csv
 from monitor_support import TOOLS_MISSING, exposed_names, monitoring_stack, webhook_receiver
-from test_serve_support import free_port, tune_tiny_bundle, wait_until
+from test_serve_support import free_port, wait_until
 
 from frugalml.monitor.rules import Thresholds, rules_document
 
 THRESHOLDS = Thresholds(error_ratio=0.5, window_s=10, for_s=2)
 SCRAPE_S = 1.0
 CLI = [sys.executable, "-c", "import sys; from frugalml.cli import app; app(sys.argv[1:])"]
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("monitor-prometheus")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
 
 
 def _ready(url: str) -> bool:

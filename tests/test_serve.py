@@ -22,8 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import make_rows, write_csv
-from test_serve_support import GatedPredictor, metric, running, tune_tiny_bundle, wait_until
+from test_serve_support import GatedPredictor, metric, running, wait_until
 
 from frugalml import client as fc
 from frugalml.bundle import load_bundle
@@ -35,21 +34,6 @@ from frugalml.serve import ServeConfig, create_app
 from frugalml.serve.batcher import Batcher, ClientGone, DeadlineExceeded, Overloaded
 
 TEXTS = ["refund money back please", "my card was stolen", "forgot password reset", "i need the card"]
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("serve")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
-
-
-@pytest.fixture(scope="module")
-def predictor(bundle_path):
-    return load_predictor(load_bundle(bundle_path))
 
 
 LIMITS = ServeConfig(max_items=4, max_text_chars=60, max_body_bytes=2000)

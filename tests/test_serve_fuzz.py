@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import make_rows, write_csv
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from test_serve_support import running, tune_tiny_bundle
+from test_serve_support import running, tiny_intent_bundle
 
 from frugalml.bundle import load_bundle
 from frugalml.runtime import load_predictor
@@ -23,12 +22,7 @@ KEY = "fuzz-key"
 
 @pytest.fixture(scope="module")
 def served(tiny_base, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    predictor = load_predictor(load_bundle(tune_tiny_bundle(tiny_base, files, folder / "home")))
+    predictor = load_predictor(load_bundle(tiny_intent_bundle(tiny_base, tmp_path_factory.mktemp("fuzz"))))
     config = ServeConfig(api_key=KEY, max_items=8, max_text_chars=200, max_body_bytes=16_384)
     with running(create_app(predictor, config)) as (url, _):
         yield url

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_rows, write_csv
-from test_serve_support import free_port, metric, tune_tiny_bundle, wait_ready, wait_until
+from test_serve_support import free_port, metric, wait_ready, wait_until
 
 # The real CLI, with the torch format wrapped so that texts containing "slow" take a while:
 # a request is then surely in flight when the signal arrives. LOAD_DELAY_S makes loading the
@@ -42,16 +41,6 @@ FORMATS["text-classification", "torch"] = Slow.from_bundle
 from frugalml.cli import app
 app(sys.argv[1:], prog_name="frugalml")
 """
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tiny_base, tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("serve-process")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return tune_tiny_bundle(tiny_base, files, folder / "home")
 
 
 def _start(bundle_path: str, *options: str, home: Path) -> tuple[subprocess.Popen, str]:

@@ -11,25 +11,12 @@ import time
 
 import httpx
 import pytest
-from conftest import make_rows, write_csv
-from test_serve_support import running, tune_tiny_bundle
+from test_serve_support import running
 
-from frugalml.bundle import load_bundle
-from frugalml.runtime import load_predictor
 from frugalml.serve import ServeConfig, create_app
 from frugalml.serve.connections import EVICTABLE_AFTER_S, MAX_HEADER_BYTES
 
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_base, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve-security")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return load_predictor(load_bundle(tune_tiny_bundle(tiny_base, files, folder / "home")))
 
 
 @pytest.fixture(scope="module")

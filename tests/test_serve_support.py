@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from conftest import make_rows, write_csv
 
 from frugalml.serve.connections import ServerConfig
 from frugalml.serve.runner import DrainingServer
@@ -24,6 +25,16 @@ def tune_tiny_bundle(tiny_base: Path, files: dict[str, Path], home: Path) -> str
     config = TuneConfig(method="head", base=str(tiny_base), epochs=3, batch_size=8)
     summary = tune_and_register(files["train"], config, eval_path=files["test"], settings=Settings(home=home))
     return summary.bundle_path
+
+
+def tiny_intent_bundle(tiny_base: Path, folder: Path) -> str:
+    """A head bundle on the tiny BERT, tuned on 20 generated rows and tested on 8 (files written in
+    `folder`), registered in `folder / "home"`; returns its folder."""
+    files = {
+        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
+    }
+    return tune_tiny_bundle(tiny_base, files, folder / "home")
 
 
 def free_port() -> int:

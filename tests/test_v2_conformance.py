@@ -10,26 +10,13 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import make_rows, write_csv
-from test_serve_support import running, tune_tiny_bundle
+from test_serve_support import running
 from tritonclient.utils import InferenceServerException
 
-from frugalml.bundle import load_bundle
-from frugalml.runtime import load_predictor
 from frugalml.serve import create_app
 
 TEXTS = ["refund money back please", "my card was stolen", "forgot password reset"]
 MODEL = "train"
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_base, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("v2")
-    files = {
-        "train": write_csv(folder / "train.csv", make_rows(20, seed=1)),
-        "test": write_csv(folder / "test.csv", make_rows(8, seed=2)),
-    }
-    return load_predictor(load_bundle(tune_tiny_bundle(tiny_base, files, folder / "home")))
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,15 @@ running ones leave free; then its supervisor runs its attempts and records the o
 from __future__ import annotations
 
 import math
-import os
 import socket
 import time
 from functools import partial
 
 from frugalml.errors import FrugalError, first_line
 from frugalml.jobs.spec import JobSpec
-from frugalml.jobs.store import JobStore
+from frugalml.jobs.store import open_supervised
 from frugalml.jobs.supervisor import interrupt_on_sigterm, run_attempts
-from frugalml.settings import Settings, get_settings
+from frugalml.settings import Settings
 
 SLOT_POLL_SECONDS = 0.25
 
@@ -43,11 +42,7 @@ def check(spec: JobSpec, address: str | None, settings: Settings) -> None:
 
 def supervise(job_id: str) -> None:
     """Wait for a slot, run the attempts, record the outcome (`jobs cancel`: SIGTERM)."""
-    settings = get_settings()
-    store = JobStore(settings)
-    job = store.get(job_id)
-    spec = store.spec(job)
-    store.set_pid(job_id, os.getpid())
+    settings, store, job, spec = open_supervised(job_id)
     with interrupt_on_sigterm():
         try:
             if spec.cpus > settings.job_slots:

@@ -23,9 +23,9 @@ from typing import Any
 
 from frugalml.errors import FrugalError, first_line
 from frugalml.jobs.spec import JobSpec
-from frugalml.jobs.store import JobStore
+from frugalml.jobs.store import JobStore, open_supervised
 from frugalml.jobs.supervisor import STOP_GRACE_SECONDS, backoff_seconds, interrupt_on_sigterm, run_attempts
-from frugalml.settings import Settings, get_settings
+from frugalml.settings import Settings
 
 POLL_SECONDS = 0.2
 
@@ -39,11 +39,7 @@ def supervise(job_id: str) -> None:
     """Drive one job through Ray: connect or start, place the task, record its events, stop."""
     import ray
 
-    settings = get_settings()
-    store = JobStore(settings)
-    job = store.get(job_id)
-    spec = store.spec(job)
-    store.set_pid(job_id, os.getpid())
+    settings, store, job, spec = open_supervised(job_id)
     temp_dir = f"/tmp/fr-{job_id}"  # short: Ray's socket paths live under it
     outcome = ("failed", "the Ray driver stopped unexpectedly")
     with interrupt_on_sigterm():

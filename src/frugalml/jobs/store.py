@@ -30,6 +30,16 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = frozenset(STATUSES[2:])
 
 
+def open_supervised(job_id: str) -> tuple[Settings, JobStore, dict[str, Any], JobSpec]:
+    """Where a job's supervisor starts, whatever its backend: the settings, the store, the job's row
+    and spec; the supervisor's pid is recorded on the job (`jobs cancel` signals it)."""
+    settings = get_settings()
+    store = JobStore(settings)
+    job = store.get(job_id)
+    store.set_pid(job_id, os.getpid())
+    return settings, store, job, store.spec(job)
+
+
 class JobStore:
     def __init__(self, settings: Settings | None = None, *, reconcile_runs: bool = True):
         settings = settings or get_settings()
