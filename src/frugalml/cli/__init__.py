@@ -27,6 +27,7 @@ from frugalml.cli import (
     models,
     monitor,
     plan,
+    scoring,
     serve,
     tune,
 )
@@ -68,8 +69,8 @@ class _App(typer.Typer):
 # group, a Typer of its own); this table alone puts them on the app.
 COMMANDS: dict[str, Callable[..., None]] = {
     "tune": tune.tune,
-    "eval": core.eval_command,
-    "predict": core.predict,
+    "eval": scoring.eval_command,
+    "predict": scoring.predict,
     "compress": compress.compress,
     "serve": serve.serve,
     "run": core.run,

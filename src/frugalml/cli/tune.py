@@ -35,7 +35,10 @@ def tune(
     ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets)."),
+        typer.Option(
+            help="Maximum epochs; default by data size (3 for 10k rows, up to 10 for small sets; "
+            "images: 30 for 5,000, from 8 to 60)."
+        ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: per method).")] = None,
     head_lr: Annotated[float | None, typer.Option(help="Classifier-head learning rate.")] = None,
@@ -214,6 +217,8 @@ def tune(
     Fine-tuning checkpoints as it goes: a killed run continues with --resume RUN_ID (the run id is
     in the error, in `--json` output and in the lineage store) and ends as it would have.
     With --search N, N runs try other settings and the best on the validation split is kept.
+    Images (class folders, image-path tables, MedMNIST .npz) train an image model instead, with
+    --model, --image-size, --augment and --weights (docs/vision.md).
     """
     ui.quiet_libraries()
     from frugalml.data.images import is_image_data
