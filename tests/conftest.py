@@ -12,6 +12,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Prepended to scripts that run without frugalml in a fresh interpreter (as a user loading an
+# exported model would): PyPI's torchvision cannot load its C++ ops beside the CPU build of torch
+# that constraints.txt pins, which breaks `import transformers` in this environment, frugalml or
+# not. The fix frugalml applies on import (frugalml/_torchvision.py), run from its source here
+# without importing frugalml, stands for a torchvision build that matches torch.
+MATCHING_TORCHVISION = (
+    Path(__file__).resolve().parents[1] / "src" / "frugalml" / "_torchvision.py"
+).read_text() + "\nprepare()\n"
+
 INTENTS = {
     "refund": ["refund", "money", "back", "return", "reimburse"],
     "lost_card": ["card", "lost", "stolen", "block", "missing"],

@@ -109,6 +109,12 @@ def test_tune_and_eval_images_through_the_cli(capsys, tiny_npz, home, tmp_path):
     for png in (confusion, tmp_path / "wrong.png"):
         assert Image.open(png).format == "PNG"
 
+    scan = tmp_path / "scan.png"
+    Image.fromarray(squares(1, 5)[0][0]).save(scan)
+    code, out, err = run_cli(capsys, "predict", bundle.id, str(scan), "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["text"] == str(scan) and json.loads(out)[0]["label"] in ("0", "1")
+
 
 def test_a_folder_of_mixed_sizes_tunes_with_image_size(capsys, home, tmp_path):
     rng = np.random.default_rng(0)

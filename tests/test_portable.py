@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_rows, write_csv
+from conftest import MATCHING_TORCHVISION, make_rows, write_csv
 
 from frugalml.bundle import Bundle, load_bundle
 from frugalml.compress import CompressContext, apply_technique
@@ -56,7 +56,7 @@ def run_python(script: str, *args: str, env: dict[str, str] | None = None, cwd: 
     import os
 
     out = subprocess.run(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, "-c", MATCHING_TORCHVISION + script, *args],
         capture_output=True,
         text=True,
         check=False,

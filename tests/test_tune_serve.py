@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import MATCHING_TORCHVISION
 
 from frugalml.bundle import load_bundle
 from frugalml.evaluate.workflow import evaluate_bundle
@@ -67,7 +68,7 @@ with torch.no_grad():
 def _standard_load(bundle, texts: list[str], home) -> dict:
     """Without frugalml: plain transformers in a fresh interpreter."""
     out = subprocess.run(
-        [sys.executable, "-c", STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
+        [sys.executable, "-c", MATCHING_TORCHVISION + STANDARD_LOAD, str(bundle.path), json.dumps(texts)],
         capture_output=True,
         text=True,
         check=True,

@@ -16,7 +16,20 @@ import typer
 from rich.markup import escape
 
 from frugalml import ui
-from frugalml.cli import alerts, compress, core, deploy, doctor, jobs, label, models, monitor, plan, serve
+from frugalml.cli import (
+    alerts,
+    compress,
+    core,
+    deploy,
+    doctor,
+    jobs,
+    label,
+    models,
+    monitor,
+    plan,
+    scoring,
+    serve,
+)
 from frugalml.errors import FrugalError
 
 _signals: list[int] = []
@@ -55,8 +68,8 @@ class _App(typer.Typer):
 # group, a Typer of its own); this table alone puts them on the app.
 COMMANDS: dict[str, Callable[..., None]] = {
     "tune": core.tune,
-    "eval": core.eval_command,
-    "predict": core.predict,
+    "eval": scoring.eval_command,
+    "predict": scoring.predict,
     "compress": compress.compress,
     "serve": serve.serve,
     "run": core.run,

@@ -100,6 +100,7 @@ class RequestModels:
     predict: type[BaseModel]
     infer: type[BaseModel]
     image_infer: type[BaseModel]  # the v2 request of an image model
+    images: bool = False  # an image model is served: v1 also takes images (b64 items, uploads)
 
 
 def request_models(config: ServeConfig, images: bool = False) -> RequestModels:
@@ -181,7 +182,7 @@ def request_models(config: ServeConfig, images: bool = False) -> RequestModels:
         inputs=(list[image_input], Field(min_length=1, max_length=1, description="One tensor of images.")),
         outputs=(list[RequestedOutput] | None, Field(None, description=f"Any of {', '.join(V2_OUTPUTS)}.")),
     )
-    return RequestModels(predict=predict, infer=infer, image_infer=image_infer)
+    return RequestModels(predict=predict, infer=infer, image_infer=image_infer, images=images)
 
 
 def _flat_data(tensor: Any) -> Any:

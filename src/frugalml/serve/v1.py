@@ -63,7 +63,7 @@ class PredictHandler:
         request.state.model = ""  # until the model is known (as on v2)
         timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
         declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if declared == MULTIPART:
+        if declared == MULTIPART and self.models.images:  # else refused as no JSON (415)
             raw = await read_body(request, self.config, self.lifecycle, any_type=True)
             files, fields = await read_upload(request.headers, raw, self.config)
             served = self.catalog.get(fields.get("model"), fields.get("version"))
