@@ -1,14 +1,20 @@
-"""Compression of image bundles: each technique on a tiny CNN, then the `compress` search."""
+"""Compression of image bundles: each technique on a tiny CNN, the `compress` search, and a
+pipeline from tuning to serving the compressed model."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
+import httpx
 import numpy as np
 import onnx
 import pytest
 from image_support import LABELS, SIZE, trained_bundle, write_npz
+from PIL import Image
 from test_cli import run_cli
+from test_serve_support import running
 
 from frugalml.bundle import Bundle, load_bundle
 from frugalml.compress import CompressContext, apply_technique
@@ -19,6 +25,8 @@ from frugalml.models.vision import load_image_model
 from frugalml.pipeline import run_pipeline
 from frugalml.runtime import load_predictor
 from frugalml.runtime.image_onnx_predictor import ImageOnnxPredictor
+from frugalml.serve import create_app
+from frugalml.serve.config import ServeConfig
 
 TECHNIQUES = ["onnx", "int8", "int8-static", "trim", "prune", "distill"]
 
@@ -200,3 +208,18 @@ def test_a_pipeline_tunes_checks_and_compresses_images_then_reuses_its_cache(hom
     compressed = load_bundle(result.outputs("compress")["bundle_path"])
     assert compressed.task == "image-classification" and compressed.precision == "int8"
     assert all(step.cached for step in run_pipeline(spec).steps)
+    # The selected int8 ONNX bundle serves PNG uploads as its predictor answers them.
+    predictor = load_predictor(compressed)
+    arrays = list(load_images(npz, split="test").images[:6])
+    expected = [predictor.labels[i] for i in predictor.predict_proba(arrays).argmax(1)]
+    with running(create_app(predictor, ServeConfig())) as (url, _):
+        items = [{"b64": base64.b64encode(png(a[:, :, 0])).decode()} for a in arrays]
+        answer = httpx.post(f"{url}/v1/predict", json={"inputs": items})
+    assert answer.status_code == 200, answer.text
+    assert [p["label"] for p in answer.json()["predictions"]] == expected
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
