@@ -128,6 +128,7 @@ def lora_teacher(fit_path: Path, dev_path: Path, settings):
 SMALL_COLUMNS = (
     "texts/intent",
     "draw",
+    "search",
     "selected",
     "size MB",
     "× smaller",
@@ -140,10 +141,13 @@ SMALL_COLUMNS = (
 
 
 def small_row(run: dict) -> list:
+    from frugalml.compress.techniques import DEFAULT_TECHNIQUES
+
     s, t = run["selected"], run["baseline"]
     return [
         run["per_class"],
         run["draw"],
+        "defaults" if run.get("techniques") == list(DEFAULT_TECHNIQUES) else ",".join(run["techniques"]),
         s["recipe"],
         f"{s['size_bytes'] / 1e6:.1f}",
         f"{s['size_ratio']:.1f}",
@@ -155,8 +159,11 @@ def small_row(run: dict) -> list:
     ]
 
 
-def small_data(per_class: int, draws: list[int], threads: int) -> None:
-    """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults."""
+def small_data(
+    per_class: int, draws: list[int], threads: int, techniques: tuple[str, ...] | None = None
+) -> None:
+    """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults
+    (`techniques`, when given, narrows the search; the run records it)."""
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.compress.report import markdown_table
     from frugalml.data import load_dataset
@@ -172,7 +179,8 @@ def small_data(per_class: int, draws: list[int], threads: int) -> None:
         fit_path, dev_path = small_draw(train, per_class, draw)
         teacher = lora_teacher(fit_path, dev_path, settings)
         print(f"draw {draw}: teacher {teacher.id} (lora, {per_class} texts per intent)", flush=True)
-        config = CompressConfig(threads=threads, keep="all")  # defaults only
+        narrowed = {"techniques": techniques} if techniques else {}
+        config = CompressConfig(threads=threads, keep="all", **narrowed)  # defaults otherwise
         result = compress_and_register(
             teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
         ).to_json()
@@ -184,6 +192,7 @@ def small_data(per_class: int, draws: list[int], threads: int) -> None:
             "teacher": teacher.id,
             "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
             "threads": threads,
+            "techniques": list(config.techniques),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "goal_met": goal_met(selected)
             and selected["test_accuracy"] >= result["baseline"]["test_accuracy"] - GOAL["max_drop"] / 100,
@@ -332,7 +341,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--techniques", default="onnx,int8,int8-static,trim,prune,distill")
+    parser.add_argument(
+        "--techniques",
+        help="default: onnx,int8,int8-static,trim,prune,distill; small-data mode: compress's defaults",
+    )
     parser.add_argument("--layers", default="3", help="student depths, comma-separated")
     parser.add_argument("--heads", type=float, default=1.0, help="fraction of heads kept per layer")
     parser.add_argument("--ffn", type=float, default=1.0, help="fraction of FFN neurons kept per layer")
@@ -362,7 +374,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        small_data(args.per_class, [int(d) for d in args.draws.split(",")], args.threads)
+        techniques = tuple(args.techniques.split(",")) if args.techniques else None
+        small_data(args.per_class, [int(d) for d in args.draws.split(",")], args.threads, techniques)
         return
     import torch
 
@@ -382,7 +395,7 @@ def main() -> None:
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
 
     config = CompressConfig(
-        techniques=tuple(args.techniques.split(",")),
+        techniques=tuple((args.techniques or "onnx,int8,int8-static,trim,prune,distill").split(",")),
         max_drop=args.max_drop,
         layers=tuple(int(k) for k in args.layers.split(",")),
         heads=args.heads,
