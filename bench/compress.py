@@ -40,14 +40,14 @@ GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
 DEV_PER_CLASS = 10  # held-out texts per intent to select on, in small-data mode
 
 
-def find_teacher(lineage, train_sha256: str):
-    """The best registered full/lora bundle trained on exactly this file, or None."""
+def find_teacher(lineage, train_sha256: str, methods: tuple[str, ...] = ("full", "lora")):
+    """The best registered bundle of one of `methods` trained on exactly this file, or None."""
     from frugalml.bundle import load_bundle
 
     rows = [
         r
         for r in lineage.list_bundles()
-        if r["method"] in ("full", "lora")
+        if r["method"] in methods
         and r["format"] == "torch"
         and r["data_sha256"] == train_sha256
         and not r["parent_id"]  # a tune, not a compress candidate built from one
@@ -102,8 +102,8 @@ def small_draw(train, per_class: int, draw: int) -> tuple[Path, Path]:
     return paths
 
 
-def lora_teacher(fit_path: Path, dev_path: Path, settings):
-    """The LoRA bundle tuned on exactly `fit_path` (tuned now if there is none)."""
+def small_teacher(fit_path: Path, dev_path: Path, settings, method: str = "lora"):
+    """The `method` bundle tuned on exactly `fit_path` (tuned now if there is none)."""
     from frugalml.bundle import load_bundle
     from frugalml.hashing import sha256_path
     from frugalml.lineage import open_store
@@ -111,14 +111,14 @@ def lora_teacher(fit_path: Path, dev_path: Path, settings):
     from frugalml.tune.workflow import tune_and_register
     from frugalml.ui import RichReporter
 
-    found = find_teacher(open_store(settings), sha256_path(fit_path))
-    if found is not None and found.method == "lora":
+    found = find_teacher(open_store(settings), sha256_path(fit_path), (method,))
+    if found is not None:
         return found
     summary = tune_and_register(
         fit_path,
-        TuneConfig(method="lora"),
+        TuneConfig(method=method),
         eval_path=dev_path,
-        name=fit_path.stem.removesuffix("_fit") + "-lora",
+        name=fit_path.stem.removesuffix("_fit") + f"-{method}",
         reporter=RichReporter(),
         settings=settings,
     )
@@ -128,6 +128,8 @@ def lora_teacher(fit_path: Path, dev_path: Path, settings):
 SMALL_COLUMNS = (
     "texts/intent",
     "draw",
+    "teacher",
+    "search",
     "selected",
     "size MB",
     "× smaller",
@@ -140,10 +142,14 @@ SMALL_COLUMNS = (
 
 
 def small_row(run: dict) -> list:
+    from frugalml.compress.techniques import DEFAULT_TECHNIQUES
+
     s, t = run["selected"], run["baseline"]
     return [
         run["per_class"],
         run["draw"],
+        run.get("teacher_method", "lora"),
+        "defaults" if run.get("techniques") == list(DEFAULT_TECHNIQUES) else ",".join(run["techniques"]),
         s["recipe"],
         f"{s['size_bytes'] / 1e6:.1f}",
         f"{s['size_ratio']:.1f}",
@@ -155,8 +161,15 @@ def small_row(run: dict) -> list:
     ]
 
 
-def small_data(per_class: int, draws: list[int], threads: int) -> None:
-    """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults."""
+def small_data(
+    per_class: int,
+    draws: list[int],
+    threads: int,
+    techniques: tuple[str, ...] | None = None,
+    teacher_method: str = "lora",
+) -> None:
+    """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults
+    (`techniques`, when given, narrows the search; the run records it)."""
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.compress.report import markdown_table
     from frugalml.data import load_dataset
@@ -170,9 +183,10 @@ def small_data(per_class: int, draws: list[int], threads: int) -> None:
     for draw in draws:
         started = time.perf_counter()
         fit_path, dev_path = small_draw(train, per_class, draw)
-        teacher = lora_teacher(fit_path, dev_path, settings)
-        print(f"draw {draw}: teacher {teacher.id} (lora, {per_class} texts per intent)", flush=True)
-        config = CompressConfig(threads=threads, keep="all")  # defaults only
+        teacher = small_teacher(fit_path, dev_path, settings, teacher_method)
+        print(f"draw {draw}: teacher {teacher.id} ({teacher.method}, {per_class} per intent)", flush=True)
+        narrowed = {"techniques": techniques} if techniques else {}
+        config = CompressConfig(threads=threads, keep="all", **narrowed)  # defaults otherwise
         result = compress_and_register(
             teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
         ).to_json()
@@ -182,8 +196,10 @@ def small_data(per_class: int, draws: list[int], threads: int) -> None:
             "per_class": per_class,
             "draw": draw,
             "teacher": teacher.id,
+            "teacher_method": teacher.method,
             "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
             "threads": threads,
+            "techniques": list(config.techniques),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "goal_met": goal_met(selected)
             and selected["test_accuracy"] >= result["baseline"]["test_accuracy"] - GOAL["max_drop"] / 100,
@@ -332,7 +348,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--techniques", default="onnx,int8,int8-static,trim,prune,distill")
+    parser.add_argument(
+        "--techniques",
+        help="default: onnx,int8,int8-static,trim,prune,distill; small-data mode: compress's defaults",
+    )
     parser.add_argument("--layers", default="3", help="student depths, comma-separated")
     parser.add_argument("--heads", type=float, default=1.0, help="fraction of heads kept per layer")
     parser.add_argument("--ffn", type=float, default=1.0, help="fraction of FFN neurons kept per layer")
@@ -345,6 +364,7 @@ def main() -> None:
     )
     parser.add_argument("--per-class", type=int, help="small-data mode: labelled texts per intent")
     parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
+    parser.add_argument("--teacher", default="lora", help="small-data mode: the teacher's tuning method")
     args = parser.parse_args()
     if not (DATA / "train.csv").exists():
         print(f"skipped: BANKING77 not found at {DATA}")
@@ -362,7 +382,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        small_data(args.per_class, [int(d) for d in args.draws.split(",")], args.threads)
+        techniques = tuple(args.techniques.split(",")) if args.techniques else None
+        draws = [int(d) for d in args.draws.split(",")]
+        small_data(args.per_class, draws, args.threads, techniques, args.teacher)
         return
     import torch
 
@@ -382,7 +404,7 @@ def main() -> None:
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
 
     config = CompressConfig(
-        techniques=tuple(args.techniques.split(",")),
+        techniques=tuple((args.techniques or "onnx,int8,int8-static,trim,prune,distill").split(",")),
         max_drop=args.max_drop,
         layers=tuple(int(k) for k in args.layers.split(",")),
         heads=args.heads,
