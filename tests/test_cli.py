@@ -65,7 +65,7 @@ def test_tune_json_then_eval_predict_and_models(capsys, tiny_base, intent_files,
         "task",
     ]
     assert summary["task"] == "text-classification"
-    assert list(summary["metrics"]) == ["val_accuracy", "accuracy", "macro_f1", "eval_n"]
+    assert list(summary["metrics"]) == ["val_accuracy", "val_loss", "accuracy", "macro_f1", "eval_n"]
     assert summary["metrics"]["accuracy"] >= 0.9 and "macro_f1" in summary["metrics"]
     bundle_id = summary["bundle_id"]
 
