@@ -27,9 +27,9 @@ class Technique:
     description: str
     source_format: str  # the bundle format the technique reads: "torch" or "onnx"
     apply: Callable[..., Bundle]  # (source, context, **options) -> the new bundle, written
-    # In the default search. int4: smaller than emb4, but ONNX Runtime's 4-bit kernels ran at half
-    # dynamic int8's throughput on the CPUs measured (docs/compression.md), and the search selects
-    # the smallest candidate within the accuracy budget, however slow.
+    # In the default search. emb4 and int4 are smaller than int8 but ran slower on the CPUs measured
+    # (docs/compression.md), and the search selects the smallest candidate within the accuracy
+    # budget, however slow.
     default: bool = True
 
 
@@ -45,7 +45,9 @@ TECHNIQUES: dict[str, Technique] = {
     "int8-static": Technique(
         "static int8: activation ranges calibrated on training text", "onnx", int8_static
     ),
-    "emb4": Technique("dynamic int8 with 4-bit word embeddings (GatherBlockQuantized)", "onnx", emb4),
+    "emb4": Technique(
+        "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized)", "onnx", emb4, default=False
+    ),
     "int4": Technique(
         "4-bit MatMul weights (MatMulNBits) and word embeddings, int8 attention", "onnx", int4, default=False
     ),
