@@ -6,9 +6,9 @@ Two techniques share this module:
   stored in 4 bits, one fp32 scale per block of `block_size` values of a row, read through ONNX
   Runtime's `GatherBlockQuantized` over every row; the rest of the encoder is dynamic int8, as
   the `int8` technique makes it. The fused embedding layer takes whole matrices, so the gathers
-  rebuild the fp32 matrices from constant inputs and ONNX Runtime folds them once when the
-  session starts: 0.625 bytes per value on disk instead of int8's 1, the same speed as `int8`,
-  the fp32 matrices in memory.
+  rebuild the fp32 matrices from constant inputs; ONNX Runtime does not fold them, so they run on
+  every call: 0.625 bytes per value on disk instead of int8's 1, but slower than `int8`
+  (docs/compression.md has the figures).
 - `int4`: as `emb4`, and the encoder's matrix products (attention output and both FFN
   projections: two thirds of a BERT layer's weights) as `MatMulNBits` nodes: weights in 4 bits,
   one scale per block of input rows, symmetric; `accuracy_level=4` multiplies in int8. The fused

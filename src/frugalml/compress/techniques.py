@@ -35,9 +35,9 @@ class Technique:
     # bundle task -> (source, context, **options) -> the new bundle, written; a task missing here
     # is one the technique does not apply to.
     apply: dict[str, Callable[..., Bundle]]
-    # In the default search. int4: smaller than emb4, but ONNX Runtime's 4-bit kernels ran at half
-    # dynamic int8's throughput on the CPUs measured (docs/compression.md), and the search selects
-    # the smallest candidate within the accuracy budget, however slow.
+    # In the default search. emb4 and int4 are smaller than int8 but ran slower on the CPUs measured
+    # (docs/compression.md), and the search selects the smallest candidate within the accuracy
+    # budget, however slow.
     default: bool = True
 
 
@@ -58,7 +58,10 @@ TECHNIQUES: dict[str, Technique] = {
         {TEXT_TASK: int8_static, IMAGE_TASK: image_int8_static},
     ),
     "emb4": Technique(
-        "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized) (text)", "onnx", {TEXT_TASK: emb4}
+        "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized) (text)",
+        "onnx",
+        {TEXT_TASK: emb4},
+        default=False,
     ),
     "int4": Technique(
         "4-bit MatMul weights (MatMulNBits) and word embeddings, int8 attention (text)",
