@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 from frugalml import _torchvision  # before anything imports transformers
 
-_torchvision.prepare()
+_torchvision.install()

@@ -7,11 +7,14 @@ Face transformers imports torchvision whenever it is installed, so that failure 
 frugalml command, text ones included. frugalml uses none of those ops, only torchvision's models
 and transforms (Python): where the ops cannot load, the two schemas are declared before anything
 imports torchvision, and the import runs. Calling the ops would still fail, as it does anyway.
+`install` does that on the first `import torchvision` only, so importing frugalml imports no torch.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
+import sys
 from pathlib import Path
 
 _declared: list = []  # the Library is kept alive: dropping it drops its definitions
@@ -36,3 +39,19 @@ def prepare() -> None:
     for op in ("nms", "qnms"):
         declared.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _declared.append(declared)
+
+
+class _PrepareOnImport(importlib.abc.MetaPathFinder):
+    """Runs `prepare` when torchvision is first imported, then steps aside for the real import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            sys.meta_path.remove(self)
+            prepare()
+        return None  # the import itself is left to the usual finders  # noqa: RET501
+
+
+def install() -> None:
+    """Call `prepare` just before the first `import torchvision` (transformers' included)."""
+    if "torchvision" not in sys.modules and not any(isinstance(f, _PrepareOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PrepareOnImport())
