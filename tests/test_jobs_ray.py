@@ -121,6 +121,8 @@ def test_a_ray_job_is_retried_and_cancelled(home, cluster, tiny_base, intent_fil
     assert first["node"] == accel
     os.kill(first["pid"], signal.SIGKILL)
     second = _running_attempt(job_id, 2)
+    # Frozen, the tiny tune cannot finish before the cancel lands (it did on quiet machines).
+    os.killpg(second["pid"], signal.SIGSTOP)
 
     job = cancel(job_id)
     assert job["status"] == "cancelled"
