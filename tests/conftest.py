@@ -12,6 +12,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The shared data beside the repository (BANKING77, PneumoniaMNIST); FRUGALML_SHARED names another
+# shared folder, as for bench/. Tests that need it skip when it is absent.
+SHARED_DATA = (
+    Path(os.environ.get("FRUGALML_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "data"
+)
+
 # Prepended to scripts that run without frugalml in a fresh interpreter (as a user loading an
 # exported model would): PyPI's torchvision cannot load its C++ ops beside the CPU build of torch
 # that constraints.txt pins, which breaks `import transformers` in this environment, frugalml or

@@ -4,11 +4,11 @@ tokenizer, BANKING77), and the settings chosen from the data's size."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
-BANKING77 = Path("/work/shared/data/banking77")
+BANKING77 = SHARED_DATA / "banking77"
 
 
 @pytest.mark.slow

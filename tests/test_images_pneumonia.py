@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from test_cli import run_cli
 
-SHARED = Path(os.environ.get("FRUGALML_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-DATA = SHARED / "pneumoniamnist" / "pneumoniamnist.npz"
+DATA = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 
 
 @pytest.mark.slow  # a few epochs of the CNN on 4,708 images: minutes on 2 shared cores
