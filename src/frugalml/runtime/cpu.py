@@ -41,11 +41,15 @@ class Neighbours:
     def busy_cores(self) -> float | None:
         """None where the machine's CPU time cannot be read (not Linux)."""
         with self._lock:
-            at, machine, own = time.monotonic(), _machine_busy_s(), _own_busy_s()
+            at = time.monotonic()
             then, machine_then, own_then = self._last
-            if machine is None or machine_then is None:
+            if machine_then is None:
                 return None
-            if at - then >= self.min_interval_s:
-                self._cores = max(0.0, ((machine - machine_then) - (own - own_then)) / (at - then))
-                self._last = (at, machine, own)
+            if at - then < self.min_interval_s:  # most calls: the last reading, no file read
+                return self._cores
+            machine, own = _machine_busy_s(), _own_busy_s()
+            if machine is None:
+                return None
+            self._cores = max(0.0, ((machine - machine_then) - (own - own_then)) / (at - then))
+            self._last = (at, machine, own)
             return self._cores
