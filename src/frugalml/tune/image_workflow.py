@@ -85,20 +85,14 @@ def tune_images_and_register(
             result, settings.bundles_dir, name or Path(train_path).stem, metrics, config, train.sha256
         )
         lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
-        summary = TuneSummary(
-            bundle_id=bundle.id,
-            bundle_path=str(bundle.path),
+        summary = TuneSummary.of_run(
+            bundle,
+            result,
+            run.id,
+            compute.device,
             method=bundle.method,
             base=result.config.architecture,
             metrics=metrics,
-            train_seconds=result.train_seconds,
-            trainable_params=result.trainable_params,
-            total_params=result.total_params,
-            peak_rss_mb=result.peak_rss_mb,
-            epochs_run=result.epochs_run,
-            size_bytes=bundle.size_bytes,
-            run_id=run.id,
-            device=compute.device or "auto",
             workers=1,
             resumed_from_step=None,
             adapter_bytes=0,

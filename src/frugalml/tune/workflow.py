@@ -46,6 +46,26 @@ class TuneSummary:
     adapter_bytes: int  # the method's trained weights apart from the head (full: the encoder)
     task: str = TEXT_TASK  # what the model classifies: text-classification, image-classification
 
+    @classmethod
+    def of_run(
+        cls, bundle: Bundle, result: Any, run_id: str, device: str | None, **fields: Any
+    ) -> TuneSummary:
+        """The summary of a registered bundle and the training result (text or image) it came from;
+        `fields` gives the rest (method, base, metrics, ...)."""
+        return cls(
+            bundle_id=bundle.id,
+            bundle_path=str(bundle.path),
+            train_seconds=result.train_seconds,
+            trainable_params=result.trainable_params,
+            total_params=result.total_params,
+            peak_rss_mb=result.peak_rss_mb,
+            epochs_run=result.epochs_run,
+            size_bytes=bundle.size_bytes,
+            run_id=run_id,
+            device=device or "auto",
+            **fields,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -104,20 +124,14 @@ def tune_and_register(
             ),
         )
         lineage.add_bundle(bundle, run_id=run.id, data_sha256=train.sha256)
-        summary = TuneSummary(
-            bundle_id=bundle.id,
-            bundle_path=str(bundle.path),
+        summary = TuneSummary.of_run(
+            bundle,
+            result,
+            run.id,
+            compute.device,
             method=config.method,
             base=config.base,
             metrics=metrics,
-            train_seconds=result.train_seconds,
-            trainable_params=result.trainable_params,
-            total_params=result.total_params,
-            peak_rss_mb=result.peak_rss_mb,
-            epochs_run=result.epochs_run,
-            size_bytes=bundle.size_bytes,
-            run_id=run.id,
-            device=compute.device or "auto",
             workers=compute.workers,
             resumed_from_step=start["global_step"] if start else None,
             adapter_bytes=result.adapter_bytes,
