@@ -12,17 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from frugalml.bundle import Bundle
 from frugalml.data.images import conform
-from frugalml.devices import CUDA_PROVIDER, onnx_providers, parse_device
-from frugalml.errors import BundleError, FrugalError, first_line
+from frugalml.devices import onnx_providers, parse_device
+from frugalml.errors import BundleError
 from frugalml.models.vision import load_image_config, preprocess
-from frugalml.runtime.onnx_predictor import session_options
+from frugalml.runtime.onnx_predictor import ONNX_FILE, open_bundle_session
 from frugalml.runtime.predictor import softmax
 
-ONNX_FILE = "model.onnx"
 INPUT = "pixel_values"
 
 
@@ -44,18 +42,7 @@ class ImageOnnxPredictor:
         self.labels = list(bundle.labels)
         self.batch_size = batch_size
         self.config = load_image_config(bundle)  # first: refuses a folder holding unlisted files
-        try:
-            self.session = ort.InferenceSession(
-                str(bundle.path / ONNX_FILE), session_options(threads), providers=providers
-            )
-        except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
-            raise BundleError(
-                f"bundle {bundle.id}: {ONNX_FILE} cannot be loaded ({first_line(exc)})"
-            ) from None
-        if device.startswith("cuda") and CUDA_PROVIDER not in self.session.get_providers():
-            raise FrugalError(
-                f"device {device!r} asked for, but ONNX Runtime could not start {CUDA_PROVIDER}"
-            )
+        self.session = open_bundle_session(bundle, device, providers, threads)
         names = [i.name for i in self.session.get_inputs()]
         if names != [INPUT]:
             raise BundleError(f"bundle {bundle.id}: {ONNX_FILE} takes {names}, not [{INPUT!r}]")

@@ -17,6 +17,8 @@ from frugalml.models.batching import collate, usable_length
 from frugalml.models.loading import highest_token_id
 from frugalml.runtime.tokenized import TokenizedPredictor
 
+ONNX_FILE = "model.onnx"
+
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
@@ -30,6 +32,24 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
+
+
+def open_bundle_session(
+    bundle: Bundle, device: str, providers: list[str | tuple[str, dict[str, str]]], threads: int | None
+) -> ort.InferenceSession:
+    """The bundle's model.onnx in ONNX Runtime with `providers` (onnx_providers(device)). ONNX
+    Runtime falls back to the CPU when its CUDA provider cannot start (no GPU, no CUDA libraries):
+    fine for auto, not for a GPU asked for by name."""
+    assert bundle.path is not None
+    try:
+        session = ort.InferenceSession(
+            str(bundle.path / ONNX_FILE), session_options(threads), providers=providers
+        )
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
+        raise BundleError(f"bundle {bundle.id}: {ONNX_FILE} cannot be loaded ({first_line(exc)})") from None
+    if device.startswith("cuda") and CUDA_PROVIDER not in session.get_providers():
+        raise FrugalError(f"device {device!r} asked for, but ONNX Runtime could not start {CUDA_PROVIDER}")
+    return session
 
 
 class OnnxPredictor(TokenizedPredictor):
@@ -52,18 +72,7 @@ class OnnxPredictor(TokenizedPredictor):
         config = load_bundle_config(bundle)  # first: refuses a folder holding unlisted files
         self.tokenizer = load_bundle_tokenizer(bundle, config)
         self.max_length = usable_length(max_length, self.tokenizer, config.encoder)
-        try:
-            self.session = ort.InferenceSession(
-                str(bundle.path / "model.onnx"), session_options(threads), providers=providers
-            )
-        except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad graphs
-            raise BundleError(f"bundle {bundle.id}: model.onnx cannot be loaded ({exc})") from None
-        # ONNX Runtime falls back to the CPU when its CUDA provider cannot start (no GPU, no CUDA
-        # libraries): fine for auto, not for a GPU asked for by name.
-        if device.startswith("cuda") and CUDA_PROVIDER not in self.session.get_providers():
-            raise FrugalError(
-                f"device {device!r} asked for, but ONNX Runtime could not start {CUDA_PROVIDER}"
-            )
+        self.session = open_bundle_session(bundle, device, providers, threads)
         self._check_graph_embeds_every_token()
 
     def _check_graph_embeds_every_token(self) -> None:
