@@ -29,6 +29,9 @@ def image_predictor(tmp_path_factory):
     torch.manual_seed(0)
     config = ImageModelConfig("cnn", 3, 1, SIZE, [0.3], [0.2])
     model = build_image_model("cnn", 3, 1, SIZE).eval()
+    with torch.no_grad():  # sharper than an untrained model: wrong pixels then change the answer
+        [*_, last] = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        last.weight.mul_(50)
     bundle = Bundle(
         id=new_bundle_id(),
         name="xray",
@@ -43,7 +46,10 @@ def image_predictor(tmp_path_factory):
 
 
 def images(n: int, seed: int = 0) -> list[np.ndarray]:
-    return list(np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8))
+    """Noise images from dark to bright, and a gradient: images the model tells apart."""
+    rng = np.random.default_rng(seed)
+    noise = [rng.integers(0, 256 * (i + 1) // n, (SIZE, SIZE), dtype=np.uint8) for i in range(n - 1)]
+    return [*noise, np.tile(np.linspace(0, 255, SIZE, dtype=np.uint8), (SIZE, 1))]
 
 
 def png(array: np.ndarray) -> bytes:
@@ -56,17 +62,32 @@ def labels_of(predictor, arrays) -> list[str]:
     return [predictor.labels[i] for i in predictor.predict_proba([a[..., None] for a in arrays]).argmax(1)]
 
 
+def probabilities_of(predictor, arrays) -> np.ndarray:
+    return predictor.predict_proba([a[..., None] for a in arrays])
+
+
+def v2_probabilities(answer: httpx.Response) -> np.ndarray:
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    return np.asarray(outputs["probabilities"]["data"], dtype=np.float32).reshape(
+        outputs["probabilities"]["shape"]
+    )
+
+
 CONFIG = ServeConfig(max_items=8, max_queue=64, max_image_pixels=64 * 64, max_image_bytes=20_000)
 
 
 def test_base64_multipart_and_v2_give_the_predictors_answers(image_predictor):
     arrays = images(5)
     expected = labels_of(image_predictor, arrays)
+    probabilities = probabilities_of(image_predictor, arrays)
+    assert len(set(expected)) > 1  # answers that depend on the pixels, so decoding is checked
     with running(create_app(image_predictor, CONFIG)) as (url, _):
         items = [{"b64": base64.b64encode(png(a)).decode()} for a in arrays]
         answer = httpx.post(f"{url}/v1/predict", json={"inputs": items})
         assert answer.status_code == 200, answer.text
         assert [p["label"] for p in answer.json()["predictions"]] == expected
+        scores = [p["score"] for p in answer.json()["predictions"]]
+        assert np.allclose(scores, probabilities.max(1), atol=1e-5)
 
         files = [("image", (f"{i}.png", png(a), "image/png")) for i, a in enumerate(arrays)]
         answer = httpx.post(f"{url}/v1/predict", files=files, data={"model": "xray"})
@@ -84,22 +105,26 @@ def test_base64_multipart_and_v2_give_the_predictors_answers(image_predictor):
         answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
         assert answer.status_code == 200, answer.text
         outputs = {o["name"]: o for o in answer.json()["outputs"]}
-        assert outputs["label"]["data"] == expected and outputs["probabilities"]["shape"] == [5, 3]
+        assert outputs["label"]["data"] == expected
+        assert np.allclose(v2_probabilities(answer), probabilities, atol=1e-5)
 
         fp32 = {**tensor, "datatype": "FP32", "shape": [5, SIZE, SIZE, 1]}
         fp32["data"] = np.stack(arrays).astype(np.float32).ravel().tolist()
         answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [fp32]})
         assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == expected
+        assert np.allclose(v2_probabilities(answer), probabilities, atol=1e-5)
 
         encoded = [base64.b64encode(png(a)).decode() for a in arrays]
         as_bytes = {"name": "image", "datatype": "BYTES", "shape": [5], "data": encoded}
         answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [as_bytes]})
         assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == expected
+        assert np.allclose(v2_probabilities(answer), probabilities, atol=1e-5)
 
 
 def test_v2_binary_tensor_data_of_pixels_and_of_encoded_images(image_predictor):
     arrays = images(3, seed=1)
     expected = labels_of(image_predictor, arrays)
+    probabilities = probabilities_of(image_predictor, arrays)
     with running(create_app(image_predictor, CONFIG)) as (url, _):
         bodies = {
             "UINT8": ([3, SIZE, SIZE, 1], np.stack(arrays).tobytes()),
@@ -110,7 +135,7 @@ def test_v2_binary_tensor_data_of_pixels_and_of_encoded_images(image_predictor):
             header = json.dumps(
                 {
                     "inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}],
-                    "outputs": [{"name": "label"}],
+                    "outputs": [{"name": "label"}, {"name": "probabilities"}],
                 }
             ).encode()
             answer = httpx.post(
@@ -120,6 +145,7 @@ def test_v2_binary_tensor_data_of_pixels_and_of_encoded_images(image_predictor):
             )
             assert answer.status_code == 200, (datatype, answer.text)
             assert answer.json()["outputs"][0]["data"] == expected
+            assert np.allclose(v2_probabilities(answer), probabilities, atol=1e-5)
 
 
 def test_limits_give_413_and_422_with_a_json_error(image_predictor):
