@@ -93,6 +93,11 @@ def test_base64_multipart_and_v2_give_the_predictors_answers(image_predictor):
         answer = httpx.post(f"{url}/v1/predict", files=files, data={"model": "xray"})
         assert answer.status_code == 200, answer.text
         assert [p["label"] for p in answer.json()["predictions"]] == expected
+        # The same form from a web page (a cross-site post needs no preflight): refused.
+        page = httpx.post(
+            f"{url}/v1/predict", files=files, data={"model": "xray"}, headers={"Origin": "https://a.example"}
+        )
+        assert page.status_code == 403 and "web pages" in page.json()["error"]
 
         meta = httpx.get(f"{url}/v2/models/xray").json()
         assert meta["inputs"] == [{"name": "image", "datatype": "UINT8", "shape": [-1, SIZE, SIZE, 1]}]

@@ -64,6 +64,10 @@ class PredictHandler:
         timeout = parse_timeout(request.headers.get(TIMEOUT_HEADER))
         declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if declared == MULTIPART and self.models.images:  # else refused as no JSON (415)
+            # A web page can post a form to another site without asking it first; browsers send
+            # `Origin` with it, upload tools do not.
+            if "origin" in request.headers:
+                raise ApiError(403, "multipart uploads from web pages are refused; send JSON")
             raw = await read_body(request, self.config, self.lifecycle, any_type=True)
             files, fields = await read_upload(request.headers, raw, self.config)
             served = self.catalog.get(fields.get("model"), fields.get("version"))
