@@ -9,6 +9,7 @@ offline: image data needs the bundle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,22 @@ def load_labelling_data(path: str | Path, *, require_labels: bool = True, **colu
     return load_dataset(path, require_labels=require_labels, **columns)
 
 
-def vectors(data: Rows, encoder: Encoder, reporter: Reporter | None = None) -> np.ndarray:
-    """One L2-normalised vector per row of `data`, float32, rows in order."""
-    if isinstance(data, Dataset):
-        return embed(data.texts, encoder, reporter=reporter)
-    return image_vectors(data.images, encoder, reporter)
+def vectors(data: Rows, encoder: Encoder, reporter: Reporter | None = None, *more: Rows) -> list[np.ndarray]:
+    """One L2-normalised vector per row, float32, rows in order: an array for `data` and one for
+    each of `more`, all from one load of the encoder."""
+    parts = [data, *more]
+    texts = [part for part in parts if isinstance(part, Dataset)]
+    if len(texts) == len(parts):
+        x = embed([text for part in texts for text in part.texts], encoder, reporter=reporter)
+    else:
+        images = [image for part in parts if isinstance(part, ImageDataset) for image in part.images]
+        x = image_vectors(images, encoder, reporter)
+    return np.split(x, np.cumsum([len(part) for part in parts])[:-1])
 
 
-def image_vectors(images: np.ndarray, encoder: Encoder, reporter: Reporter | None = None) -> np.ndarray:
+def image_vectors(
+    images: Sequence[np.ndarray], encoder: Encoder, reporter: Reporter | None = None
+) -> np.ndarray:
     from frugalml.bundle import IMAGE_TASK
     from frugalml.lineage import open_store, resolve_bundle
     from frugalml.runtime.image_predictor import ImagePredictor
@@ -56,7 +65,7 @@ def image_vectors(images: np.ndarray, encoder: Encoder, reporter: Reporter | Non
             "torch image-classification bundle"
         )
     with (reporter or SilentReporter()).task(f"embedding {len(images):,} images", None):
-        x = ImagePredictor.from_bundle(bundle).embed(list(images))
+        x = ImagePredictor.from_bundle(bundle).embed(images)
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 

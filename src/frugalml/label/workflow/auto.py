@@ -134,7 +134,7 @@ def label_pool(
 ) -> SelfTrainResult:
     """Self-training (label.autolabel) on the rows' vectors (texts or images, label.vectors),
     smoothed over each row's nearest rows first where `config.neighbours` says so."""
-    x = np.concatenate([vectors(seed, config.encoder, reporter), vectors(pool, config.encoder, reporter)])
+    x = np.concatenate(vectors(seed, config.encoder, reporter, pool))
     if config.neighbours:
         with reporter.task(f"smoothing over the {config.neighbours} nearest rows", None):
             x = smooth(x, config.neighbours)

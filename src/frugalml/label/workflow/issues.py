@@ -78,7 +78,7 @@ def label_issues(data: Rows, config: IssuesConfig, *, reporter: Reporter | None 
     data.check_trainable()
     names, y = class_index(data, None)
     folds, notes = folds_used(y, config.folds)
-    x = vectors(data, config.encoder, reporter)
+    [x] = vectors(data, config.encoder, reporter)
     found = find_issues(x, y, len(names), folds, config.seed)
     near = neighbours(x)
     flagged, distance = outliers(near)

@@ -98,10 +98,9 @@ def suggest_rows(
     if not eligible:
         raise DataError(f"{pool.source}: all {len(pool)} rows are already in the labelled set")
     candidates = pool.subset(eligible)
-    x_pool = vectors(candidates, config.encoder, reporter)
-    x_seen = (
-        vectors(labelled, config.encoder, reporter) if labelled is not None and len(labelled) else x_pool[:0]
-    )
+    seen = [labelled] if labelled is not None and len(labelled) else []
+    x_pool, *rest = vectors(candidates, config.encoder, reporter, *seen)
+    x_seen = rest[0] if rest else x_pool[:0]
     names: list[str] | None = None
     proba = None
     # One class trains no model; the strategies that need none can still use the rows (cold start).
