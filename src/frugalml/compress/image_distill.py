@@ -26,6 +26,7 @@ from frugalml.devices import resolve_device
 from frugalml.models.vision import (
     ImageModelConfig,
     build_image_model,
+    load_image_config,
     load_image_model,
     preprocess,
     save_image_model,
@@ -61,13 +62,15 @@ def image_distill(
     device = resolve_device(context.device)
     torch.manual_seed(context.seed)
     generator = torch.Generator().manual_seed(context.seed)
-    model, config = load_image_model(source)
     from_scratch = source.id == context.teacher.id
-    if from_scratch:
+    if from_scratch:  # a new small CNN: the teacher's weights are not needed here
+        teacher = load_image_config(source)
         config = ImageModelConfig(
-            STUDENT, config.num_classes, config.channels, config.image_size, config.mean, config.std
+            STUDENT, teacher.num_classes, teacher.channels, teacher.image_size, teacher.mean, teacher.std
         )
         model = build_image_model(STUDENT, config.num_classes, config.channels, config.image_size)
+    else:
+        model, config = load_image_model(source)
     data = context.image_data
     index = {label: i for i, label in enumerate(source.labels)}
     labels = torch.as_tensor([index[y] for y in data.require_labels()])
