@@ -12,8 +12,8 @@ from frugalml.tune.adversarial import ATTACKS
 from frugalml.tune.methods import METHODS, get_method
 
 CLASS_WEIGHTS = (None, "balanced")
-# `--robust`: the recipe bench/robust.py measured best against typos (docs/tuning.md): noisy
-# copies of the training rows; the settings the user gives win over these.
+# `--robust`: noisy copies of the training rows, the recipe bench/methods.py measured against typos
+# (docs/tuning.md); the settings the user gives win over these.
 ROBUST = {"noise": "typos:0.1", "noise_copies": 2}
 MAX_NOISE_COPIES = 10
 NOISE_COPIES = 1  # noisy copies of each training row when `noise` is set without a count
