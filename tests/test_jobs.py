@@ -275,3 +275,18 @@ def test_a_run_records_the_job_it_belongs_to(home, monkeypatch):
         pass
     assert lineage.get_run(outside.id)["job_id"] is None
     assert lineage.get_run(inside.id)["job_id"] == "jtest0000001"
+
+
+def test_a_cancel_after_the_last_attempt_succeeded_keeps_the_success(home):
+    from frugalml.jobs.store import JobStore
+
+    store = JobStore()
+    late, early = (store.add(JobSpec(["predict", "--help"]), "local", None, str(home)) for _ in range(2))
+    started = {"event": "attempt_started", "attempt": 1, "pid": 1, "host": "h", "node": "n", "at": 0.0}
+    for job_id, status in ((late, "succeeded"), (early, "cancelled")):
+        store.apply(job_id, started)
+        store.apply(
+            job_id, {"event": "attempt_finished", "attempt": 1, "status": status, "exit_code": 0, "at": 1.0}
+        )
+    assert store.interrupted_outcome(late) == ("succeeded", None)
+    assert store.interrupted_outcome(early) == ("cancelled", "cancelled")

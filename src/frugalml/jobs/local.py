@@ -57,7 +57,7 @@ def supervise(job_id: str) -> None:
             )
             store.finish(job_id, status, None if status == "succeeded" else f"exit status {code}")
         except KeyboardInterrupt:
-            store.finish(job_id, "cancelled", "cancelled")
+            store.finish(job_id, *store.interrupted_outcome(job_id))
         except Exception as exc:
             store.finish(job_id, "failed", first_line(exc))
             raise

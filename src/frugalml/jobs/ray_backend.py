@@ -51,7 +51,7 @@ def supervise(job_id: str) -> None:
                     status, code = _drive(ray, store, job, spec, settings)
                 outcome = (status, "" if status == "succeeded" else f"exit status {code}")
             except KeyboardInterrupt:
-                outcome = ("cancelled", "cancelled")
+                outcome = store.interrupted_outcome(job_id)
             except FrugalError as exc:
                 outcome = ("failed", first_line(exc))
             except Exception as exc:

@@ -122,6 +122,14 @@ class JobStore:
             )
         )
 
+    def interrupted_outcome(self, job_id: str) -> tuple[str, str | None]:
+        """The final status of a job whose supervisor `jobs cancel` interrupted: `succeeded` when
+        its last attempt had already succeeded (the cancel came too late to stop anything)."""
+        attempts = self.attempts(job_id)
+        if attempts and attempts[-1]["status"] == "succeeded":
+            return "succeeded", None
+        return "cancelled", "cancelled"
+
     def claim_slot(self, job_id: str, slots: int) -> bool:
         """Start the job if it is the oldest queued local job of this machine and its CPUs fit in
         the `slots` that running local jobs leave free (first come, first served)."""
