@@ -101,6 +101,8 @@ if ls is not None:
 
 
 def run_litserve(bundle_path: str, port: int) -> None:
+    if ls is None:
+        raise SystemExit("LitServe is not installed: pip install -c constraints.txt -e '.[bench]'")
     api = IntentAPI(bundle_path, max_batch_size=MAX_BATCH, batch_timeout=MAX_WAIT_MS / 1000)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
     server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
@@ -549,7 +551,8 @@ def measure(entry: dict, requests: dict[int, int], clients: tuple[str, ...] = ("
             )
             rows.append(row)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a server that failed to start is gone
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
