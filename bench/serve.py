@@ -829,6 +829,7 @@ def noisy_run(entries: list[dict], requests: int, rounds: int, write: bool) -> N
     shares the server's cores. Servers and clients swap order every round; ratios are per round."""
     from frugalml import ui
 
+    load_before = os.getloadavg()
     rows: list[dict] = []
     for round_number in range(1, rounds + 1):
         order = entries if round_number % 2 else entries[::-1]
@@ -882,8 +883,9 @@ def noisy_run(entries: list[dict], requests: int, rounds: int, write: bool) -> N
         NOISY_RESULT,
         {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "conditions": "shared machine: other jobs ran on the same 2 cores throughout (see load_average)",
-            "load_average": os.getloadavg(),
+            # Before: what else the machine ran; after: that plus the bench's own servers and clients.
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
             "settings": {
                 "max_batch_size": MAX_BATCH,
                 "max_wait_ms": MAX_WAIT_MS,
