@@ -829,3 +829,23 @@ def test_encoders_other_than_bert_are_served_padded(tiny_base):
     assert traced.packed_trace is None and traced.padded_trace is not None
     eager = TorchPredictor(model, tokenizer, ["a", "b"], max_length=32)
     np.testing.assert_allclose(traced.predict_proba(TEXTS), eager.predict_proba(TEXTS), atol=1e-6)
+
+
+def test_cores_outside_the_process_cpuset_are_not_neighbours(tmp_path, monkeypatch):
+    from frugalml.runtime import cpu
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: cpu1 busy 100 ticks, cpu0 and cpu2 far more
+    stat.write_text(
+        "cpu  9000 0 0 0 0 0 0 0\n"
+        "cpu0 4000 0 0 50 0 0 0 0\n"
+        "cpu1 60 10 20 900 7 4 3 3\n"
+        "cpu2 4940 0 0 0 0 0 0 0\n"
+        "intr 1 2 3\n"
+    )
+    monkeypatch.setattr(cpu, "STAT", stat)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {1})
+    assert cpu._machine_busy_s() == pytest.approx(100 / ticks)  # iowait and idle are not busy
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert cpu._machine_busy_s() == pytest.approx(4100 / ticks)

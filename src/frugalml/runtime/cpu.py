@@ -13,11 +13,18 @@ BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (gue
 
 
 def _machine_busy_s() -> float | None:
-    """CPU seconds every process on the machine has used (Linux's /proc/stat); None elsewhere."""
+    """CPU seconds every process has used on the cores this process may run on (Linux's
+    /proc/stat, its per-core lines: under a cpuset, cores outside it are not neighbours); None
+    elsewhere."""
     try:
-        fields = STAT.read_text().split("\n", 1)[0].split()[1:]
-        return sum(int(fields[i]) for i in BUSY_FIELDS) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        ours = {f"cpu{core}" for core in os.sched_getaffinity(0)}
+        busy = 0
+        for line in STAT.read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] in ours:
+                busy += sum(int(fields[1 + i]) for i in BUSY_FIELDS)
+        return busy / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, IndexError, ValueError):  # no sched_getaffinity: not Linux
         return None
 
 
