@@ -8,6 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from frugalml.models import FrugalTextClassifier
+from frugalml.tune.balance import balanced_class_weights
 
 HEAD_C_GRID = (0.01, 0.03, 0.1, 0.3)  # for standardized features; strongest first
 
@@ -27,8 +28,7 @@ def row_weights(y: np.ndarray, balanced: bool) -> np.ndarray:
     present x rows of the row's class), so that every class counts the same in total."""
     if not balanced:
         return np.ones(len(y))
-    counts = np.bincount(y)
-    return len(y) / (np.count_nonzero(counts) * counts[y])
+    return balanced_class_weights(y, int(y.max()) + 1)[y]
 
 
 def choose_c(

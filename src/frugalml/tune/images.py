@@ -34,6 +34,7 @@ from frugalml.models.vision import (
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
 from frugalml.tune.augment import augmentation
+from frugalml.tune.balance import balanced_class_weights
 from frugalml.tune.config import SKEWED, ImageTuneConfig
 
 AUGMENT_GROUP = 4  # images per draw of augmentation parameters
@@ -61,10 +62,11 @@ def default_epochs(n: int) -> int:
 
 def class_weights(labels: list[str], names: list[str], mode: str | None) -> np.ndarray | None:
     """Per-class loss weights (mean 1 over the rows) or None for none."""
-    counts = np.array([labels.count(name) for name in names], dtype=np.float64)
+    counts = np.array([labels.count(name) for name in names])
     if mode is None or (mode == "auto" and counts.max() < SKEWED * counts.min()):
         return None
-    return len(labels) / (len(names) * counts)
+    index = {name: i for i, name in enumerate(names)}
+    return balanced_class_weights(np.array([index[label] for label in labels]), len(names))
 
 
 def tune_images(
