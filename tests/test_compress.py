@@ -405,3 +405,18 @@ def test_distillation_transfer_set_adds_unlabelled_and_perturbed_texts_and_layer
     states = torch.randn(4, 1, 8)
     assert layer_loss([states[:, 0]], states).item() == pytest.approx(0, abs=1e-6)
     assert layer_loss([-states[:, 0]], states).item() == pytest.approx(2, abs=1e-6)
+
+
+def test_the_teacher_labels_a_transfer_set_once_for_every_student(tuned, tmp_path):
+    from frugalml.compress.distill import teacher_log_probs, teacher_targets
+
+    train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(5, seed=2)))
+    context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
+    targets, states = teacher_targets(context, train.texts, 1, torch.device("cpu"), hidden=1.0)
+    # One pass gives the predictor's log-probabilities and the chosen layer's states.
+    np.testing.assert_allclose(targets.numpy(), teacher_log_probs(tuned, train.texts), atol=1e-4)
+    assert states is not None and states.shape[:2] == (len(train), 1)
+    for layers in (1, 2):
+        pruned = apply_technique("prune", tuned, context, layers=layers)
+        apply_technique("distill", pruned, context, epochs=1)
+    assert len(context.teacher_outputs) == 2  # the texts above, and the one transfer set

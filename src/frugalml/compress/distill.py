@@ -11,11 +11,13 @@ Intermediate layers (MiniLM and TinyBERT distil them too): the student is initia
 teacher's own layers (`prune` keeps evenly spaced ones), and when the teacher is a PyTorch bundle
 each student layer is also pulled towards the teacher layer it came from: the loss adds
 `hidden` x the mean over layers of 1 - cosine(student, teacher) of the layer's mean-pooled token
-states. The teacher's states are computed once, with its logits.
+states. The teacher's states are computed with its logits in one pass, once for all the students
+of a search.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 
@@ -99,30 +101,54 @@ class LayerStates:
 
 
 @torch.inference_mode()
-def teacher_layer_states(
-    teacher: Bundle, texts: Sequence[str], layers: int, device: torch.device
-) -> torch.Tensor:
-    """[texts, layers, hidden]: the mean-pooled states of the `layers` teacher layers a student of
-    that depth was made from (prune.layer_indices), for each text."""
+def teacher_outputs(
+    teacher: Bundle, texts: Sequence[str], device: torch.device
+) -> tuple[np.ndarray, torch.Tensor]:
+    """A PyTorch teacher's log-probabilities [texts, classes] and the mean-pooled states of all its
+    layers [texts, layers, hidden], from one pass over `texts`."""
     model, tokenizer = load_torch(teacher)
     model.eval().to(device)
-    chosen = layer_indices(len(encoder_layers(model)), layers)
     recorder = LayerStates(model)
-    out: torch.Tensor | None = None
+    log_probs: np.ndarray | None = None
+    states: torch.Tensor | None = None
     try:
         ids = tokenize(tokenizer, texts, MAX_LENGTH)
         for index, batch in iterate_batches(ids, 64, tokenizer.pad_token_id):
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
             recorder.mask = batch["attention_mask"]
-            model(**batch)
-            states = torch.stack([recorder.take()[i] for i in chosen], 1).float()
-            if out is None:
-                out = torch.empty((len(ids), *states.shape[1:]), device=device)
-            out[torch.as_tensor(index, device=device)] = states
+            logits = model(**batch).logits.float()
+            layers = torch.stack(recorder.take(), 1).float()
+            if states is None or log_probs is None:
+                log_probs = np.empty((len(ids), logits.shape[-1]), dtype=np.float32)
+                states = torch.empty((len(ids), *layers.shape[1:]), device=device)
+            log_probs[index] = torch.log_softmax(logits, -1).cpu().numpy()
+            states[torch.as_tensor(index, device=device)] = layers
     finally:
         recorder.close()
-    assert out is not None, "no texts to run"
-    return out
+    assert log_probs is not None and states is not None, "no texts to run"
+    return log_probs, states
+
+
+def teacher_targets(
+    context: CompressContext, texts: Sequence[str], student_layers: int, device: torch.device, hidden: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's log-probabilities and, with `hidden` > 0 and a PyTorch teacher (an ONNX one
+    gives logits only), the states of the layers a student of `student_layers` layers was made
+    from (prune.layer_indices). Kept on the context: the students of one search distil the same
+    texts, so the teacher runs over them once."""
+    use_layers = hidden > 0 and context.teacher.format == "torch"
+    key = (hashlib.sha256("\0".join(texts).encode()).hexdigest(), use_layers)
+    if key not in context.teacher_outputs:
+        context.teacher_outputs[key] = (
+            teacher_outputs(context.teacher, texts, device)
+            if use_layers
+            else (teacher_log_probs(context.teacher, texts, context.device), None)
+        )
+    log_probs, states = context.teacher_outputs[key]
+    targets = torch.from_numpy(log_probs).to(device)
+    if states is None:
+        return targets, None
+    return targets, states[:, layer_indices(states.shape[1], student_layers)]
 
 
 def layer_loss(student: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
@@ -175,14 +201,7 @@ def distill(
     labels = np.full(len(texts), -1)
     labels[: len(train)] = [index[y] for y in train.require_labels()]
     with context.reporter.task("teacher labels", None):
-        targets = torch.from_numpy(teacher_log_probs(context.teacher, texts, context.device)).to(device)
-        # Layer states need the teacher's layers: a PyTorch teacher (an ONNX one gives logits only).
-        use_layers = hidden > 0 and context.teacher.format == "torch"
-        teacher_states = (
-            teacher_layer_states(context.teacher, texts, len(encoder_layers(model)), device)
-            if use_layers
-            else None
-        )
+        targets, teacher_states = teacher_targets(context, texts, len(encoder_layers(model)), device, hidden)
     ids = tokenize(tokenizer, texts, MAX_LENGTH)
     lengths = [len(row) for row in ids]
     labels_t = torch.as_tensor(labels, device=device)
