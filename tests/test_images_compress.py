@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import onnx
 import pytest
+import torch
 from image_support import LABELS, SIZE, trained_bundle, write_npz
 from PIL import Image
 from test_cli import run_cli
@@ -223,3 +224,25 @@ def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_distillation_weighs_hard_labels_by_class_as_the_teacher_was_tuned(teacher, context):
+    from dataclasses import replace
+
+    from frugalml.compress.distill import distillation_loss, teacher_class_weight
+
+    def tuned_with(mode: str | None) -> CompressContext:
+        return replace(context, teacher=replace(teacher, config={**teacher.config, "class_weight": mode}))
+
+    skewed = ["0"] * 6 + ["1"] * 2
+    weight = teacher_class_weight(tuned_with("auto"), skewed, ["0", "1"])
+    assert weight is not None and torch.allclose(weight, torch.tensor([8 / 12, 8 / 4]))
+    assert teacher_class_weight(tuned_with("auto"), ["0", "1"] * 4, ["0", "1"]) is None  # not skewed
+    assert teacher_class_weight(tuned_with(None), skewed, ["0", "1"]) is None
+
+    student, target = torch.randn(8, 2), torch.randn(8, 2)
+    labels = torch.tensor([0] * 6 + [1] * 2)
+    weighted = distillation_loss(student, target, labels, 2.0, 1.0, weight)  # alpha 1: CE alone
+    expected = torch.nn.functional.cross_entropy(student, labels, weight=weight)
+    assert weighted.item() == pytest.approx(expected.item())
+    assert weighted.item() != pytest.approx(distillation_loss(student, target, labels, 2.0, 1.0).item())

@@ -18,9 +18,10 @@ from frugalml.lineage import open_store
 from frugalml.runtime import load_predictor
 from frugalml.runtime.image_predictor import ImagePredictor
 from frugalml.tune.augment import parse_augment
+from frugalml.tune.balance import class_weights
 from frugalml.tune.config import ImageTuneConfig
 from frugalml.tune.image_workflow import load_image_splits, save_image_bundle
-from frugalml.tune.images import class_weights, tune_images
+from frugalml.tune.images import tune_images
 
 SPLITS = {"train": 96, "val": 32, "test": 40}
 

@@ -34,6 +34,7 @@ from frugalml.devices import autocast, autocast_dtype, resolve_device
 from frugalml.models import FrugalTextClassifier
 from frugalml.models.batching import collate, iterate_batches, length_batches, tokenize
 from frugalml.runtime import load_predictor
+from frugalml.tune.balance import class_weights
 
 
 def augment(
@@ -158,9 +159,15 @@ def layer_loss(student: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tens
 
 
 def distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    class_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(1 - alpha) * T^2 * KL(teacher_T || student_T) + alpha * CE on rows with a label (>= 0)."""
+    """(1 - alpha) * T^2 * KL(teacher_T || student_T) + alpha * CE on rows with a label (>= 0),
+    the CE weighted by `class_weight` as the teacher's own training loss was."""
     soft = (
         F.kl_div(
             F.log_softmax(student / temperature, -1),
@@ -173,7 +180,17 @@ def distillation_loss(
     labelled = labels >= 0
     if not labelled.any():
         return soft
-    return (1 - alpha) * soft + alpha * F.cross_entropy(student[labelled], labels[labelled])
+    hard = F.cross_entropy(student[labelled], labels[labelled], weight=class_weight)
+    return (1 - alpha) * soft + alpha * hard
+
+
+def teacher_class_weight(
+    context: CompressContext, labels: Sequence[str], names: list[str]
+) -> torch.Tensor | None:
+    """The class weights the teacher was tuned with (its `class_weight` setting, on these labels):
+    without them the student's hard-label loss pulls it towards the majority class."""
+    weights = class_weights(list(labels), names, context.teacher.config.get("class_weight"))
+    return None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
 
 def distill(
@@ -205,6 +222,8 @@ def distill(
     ids = tokenize(tokenizer, texts, MAX_LENGTH)
     lengths = [len(row) for row in ids]
     labels_t = torch.as_tensor(labels, device=device)
+    class_weight = teacher_class_weight(context, train.require_labels(), source.labels)
+    class_weight = None if class_weight is None else class_weight.to(device)
 
     head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier.")]
@@ -230,7 +249,9 @@ def distill(
                 with autocast(device):
                     logits = model(**batch).logits
                 rows = torch.as_tensor(batch_index, device=device)
-                loss = distillation_loss(logits.float(), targets[rows], labels_t[rows], temperature, alpha)
+                loss = distillation_loss(
+                    logits.float(), targets[rows], labels_t[rows], temperature, alpha, class_weight
+                )
                 if recorder is not None and teacher_states is not None:
                     loss = loss + hidden * layer_loss(recorder.take(), teacher_states[rows])
                 scaler.scale(loss).backward()

@@ -5,7 +5,8 @@ is its fine-tuning), or else a new small CNN (`cnn`) of the teacher's input size
 scratch: distillation of a ResNet-18 or MobileNetV3 teacher into a smaller CNN. The teacher is the
 bundle compression started from, in whatever format; it labels every training image once. The
 loss is compress/distill.py's: temperature-scaled KL divergence to the teacher plus cross-entropy
-on the true label. Each batch is augmented with random shifts of up to `shift` pixels.
+on the true label, weighted by class as the teacher's training was. Each batch is augmented with
+random shifts of up to `shift` pixels.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch.nn import functional as F
 
 from frugalml.bundle import Bundle
 from frugalml.compress.context import CompressContext, derived_bundle
-from frugalml.compress.distill import distillation_loss
+from frugalml.compress.distill import distillation_loss, teacher_class_weight
 from frugalml.compress.image_checks import sample_pixels, sample_rows, torch_image_logits
 from frugalml.devices import resolve_device
 from frugalml.models.vision import (
@@ -74,6 +75,8 @@ def image_distill(
     data = context.image_data
     index = {label: i for i, label in enumerate(source.labels)}
     labels = torch.as_tensor([index[y] for y in data.require_labels()])
+    class_weight = teacher_class_weight(context, data.require_labels(), source.labels)
+    class_weight = None if class_weight is None else class_weight.to(device)
     with context.reporter.task("teacher labels", None):
         probabilities = load_predictor(context.teacher, device=context.device).predict_proba(
             list(data.images)
@@ -95,7 +98,12 @@ def image_distill(
                 rows = order[start : start + batch_size]
                 x = shifted(pixels[rows], shift, generator).to(device)
                 loss = distillation_loss(
-                    model(x).float(), targets[rows].to(device), labels[rows].to(device), temperature, alpha
+                    model(x).float(),
+                    targets[rows].to(device),
+                    labels[rows].to(device),
+                    temperature,
+                    alpha,
+                    class_weight,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

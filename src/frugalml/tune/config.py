@@ -158,7 +158,6 @@ class TuneCompute:
 
 
 IMAGE_CLASS_WEIGHTS = ("auto", "balanced", None)
-SKEWED = 1.5  # class_weight "auto" weighs classes when the largest is this many times the smallest
 
 
 @dataclass

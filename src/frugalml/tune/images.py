@@ -4,7 +4,7 @@ cross-entropy for skewed classes, and the epoch with the lowest validation loss 
 1. The model is `config.model`, or by image size (`models.vision.default_architecture`); it
    normalises with the training images' per-channel mean and std.
 2. Classes weigh the same in total (`class_weight="balanced"`, or `auto` when the largest class
-   is SKEWED times the smallest or more); validation loss is weighted the same way.
+   is balance.SKEWED times the smallest or more); validation loss is weighted the same way.
 3. Training images are augmented (tune/augment.py) in groups of AUGMENT_GROUP, each group
    with its own random draw: a call per image costs as much as the model's step on small images.
 4. After each epoch the validation split is scored; training stops `patience` epochs after the
@@ -34,8 +34,8 @@ from frugalml.models.vision import (
 from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
 from frugalml.tune.augment import augmentation
-from frugalml.tune.balance import balanced_class_weights
-from frugalml.tune.config import SKEWED, ImageTuneConfig
+from frugalml.tune.balance import class_weights
+from frugalml.tune.config import ImageTuneConfig
 
 AUGMENT_GROUP = 4  # images per draw of augmentation parameters
 
@@ -58,15 +58,6 @@ class ImageTuneResult:
 def default_epochs(n: int) -> int:
     """30 epochs for 5,000 images; more for fewer (up to 60), fewer for more (down to 8)."""
     return int(min(60, max(8, round(150_000 / max(n, 1)))))
-
-
-def class_weights(labels: list[str], names: list[str], mode: str | None) -> np.ndarray | None:
-    """Per-class loss weights (mean 1 over the rows) or None for none."""
-    counts = np.array([labels.count(name) for name in names])
-    if mode is None or (mode == "auto" and counts.max() < SKEWED * counts.min()):
-        return None
-    index = {name: i for i, name in enumerate(names)}
-    return balanced_class_weights(np.array([index[label] for label in labels]), len(names))
 
 
 def tune_images(
