@@ -179,6 +179,17 @@ def test_limits_give_413_and_422_with_a_json_error(image_predictor):
         assert answer.status_code == 422 and "0-255" in answer.json()["error"]
 
 
+def test_the_default_body_limit_leaves_room_for_an_image_of_the_image_limit(image_predictor, predictor):
+    body = {"inputs": [{"b64": base64.b64encode(b"junk" * 400_000).decode()}]}  # 2.1 MB: over 1 MiB
+    with running(create_app(image_predictor, ServeConfig())) as (url, _):
+        answer = httpx.post(f"{url}/v1/predict", json=body)
+        assert answer.status_code == 422 and "not an image" in answer.json()["error"]  # read, then judged
+    with running(create_app(predictor, ServeConfig())) as (url, _):
+        answer = httpx.post(f"{url}/v1/predict", json=body)
+        assert answer.status_code == 413 and "body" in answer.json()["error"]  # texts: 1 MiB
+    assert ServeConfig(max_body_bytes=500).body_limit(images=True) == 500  # a limit given is kept
+
+
 def test_a_text_and_an_image_model_served_together(image_predictor, tiny_base, intent_files, home):
     text = load_predictor(load_bundle(tune_tiny_bundle(tiny_base, intent_files, home)))
     with running(create_app([("words", text), ("xray", image_predictor)], CONFIG)) as (url, _):

@@ -57,11 +57,18 @@ def serve(
             help="Per-request deadline in seconds (504); also how long a body may take to arrive (408).",
         ),
     ] = 30.0,
-    max_body_bytes: Annotated[int, typer.Option(min=1, help="Largest request body (413).")] = 1 << 20,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest request body (413) [default: 1 MiB; with an image model, room for one "
+            "base64 image of --max-image-bytes].",
+        ),
+    ] = None,
     max_items: Annotated[int, typer.Option(min=1, help="Most texts per request (422).")] = 256,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text in characters (422).")] = 10_000,
     max_image_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest encoded image in bytes (413); the body limit applies too.")
+        int, typer.Option(min=1, help="Largest encoded image in bytes (413); --max-body-bytes applies too.")
     ] = 8 << 20,
     max_image_pixels: Annotated[
         int,

@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import cast
 
 from fastapi import FastAPI, Response
@@ -116,12 +117,14 @@ def create_app(
         # otherwise look up three global providers on every request of the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    images = any(model.task == IMAGE_TASK for model in catalog)
+    config = replace(config, max_body_bytes=config.body_limit(images))
     app.state.catalog = catalog
     app.state.config = config
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)
-    schemas = request_models(config, images=any(model.task == IMAGE_TASK for model in catalog))
+    schemas = request_models(config, images=images)
     errors = {
         status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()
     }

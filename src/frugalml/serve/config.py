@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+TEXT_BODY_BYTES = 1 << 20
+IMAGE_BODY_SLACK = 64 << 10  # the JSON around an image, and a few small images beside it
 
 
 @dataclass(frozen=True)
@@ -12,7 +16,7 @@ class ServeConfig:
     max_queue: int = 1024  # texts waiting; beyond it requests get 503 + Retry-After
     parallel: int = 1  # model calls at once: inference threads, shared by every served model
     timeout_s: float = 30.0  # per-request deadline (clients may ask for less); past it, 504
-    max_body_bytes: int = 1 << 20  # 413 beyond
+    max_body_bytes: int | None = None  # 413 beyond; None: body_limit() by the tasks served
     max_items: int = 256  # texts per request; 422 beyond
     max_text_chars: int = 10_000  # characters per text; 422 beyond
     max_image_bytes: int = 8 << 20  # an encoded image (base64 decoded, upload, BYTES); 413 beyond
@@ -27,7 +31,6 @@ class ServeConfig:
             "max_batch_size",
             "max_queue",
             "parallel",
-            "max_body_bytes",
             "max_items",
             "max_text_chars",
             "max_image_bytes",
@@ -36,6 +39,8 @@ class ServeConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_body_bytes is not None and self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be at least 1")
         if self.max_items > self.max_queue:
             raise ValueError("max_items must not exceed max_queue (such a request could never be queued)")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:
@@ -48,3 +53,14 @@ class ServeConfig:
             if not self.api_key:
                 # Fail closed: an empty secret must not quietly open the inference routes.
                 raise ValueError("api_key is empty; leave it unset to serve without a key")
+
+    def body_limit(self, images: bool) -> int:
+        """`max_body_bytes`, or when it is left open 1 MiB, and with image models served room for
+        one image of `max_image_bytes` sent as base64 in JSON (so that limit is the one that bites)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return (
+            max(TEXT_BODY_BYTES, 4 * math.ceil(self.max_image_bytes / 3) + IMAGE_BODY_SLACK)
+            if images
+            else TEXT_BODY_BYTES
+        )

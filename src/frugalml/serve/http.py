@@ -116,6 +116,7 @@ async def read_body(
     if not any_type:
         require_json(request)
     limit = config.max_body_bytes
+    assert limit is not None, "create_app settles the body limit"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body is {int(declared)} bytes; the limit is {limit}")
