@@ -177,6 +177,10 @@ def test_limits_give_413_and_422_with_a_json_error(image_predictor):
         tensor = {"name": "image", "datatype": "UINT8", "shape": [1, 2, 2], "data": [0, 1, 2, 300]}
         answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
         assert answer.status_code == 422 and "0-255" in answer.json()["error"]
+        one = base64.b64encode(png(np.zeros((8, 8), np.uint8))).decode()
+        tensor = {"name": "image", "datatype": "BYTES", "shape": [2], "data": [one]}
+        answer = httpx.post(f"{url}/v2/models/xray/infer", json={"inputs": [tensor]})
+        assert answer.status_code == 422 and "says 2 images" in answer.json()["error"]
 
 
 def test_the_default_body_limit_leaves_room_for_an_image_of_the_image_limit(image_predictor, predictor):

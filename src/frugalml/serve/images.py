@@ -122,9 +122,11 @@ def tensor_images(tensor: Any, channels: int, config: ServeConfig) -> list[np.nd
     if tensor.datatype == "BYTES":
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise ApiError(422, f"a BYTES input of images has shape [n] or [n, 1]; got {shape}")
+        items = split_bytes(data) if isinstance(data, bytes) else _flat(data)
+        if len(items) != shape[0]:
+            raise ApiError(422, f"shape {shape} says {shape[0]} images; the data holds {len(items)}")
         if isinstance(data, bytes):
-            return decode_encoded(split_bytes(data), channels, config)
-        items = _flat(data)
+            return decode_encoded(items, channels, config)
         if not all(isinstance(item, str) for item in items):
             raise ApiError(422, "BYTES data in JSON: one base64 string per image")
         return decode_base64(items, channels, config)
