@@ -136,8 +136,8 @@ def test_a_folder_of_mixed_sizes_tunes_with_image_size(capsys, home, tmp_path):
 
 
 def test_options_of_the_other_task_are_refused(capsys, tiny_npz, intent_files, home):
-    code, _, err = run_cli(capsys, "tune", str(tiny_npz), "--method", "lora")
-    assert code == 2 and "--method: not for this data" in err and "holds images" in err
+    code, _, err = run_cli(capsys, "tune", str(tiny_npz), "--method", "lora", "--robust", "--epochs", "1")
+    assert code == 2 and "--method, --robust: not for this data" in err and "holds images" in err
     code, _, err = run_cli(capsys, "tune", str(intent_files["train"]), "--image-size", "28")
     assert code == 2 and "--image-size: not for this data" in err
 

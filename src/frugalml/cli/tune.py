@@ -9,7 +9,7 @@ import typer
 
 from frugalml import ui
 from frugalml.cli.options import Device, Json, LabelColumn, TextColumn, given
-from frugalml.cli.tune_images import refuse_options, tune_images
+from frugalml.cli.tune_images import IMAGE_OPTIONS, SHARED_OPTIONS, options_given, refuse_options, tune_images
 from frugalml.errors import FrugalError
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def tune(
+    ctx: typer.Context,
     train: Annotated[
         Path,
         typer.Argument(
@@ -225,28 +226,21 @@ def tune(
     from frugalml.tune import TuneCompute, TuneConfig
     from frugalml.tune.workflow import tune_and_register
 
-    image_options = {"--model": model, "--image-size": image_size, "--augment": augment, "--weights": weights}
+    given_flags = options_given(ctx)
     if is_image_data(train):
-        text_options = {
-            "--method": method, "--base": base, "--head-lr": head_lr, "--adversarial": adversarial,
-            "--epsilon": adv_epsilon, "--steps": adv_steps, "--robust": robust or None, "--noise": noise,
-            "--noise-copies": noise_copies, "--rank": rank, "--alpha": alpha, "--dropout": dropout,
-            "--targets": targets, "--dora": dora or None, "--rslora": rslora or None,
-            "--prompt-length": prompt_length, "--prefix-length": prefix_length, "--prefix-mlp": prefix_mlp,
-            "--adapter-reduction": adapter_reduction, "--adapter-placement": adapter_placement,
-            "--from": parent, "--text-column": text_column, "--label-column": label_column,
-            "--workers": workers, "--backend": backend, "--address": address,
-            "--checkpoint-every": checkpoint_every, "--resume": resume, "--search": search,
-            "--search-space": search_space,
-        }  # fmt: skip
-        refuse_options(text_options, f"{train} holds images")
+        refuse_options(
+            [flag for option, flag in given_flags.items() if option not in IMAGE_OPTIONS | SHARED_OPTIONS],
+            f"{train} holds images",
+        )
         summary = tune_images(
             train, eval, name, device, model, image_size, augment, weights, epochs, lr, batch_size, seed,
             class_weight,
         )  # fmt: skip
         _show_tune(summary, json)
         return
-    refuse_options(image_options, f"{train} holds texts")
+    refuse_options(
+        [flag for option, flag in given_flags.items() if option in IMAGE_OPTIONS], f"{train} holds texts"
+    )
 
     compute = TuneCompute(
         **given(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import typer
 
 from frugalml import ui
 from frugalml.cli.options import given
@@ -13,11 +15,29 @@ if TYPE_CHECKING:
     from frugalml.tune.workflow import TuneSummary
 
 
-def refuse_options(options: dict[str, Any], reason: str) -> None:
-    """Refuse the options given (not None) that the data's task has no use for."""
-    named = [option for option, value in options.items() if value is not None]
-    if named:
-        raise FrugalError(f"{', '.join(named)}: not for this data ({reason})")
+# `tune`'s parameters by task: image-only ones, and those both tasks take; every other is text-only.
+IMAGE_OPTIONS = frozenset({"model", "image_size", "augment", "weights"})
+SHARED_OPTIONS = frozenset(
+    {"train", "eval", "name", "device", "epochs", "lr", "batch_size", "seed", "class_weight", "json"}
+)
+
+
+def options_given(ctx: typer.Context) -> dict[str, str]:
+    """The options the user set (on the command line or in the environment): name -> flag."""
+    # By the source's name: typer's bundled click has its own ParameterSource enum.
+    unset = ("DEFAULT", "DEFAULT_MAP")
+    flags = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if param.name and source is not None and source.name not in unset:
+            flags[param.name] = param.opts[0]
+    return flags
+
+
+def refuse_options(flags: list[str], reason: str) -> None:
+    """Refuse the options given that the data's task has no use for."""
+    if flags:
+        raise FrugalError(f"{', '.join(flags)}: not for this data ({reason})")
 
 
 def tune_images(
