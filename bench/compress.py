@@ -354,7 +354,9 @@ def main() -> None:
     )
     parser.add_argument("--layers", default="3", help="student depths, comma-separated")
     parser.add_argument("--heads", type=float, default=1.0, help="fraction of heads kept per layer")
-    parser.add_argument("--ffn", type=float, default=1.0, help="fraction of FFN neurons kept per layer")
+    parser.add_argument(
+        "--ffn", default="1.0", help="fractions of FFN neurons kept per layer, comma-separated"
+    )
     parser.add_argument("--distill-epochs", type=int, default=3)
     parser.add_argument("--augment", type=int, default=1, help="perturbed copies per training text")
     parser.add_argument("--threads", type=int, default=2)
@@ -408,7 +410,7 @@ def main() -> None:
         max_drop=args.max_drop,
         layers=tuple(int(k) for k in args.layers.split(",")),
         heads=args.heads,
-        ffn=args.ffn,
+        ffn=tuple(float(f) for f in args.ffn.split(",")),
         distill_epochs=args.distill_epochs,
         augment_copies=args.augment,
         threads=args.threads,

@@ -315,7 +315,7 @@ def test_recipes_follow_the_enabled_techniques():
     assert "prune(layers=3) + trim + distill + onnx + int8" in described
     assert "trim + onnx + int8-static" in described and "prune(layers=3) + trim + distill" in described
     assert len(described) == len(set(described)) == 11
-    assert [describe(r) for r in recipes(["prune", "onnx"], "torch", layers=(1,), ffn=0.5)] == [
+    assert [describe(r) for r in recipes(["prune", "onnx"], "torch", layers=(1,), ffn=(0.5,))] == [
         "onnx",
         "prune(ffn=0.5,layers=1)",
         "prune(ffn=0.5,layers=1) + onnx",

@@ -8,6 +8,8 @@ import json
 import pytest
 from conftest import SHARED_DATA
 
+from frugalml.errors import FrugalError
+
 BANKING77 = SHARED_DATA / "banking77"
 
 
@@ -50,10 +52,12 @@ def test_settings_left_open_are_chosen_from_the_data_size_and_budget():
     from frugalml.compress.defaults import MAX_COPIES, chosen_settings
 
     small = chosen_settings(CompressConfig(), rows=20 * 77, source_layers=6)
-    assert small.layers == (3, 2) and small.heads == 1.0 and small.ffn == 1.0
+    assert small.layers == (3, 2) and small.heads == 1.0 and small.ffn == (1.0, 0.5)
     assert small.augment_copies == MAX_COPIES and small.distill_epochs == 5
     full = chosen_settings(CompressConfig(), rows=9000, source_layers=6)
-    assert full.layers == (3, 2) and full.ffn == 0.5 and full.augment_copies == 1 and full.distill_epochs == 4
+    assert (
+        full.layers == (3, 2) and full.ffn == (0.5,) and full.augment_copies == 1 and full.distill_epochs == 4
+    )
     # Less data: more copies or more epochs, never less distillation text.
     sizes = [770, 1540, 3000, 9000]
     transfer = [
@@ -65,5 +69,14 @@ def test_settings_left_open_are_chosen_from_the_data_size_and_budget():
     # A tight budget: only the half-depth student.
     assert chosen_settings(CompressConfig(max_drop=0.5), rows=1540, source_layers=6).layers == (3,)
     # What the user gives is kept.
-    given = CompressConfig(layers=(4,), ffn=0.75, heads=0.5, distill_epochs=1, augment_copies=0)
+    given = CompressConfig(layers=(4,), ffn=(0.75,), heads=0.5, distill_epochs=1, augment_copies=0)
     assert chosen_settings(given, rows=100, source_layers=6) == given
+
+
+def test_a_pipeline_step_takes_student_settings_as_lists_or_single_numbers():
+    from frugalml.compress.steps import step_config
+
+    config = step_config({"layers": 3, "ffn": [1.0, 0.5], "channels": 0.5, "techniques": "prune,distill"})
+    assert config.layers == (3,) and config.ffn == (1.0, 0.5) and config.channels == (0.5,)
+    with pytest.raises(FrugalError, match="ffn is a list of fractions"):
+        step_config({"ffn": 2})

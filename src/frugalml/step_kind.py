@@ -90,6 +90,8 @@ def _typed(name: str, value: Any, hint: Any) -> Any:
             return value
         if get_origin(option) is tuple and isinstance(value, list | tuple):
             kind = get_args(option)[0]
+            if kind is float and all(isinstance(i, int | float) and not isinstance(i, bool) for i in value):
+                return tuple(float(item) for item in value)  # YAML's 1 is an int
             if all(type(item) is kind for item in value):
                 return tuple(value)
         if option not in (type(None), float, int, str, bool) and get_origin(option) is not tuple:

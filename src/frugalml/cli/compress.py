@@ -49,7 +49,13 @@ def compress(
         str | None, typer.Option(help="Student depths to prune to, comma-separated (default: half).")
     ] = None,
     heads: Annotated[float | None, typer.Option(help="Fraction of attention heads each layer keeps.")] = None,
-    ffn: Annotated[float | None, typer.Option(help="Fraction of FFN neurons each layer keeps.")] = None,
+    ffn: Annotated[
+        str | None,
+        typer.Option(
+            help="Fractions of FFN neurons each layer keeps, comma-separated: a student per depth "
+            "and fraction (default: 1,0.5 below 5,000 rows, 0.5 from there)."
+        ),
+    ] = None,
     channels: Annotated[
         str | None,
         typer.Option(
@@ -97,7 +103,7 @@ def compress(
         "max_drop": max_drop,
         "layers": _numbers(layers, int) if layers is not None else None,
         "heads": heads,
-        "ffn": ffn,
+        "ffn": _numbers(ffn, float) if ffn is not None else None,
         "channels": _numbers(channels, float) if channels is not None else None,
         "distill_epochs": distill_epochs,
         "augment_copies": augment,

@@ -23,7 +23,7 @@ class CompressConfig:
     # (compress/defaults.py), which the run records.
     layers: tuple[int, ...] = ()  # student depths for prune
     heads: float | None = None  # fraction of attention heads kept per layer
-    ffn: float | None = None  # fraction of FFN neurons kept per layer
+    ffn: tuple[float, ...] = ()  # fractions of FFN neurons kept per layer: a student per depth and fraction
     channels: tuple[float, ...] = ()  # image students: fractions of channels kept; () = DEFAULT_CHANNELS
     distill_epochs: int | None = None
     augment_copies: int | None = None
@@ -50,6 +50,12 @@ class CompressConfig:
         layers = self.layers
         if not isinstance(layers, tuple | list) or not all(isinstance(n, int) and n >= 1 for n in layers):
             raise FrugalError(f"layers is a list of student depths >= 1, not {self.layers!r}")
+        if not isinstance(self.ffn, tuple | list) or not all(
+            isinstance(f, int | float) and 0 < f <= 1 for f in self.ffn
+        ):
+            raise FrugalError(
+                f"ffn is a list of fractions of FFN neurons to keep, in (0, 1], not {self.ffn!r}"
+            )
         if not isinstance(self.channels, tuple | list) or not all(
             isinstance(c, int | float) and 0 < c < 1 for c in self.channels
         ):
@@ -62,7 +68,6 @@ class CompressConfig:
         ranges = {
             "max_drop": (self.max_drop >= 0, "max_drop >= 0 accuracy points"),
             "heads": (self.heads is None or 0 < self.heads <= 1, "0 < heads <= 1"),
-            "ffn": (self.ffn is None or 0 < self.ffn <= 1, "0 < ffn <= 1"),
             "threads": (self.threads >= 0, "threads >= 0"),
             "latency_runs": (self.latency_runs >= 1, "latency_runs >= 1"),
             "measure_seconds": (self.measure_seconds > 0, "measure_seconds > 0"),

@@ -5,8 +5,9 @@ A setting the user gives is kept; one left out (None, or no `layers`) is chosen 
 - depth: half the source's layers, and a third as well when the budget allows a point or more
   (the shallower student is what reaches 4x the batch-32 throughput; the search keeps it only if
   it stays within the budget);
-- width: all attention heads; half the FFN neurons from `WIDE_DATA` labelled rows up, all of them
-  below (with a few thousand texts a narrower student did not win its accuracy back);
+- width: all attention heads; half the FFN neurons from `WIDE_DATA` labelled rows up; below it
+  students of both full and half FFN width, since with a few thousand texts a narrower student
+  may not win its accuracy back, and the search keeps the narrow one only when it does;
 - transfer set: perturbed copies of the training texts until it holds about `TRANSFER_TEXTS`
   texts (at least 1 and at most `MAX_COPIES` copies each), so that little labelled data still
   gives the student many teacher-labelled texts;
@@ -34,6 +35,10 @@ def student_depths(source_layers: int, max_drop: float) -> tuple[int, ...]:
     return (half, third) if max_drop >= 1.0 and third < half else (half,)
 
 
+def student_widths(rows: int) -> tuple[float, ...]:
+    return (0.5,) if rows >= WIDE_DATA else (1.0, 0.5)
+
+
 def augment_copies(rows: int) -> int:
     return min(MAX_COPIES, max(1, round(TRANSFER_TEXTS / max(rows, 1)) - 1))
 
@@ -51,7 +56,7 @@ def chosen_settings(config: CompressConfig, rows: int, source_layers: int) -> Co
         config,
         layers=config.layers or student_depths(source_layers, config.max_drop),
         heads=config.heads if config.heads is not None else 1.0,
-        ffn=config.ffn if config.ffn is not None else (0.5 if rows >= WIDE_DATA else 1.0),
+        ffn=config.ffn or student_widths(rows),
         augment_copies=copies,
         distill_epochs=config.distill_epochs
         if config.distill_epochs is not None

@@ -9,6 +9,7 @@ fastest, whose accuracy drop from the baseline is within the budget.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ def recipes(
     source_format: str,
     layers: Sequence[int] = (),
     heads: float = 1.0,
-    ffn: float = 1.0,
+    ffn: Sequence[float] = (1.0,),
     *,
     task: str = TEXT_TASK,
     channels: Sequence[float] = (),
@@ -68,10 +69,11 @@ def recipes(
     if trim:
         prefixes.append(trim)
     if "prune" in enabled:
-        width = {k: v for k, v in (("heads", heads), ("ffn", ffn)) if v < 1}
         # Trim before distilling: the student then trains a corpus-sized embedding matrix, not
         # 30k rows of which the corpus never touches most.
-        prefixes += [[step("prune", layers=depth, **width), *trim, *distill] for depth in layers]
+        for depth, kept in itertools.product(layers, ffn):
+            width = {k: v for k, v in (("heads", heads), ("ffn", kept)) if v < 1}
+            prefixes.append([step("prune", layers=depth, **width), *trim, *distill])
         prefixes += [[step("prune", channels=kept), *distill] for kept in channels]
     if small_student and distill:
         prefixes.append(distill)

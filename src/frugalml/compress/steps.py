@@ -20,8 +20,12 @@ INPUTS = {"bundle", "train", "eval", "unlabelled", "out"}
 
 
 def step_config(args: dict[str, Any]) -> CompressConfig:
-    """The step's settings as a CompressConfig; techniques as a list or comma-separated."""
+    """The step's settings as a CompressConfig; techniques as a list or comma-separated, student
+    depths and fractions as a list or one number."""
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    for key in ("layers", "ffn", "channels"):
+        if isinstance(settings.get(key), int | float):
+            settings[key] = (settings[key],)
     if "techniques" in settings:
         settings["techniques"] = tuple(split_names(settings["techniques"]))
     return config_from(settings, CompressConfig)

@@ -194,7 +194,7 @@ def _plan(baseline: Bundle, config: CompressConfig) -> list[Recipe]:
             small_student=torch_source and load_image_config(baseline).architecture != STUDENT,
         )
     else:
-        assert config.heads is not None and config.ffn is not None, "chosen_settings fills them in"
+        assert config.heads is not None and config.ffn, "chosen_settings fills them in"
         plan = recipes(config.techniques, baseline.format, config.layers, config.heads, config.ffn)
     if not plan:
         raise FrugalError(
