@@ -104,20 +104,22 @@ def main() -> None:
     baseline = test_figures(tuned["bundle_path"], test)
     selected = compressed["selected"] or compressed["baseline"]
     chosen = test_figures(selected["bundle_path"], test)
-    int8 = [c for c in compressed["candidates"] if c["precision"] == "int8" and not c["removed"]]
-    smallest_int8 = min(int8, key=lambda c: c["size_bytes"]) if int8 else None
+    chosen["selected"] = True
     rows = [baseline, chosen]
-    if smallest_int8 and smallest_int8["bundle_id"] != chosen["bundle_id"]:
-        rows.append(test_figures(smallest_int8["bundle_path"], test))
+    # Every other int8 candidate the search kept, for comparison; the goal is judged on the selected.
+    for candidate in compressed["candidates"]:
+        kept = candidate["precision"] == "int8" and not candidate["removed"]
+        if kept and candidate["bundle_id"] != chosen["bundle_id"]:
+            rows.append(test_figures(candidate["bundle_path"], test))
     for row in rows:
         row["size_ratio"] = baseline["size_bytes"] / row["size_bytes"]
         row["latency_ratio"] = baseline["p50_ms"] / row["p50_ms"]
         row["throughput_ratio"] = row["batch64_per_s"] / baseline["batch64_per_s"]
-    best_int8 = [r for r in rows if r["precision"] == "int8"]
-    goal_met = {
-        "accuracy": any(r["accuracy"] >= GOAL["accuracy"] for r in best_int8),
-        "roc_auc": any(r["roc_auc"] >= GOAL["roc_auc"] for r in best_int8),
-        "int8_under_1mb": any(r["size_bytes"] < GOAL["int8_bytes"] for r in best_int8),
+    int8 = chosen["precision"] == "int8"
+    goal_met = {  # the selected model's: choosing another by its test score would peek at the test
+        "accuracy": int8 and chosen["accuracy"] >= GOAL["accuracy"],
+        "roc_auc": int8 and chosen["roc_auc"] >= GOAL["roc_auc"],
+        "int8_under_1mb": int8 and chosen["size_bytes"] < GOAL["int8_bytes"],
         "train_under_10min": train_wall <= GOAL["train_seconds"],
     }
     document = {
@@ -168,7 +170,7 @@ def print_table(document: dict) -> None:
         table.add_column(column)
     for row in document["test"]:
         table.add_row(
-            f"{row['recipe']} ({row['precision']})",
+            f"{row['recipe']} ({row['precision']}){' <- selected' if row.get('selected') else ''}",
             f"{row['accuracy']:.3f}",
             f"{row['roc_auc']:.3f}",
             f"{row['size_bytes']:,}",
