@@ -41,7 +41,7 @@ def supervise(job_id: str) -> None:
 
     settings, store, job, spec = open_supervised(job_id)
     temp_dir = f"/tmp/fr-{job_id}"  # short: Ray's socket paths live under it
-    outcome = ("failed", "the Ray driver stopped unexpectedly")
+    outcome: tuple[str, str | None] = ("failed", "the Ray driver stopped unexpectedly")
     with interrupt_on_sigterm():
         try:
             try:

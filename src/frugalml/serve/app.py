@@ -70,18 +70,20 @@ def create_app(
     Bundles that share a name become versions of one model. The app is ready once every model
     has been warmed up; model calls run on `config.parallel` dedicated inference threads.
     """
-    config = config or ServeConfig()
+    given = config or ServeConfig()
     metrics = ServingMetrics()
-    catalog = Catalog(_named(models, name), metrics, config)
+    catalog = Catalog(_named(models, name), metrics, given)
+    images = any(model.task == IMAGE_TASK for model in catalog)
+    settled = replace(given, max_body_bytes=given.body_limit(images))
     lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="frugalml-inference")
+        executor = ThreadPoolExecutor(max_workers=settled.parallel, thread_name_prefix="frugalml-inference")
         loop = asyncio.get_running_loop()
         for model in catalog:
             metrics.ready.labels(model.name, model.version).set(0)
-            metrics.queue_limit.labels(model.name).inc(config.max_queue)  # versions queue apart
+            metrics.queue_limit.labels(model.name).inc(settled.max_queue)  # versions queue apart
             metrics.start_at_zero(model.name, (V1_ROUTE, V2_MODEL + "/infer"))
         for model in catalog:
             await loop.run_in_executor(executor, model.predictor.warmup)
@@ -117,20 +119,18 @@ def create_app(
         # otherwise look up three global providers on every request of the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    images = any(model.task == IMAGE_TASK for model in catalog)
-    config = replace(config, max_body_bytes=config.body_limit(images))
     app.state.catalog = catalog
-    app.state.config = config
+    app.state.config = settled
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)
-    schemas = request_models(config, images=images)
+    schemas = request_models(settled, images=images)
     errors = {
         status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()
     }
-    guard = api_key_dependencies(config.api_key)
-    v1_document = add_v1_routes(app, catalog, config, lifecycle, schemas, guard, errors)
-    add_v2_routes(app, catalog, config, lifecycle, schemas, guard, errors)
+    guard = api_key_dependencies(settled.api_key)
+    v1_document = add_v1_routes(app, catalog, settled, lifecycle, schemas, guard, errors)
+    add_v2_routes(app, catalog, settled, lifecycle, schemas, guard, errors)
     add_drift_route(app, catalog, guard)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
@@ -183,5 +183,5 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
-    app.add_middleware(RequestContext, metrics=metrics, log_requests=config.access_log)
+    app.add_middleware(RequestContext, metrics=metrics, log_requests=settled.access_log)
     return app

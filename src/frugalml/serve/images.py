@@ -122,7 +122,7 @@ def tensor_images(tensor: Any, channels: int, config: ServeConfig) -> list[np.nd
     if tensor.datatype == "BYTES":
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise ApiError(422, f"a BYTES input of images has shape [n] or [n, 1]; got {shape}")
-        items = split_bytes(data) if isinstance(data, bytes) else _flat(data)
+        items: list[Any] = split_bytes(data) if isinstance(data, bytes) else _flat(data)
         if len(items) != shape[0]:
             raise ApiError(422, f"shape {shape} says {shape[0]} images; the data holds {len(items)}")
         if isinstance(data, bytes):
