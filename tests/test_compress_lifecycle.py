@@ -72,7 +72,7 @@ def test_keep_front_leaves_only_the_front_the_selected_and_their_lineage(
     """`prune` is built only as the source of `prune + trim`: it goes when that goes."""
     settings, teacher_id, train, dev = teacher
     monkeypatch.setattr(workflow, "measure_in_subprocess", fake_measure(figures))
-    config = CompressConfig(techniques=("prune", "trim"), layers=(1,), keep="front")
+    config = CompressConfig(techniques=("prune", "trim"), layers=(1,), ffn=(1.0,), keep="front")
     result = compress_and_register(teacher_id, train, dev, config, settings=settings)
 
     rows = open_store(settings).list_bundles()
