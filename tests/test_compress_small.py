@@ -73,6 +73,18 @@ def test_settings_left_open_are_chosen_from_the_data_size_and_budget():
     assert chosen_settings(given, rows=100, source_layers=6) == given
 
 
+def test_image_distillation_epochs_follow_the_training_set_size_unless_given():
+    from frugalml.compress.config import CompressConfig
+    from frugalml.compress.defaults import chosen_image_settings
+
+    # PneumoniaMNIST's 4,708 training images: 10 epochs.
+    assert chosen_image_settings(CompressConfig(), rows=4708).distill_epochs == 10
+    assert chosen_image_settings(CompressConfig(), rows=60_000).distill_epochs == 2
+    chosen = chosen_image_settings(CompressConfig(), rows=30_000)
+    assert chosen.layers == () and chosen.ffn == CompressConfig().ffn  # text students stay unset
+    assert chosen_image_settings(CompressConfig(distill_epochs=1), rows=4708).distill_epochs == 1
+
+
 def test_a_pipeline_step_takes_student_settings_as_lists_or_single_numbers():
     from frugalml.compress.steps import step_config
 

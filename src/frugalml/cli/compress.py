@@ -63,7 +63,9 @@ def compress(
             "comma-separated (default: 0.5)."
         ),
     ] = None,
-    distill_epochs: Annotated[int | None, typer.Option(help="Distillation epochs.")] = None,
+    distill_epochs: Annotated[
+        int | None, typer.Option(help="Distillation epochs (default: by the number of training rows).")
+    ] = None,
     augment: Annotated[
         int | None, typer.Option(help="Perturbed copies of each training text to distill on.")
     ] = None,

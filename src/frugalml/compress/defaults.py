@@ -13,6 +13,9 @@ A setting the user gives is kept; one left out (None, or no `layers`) is chosen 
   gives the student many teacher-labelled texts;
 - epochs: about `STEPS` optimizer steps of 32 texts over that set (2 to 10 epochs), so that
   distillation costs about the same at any data size.
+
+Image bundles take only the epochs from here (`chosen_image_settings`), by the same rule over
+the training images: their students are chosen by `--channels` and the small CNN.
 """
 
 from __future__ import annotations
@@ -62,3 +65,11 @@ def chosen_settings(config: CompressConfig, rows: int, source_layers: int) -> Co
         if config.distill_epochs is not None
         else distill_epochs(rows, copies),
     )
+
+
+def chosen_image_settings(config: CompressConfig, rows: int) -> CompressConfig:
+    """`config` with the distillation epochs chosen for `rows` labelled training images, when left
+    open: as for text, about `STEPS` optimizer steps of 32 images (2 to 10 epochs)."""
+    if config.distill_epochs is not None:
+        return config
+    return replace(config, distill_epochs=distill_epochs(rows, copies=0))

@@ -16,7 +16,7 @@ from typing import Any
 from frugalml.bundle import IMAGE_TASK, TEXT_TASK, Bundle
 from frugalml.compress.config import DEFAULT_CHANNELS, CompressConfig
 from frugalml.compress.context import CompressContext
-from frugalml.compress.defaults import chosen_settings
+from frugalml.compress.defaults import chosen_image_settings, chosen_settings
 from frugalml.compress.image_distill import STUDENT
 from frugalml.compress.measure import measure_in_subprocess
 from frugalml.compress.report import write_report
@@ -75,8 +75,10 @@ def compress_and_register(
     lineage = open_store(settings)
     inputs = _read_inputs(bundle_ref, train_path, eval_path, unlabelled_path, columns or {}, lineage)
     baseline, train = inputs.baseline, inputs.train
-    if baseline.task == TEXT_TASK:  # image students are chosen by `channels` and the CNN
+    if baseline.task == TEXT_TASK:
         config = chosen_settings(config, len(train), _source_layers(baseline))
+    else:
+        config = chosen_image_settings(config, len(train))
     lineage.add_dataset(train)
     threads = config.threads or os.cpu_count() or 1
     run_config = {
