@@ -29,8 +29,9 @@ DATA = HOME / "data" / "digits.npz"
 SPLITS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 
-def write_digits(path) -> None:
-    """scikit-learn's digits as uint8 images in MedMNIST's npz layout, split by class, seed 0."""
+def write_digits(path) -> dict[str, int]:
+    """scikit-learn's digits as uint8 images in MedMNIST's npz layout, split by class, seed 0;
+    the number of images per split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -46,6 +47,7 @@ def write_digits(path) -> None:
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images[rows], labels[rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
+    return {split: len(arrays[f"{split}_labels"]) for split in SPLITS}
 
 
 def pixel_baseline(path) -> dict:
@@ -107,7 +109,7 @@ def compressed_row(teacher: dict) -> dict:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    write_digits(DATA)
+    sizes = write_digits(DATA)
     baseline = pixel_baseline(DATA)
     print(f"pixels: test ACC {baseline['accuracy']:.3f}; training ...", flush=True)
     default = tuned_row("defaults (cnn)")
@@ -118,7 +120,7 @@ def main() -> None:
         {
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": THREADS},
             "data": "scikit-learn load_digits, stratified 70/10/20 split, seed 0",
-            "sizes": {s: len(np.load(DATA)[f"{s}_labels"]) for s in SPLITS},
+            "sizes": sizes,
             "rows": rows,
             "defaults_vs_resnet18_points": 100 * (default["accuracy"] - anchor["accuracy"]),
         },
