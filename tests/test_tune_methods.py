@@ -11,6 +11,7 @@ from test_tune_serve import _standard_load
 from frugalml.bundle import load_bundle
 from frugalml.errors import FrugalError
 from frugalml.models import load_bundle_torch
+from frugalml.models.hf_model import FrugalTextClassifierConfig
 from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.serve import create_app
@@ -58,8 +59,8 @@ def test_method_trains_only_its_weights_and_the_bundle_predicts_as_trained(
     model, tokenizer = load_bundle_torch(bundle)
     if method == "prompt":
         assert model.prompt is not None and model.prompt.shape == (4, hidden)
-        # The text gets the positions the prompt leaves: 64 in the tiny encoder, less 4.
-        assert tokenizer.model_max_length == 60
+        # The text keeps its own positions: all 64 of the tiny encoder's.
+        assert tokenizer.model_max_length == 64 and model.config.prompt_shifts_text is False
     elif method == "prefix":
         assert len([n for n, _ in model.named_modules() if n.endswith(".prefix")]) == layers
     else:
@@ -81,6 +82,11 @@ def test_method_trains_only_its_weights_and_the_bundle_predicts_as_trained(
     # Plain transformers (trust_remote_code: the bundle's hf_model.py) rebuilds the method's weights.
     plain = _standard_load(bundle, TEXTS, home)
     assert torch.tensor(plain["logits"]).softmax(-1).numpy() == pytest.approx(expected, abs=1e-5)
+    if method == "prompt":  # a bundle that stores no placement (older ones) shifts the text
+        assert FrugalTextClassifierConfig().prompt_shifts_text is True
+        model.config.prompt_shifts_text = True
+        shifted = TorchPredictor(model, tokenizer, bundle.labels).predict_proba(TEXTS)
+        assert shifted != pytest.approx(expected, abs=1e-4)
 
 
 def test_prediction_before_save_equals_after_reload(tiny_base, intent_files, home):
@@ -163,7 +169,6 @@ def test_bad_settings_give_one_clear_line(settings, message):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"method": "prompt", "prompt_length": 60}, "prompt length 60 leaves too few of the encoder's 64"),
         ({"method": "adapter", "adapter_reduction": 33}, "leaves no bottleneck for hidden size 32"),
     ],
 )

@@ -28,6 +28,7 @@ class FrugalTextClassifierConfig(PretrainedConfig):
         normalize: bool = True,
         classifier_dropout: float = 0.1,
         prompt_length: int = 0,
+        prompt_shifts_text: bool = True,
         prefix_length: int = 0,
         bottleneck_adapter: dict | None = None,
         **kwargs,
@@ -38,6 +39,10 @@ class FrugalTextClassifierConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         # Soft prompt tuning: this many trained vectors go before every text's token embeddings.
         self.prompt_length = prompt_length
+        # True: the prompt takes positions 0..length-1 and the text the ones after (older bundles,
+        # which store no value); tuning now sets False: the text keeps the positions it has
+        # without a prompt, and every prompt vector sits at position 0.
+        self.prompt_shifts_text = prompt_shifts_text
         # Deep prefix tuning: this many trained keys and values before every attention layer's own.
         self.prefix_length = prefix_length
         # Bottleneck adapters: {"reduction": r, "placement": "pfeiffer" | "houlsby"}, or None.
@@ -130,6 +135,11 @@ class FrugalTextClassifier(PreTrainedModel):
         extra = {}
         if token_type_ids is not None:
             extra["token_type_ids"] = torch.cat([token_type_ids.new_zeros(rows, length), token_type_ids], 1)
+        if not self.config.prompt_shifts_text:
+            # The text keeps the positions it was pretrained with, so the frozen encoder reads it
+            # as it learnt to; the prompt's free vectors absorb their position's embedding.
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand(rows, -1)
+            extra["position_ids"] = torch.cat([positions.new_zeros(rows, length), positions], 1)
         states = self.encoder(
             inputs_embeds=torch.cat([prompt, embeds], 1),
             attention_mask=torch.cat([attention_mask.new_ones(rows, length), attention_mask], 1),

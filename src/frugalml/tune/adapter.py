@@ -49,13 +49,8 @@ def prepare_prompt(model: nn.Module, options: dict) -> nn.Module:
     if _carried(classifier, "prompt_length", length):
         _train_only(classifier, lambda name: name == "prompt")
         return classifier
-    positions = classifier.encoder.config.max_position_embeddings
-    if length > positions - 8:
-        raise FrugalError(
-            f"prompt length {length} leaves too few of the encoder's {positions} positions for the "
-            f"text; use 1-{positions - 8}"
-        )
     classifier.config.prompt_length = length
+    classifier.config.prompt_shifts_text = False
     classifier.extend()
     assert classifier.prompt is not None
     with torch.no_grad():  # start from the embeddings of random vocabulary tokens (Lester et al. 2021)
@@ -114,11 +109,6 @@ def merge_reparameterisation(model: nn.Module) -> None:
         if isinstance(module, Prefix) and parametrize.is_parametrized(module):
             for name in ("key", "value"):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-
-
-def reserved_positions(options: dict) -> int:
-    """Encoder positions the method takes before each text's tokens."""
-    return options["prompt_length"] if options["method"] == "prompt" else 0
 
 
 def _carried(classifier: FrugalTextClassifier, key: str, wanted: object) -> bool:

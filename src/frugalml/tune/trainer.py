@@ -40,7 +40,7 @@ from frugalml.progress import Reporter, SilentReporter
 from frugalml.resources import peak_rss_mb
 from frugalml.settings import get_settings
 from frugalml.tune import distributed
-from frugalml.tune.adapter import merge_reparameterisation, reserved_positions
+from frugalml.tune.adapter import merge_reparameterisation
 from frugalml.tune.config import TuneCompute, TuneConfig
 from frugalml.tune.heads import choose_c, fit_head, row_weights, set_head, val_scores
 from frugalml.tune.loop import Checkpointing, EpochHook, Kept, Rows, fine_tune, trainable_state
@@ -133,12 +133,7 @@ def train_worker(
     nn.Module.to(model, device)  # transformers types its own `to` narrowly
     # The bundle's tokenizer carries the length the model trains with, for every predictor and for
     # transformers' own loading of the bundle (truncation=True) to cut texts where training did.
-    # A soft prompt takes positions before the text's tokens: the text gets the rest.
-    reserved = reserved_positions(asdict(config))
-    positions = model.config.encoder.get("max_position_embeddings") or config.max_length + reserved
-    tokenizer.model_max_length = min(
-        usable_length(config.max_length, tokenizer, model.config.encoder), positions - reserved
-    )
+    tokenizer.model_max_length = usable_length(config.max_length, tokenizer, model.config.encoder)
     pad = tokenizer.pad_token_id
     index = {label: i for i, label in enumerate(labels)}
     fit_ids, val_ids = (
