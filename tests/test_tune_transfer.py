@@ -12,7 +12,7 @@ from test_cli import run_cli
 from frugalml.bundle import load_bundle
 from frugalml.data import Dataset, load_dataset
 from frugalml.errors import FrugalError
-from frugalml.evaluate.perturb import noisy_copies, perturb
+from frugalml.evaluate.perturb import epoch_noise, noisy_copies, perturb
 from frugalml.lineage import open_store
 from frugalml.models import load_bundle_torch
 from frugalml.settings import get_settings
@@ -35,6 +35,16 @@ def test_noisy_copies_are_seeded_and_not_the_eval_noise():
     assert noisy_copies(texts, "words:0.5", copies=1, seed=1) != noisy_copies(
         texts, "words:0.5", copies=1, seed=2
     )
+
+
+def test_epoch_noise_swaps_a_seeded_share_of_the_rows_each_epoch():
+    texts = [f"please reset my password number {i}" for i in range(400)]
+    first = epoch_noise(texts, "typos:0.3", share=0.5, seed=0, epoch=1)
+    assert first == epoch_noise(texts, "typos:0.3", share=0.5, seed=0, epoch=1)
+    changed = sum(a != b for a, b in zip(first, texts, strict=True))
+    assert 150 < changed <= 250  # about half, each noised text almost surely changed
+    assert first != epoch_noise(texts, "typos:0.3", share=0.5, seed=0, epoch=2)
+    assert epoch_noise(texts, "typos:0.3", share=1.0, seed=0, epoch=1) != first
 
 
 def test_noisy_copies_join_the_training_rows_with_their_labels():
@@ -61,6 +71,9 @@ def test_robust_is_the_measured_recipe_and_given_settings_win():
         (["--noise", "accents"], "unknown perturbation 'accents'"),
         (["--noise-copies", "2"], "give noise too"),
         (["--noise", "typos", "--noise-copies", "0"], "1 <= noise_copies <= 10"),
+        (["--noise-share", "0.5"], "give noise too"),
+        (["--noise", "typos", "--noise-share", "0"], "0 < noise_share <= 1"),
+        (["--noise", "typos", "--noise-share", "0.5", "--noise-copies", "2"], "not both"),
         (["--from", "b0000000000"], "no bundle 'b0000000000'"),
     ],
 )
@@ -77,6 +90,20 @@ def test_robust_cli_trains_on_noise_and_records_it(capsys, tiny_base, intent_fil
     bundle = load_bundle(json.loads(out)["bundle_path"])
     assert bundle.config["robust"] is True and bundle.config["noise"] == ROBUST["noise"]
     assert bundle.config["noise_copies"] == ROBUST["noise_copies"]
+
+
+def test_fresh_noise_trains_on_noise_without_copies(tiny_base, intent_files, home):
+    """Fresh noise changes what the model learns, and the bundle records the recipe."""
+    config = _config(tiny_base, method="lora", epochs=2, noise="typos:0.5", noise_share=1.0)
+    summary = tune_and_register(intent_files["train"], config)
+    plain = tune_and_register(intent_files["train"], _config(tiny_base, method="lora", epochs=2))
+    assert summary.epochs_run == 2
+    bundle = load_bundle(summary.bundle_path)
+    assert bundle.config["noise_share"] == 1.0 and bundle.config["noise_copies"] is None
+    noisy_model, _ = load_bundle_torch(bundle)
+    plain_model, _ = load_bundle_torch(load_bundle(plain.bundle_path))
+    weights = zip(noisy_model.state_dict().values(), plain_model.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in weights)
 
 
 def _changed_labels(tmp_path):

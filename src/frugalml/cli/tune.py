@@ -110,6 +110,12 @@ def tune(
     noise_copies: Annotated[
         int | None, typer.Option(help="Noisy copies of each training row, with --noise.", show_default="1")
     ] = None,
+    noise_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of copies: each epoch, this share of the training rows gets fresh --noise.",
+        ),
+    ] = None,
     rank: Annotated[
         int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
     ] = None,
@@ -268,6 +274,7 @@ def tune(
             parent=parent,
             noise=noise,
             noise_copies=noise_copies,
+            noise_share=noise_share,
             robust=robust or None,
             lora_r=rank,
             lora_alpha=alpha,

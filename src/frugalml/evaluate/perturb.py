@@ -69,6 +69,19 @@ def noisy_copies(texts: list[str], spec: str, *, copies: int, seed: int) -> list
     return [text for _ in range(copies) for text in noise(texts, rate=rate, rng=rng)]
 
 
+def epoch_noise(texts: list[str], spec: str, *, share: float, seed: int, epoch: int) -> list[str]:
+    """`texts` with about `share` of them swapped for a noisy version: one epoch's training texts
+    when the noise is drawn afresh every epoch (a stream of its own per seed and epoch)."""
+    kind, rate = parse_spec(spec)
+    rng = np.random.default_rng([seed, 2, epoch])
+    chosen = np.flatnonzero(rng.random(len(texts)) < share)
+    noise = typos if kind == "typos" else word_noise
+    out = list(texts)
+    for i, text in zip(chosen, noise([texts[i] for i in chosen], rate=rate, rng=rng), strict=True):
+        out[i] = text
+    return out
+
+
 def typos(texts: list[str], *, rate: float = DEFAULT_RATE, rng: np.random.Generator) -> list[str]:
     """Each letter touched with probability `rate`: swap, drop, double or keyboard neighbour."""
     return [_keep_if_empty(text, _typo_text(text, rate, rng)) for text in texts]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from frugalml.devices import parse_device
 from frugalml.errors import FrugalError, check_ranges
@@ -14,7 +15,7 @@ from frugalml.tune.methods import METHODS, get_method
 CLASS_WEIGHTS = (None, "balanced")
 # `--robust`: noisy copies of the training rows, the recipe bench/methods.py measured against typos
 # (docs/tuning.md); the settings the user gives win over these.
-ROBUST = {"noise": "typos:0.1", "noise_copies": 2}
+ROBUST: dict[str, Any] = {"noise": "typos:0.1", "noise_copies": 2}
 MAX_NOISE_COPIES = 10
 NOISE_COPIES = 1  # noisy copies of each training row when `noise` is set without a count
 LORA_VARIANTS = ("lora", "dora", "rslora")
@@ -56,6 +57,9 @@ class TuneConfig:
     # (never of the validation rows), with the noise `noise` names ("typos:0.1", "words:0.05").
     noise: str | None = None
     noise_copies: int | None = None  # None: NOISE_COPIES, or ROBUST's with `robust`
+    # Instead of copies: each epoch, this share of the training rows is swapped for a freshly
+    # noised version, so every epoch sees other typos and the clean rows stay as many as they are.
+    noise_share: float | None = None
     robust: bool = False  # the ROBUST recipe, for settings not given
     # Transfer (tune/transfer.py): the id of a registered bundle whose encoder and method weights
     # this run starts from, instead of the base's.
@@ -65,15 +69,21 @@ class TuneConfig:
         method = get_method(self.method)
         if self.robust:
             self.noise = self.noise or str(ROBUST["noise"])
-            if self.noise_copies is None:
-                self.noise_copies = int(ROBUST["noise_copies"])
+            if self.noise_copies is None and self.noise_share is None:
+                self.noise_copies = ROBUST.get("noise_copies")
+                self.noise_share = ROBUST.get("noise_share")
         if self.noise is not None:
             parse_spec(self.noise)
-            if self.noise_copies is None:
+            if self.noise_copies is not None and self.noise_share is not None:
+                raise FrugalError(
+                    "give noise_copies (fixed noisy copies of every row) or noise_share (fresh "
+                    "noise on a share of the rows each epoch), not both"
+                )
+            if self.noise_copies is None and self.noise_share is None:
                 self.noise_copies = NOISE_COPIES
-        elif self.noise_copies is not None:
+        elif self.noise_copies is not None or self.noise_share is not None:
             raise FrugalError(
-                "noise_copies says how many noisy copies of each row to train on: give noise too"
+                "noise_copies and noise_share say how to train on noise: give noise too (e.g. typos:0.1)"
             )
         if self.adversarial is not None:
             if self.adversarial not in ATTACKS:
@@ -125,6 +135,7 @@ class TuneConfig:
                 self.noise_copies is None or 1 <= self.noise_copies <= MAX_NOISE_COPIES,
                 f"1 <= noise_copies <= {MAX_NOISE_COPIES}",
             ),
+            "noise_share": (self.noise_share is None or 0 < self.noise_share <= 1, "0 < noise_share <= 1"),
         }
         check_ranges("tune", self, checks)
 

@@ -49,6 +49,12 @@ class Rows:
     fit_weights: np.ndarray  # each training row's weight in the loss
     val_ids: list
     pad: int
+    # Fresh noise: the fit rows' ids for an epoch (1, 2, ...), where some texts are noisy; the
+    # labels, weights and the clean `fit_ids` (scored after each epoch) stay.
+    epoch_ids: Callable[[int], list] | None = None
+
+    def train_ids(self, epoch: int) -> list:
+        return self.fit_ids if self.epoch_ids is None else self.epoch_ids(epoch)
 
 
 @dataclass
@@ -124,11 +130,10 @@ def fine_tune(
             started = time.perf_counter()
             # The order depends on the seed and the epoch alone: a resumed run replays it.
             batches = length_batches(lengths, config.batch_size, np.random.default_rng([config.seed, epoch]))
+            train_ids = rows.train_ids(epoch)
             for step in range(position.step, len(batches)):
                 index, factor = distributed.shard(batches[step])
-                batch = {
-                    k: v.to(device) for k, v in collate([rows.fit_ids[i] for i in index], rows.pad).items()
-                }
+                batch = {k: v.to(device) for k, v in collate([train_ids[i] for i in index], rows.pad).items()}
                 part = adversarial.train_batch(
                     config.adversarial,
                     net=net,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from transformers import PreTrainedTokenizerBase
 
 from frugalml.data import Dataset, validation_split
 from frugalml.devices import resolve_device
-from frugalml.evaluate.perturb import noisy_copies
+from frugalml.evaluate.perturb import epoch_noise, noisy_copies
 from frugalml.lineage import open_store
 from frugalml.models import FrugalTextClassifier, load_tokenizer, new_classifier
 from frugalml.models.batching import tokenize, usable_length
@@ -122,7 +123,7 @@ def train_worker(
 
     labels = train.label_names
     fit_part, val_part = validation_split(train, config.val_fraction, config.seed)
-    if config.noise is not None:  # noisy copies train; the validation rows stay as written
+    if config.noise_copies:  # noisy copies train; the validation rows stay as written
         fit_part = _with_noisy_copies(fit_part, config)
     tokenizer = load_tokenizer(config.base)
     model = new_classifier(config.base, labels)
@@ -186,6 +187,8 @@ def train_worker(
     assert config.epochs is not None
     if method.trains_encoder and config.epochs > 0:
         rows = Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
+        if config.noise_share:
+            rows.epoch_ids = _epoch_noise_ids(fit_part.texts, config, tokenizer)
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         start = Kept(val_loss, val_acc, trainable_state(trained), features)  # epoch 0: frozen encoder
         kept, epochs_run, epoch_scores = fine_tune(
@@ -233,6 +236,17 @@ def _with_noisy_copies(rows: Dataset, config: TuneConfig) -> Dataset:
     texts = rows.texts + noisy_copies(rows.texts, config.noise, copies=copies, seed=config.seed)
     ids = rows.ids + [f"{i}~noise{k}" for k in range(1, copies + 1) for i in rows.ids]
     return Dataset(texts=texts, labels=rows.labels * (copies + 1), ids=ids, source=rows.source)
+
+
+def _epoch_noise_ids(texts: list[str], config: TuneConfig, tokenizer: Any) -> Callable[[int], list]:
+    spec, share = config.noise, config.noise_share
+    assert spec is not None and share is not None
+
+    def ids(epoch: int) -> list:
+        noisy = epoch_noise(texts, spec, share=share, seed=config.seed, epoch=epoch)
+        return tokenize(tokenizer, noisy, tokenizer.model_max_length)
+
+    return ids
 
 
 def auto_epochs(rows: int) -> int:
