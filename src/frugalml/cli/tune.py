@@ -141,7 +141,7 @@ def tune(
     ] = False,
     prompt_length: Annotated[
         int | None,
-        typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="20"),
+        typer.Option(help="--method prompt: soft prompt vectors before every text.", show_default="8"),
     ] = None,
     prefix_length: Annotated[
         int | None,

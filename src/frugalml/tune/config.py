@@ -42,7 +42,7 @@ class TuneConfig:
     lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
     ia3_targets: str = "key,value,output.dense"  # module names, comma-separated, by suffix
     lora_variant: str = "lora"  # dora: weight-decomposed; rslora: alpha / sqrt(r) scaling
-    prompt_length: int = 20  # method prompt: soft prompt vectors before every text
+    prompt_length: int = 8  # method prompt: soft prompt vectors before every text
     prefix_length: int = 16  # method prefix: trained keys and values per attention layer
     prefix_mlp: int = 0  # method prefix: hidden width of the reparameterisation MLP; 0 = none
     adapter_reduction: int = 16  # method adapter: hidden size / bottleneck size

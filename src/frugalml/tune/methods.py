@@ -113,7 +113,7 @@ METHODS: dict[str, Method] = {
         ),
         Method("ia3", "IA3 scaling vectors (PEFT) on --targets + head", _peft(_ia3_config), 3e-3),
         Method("full", "every parameter trained", _full, 8e-5),
-        Method("prompt", "soft prompt before every text + head", prepare_prompt, 3e-2, changes_outputs=True),
+        Method("prompt", "soft prompt before every text + head", prepare_prompt, 0.3, changes_outputs=True),
         Method(
             "prefix",
             "trained keys and values in every attention layer + head",
