@@ -12,6 +12,8 @@ leave nothing, the text stays as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from frugalml.errors import FrugalError
@@ -54,9 +56,7 @@ def perturb(texts: list[str], spec: str, *, seed: int = 0) -> list[str]:
     """`texts` with the noise `spec` names (parse_spec), drawn from `seed`."""
     kind, rate = parse_spec(spec)
     rng = np.random.default_rng(seed)
-    if kind == "typos":
-        return typos(texts, rate=rate, rng=rng)
-    return word_noise(texts, rate=rate, rng=rng)
+    return _noise(kind)(texts, rate=rate, rng=rng)
 
 
 def noisy_copies(texts: list[str], spec: str, *, copies: int, seed: int) -> list[str]:
@@ -65,8 +65,11 @@ def noisy_copies(texts: list[str], spec: str, *, copies: int, seed: int) -> list
     set perturbed with the same seed gets other noise."""
     kind, rate = parse_spec(spec)
     rng = np.random.default_rng([seed, 1])
-    noise = typos if kind == "typos" else word_noise
-    return [text for _ in range(copies) for text in noise(texts, rate=rate, rng=rng)]
+    return [text for _ in range(copies) for text in _noise(kind)(texts, rate=rate, rng=rng)]
+
+
+def _noise(kind: str) -> Callable[..., list[str]]:
+    return typos if kind == "typos" else word_noise
 
 
 def epoch_noise(texts: list[str], spec: str, *, share: float, seed: int, epoch: int) -> list[str]:
@@ -75,9 +78,8 @@ def epoch_noise(texts: list[str], spec: str, *, share: float, seed: int, epoch: 
     kind, rate = parse_spec(spec)
     rng = np.random.default_rng([seed, 2, epoch])
     chosen = np.flatnonzero(rng.random(len(texts)) < share)
-    noise = typos if kind == "typos" else word_noise
     out = list(texts)
-    for i, text in zip(chosen, noise([texts[i] for i in chosen], rate=rate, rng=rng), strict=True):
+    for i, text in zip(chosen, _noise(kind)([texts[i] for i in chosen], rate=rate, rng=rng), strict=True):
         out[i] = text
     return out
 
