@@ -8,8 +8,9 @@ parameters, adapter bytes, train wall time and peak RSS. `head` is the frozen-em
 regression every other row is compared with.
 
 Recipes: plain; fgm (`--adversarial fgm`); augment (rows from `label augment --operations typo
---per-row 2`); noise2 / noise4 (`--noise typos:0.1 --noise-copies 2|4`); noise2-fgm; robust
-(`--robust`, whatever it currently means).
+--per-row 2`); noise2 / noise4 (`--noise typos:0.1 --noise-copies 2|4`); noise2-fgm; noise2-r32
+(LoRA rank 32, alpha 32); fresh50 / fresh100 (`--noise typos:0.1 --noise-share 0.5|1`); robust (`--robust`,
+whatever it currently means).
 
     python bench/methods.py --per-intent 10 --draws 1                  # every method, plain
     python bench/methods.py --methods lora --recipes plain,augment,noise2,noise4,robust
@@ -45,6 +46,9 @@ RECIPES: dict[str, dict] = {  # TuneConfig settings on top of the method's defau
     "noise2": {"noise": PERTURB, "noise_copies": 2},
     "noise4": {"noise": PERTURB, "noise_copies": 4},
     "noise2-fgm": {"noise": PERTURB, "noise_copies": 2, "adversarial": "fgm"},
+    "noise2-r32": {"noise": PERTURB, "noise_copies": 2, "lora_r": 32, "lora_alpha": 32},
+    "fresh50": {"noise": PERTURB, "noise_share": 0.5},  # fresh noise on half the rows each epoch
+    "fresh100": {"noise": PERTURB, "noise_share": 1.0},
     "robust": {"robust": True},
 }
 
