@@ -59,8 +59,11 @@ def test_noisy_copies_join_the_training_rows_with_their_labels():
 def test_robust_is_the_measured_recipe_and_given_settings_win():
     robust = TuneConfig(method="lora", robust=True)
     assert (robust.noise, robust.noise_copies) == (ROBUST["noise"], ROBUST["noise_copies"])
-    mine = TuneConfig(method="lora", robust=True, noise="words:0.2", noise_copies=3)
-    assert (mine.noise, mine.noise_copies) == ("words:0.2", 3)
+    assert (robust.lora_r, robust.lora_alpha) == (ROBUST["lora_r"], 2 * ROBUST["lora_r"])
+    assert (TuneConfig(method="lora").lora_r, TuneConfig(method="lora").lora_alpha) == (16, 32)
+    assert TuneConfig(method="lora", lora_r=8).lora_alpha == 16  # alpha / r stays 2
+    mine = TuneConfig(method="lora", robust=True, noise="words:0.2", noise_copies=3, lora_r=8)
+    assert (mine.noise, mine.noise_copies, mine.lora_r) == ("words:0.2", 3, 8)
     assert TuneConfig(noise="typos").noise_copies == 1
 
 

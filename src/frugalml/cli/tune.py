@@ -97,7 +97,7 @@ def tune(
         typer.Option(
             "--robust",
             help="Train for noisy input with the recipe bench/methods.py measured best against typos "
-            "(now: --noise typos:0.1 --noise-copies 2); options given explicitly win.",
+            "(now: --noise typos:0.1 --noise-copies 2 --rank 32); options given explicitly win.",
         ),
     ] = False,
     noise: Annotated[
@@ -120,7 +120,7 @@ def tune(
         int | None, typer.Option(help="--method lora: rank of the update matrices.", show_default="16")
     ] = None,
     alpha: Annotated[
-        float | None, typer.Option(help="--method lora: scaling alpha.", show_default="32")
+        float | None, typer.Option(help="--method lora: scaling alpha.", show_default="2 x rank")
     ] = None,
     dropout: Annotated[
         float | None, typer.Option(help="--method lora: dropout on the LoRA input.", show_default="0.05")

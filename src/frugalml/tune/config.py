@@ -15,8 +15,9 @@ from frugalml.tune.methods import METHODS, get_method
 CLASS_WEIGHTS = (None, "balanced")
 # `--robust`: noisy copies of the training rows, the recipe bench/methods.py measured against typos
 # (docs/tuning.md); the settings the user gives win over these.
-ROBUST: dict[str, Any] = {"noise": "typos:0.1", "noise_copies": 2}
+ROBUST: dict[str, Any] = {"noise": "typos:0.1", "noise_copies": 2, "lora_r": 32}
 MAX_NOISE_COPIES = 10
+LORA_RANK = 16
 NOISE_COPIES = 1  # noisy copies of each training row when `noise` is set without a count
 LORA_VARIANTS = ("lora", "dora", "rslora")
 
@@ -36,8 +37,8 @@ class TuneConfig:
     warmup: float = 0.1
     weight_decay: float = 0.01
     head_c: float | None = None  # logistic-regression C; None = pick on validation
-    lora_r: int = 16
-    lora_alpha: float = 32
+    lora_r: int | None = None  # None: LORA_RANK, or ROBUST's with `robust`
+    lora_alpha: float | None = None  # None: 2 x lora_r
     lora_dropout: float = 0.05
     lora_targets: str = "all-linear"  # or module names, comma-separated (e.g. "query,value")
     ia3_targets: str = "key,value,output.dense"  # module names, comma-separated, by suffix
@@ -72,6 +73,12 @@ class TuneConfig:
             if self.noise_copies is None and self.noise_share is None:
                 self.noise_copies = ROBUST.get("noise_copies")
                 self.noise_share = ROBUST.get("noise_share")
+            if self.lora_r is None:  # a wider LoRA learns the noise and keeps the clean text
+                self.lora_r = ROBUST.get("lora_r")
+        if self.lora_r is None:
+            self.lora_r = LORA_RANK
+        if self.lora_alpha is None:  # the update scaled by alpha / r = 2 at every rank
+            self.lora_alpha = 2 * self.lora_r
         if self.noise is not None:
             parse_spec(self.noise)
             if self.noise_copies is not None and self.noise_share is not None:
