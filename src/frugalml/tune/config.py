@@ -13,8 +13,8 @@ from frugalml.tune.adversarial import ATTACKS
 from frugalml.tune.methods import METHODS, get_method
 
 CLASS_WEIGHTS = (None, "balanced")
-# `--robust`: noisy copies of the training rows, the recipe bench/methods.py measured against typos
-# (docs/tuning.md); the settings the user gives win over these.
+# `--robust`: noisy copies of the training rows and a wider LoRA, the recipe bench/methods.py
+# measured best against typos (docs/tuning.md); the settings the user gives win over these.
 ROBUST: dict[str, Any] = {"noise": "typos:0.1", "noise_copies": 2, "lora_r": 32}
 MAX_NOISE_COPIES = 10
 LORA_RANK = 16
