@@ -188,7 +188,7 @@ def train_worker(
     if method.trains_encoder and config.epochs > 0:
         rows = Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
         if config.noise_share:
-            rows.epoch_ids = _epoch_noise_ids(fit_part.texts, config, tokenizer)
+            rows.epoch_ids = _epoch_noise_ids(fit_part.texts, fit_ids, config, tokenizer)
         encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         start = Kept(val_loss, val_acc, trainable_state(trained), features)  # epoch 0: frozen encoder
         kept, epochs_run, epoch_scores = fine_tune(
@@ -238,13 +238,23 @@ def _with_noisy_copies(rows: Dataset, config: TuneConfig) -> Dataset:
     return Dataset(texts=texts, labels=rows.labels * (copies + 1), ids=ids, source=rows.source)
 
 
-def _epoch_noise_ids(texts: list[str], config: TuneConfig, tokenizer: Any) -> Callable[[int], list]:
+def _epoch_noise_ids(
+    texts: list[str], clean_ids: list, config: TuneConfig, tokenizer: Any
+) -> Callable[[int], list]:
     spec, share = config.noise, config.noise_share
     assert spec is not None and share is not None
 
     def ids(epoch: int) -> list:
+        """The clean ids, with only the texts the noise changed tokenized again."""
         noisy = epoch_noise(texts, spec, share=share, seed=config.seed, epoch=epoch)
-        return tokenize(tokenizer, noisy, tokenizer.model_max_length)
+        changed = [i for i, (a, b) in enumerate(zip(noisy, texts, strict=True)) if a != b]
+        out = list(clean_ids)
+        if not changed:
+            return out
+        new = tokenize(tokenizer, [noisy[i] for i in changed], tokenizer.model_max_length)
+        for i, row in zip(changed, new, strict=True):
+            out[i] = row
+        return out
 
     return ids
 
