@@ -412,11 +412,54 @@ def test_the_teacher_labels_a_transfer_set_once_for_every_student(tuned, tmp_pat
 
     train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(5, seed=2)))
     context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
-    targets, states = teacher_targets(context, train.texts, 1, torch.device("cpu"), hidden=1.0)
+    found = teacher_targets(context, train.texts, 1, torch.device("cpu"), hidden=1.0)
     # One pass gives the predictor's log-probabilities and the chosen layer's states.
-    np.testing.assert_allclose(targets.numpy(), teacher_log_probs(tuned, train.texts), atol=1e-4)
-    assert states is not None and states.shape[:2] == (len(train), 1)
+    np.testing.assert_allclose(found.log_probs, teacher_log_probs(tuned, train.texts), atol=1e-4)
+    assert found.states is not None and found.states.shape[:2] == (len(train), 1)
+    assert found.projections is None  # asked for with attention > 0 only
     for layers in (1, 2):
         pruned = apply_technique("prune", tuned, context, layers=layers)
         apply_technique("distill", pruned, context, epochs=1)
     assert len(context.teacher_outputs) == 2  # the texts above, and the one transfer set
+
+
+def test_attention_relations_are_distilled_from_the_teachers_last_layer(tuned, tmp_path):
+    from frugalml.compress.distill import teacher_targets
+
+    train = load_dataset(write_csv(tmp_path / "train.csv", make_rows(5, seed=2)))
+    context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned)
+    found = teacher_targets(context, train.texts, 1, torch.device("cpu"), hidden=0.0, attention=1.0)
+    # Per text its own tokens' queries, keys and values ([CLS] and [SEP] included).
+    assert found.states is None and found.projections is not None and found.heads == 2
+    words = [len(text.split()) + 2 for text in train.texts]  # the tiny vocabulary is word-level
+    assert [p.shape for p in found.projections] == [(n, 3, 32) for n in words]
+    pruned = apply_technique("prune", tuned, context, layers=1)
+    student = apply_technique("distill", pruned, context, epochs=1, hidden=0.0, attention=1.0)
+    assert student.metrics["attention_distillation"] and not student.metrics["layer_distillation"]
+    assert student.config["options"]["attention"] == 1.0
+    plain = apply_technique("distill", pruned, context, epochs=1, hidden=0.0)
+    assert not plain.metrics["attention_distillation"]
+    # The relations moved the student: its weights differ from the logits-only student's.
+    a, b = load_torch(student)[0].state_dict(), load_torch(plain)[0].state_dict()
+    assert any(not torch.equal(a[name], b[name]) for name in a)
+
+
+def test_relation_loss_is_zero_for_equal_relations_and_skips_rows_of_other_tokens():
+    from frugalml.compress.distill import padded_projections, relation_loss
+
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, 3, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    assert relation_loss(teacher, teacher, mask, heads=2).item() == pytest.approx(0, abs=1e-6)
+    # Scaling a projection changes its relations (sharper softmax), a width of 16 still splits.
+    assert relation_loss(3 * teacher, teacher, mask, heads=2).item() > 0.01
+    assert relation_loss(torch.randn(2, 5, 3, 16), teacher, mask, heads=2).item() > 0.01
+    # Padded keys and queries do not count: what lies under the mask's zeros changes nothing.
+    noisy = teacher.clone()
+    noisy[0, 4] = torch.randn(3, 8)
+    assert relation_loss(noisy, teacher, mask, heads=2).item() == pytest.approx(0, abs=1e-6)
+    # A text the student tokenizes into other tokens (trimmed vocabulary) is left out.
+    kept = [teacher[0, :4], teacher[1, :3]]  # the second text had 3 teacher tokens, 5 student ones
+    padded, same = padded_projections(kept, [0, 1], mask)
+    assert same.tolist() == [[1, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    assert torch.equal(padded[0, :4], teacher[0, :4]) and not padded[1].any()

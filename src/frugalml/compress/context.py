@@ -36,8 +36,9 @@ class CompressContext:
     seed: int = 0
     reporter: Reporter = field(default_factory=SilentReporter)
     device: str = "cpu"  # where a technique that trains computes (frugalml.devices)
-    # Distillation's teacher outputs by (texts digest, with layer states): computed once per search.
-    teacher_outputs: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False)
+    # Distillation's teacher outputs by (texts digest, with layer states, with projections): computed
+    # once per search.
+    teacher_outputs: dict[tuple[str, bool, bool], Any] = field(default_factory=dict, repr=False)
 
     @property
     def text_data(self) -> Dataset:
