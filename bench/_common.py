@@ -34,3 +34,15 @@ def in_repo(path: str) -> Path:
 def write_results(path: Path, document: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(portable(document), indent=2, default=str) + "\n")
+
+
+def use_banking77() -> bool:
+    """Whether BANKING77 is there (saying so when not); if it is, frugalml runs offline with the
+    benchmarks' home."""
+    if not (DATA / "train.csv").exists():
+        print(f"skipped: BANKING77 not found at {DATA}")
+        return False
+    os.environ["FRUGALML_HOME"] = str(HOME)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return True

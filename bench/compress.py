@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, HOME, RESULTS, in_repo, write_results
+from _common import DATA, HOME, RESULTS, in_repo, use_banking77, write_results
 
 GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
 DEV_PER_CLASS = 10  # held-out texts per intent to select on, in small-data mode
@@ -368,12 +368,8 @@ def main() -> None:
     parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
     parser.add_argument("--teacher", default="lora", help="small-data mode: the teacher's tuning method")
     args = parser.parse_args()
-    if not (DATA / "train.csv").exists():
-        print(f"skipped: BANKING77 not found at {DATA}")
+    if not use_banking77():
         return
-    os.environ["FRUGALML_HOME"] = str(HOME)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from frugalml.ui import quiet_libraries
 
     quiet_libraries()

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from _common import DATA, HOME, RESULTS, write_results
+from _common import DATA, HOME, RESULTS, use_banking77, write_results
 
 RESULT = RESULTS / "ddp.json"
 
@@ -64,11 +64,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=20, help="labelled queries per intent")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    if not (DATA / "train.csv").exists():
-        print(f"skipped: BANKING77 not found at {DATA}")
+    if not use_banking77():
         return
-    os.environ["FRUGALML_HOME"] = str(HOME)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from frugalml.data import load_dataset
 
     sample = (
