@@ -445,7 +445,7 @@ def test_attention_relations_are_distilled_from_the_teachers_last_layer(tuned, t
 
 
 def test_relation_loss_is_zero_for_equal_relations_and_skips_rows_of_other_tokens():
-    from frugalml.compress.distill import padded_projections, relation_loss
+    from frugalml.compress.relations import padded_projections, relation_loss
 
     torch.manual_seed(0)
     teacher = torch.randn(2, 5, 3, 8)

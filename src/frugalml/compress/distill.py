@@ -15,10 +15,9 @@ states. The teacher's states are computed with its logits in one pass, once for 
 of a search.
 
 Attention (MiniLMv2, Wang et al. 2021): with `attention` > 0 the loss also adds `attention` x
-the KL divergence of the student's last-layer self-attention relations from the teacher's: for
-the queries, keys and values each, split into the teacher's number of heads, softmax(X X^T /
-sqrt(d)) over the text's tokens. Relations need no equal head count or width, only the same
-tokens: texts the (trimmed) student tokenizes differently from the teacher are left out of it.
+the KL divergence of the student's last-layer self-attention relations from the teacher's
+(compress/relations.py); texts the (trimmed) student tokenizes differently from the teacher are
+left out of it.
 Off by default: with 20 labelled texts per intent it cost accuracy beside the layer states
 (bench/distill.py).
 """
@@ -26,11 +25,9 @@ Off by default: with 20 labelled texts per intent it cost accuracy beside the la
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +38,7 @@ from frugalml.bundle import Bundle
 from frugalml.compress.checks import MAX_LENGTH, sample_texts, torch_logits
 from frugalml.compress.context import CompressContext, derived_bundle, load_torch, save_torch
 from frugalml.compress.prune import encoder_layers, layer_indices, pruned_entries, rezero
+from frugalml.compress.relations import Projections, padded_projections, relation_loss
 from frugalml.devices import autocast, autocast_dtype, resolve_device
 from frugalml.models import FrugalTextClassifier
 from frugalml.models.batching import collate, iterate_batches, length_batches, tokenize
@@ -106,35 +104,6 @@ class LayerStates:
     def take(self) -> list[torch.Tensor]:
         states, self.states = self.states, []
         return states
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-class Projections:
-    """Records the query, key and value projections [batch, tokens, 3, width] of the last encoder
-    layer of `model` on every forward call (the inputs of MiniLMv2's relations)."""
-
-    NAMES = ("query", "key", "value")
-
-    def __init__(self, model: FrugalTextClassifier):
-        layer: Any = encoder_layers(model)[-1]
-        attention = layer.attention.self  # BERT's self-attention: query, key and value Linears
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = [
-            getattr(attention, name).register_forward_hook(self._keep(name)) for name in self.NAMES
-        ]
-        self.heads = int(attention.num_attention_heads)
-
-    def _keep(self, name: str):
-        def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            self.outputs[name] = output
-
-        return hook
-
-    def take(self) -> torch.Tensor:
-        return torch.stack([self.outputs.pop(name) for name in self.NAMES], 2)
 
     def close(self) -> None:
         for handle in self.handles:
@@ -221,48 +190,6 @@ def layer_loss(student: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tens
     """Mean over layers and rows of 1 - cosine(student layer, teacher layer)."""
     cosine = F.cosine_similarity(torch.stack(student, 1).float(), teacher, dim=-1)
     return (1 - cosine).mean()
-
-
-def relations(projections: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
-    """Log self-attention relations [batch, 3, heads, tokens, tokens] of projections [batch,
-    tokens, 3, width]: per relation head, log_softmax(X X^T / sqrt(d)) over the unmasked tokens."""
-    rows, tokens, kinds, width = projections.shape
-    x = projections.float().view(rows, tokens, kinds, heads, width // heads).permute(0, 2, 3, 1, 4)
-    scores = x @ x.transpose(-1, -2) / math.sqrt(width // heads)
-    # A large finite negative, not -inf: padded keys then give exp() = 0 and no NaN in the KL.
-    scores = scores.masked_fill(mask[:, None, None, None, :] == 0, -1e4)
-    return scores.log_softmax(-1)
-
-
-def relation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, heads: int
-) -> torch.Tensor:
-    """KL(teacher relations || student relations), summed over keys and averaged over the unmasked
-    queries of every row, the relation heads and the three projections (MiniLMv2). A row whose
-    mask is all zero does not count."""
-    # Relation heads must split both widths; the teacher's head count does unless heads were pruned.
-    heads = math.gcd(heads, student.shape[-1], teacher.shape[-1])
-    kl = F.kl_div(
-        relations(student, mask, heads), relations(teacher, mask, heads), log_target=True, reduction="none"
-    )
-    per_query = kl.sum(-1) * mask[:, None, None, :]
-    return per_query.sum() / (mask.sum() * 3 * heads).clamp(min=1.0)
-
-
-def padded_projections(
-    kept: list[torch.Tensor], rows: Sequence[int] | np.ndarray, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's projections of `rows` padded to the student's batch [batch, tokens, 3, width],
-    and the student's mask with zeros on rows whose teacher tokens differ in number."""
-    lengths = mask.sum(1).tolist()
-    width = kept[rows[0]].shape[-1]
-    out = torch.zeros((len(rows), mask.shape[1], 3, width), device=mask.device)
-    same = torch.zeros(len(rows), device=mask.device)
-    for row, (i, length) in enumerate(zip(rows, lengths, strict=True)):
-        if kept[i].shape[0] == length:
-            out[row, :length] = kept[i].to(mask.device, torch.float32)
-            same[row] = 1.0
-    return out, mask * same[:, None].to(mask.dtype)
 
 
 def distillation_loss(
