@@ -91,6 +91,28 @@ def test_keep_front_leaves_only_the_front_the_selected_and_their_lineage(
     ]
 
 
+def test_per_technique_options_reach_distillation(teacher, monkeypatch):
+    """Attention distillation is off by default; CompressConfig.options turns it on for a run."""
+    settings, teacher_id, train, dev = teacher
+    figures = {(): (0.9, 2, 1.0), ("prune", "distill"): (0.9, 1, 1.0)}
+    monkeypatch.setattr(workflow, "measure_in_subprocess", fake_measure(figures))
+    config = CompressConfig(
+        techniques=("prune", "distill"),
+        layers=(1,),
+        ffn=(1.0,),
+        distill_epochs=1,
+        keep="all",
+        options={"distill": {"attention": 1.0}},
+    )
+    compress_and_register(teacher_id, train, dev, config, settings=settings)
+    distilled = [
+        b for b in map(load_bundle, settings.bundles_dir.iterdir()) if b.config.get("technique") == "distill"
+    ]
+    assert len(distilled) == 1
+    assert distilled[0].config["options"]["attention"] == 1.0
+    assert distilled[0].metrics["attention_distillation"]
+
+
 def measuring_children(home: Path) -> list[int]:
     """Ids of the processes measuring a bundle under `home`."""
     found = []

@@ -121,41 +121,43 @@ class TeacherOutputs:
 
 @torch.inference_mode()
 def teacher_outputs(
-    teacher: Bundle, texts: Sequence[str], device: torch.device, projections: bool = False
+    teacher: Bundle,
+    texts: Sequence[str],
+    device: torch.device,
+    states: bool = True,
+    projections: bool = False,
 ) -> TeacherOutputs:
-    """A PyTorch teacher's log-probabilities and the mean-pooled states of all its layers, and with
-    `projections` its last layer's queries, keys and values, from one pass over `texts`."""
+    """A PyTorch teacher's log-probabilities and, from the same pass over `texts`, the mean-pooled
+    states of all its layers (`states`) and its last layer's queries, keys and values
+    (`projections`)."""
     model, tokenizer = load_torch(teacher)
     model.eval().to(device)
-    recorder = LayerStates(model)
+    recorder = LayerStates(model) if states else None
     qkv = Projections(model) if projections else None
-    log_probs: np.ndarray | None = None
-    states: torch.Tensor | None = None
-    kept: list[torch.Tensor | None] = [None] * len(texts)
+    ids = tokenize(tokenizer, texts, MAX_LENGTH)
+    out = TeacherOutputs(np.empty((len(ids), len(teacher.labels)), dtype=np.float32))
+    if recorder is not None:
+        shape = (len(ids), len(encoder_layers(model)), model.encoder.config.hidden_size)
+        out.states = torch.empty(shape, device=device)
+    if qkv is not None:
+        out.projections, out.heads = [torch.empty(0)] * len(ids), qkv.heads
     try:
-        ids = tokenize(tokenizer, texts, MAX_LENGTH)
         for index, batch in iterate_batches(ids, 64, tokenizer.pad_token_id):
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
-            recorder.mask = batch["attention_mask"]
-            logits = model(**batch).logits.float()
-            layers = torch.stack(recorder.take(), 1).float()
-            if states is None or log_probs is None:
-                log_probs = np.empty((len(ids), logits.shape[-1]), dtype=np.float32)
-                states = torch.empty((len(ids), *layers.shape[1:]), device=device)
-            log_probs[index] = torch.log_softmax(logits, -1).cpu().numpy()
-            states[torch.as_tensor(index, device=device)] = layers
-            if qkv is not None:
+            if recorder is not None:
+                recorder.mask = batch["attention_mask"]
+            out.log_probs[index] = torch.log_softmax(model(**batch).logits.float(), -1).cpu().numpy()
+            if recorder is not None and out.states is not None:
+                out.states[torch.as_tensor(index, device=device)] = torch.stack(recorder.take(), 1).float()
+            if qkv is not None and out.projections is not None:
                 batch_qkv = qkv.take().half().cpu()
-                for row, i in enumerate(index):
-                    kept[i] = batch_qkv[row, : len(ids[i])].clone()
+                for row, i in enumerate(index):  # each text's own tokens, not the batch's padding
+                    out.projections[i] = batch_qkv[row, : len(ids[i])].clone()
     finally:
-        recorder.close()
-        if qkv is not None:
-            qkv.close()
-    assert log_probs is not None and states is not None, "no texts to run"
-    if qkv is None:
-        return TeacherOutputs(log_probs, states)
-    return TeacherOutputs(log_probs, states, [p for p in kept if p is not None], qkv.heads)
+        for hooks in (recorder, qkv):
+            if hooks is not None:
+                hooks.close()
+    return out
 
 
 def teacher_targets(
@@ -175,15 +177,15 @@ def teacher_targets(
     key = (hashlib.sha256("\0".join(texts).encode()).hexdigest(), use_layers, use_attention)
     if key not in context.teacher_outputs:
         context.teacher_outputs[key] = (
-            teacher_outputs(context.teacher, texts, device, projections=use_attention)
+            teacher_outputs(context.teacher, texts, device, states=use_layers, projections=use_attention)
             if use_layers or use_attention
             else TeacherOutputs(teacher_log_probs(context.teacher, texts, context.device))
         )
     found: TeacherOutputs = context.teacher_outputs[key]
-    states = found.states
-    if states is not None:
-        states = states[:, layer_indices(states.shape[1], student_layers)] if use_layers else None
-    return TeacherOutputs(found.log_probs, states, found.projections, found.heads)
+    if found.states is None:
+        return found
+    layers = layer_indices(found.states.shape[1], student_layers)
+    return TeacherOutputs(found.log_probs, found.states[:, layers], found.projections, found.heads)
 
 
 def layer_loss(student: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
