@@ -143,6 +143,32 @@ def test_four_bit_weights_are_smaller_than_int8_and_close(technique, onnx_bundle
     np.testing.assert_allclose(four, fp32, atol=0.05)
 
 
+def test_four_bit_embeddings_unfused_match_the_fused_layer_on_padded_batches(onnx_bundle, tmp_path):
+    """The 4-bit gathers, sum, layer norm and mask index compute what ONNX Runtime's fused embedding
+    layer computes from the same 4-bit tables, on a batch of texts of different lengths."""
+    from frugalml.compress.checks import onnx_logits
+    from frugalml.compress.int4 import dequantize_blocks, embedding_node, four_bit_embeddings, quantize_blocks
+    from frugalml.models import load_bundle_tokenizer
+
+    fused = onnx.load(onnx_bundle.path / "model.onnx")
+    tables = set(embedding_node(fused).input[2:4])  # word and position embeddings
+    for tensor in fused.graph.initializer:
+        if tensor.name in tables:
+            matrix = onnx.numpy_helper.to_array(tensor)
+            tensor.CopyFrom(
+                onnx.numpy_helper.from_array(dequantize_blocks(*quantize_blocks(matrix, 32), 32), tensor.name)
+            )
+    unfused = onnx.load(onnx_bundle.path / "model.onnx")
+    four_bit_embeddings(unfused, 32)
+    assert not [n for n in unfused.graph.node if n.op_type == "EmbedLayerNormalization"]
+    onnx.save(fused, tmp_path / "fused.onnx")
+    onnx.save(unfused, tmp_path / "unfused.onnx")
+    tokenizer = load_bundle_tokenizer(onnx_bundle)
+    texts = [*TEXTS, "a much longer message about a refund for a card that was stolen last week"]
+    expected = onnx_logits(tmp_path / "fused.onnx", tokenizer, texts)
+    np.testing.assert_allclose(onnx_logits(tmp_path / "unfused.onnx", tokenizer, texts), expected, atol=1e-4)
+
+
 def test_four_bit_blocks_round_trip_within_half_a_step():
     from frugalml.compress.int4 import dequantize_blocks, quantize_blocks
 

@@ -3,12 +3,11 @@
 Two techniques share this module:
 
 - `emb4`: the word- and position-embedding matrices (after trimming still the largest tensors)
-  stored in 4 bits, one fp32 scale per block of `block_size` values of a row, read through ONNX
-  Runtime's `GatherBlockQuantized` over every row; the rest of the encoder is dynamic int8, as
-  the `int8` technique makes it. The fused embedding layer takes whole matrices, so the gathers
-  rebuild the fp32 matrices from constant inputs; ONNX Runtime does not fold them, so they run on
-  every call: 0.625 bytes per value on disk instead of int8's 1, but slower than `int8`
-  (docs/compression.md has the figures).
+  stored in 4 bits, one fp32 scale per block of `block_size` values of a row; the rest of the
+  encoder is dynamic int8, as the `int8` technique makes it. ONNX Runtime's fused embedding layer
+  takes whole fp32 matrices, so it is taken apart: `GatherBlockQuantized` dequantizes only the
+  rows a call reads (its tokens, its positions), then the sum and the layer norm as before. 0.625
+  bytes per value on disk instead of int8's 1, at int8's speed (bench/results/four_bit.md).
 - `int4`: as `emb4`, and the encoder's matrix products (attention output and both FFN
   projections: two thirds of a BERT layer's weights) as `MatMulNBits` nodes: weights in 4 bits,
   one scale per block of input rows, symmetric; `accuracy_level=4` multiplies in int8. The fused
@@ -23,6 +22,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -67,34 +67,72 @@ def embedding_node(model: onnx.ModelProto) -> onnx.NodeProto:
     return nodes[0]
 
 
-def four_bit_embeddings(model: onnx.ModelProto, block_size: int) -> None:
-    """Store the word and position embeddings of the fused embedding layer in 4 bits, in place."""
-    layer = embedding_node(model)
+def four_bit_table(model: onnx.ModelProto, name: str, block_size: int) -> tuple[str, str, int]:
+    """Replace the constant matrix `name` by its 4-bit blocks, in place: (codes, scales, rows)."""
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    for index, name in enumerate(layer.input[2:4]):  # EmbedLayerNormalization's word, position inputs
-        if name not in initializers:
-            raise FrugalError(f"the embeddings {name!r} are not a constant of the graph")
-        matrix = numpy_helper.to_array(initializers[name]).astype(np.float32)
-        packed, scales = quantize_blocks(matrix, block_size)
-        model.graph.initializer.remove(initializers[name])
-        model.graph.initializer.extend(
-            [
-                numpy_helper.from_array(packed, f"{name}_4bit"),
-                numpy_helper.from_array(scales, f"{name}_scales"),
-                numpy_helper.from_array(np.arange(len(matrix), dtype=np.int32), f"{name}_rows"),
-            ]
-        )
-        gather = helper.make_node(
+    if name not in initializers:
+        raise FrugalError(f"the embeddings {name!r} are not a constant of the graph")
+    matrix = numpy_helper.to_array(initializers[name]).astype(np.float32)
+    packed, scales = quantize_blocks(matrix, block_size)
+    model.graph.initializer.remove(initializers[name])
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(packed, f"{name}_4bit"), numpy_helper.from_array(scales, f"{name}_scales")]
+    )
+    return f"{name}_4bit", f"{name}_scales", len(matrix)
+
+
+def four_bit_embeddings(model: onnx.ModelProto, block_size: int) -> None:
+    """Replace the fused embedding layer by its parts, with the word and position tables in 4 bits,
+    in place: words[ids] + positions[0..length) + segments[segment ids], layer norm; and the
+    attention's mask index (the count of real tokens of each row) from the mask."""
+    layer = embedding_node(model)
+    ids, segment_ids, words, positions, segments, gamma, beta = layer.input[:7]
+    mask = layer.input[7] if len(layer.input) > 7 else ""
+    if not mask or (len(layer.input) > 8 and layer.input[8]):
+        raise FrugalError("4-bit embeddings need an attention mask and no explicit position ids")
+    epsilon = next((a.f for a in layer.attribute if a.name == "epsilon"), 1e-12)
+    word_codes, word_scales, _ = four_bit_table(model, words, block_size)
+    position_codes, position_scales, rows = four_bit_table(model, positions, block_size)
+    parts = "all_positions zero one length position_ids words positions segments partial sum"
+    names = {part: f"embeddings_4bit_{part}" for part in parts.split()}
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.arange(rows, dtype=np.int32), names["all_positions"]),
+            numpy_helper.from_array(np.array([0], dtype=np.int64), names["zero"]),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), names["one"]),
+        ]
+    )
+
+    def node(op: str, inputs: list[str], output: str, **attributes: Any) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [output], name=f"{output}_{op}", **attributes)
+
+    def gather_4bit(codes: str, indices: str, scales: str, output: str) -> onnx.NodeProto:
+        return node(
             "GatherBlockQuantized",
-            [f"{name}_4bit", f"{name}_rows", f"{name}_scales"],
-            [name],
-            name=f"embeddings_4bit_{index}",
+            [codes, indices, scales],
+            output,
             domain="com.microsoft",
             gather_axis=0,
             quantize_axis=1,
             block_size=block_size,
         )
-        model.graph.node.insert(0, gather)
+
+    nodes = [
+        gather_4bit(word_codes, ids, word_scales, names["words"]),
+        node("Shape", [ids], names["length"], start=1, end=2),
+        node("Slice", [names["all_positions"], names["zero"], names["length"]], names["position_ids"]),
+        gather_4bit(position_codes, names["position_ids"], position_scales, names["positions"]),
+        node("Gather", [segments, segment_ids], names["segments"]),
+        node("Add", [names["words"], names["positions"]], names["partial"]),
+        node("Add", [names["partial"], names["segments"]], names["sum"]),
+        node("LayerNormalization", [names["sum"], gamma, beta], layer.output[0], axis=-1, epsilon=epsilon),
+    ]
+    if len(layer.output) > 1 and layer.output[1]:  # the attention layers' mask index
+        nodes.append(node("ReduceSum", [mask, names["one"]], layer.output[1], keepdims=0))
+    at = list(model.graph.node).index(layer)
+    model.graph.node.remove(layer)
+    for offset, new in enumerate(nodes):
+        model.graph.node.insert(at + offset, new)
 
 
 def four_bit_matmuls(model: onnx.ModelProto, block_size: int, accuracy_level: int) -> onnx.ModelProto:
