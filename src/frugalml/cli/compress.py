@@ -16,7 +16,7 @@ DRIFT_WARNING = 0.15
 # ONNX Runtime, seconds that every command's start would pay (a test keeps the two equal).
 TECHNIQUES_HELP = (
     "Comma-separated: onnx, int8, int8-static, emb4, int4, trim, prune, distill"
-    " (default: all but emb4, int4)."
+    " (default: all but int4)."
 )
 
 

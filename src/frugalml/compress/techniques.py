@@ -35,9 +35,9 @@ class Technique:
     # bundle task -> (source, context, **options) -> the new bundle, written; a task missing here
     # is one the technique does not apply to.
     apply: dict[str, Callable[..., Bundle]]
-    # In the default search. emb4 and int4 are smaller than int8 but ran slower on the CPUs measured
-    # (docs/compression.md), and the search selects the smallest candidate within the accuracy
-    # budget, however slow.
+    # In the default search. int4 is smaller than int8 but ran at half its speed on the CPUs
+    # measured (docs/compression.md), and the search selects the smallest candidate within the
+    # accuracy budget, however slow.
     default: bool = True
 
 
@@ -61,7 +61,6 @@ TECHNIQUES: dict[str, Technique] = {
         "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized) (text)",
         "onnx",
         {TEXT_TASK: emb4},
-        default=False,
     ),
     "int4": Technique(
         "4-bit MatMul weights (MatMulNBits) and word embeddings, int8 attention (text)",
