@@ -1,7 +1,10 @@
 """BANKING77 compression benchmark: every `frugalml compress` candidate against the fp32 PyTorch
 teacher, measured side by side on this machine (2 threads per candidate, each in a fresh process).
 
-    flock /tmp/frugalml-cpu.lock .venv/bin/python bench/compress.py     # about 20 min on 2 cores
+    flock /tmp/frugalml-cpu.lock .venv/bin/python bench/compress.py     # compress's defaults
+
+`--techniques`, `--layers`, `--ffn`, `--heads`, `--distill-epochs` and `--augment` set what they
+name; compress chooses whatever is not given (from the data size and the budget), as for a user.
 
 Selection split: 10 % of the BANKING77 train set (stratified, seed 0), held out before anything
 trains. Teacher: the best `full` or `lora` MiniLM bundle trained on the other 90 % ("fit") and
@@ -348,17 +351,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--techniques",
-        help="default: onnx,int8,int8-static,trim,prune,distill; small-data mode: compress's defaults",
-    )
-    parser.add_argument("--layers", default="3", help="student depths, comma-separated")
-    parser.add_argument("--heads", type=float, default=1.0, help="fraction of heads kept per layer")
-    parser.add_argument(
-        "--ffn", default="1.0", help="fractions of FFN neurons kept per layer, comma-separated"
-    )
-    parser.add_argument("--distill-epochs", type=int, default=3)
-    parser.add_argument("--augment", type=int, default=1, help="perturbed copies per training text")
+    parser.add_argument("--techniques", help="comma-separated; default: compress's defaults")
+    parser.add_argument("--layers", help="student depths, comma-separated; default: chosen by compress")
+    parser.add_argument("--heads", type=float, help="fraction of heads kept per layer")
+    parser.add_argument("--ffn", help="fractions of FFN neurons kept per layer, comma-separated")
+    parser.add_argument("--distill-epochs", type=int)
+    parser.add_argument("--augment", type=int, help="perturbed copies per training text")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-drop", type=float, default=GOAL["max_drop"])
     parser.add_argument(
@@ -401,16 +399,19 @@ def main() -> None:
     teacher = find_teacher(open_store(settings), sha256_path(fit_path)) or train_teacher(fit_path, settings)
     print(f"teacher: {teacher.id} ({teacher.name}, method {teacher.method})", flush=True)
 
+    given = {  # the settings given on the command line; compress chooses the others
+        "techniques": args.techniques and tuple(args.techniques.split(",")),
+        "layers": args.layers and tuple(int(k) for k in args.layers.split(",")),
+        "heads": args.heads,
+        "ffn": args.ffn and tuple(float(f) for f in args.ffn.split(",")),
+        "distill_epochs": args.distill_epochs,
+        "augment_copies": args.augment,
+    }
     config = CompressConfig(
-        techniques=tuple((args.techniques or "onnx,int8,int8-static,trim,prune,distill").split(",")),
         max_drop=args.max_drop,
-        layers=tuple(int(k) for k in args.layers.split(",")),
-        heads=args.heads,
-        ffn=tuple(float(f) for f in args.ffn.split(",")),
-        distill_epochs=args.distill_epochs,
-        augment_copies=args.augment,
         threads=args.threads,
         keep="all",  # the benchmark reports every variant
+        **{key: value for key, value in given.items() if value is not None},
     )
     result = compress_and_register(
         teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
