@@ -15,8 +15,7 @@ DRIFT_WARNING = 0.15
 # The names of compress.techniques.TECHNIQUES, written out: importing the table loads PyTorch and
 # ONNX Runtime, seconds that every command's start would pay (a test keeps the two equal).
 TECHNIQUES_HELP = (
-    "Comma-separated: onnx, int8, int8-static, emb4, int4, trim, prune, distill"
-    " (default: all but int4)."
+    "Comma-separated: onnx, int8, int8-static, emb4, int4, trim, prune, distill (default: all but int4)."
 )
 
 
