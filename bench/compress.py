@@ -5,6 +5,8 @@ teacher, measured side by side on this machine (2 threads per candidate, each in
 
 `--techniques`, `--layers`, `--ffn`, `--heads`, `--distill-epochs` and `--augment` set what they
 name; compress chooses whatever is not given (from the data size and the budget), as for a user.
+The run with the defaults is recorded as `--name compress_defaults`, the hand-picked one under the
+default name.
 
 Selection split: 10 % of the BANKING77 train set (stratified, seed 0), held out before anything
 trains. Teacher: the best `full` or `lora` MiniLM bundle trained on the other 90 % ("fit") and
@@ -14,8 +16,8 @@ registered in bench/.home (best by its validation accuracy); if there is none, o
 must be held out from tune itself). The candidates are built from the fit rows and selected on
 the selection split. The test set is only reported, never used to choose anything.
 
-Writes bench/results/compress.json, compress.md (the table) and compress.png (accuracy against
-latency, marker area = bytes on disk), and prints the table.
+Writes bench/results/NAME.json, NAME.md (the table) and NAME.png (accuracy against latency, marker
+area = bytes on disk), NAME being `--name` (default: compress), and prints the table.
 
 Small-data mode, defaults only (issue 27):
 
@@ -283,7 +285,7 @@ def rows(result: dict) -> list[list]:
     return out
 
 
-def remeasure(rounds: int, threads: int) -> None:
+def remeasure(rounds: int, threads: int, name: str) -> None:
     """Measure the bundles of the last run again, `rounds` times round-robin, and keep medians.
 
     Building takes most of a run; measuring is what a busy spell spoils. Round-robin, so that a
@@ -295,7 +297,7 @@ def remeasure(rounds: int, threads: int) -> None:
     from frugalml.compress.search import pareto_mask, select_candidate
     from frugalml.data import load_dataset
 
-    document = json.loads((RESULTS / "compress.json").read_text())
+    document = json.loads((RESULTS / f"{name}.json").read_text())
     entries = [document["baseline"], *document["candidates"]]
     dev = load_dataset(in_repo(document["splits"]["selection"]))
     runs: dict[str, list[dict]] = {e["bundle_id"]: [] for e in entries}
@@ -326,7 +328,7 @@ def remeasure(rounds: int, threads: int) -> None:
         "inference_env": inference_env,
     }
     document["rows"] = rows(document)
-    save(document)
+    save(document, name)
     print(markdown_table(COLUMNS, document["rows"]))
 
 
@@ -338,13 +340,13 @@ def goal_met(selected: dict) -> bool:
     )
 
 
-def save(document: dict) -> None:
+def save(document: dict, name: str) -> None:
     """compress.json, the markdown table and the plot, from one results document."""
     from frugalml.compress.report import markdown_table, plot
 
-    write_results(RESULTS / "compress.json", document)
-    (RESULTS / "compress.md").write_text(markdown_table(COLUMNS, document["rows"]))
-    plot(document, RESULTS / "compress.png")
+    write_results(RESULTS / f"{name}.json", document)
+    (RESULTS / f"{name}.md").write_text(markdown_table(COLUMNS, document["rows"]))
+    plot(document, RESULTS / f"{name}.png")
 
 
 def main() -> None:
@@ -362,6 +364,9 @@ def main() -> None:
     parser.add_argument(
         "--remeasure", type=int, metavar="ROUNDS", help="only measure the last run's bundles again"
     )
+    parser.add_argument(
+        "--name", default="compress", help="full-data mode: results go to bench/results/NAME.{json,md,png}"
+    )
     parser.add_argument("--per-class", type=int, help="small-data mode: labelled texts per intent")
     parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
     parser.add_argument("--teacher", default="lora", help="small-data mode: the teacher's tuning method")
@@ -372,7 +377,7 @@ def main() -> None:
 
     quiet_libraries()
     if args.remeasure:
-        remeasure(args.remeasure, args.threads)
+        remeasure(args.remeasure, args.threads, args.name)
         return
     if args.per_class:
         import torch
@@ -431,7 +436,7 @@ def main() -> None:
         "rows": rows(result),
         **result,
     }
-    save(document)
+    save(document, args.name)
     out.print(
         table(
             f"BANKING77 compression vs the fp32 PyTorch teacher ({args.threads} threads)",
