@@ -341,7 +341,7 @@ def goal_met(selected: dict) -> bool:
 
 
 def save(document: dict, name: str) -> None:
-    """compress.json, the markdown table and the plot, from one results document."""
+    """NAME.json, the markdown table and the plot, from one results document."""
     from frugalml.compress.report import markdown_table, plot
 
     write_results(RESULTS / f"{name}.json", document)

@@ -7,13 +7,13 @@ Two techniques share this module:
   encoder is dynamic int8, as the `int8` technique makes it. ONNX Runtime's fused embedding layer
   takes whole fp32 matrices, so it is taken apart: `GatherBlockQuantized` dequantizes only the
   rows a call reads (its tokens, its positions), then the sum and the layer norm as before. 0.625
-  bytes per value on disk instead of int8's 1, at int8's speed (bench/results/four_bit.md).
+  bytes per value on disk instead of int8's 1, at about int8's speed (docs/compression.md).
 - `int4`: as `emb4`, and the encoder's matrix products (attention output and both FFN
   projections: two thirds of a BERT layer's weights) as `MatMulNBits` nodes: weights in 4 bits,
   one scale per block of input rows, symmetric; `accuracy_level=4` multiplies in int8. The fused
   attention's query, key and value weights stay int8 (the 4-bit quantizer reaches MatMul nodes
-  only). Smaller again, but on the AVX-512 VNNI CPU measured here ONNX Runtime's 4-bit kernels
-  ran at half the batch-32 throughput of dynamic int8: docs/compression.md.
+  only). Smaller again; no benchmark under bench/ has measured its speed yet, so it stays out of
+  the default search.
 
 The classification head stays fp32 in both (compress/quantize.py says why).
 """

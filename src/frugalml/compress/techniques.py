@@ -35,9 +35,8 @@ class Technique:
     # bundle task -> (source, context, **options) -> the new bundle, written; a task missing here
     # is one the technique does not apply to.
     apply: dict[str, Callable[..., Bundle]]
-    # In the default search. int4 is smaller than int8 but ran at half its speed on the CPUs
-    # measured (docs/compression.md), and the search selects the smallest candidate within the
-    # accuracy budget, however slow.
+    # In the default search. int4 is out until a benchmark shows its speed: the search selects the
+    # smallest candidate within the accuracy budget, however slow.
     default: bool = True
 
 
@@ -58,7 +57,7 @@ TECHNIQUES: dict[str, Technique] = {
         {TEXT_TASK: int8_static, IMAGE_TASK: image_int8_static},
     ),
     "emb4": Technique(
-        "dynamic int8 with 4-bit word embeddings (GatherBlockQuantized) (text)",
+        "dynamic int8 with 4-bit word and position embeddings (GatherBlockQuantized) (text)",
         "onnx",
         {TEXT_TASK: emb4},
     ),
