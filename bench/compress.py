@@ -26,7 +26,12 @@ Small-data mode, defaults only (issue 27):
 draws `--per-class` labelled texts of each intent from the train set (seed = the draw) and 10 more
 of each, held out, to select on; the teacher is a LoRA tune on the drawn rows; `compress` runs with
 its defaults (the settings it chooses from the data size). Each run adds its row to
-bench/results/compress_small.{json,md}: the selected candidate against the fp32 teacher.
+bench/results/compress_small.{json,md}: the selected candidate against the fp32 teacher. A run
+narrowed with `--techniques` (to compare techniques on the same teacher) goes under its own
+`--name`, so that it does not replace a draw's defaults row:
+
+    nice .venv/bin/python bench/compress.py --per-class 20 --techniques onnx,int8,emb4,int4 \
+        --name compress_int4
 """
 
 from __future__ import annotations
@@ -172,9 +177,11 @@ def small_data(
     threads: int,
     techniques: tuple[str, ...] | None = None,
     teacher_method: str = "lora",
+    name: str = "compress_small",
 ) -> None:
     """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults
-    (`techniques`, when given, narrows the search; the run records it)."""
+    (`techniques`, when given, narrows the search; the run records it), into
+    bench/results/NAME.{json,md}."""
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.compress.report import markdown_table
     from frugalml.data import load_dataset
@@ -183,7 +190,7 @@ def small_data(
 
     settings = get_settings()
     train, test = load_dataset(DATA / "train.csv"), load_dataset(DATA / "test.csv")
-    path = RESULTS / "compress_small.json"
+    path = RESULTS / f"{name}.json"
     document = json.loads(path.read_text()) if path.exists() else {"benchmark": "compress-small", "runs": []}
     for draw in draws:
         started = time.perf_counter()
@@ -218,7 +225,7 @@ def small_data(
         document["goal"] = GOAL
         write_results(path, document)
         table_rows = [small_row(r) for r in document["runs"]]
-        (RESULTS / "compress_small.md").write_text(markdown_table(SMALL_COLUMNS, table_rows))
+        (RESULTS / f"{name}.md").write_text(markdown_table(SMALL_COLUMNS, table_rows))
         out.print(table(f"BANKING77, {per_class} texts per intent, draw {draw}", COLUMNS, rows(result)))
         out.print(
             table("small-data runs: the selected candidate vs the fp32 teacher", SMALL_COLUMNS, table_rows)
@@ -365,7 +372,9 @@ def main() -> None:
         "--remeasure", type=int, metavar="ROUNDS", help="only measure the last run's bundles again"
     )
     parser.add_argument(
-        "--name", default="compress", help="full-data mode: results go to bench/results/NAME.{json,md,png}"
+        "--name",
+        help="results go to bench/results/NAME.{json,md,png} (default: compress, small-data mode "
+        "compress_small)",
     )
     parser.add_argument("--per-class", type=int, help="small-data mode: labelled texts per intent")
     parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
@@ -377,7 +386,7 @@ def main() -> None:
 
     quiet_libraries()
     if args.remeasure:
-        remeasure(args.remeasure, args.threads, args.name)
+        remeasure(args.remeasure, args.threads, args.name or "compress")
         return
     if args.per_class:
         import torch
@@ -385,7 +394,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         techniques = tuple(args.techniques.split(",")) if args.techniques else None
         draws = [int(d) for d in args.draws.split(",")]
-        small_data(args.per_class, draws, args.threads, techniques, args.teacher)
+        small_data(
+            args.per_class, draws, args.threads, techniques, args.teacher, args.name or "compress_small"
+        )
         return
     import torch
 
@@ -436,7 +447,7 @@ def main() -> None:
         "rows": rows(result),
         **result,
     }
-    save(document, args.name)
+    save(document, args.name or "compress")
     out.print(
         table(
             f"BANKING77 compression vs the fp32 PyTorch teacher ({args.threads} threads)",
