@@ -9,10 +9,14 @@ neurons, then `trim`), and distilled once per variant with compress's default tr
 epochs for that data size: logits only, plus the layer states, plus MiniLMv2's attention
 relations, plus both; then with the layer states from freshly drawn layers instead of the
 teacher's (what starting from the teacher's layers adds), and without the perturbed copies (what
-the transfer set adds; epochs as compress chooses them for no copies). Each student is scored
-on the selection split and the BANKING77 test set beside the teacher. Writes
-bench/results/distill.{json,md} and prints the table; a variant already in the results for this
-draw and teacher is not repeated.
+the transfer set adds; epochs as compress chooses them for no copies), and with twice the
+epochs (what more optimizer steps add). Each student is scored on the selection split and the
+BANKING77 test set beside the teacher. Writes bench/results/NAME.{json,md} (`--name`, default
+distill) and prints the table; a variant already in the results for this draw and teacher is not
+repeated. `--variant NAME` (repeatable) runs some of them:
+
+    .venv/bin/python bench/distill.py --variant "+ layer states" \
+        --variant "+ layer states, twice the epochs" --name distill_steps
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ VARIANTS = {  # name -> distill() options
     # The student's layers drawn afresh instead of taken from the teacher, with the default losses.
     "+ layer states, fresh layers": {"hidden": 1.0, "attention": 0.0},
     "+ layer states, labelled texts only": {"hidden": 1.0, "attention": 0.0, "augment_copies": 0},
+    "+ layer states, twice the epochs": {"hidden": 1.0, "attention": 0.0, "epochs_factor": 2},
 }
 FRESH = "+ layer states, fresh layers"
 COLUMNS = ("variant", "dev acc %", "Δ dev pts", "test acc %", "Δ test pts", "agree %", "distill s")
@@ -79,6 +84,10 @@ def main() -> None:
     parser.add_argument("--draw", type=int, default=0, help="draw (seed) of the labelled texts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--force", action="store_true", help="rerun variants already in the results")
+    parser.add_argument(
+        "--variant", action="append", help="a variant to run, by name (repeatable; default: all)"
+    )
+    parser.add_argument("--name", default="distill", help="results go to bench/results/NAME.{json,md}")
     args = parser.parse_args()
     if not use_banking77():
         return
@@ -104,7 +113,11 @@ def main() -> None:
     student = apply_technique("trim", student, context)
     copies = augment_copies(len(fit))
     epochs = distill_epochs(len(fit), copies)
-    path = RESULTS / "distill.json"
+    path = RESULTS / f"{args.name}.json"
+    chosen = args.variant or list(VARIANTS)
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     document = json.loads(path.read_text()) if path.exists() else {}
     same = (document.get("per_class"), document.get("draw")) == (args.per_class, args.draw)
     if not same or document["teacher"]["id"] != teacher.id:
@@ -128,12 +141,13 @@ def main() -> None:
             "runs": [],
         }
     done = {run["variant"] for run in document["runs"]} if not args.force else set()
-    for name, options in VARIANTS.items():
+    for name in chosen:
         if name in done:
             continue
         start = fresh_layers(student, context) if name == FRESH else student
-        options = {"augment_copies": copies, **options}
-        options["epochs"] = distill_epochs(len(fit), options["augment_copies"])
+        options = {"augment_copies": copies, **VARIANTS[name]}
+        factor = options.pop("epochs_factor", 1)
+        options["epochs"] = factor * distill_epochs(len(fit), options["augment_copies"])
         started = time.perf_counter()
         distilled = apply_technique("distill", start, context, **options)
         seconds = time.perf_counter() - started
@@ -153,7 +167,7 @@ def main() -> None:
             flush=True,
         )
     rows = table_rows(document)
-    (RESULTS / "distill.md").write_text(markdown_table(COLUMNS, rows))
+    (RESULTS / f"{args.name}.md").write_text(markdown_table(COLUMNS, rows))
     out.print(
         table(f"distillation losses, {args.per_class} texts per intent, draw {args.draw}", COLUMNS, rows)
     )
