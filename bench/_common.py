@@ -36,6 +36,27 @@ def write_results(path: Path, document: Any) -> None:
     path.write_text(json.dumps(portable(document), indent=2, default=str) + "\n")
 
 
+def machine(threads: int) -> dict[str, Any]:
+    """The machine a benchmark measured on: what its speed figures depend on (CPU model, the
+    vector instructions ONNX Runtime's int8 and 4-bit kernels use, library versions)."""
+    import platform
+
+    import onnxruntime
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    pairs = (line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "cpu": fields.get("model name", platform.processor()),
+        "vector": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}),
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
 def use_banking77() -> bool:
     """Whether BANKING77 is there (saying so when not); if it is, frugalml runs offline with the
     benchmarks' home."""

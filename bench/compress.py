@@ -38,13 +38,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, HOME, RESULTS, in_repo, use_banking77, write_results
+from _common import DATA, HOME, RESULTS, in_repo, machine, use_banking77, write_results
 
 GOAL = {"size_ratio": 10.0, "throughput_ratio": 4.0, "max_drop": 1.0}
 DEV_PER_CLASS = 10  # held-out texts per intent to select on, in small-data mode
@@ -175,9 +173,9 @@ def small_data(
     per_class: int,
     draws: list[int],
     threads: int,
-    techniques: tuple[str, ...] | None = None,
-    teacher_method: str = "lora",
-    name: str = "compress_small",
+    techniques: tuple[str, ...] | None,
+    teacher_method: str,
+    name: str,
 ) -> None:
     """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults
     (`techniques`, when given, narrows the search; the run records it), into
@@ -210,7 +208,7 @@ def small_data(
             "teacher": teacher.id,
             "teacher_method": teacher.method,
             "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
-            "threads": threads,
+            "machine": machine(threads),
             "techniques": list(config.techniques),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "goal_met": goal_met(selected)
@@ -380,13 +378,14 @@ def main() -> None:
     parser.add_argument("--draws", default="0", help="small-data mode: draws (seeds), comma-separated")
     parser.add_argument("--teacher", default="lora", help="small-data mode: the teacher's tuning method")
     args = parser.parse_args()
+    name = args.name or ("compress_small" if args.per_class else "compress")
     if not use_banking77():
         return
     from frugalml.ui import quiet_libraries
 
     quiet_libraries()
     if args.remeasure:
-        remeasure(args.remeasure, args.threads, args.name or "compress")
+        remeasure(args.remeasure, args.threads, name)
         return
     if args.per_class:
         import torch
@@ -394,9 +393,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         techniques = tuple(args.techniques.split(",")) if args.techniques else None
         draws = [int(d) for d in args.draws.split(",")]
-        small_data(
-            args.per_class, draws, args.threads, techniques, args.teacher, args.name or "compress_small"
-        )
+        small_data(args.per_class, draws, args.threads, techniques, args.teacher, name)
         return
     import torch
 
@@ -437,7 +434,7 @@ def main() -> None:
     document = {
         "benchmark": "compress",
         "data": "BANKING77: candidates built from the train set minus the selection split",
-        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "python": platform.python_version()},
+        "machine": machine(args.threads),
         "teacher": {"bundle_id": teacher.id, "name": teacher.name, "method": teacher.method},
         "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
         "config": dict(vars(args)),
@@ -447,7 +444,7 @@ def main() -> None:
         "rows": rows(result),
         **result,
     }
-    save(document, args.name or "compress")
+    save(document, name)
     out.print(
         table(
             f"BANKING77 compression vs the fp32 PyTorch teacher ({args.threads} threads)",

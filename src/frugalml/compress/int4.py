@@ -12,7 +12,7 @@ Two techniques share this module:
   projections: two thirds of a BERT layer's weights) as `MatMulNBits` nodes: weights in 4 bits,
   one scale per block of input rows, symmetric; `accuracy_level=4` multiplies in int8. The fused
   attention's query, key and value weights stay int8 (the 4-bit quantizer reaches MatMul nodes
-  only). Smaller again, but slower than int8 on an AVX-512 VNNI CPU (bench/results/compress_int4.json),
+  only). Smaller again, but slower than int8 on the CPU measured (bench/results/compress_int4.json),
   so it stays out of the default search.
 
 The classification head stays fp32 in both (compress/quantize.py says why).
