@@ -7,13 +7,14 @@ The data, selection split and LoRA teacher are small-data compress's (bench/comp
 student is built as `compress` builds its default one (`prune` to half the layers and half the FFN
 neurons, then `trim`), and distilled once per variant with compress's default transfer set and
 epochs for that data size: logits only, plus the layer states, plus MiniLMv2's attention
-relations, plus both; then with the layer states from freshly drawn layers instead of the
-teacher's (what starting from the teacher's layers adds), and without the perturbed copies (what
-the transfer set adds; epochs as compress chooses them for no copies), and with twice the
-epochs (what more optimizer steps add). Each student is scored on the selection split and the
-BANKING77 test set beside the teacher. Writes bench/results/NAME.{json,md} (`--name`, default
-distill) and prints the table; a variant already in the results for this draw and teacher is not
-repeated. `--variant NAME` (repeatable) runs some of them:
+relations, plus both; then with the layer states from freshly drawn layers instead of the teacher's
+(what starting from the teacher's layers adds), and without the perturbed copies (what the transfer
+set adds; epochs as compress chooses them for no copies), and with twice the epochs (what more
+optimizer steps add); then with half or all of the copies spliced from two texts (compress's
+default: half, of any intent) instead of perturbed. Each student is scored on the selection split
+and the BANKING77 test set beside the teacher. Writes bench/results/NAME.{json,md} (`--name`,
+default distill) and prints the table; a variant already in the results for this draw and teacher is
+not repeated. `--variant NAME` (repeatable) runs some of them:
 
     .venv/bin/python bench/distill.py --variant "+ layer states" \
         --variant "+ layer states, twice the epochs" --name distill_steps
@@ -28,15 +29,29 @@ import time
 from _common import DATA, RESULTS, use_banking77, write_results
 from compress import small_draw, small_teacher
 
-VARIANTS = {  # name -> distill() options
-    "logits only": {"hidden": 0.0, "attention": 0.0},
-    "+ layer states": {"hidden": 1.0, "attention": 0.0},
-    "+ attention relations": {"hidden": 0.0, "attention": 1.0},
-    "+ layer states + attention relations": {"hidden": 1.0, "attention": 1.0},
+VARIANTS = {  # name -> distill() options; copies spliced only where a variant says so
+    "logits only": {"hidden": 0.0, "attention": 0.0, "splice": 0.0},
+    "+ layer states": {"hidden": 1.0, "attention": 0.0, "splice": 0.0},
+    "+ attention relations": {"hidden": 0.0, "attention": 1.0, "splice": 0.0},
+    "+ layer states + attention relations": {"hidden": 1.0, "attention": 1.0, "splice": 0.0},
     # The student's layers drawn afresh instead of taken from the teacher, with the default losses.
-    "+ layer states, fresh layers": {"hidden": 1.0, "attention": 0.0},
+    "+ layer states, fresh layers": {"hidden": 1.0, "attention": 0.0, "splice": 0.0},
     "+ layer states, labelled texts only": {"hidden": 1.0, "attention": 0.0, "augment_copies": 0},
-    "+ layer states, twice the epochs": {"hidden": 1.0, "attention": 0.0, "epochs_factor": 2},
+    "+ layer states, twice the epochs": {
+        "hidden": 1.0,
+        "attention": 0.0,
+        "splice": 0.0,
+        "epochs_factor": 2,
+    },
+    # Some copies join the start of one text to the end of another: of the same intent, or any.
+    "+ layer states, same-intent splices": {
+        "hidden": 1.0,
+        "attention": 0.0,
+        "splice": 0.5,
+        "splice_within": True,
+    },
+    "+ layer states, any-text splices": {"hidden": 1.0, "attention": 0.0, "splice": 0.5},
+    "+ layer states, any-text splices only": {"hidden": 1.0, "attention": 0.0, "splice": 1.0},
 }
 FRESH = "+ layer states, fresh layers"
 COLUMNS = ("variant", "dev acc %", "Δ dev pts", "test acc %", "Δ test pts", "agree %", "distill s")

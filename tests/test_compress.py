@@ -323,6 +323,23 @@ def test_augment_is_seeded_and_uses_only_corpus_words():
     assert all(set(t.split()) <= vocabulary for t in first)
 
 
+def test_splices_join_a_texts_start_to_the_end_of_a_text_of_its_own_label():
+    texts = ["refund my money now", "give my money back", "card lost please help", "my card is gone"]
+    labels = ["refund", "refund", "card", "card"]
+    spliced = augment(texts, 50, np.random.default_rng(0), splice=1.0, groups=labels)
+    assert len(spliced) == 200 and spliced != texts * 50
+    for i, text in enumerate(spliced):
+        own = texts[i % 4].split()
+        words = text.split()
+        cut = max(k for k in range(1, len(own) + 1) if words[:k] == own[:k])  # starts with its own words
+        rest = " ".join(words[cut:])
+        same = [t for t, y in zip(texts, labels, strict=True) if y == labels[i % 4]]
+        assert any(t.endswith(rest) for t in same) or (not rest and cut >= 1)
+    # Without groups the other half may come from any text: some splices cross the labels.
+    crossed = augment(texts, 50, np.random.default_rng(0), splice=1.0)
+    assert any(t.startswith("refund") and t.endswith(("help", "gone")) for t in crossed)
+
+
 def test_distillation_loss_is_ce_at_alpha_one_and_zero_when_student_is_teacher():
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
     labels = torch.tensor([0, -1])  # the second row has no label
@@ -423,7 +440,7 @@ def test_distillation_transfer_set_adds_unlabelled_and_perturbed_texts_and_layer
     context = CompressContext(store=tmp_path / "bundles", train=train, teacher=tuned, unlabelled=pool)
     pruned = apply_technique("prune", tuned, context, layers=1)
     student = apply_technique("distill", pruned, context, epochs=1, augment_copies=2)
-    # 15 labelled, 12 unlabelled, up to 2 perturbed copies of each labelled text.
+    # 15 labelled, 12 unlabelled, up to 2 perturbed or spliced copies of each labelled text.
     assert len(train) + len(pool) < student.metrics["distill_texts"] <= 3 * len(train) + len(pool)
     assert student.metrics["layer_distillation"] and student.config["options"]["unlabelled"] == 12
     plain = apply_technique("distill", pruned, context, epochs=1, hidden=0.0)

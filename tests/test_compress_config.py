@@ -11,7 +11,8 @@ from frugalml.errors import FrugalError
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"), [("max_drop", -1.0), ("heads", 0.0), ("latency_runs", 0), ("measure_seconds", 0.0)]
+    ("setting", "value"),
+    [("max_drop", -1.0), ("heads", 0.0), ("latency_runs", 0), ("measure_seconds", 0.0), ("splice", 1.5)],
 )
 def test_the_config_refuses_a_setting_out_of_range_where_it_is_built(setting, value):
     with pytest.raises(FrugalError, match=f"compress settings out of range: {setting}="):
@@ -25,7 +26,7 @@ def test_the_config_refuses_a_setting_out_of_range_where_it_is_built(setting, va
 
 def test_the_cli_refuses_a_setting_out_of_range_before_reading_any_file(capsys, home, tmp_path):
     missing = ("--data", str(tmp_path / "no.csv"), "--eval", str(tmp_path / "none.csv"))
-    for option, value in (("--max-drop", "-1"), ("--ffn", "2"), ("--keep", "some")):
+    for option, value in (("--max-drop", "-1"), ("--ffn", "2"), ("--keep", "some"), ("--splice", "-0.5")):
         code, _, err = run_cli(capsys, "compress", "nope", *missing, option, value)
         name = option.removeprefix("--").replace("-", "_")
         assert code == 2 and name in err and len(err.strip().splitlines()) == 1, err

@@ -68,6 +68,13 @@ def compress(
     augment: Annotated[
         int | None, typer.Option(help="Perturbed copies of each training text to distill on.")
     ] = None,
+    splice: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of those copies that join the start of one training text to the end of "
+            "another (default: 0.5)."
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Threads per measured candidate (0: every core).")
     ] = None,
@@ -108,6 +115,7 @@ def compress(
         "channels": _numbers(channels, float) if channels is not None else None,
         "distill_epochs": distill_epochs,
         "augment_copies": augment,
+        "splice": splice,
         "threads": threads,
         "latency_runs": latency_runs,
         "measure_seconds": measure_seconds,

@@ -27,6 +27,7 @@ class CompressConfig:
     channels: tuple[float, ...] = ()  # image students: fractions of channels kept; () = DEFAULT_CHANNELS
     distill_epochs: int | None = None
     augment_copies: int | None = None
+    splice: float | None = None  # share of those copies that splice two texts; None: distill's
     threads: int = 0  # threads per measured candidate; 0 = every core
     latency_runs: int = 200  # single-text calls timed per candidate
     measure_seconds: float = 2.0  # least time spent on the batch-32 throughput run
@@ -79,5 +80,6 @@ class CompressConfig:
                 self.augment_copies is None or self.augment_copies >= 0,
                 "augment_copies >= 0",
             ),
+            "splice": (self.splice is None or 0 <= self.splice <= 1, "0 <= splice <= 1"),
         }
         check_ranges("compress", self, ranges)

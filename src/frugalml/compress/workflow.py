@@ -245,9 +245,10 @@ def _build(
 
 def _extra(config: CompressConfig, name: str, task: str) -> dict[str, Any]:
     """Options a technique gets beyond its recipe step: the config's, then per-technique overrides."""
-    distill = {"epochs": config.distill_epochs}
-    if task == TEXT_TASK:  # perturbed copies of texts
+    distill: dict[str, float | None] = {"epochs": config.distill_epochs}
+    if task == TEXT_TASK:  # perturbed or spliced copies of texts
         distill["augment_copies"] = config.augment_copies
+        distill["splice"] = config.splice
     distill = {key: value for key, value in distill.items() if value is not None}  # None: its default
     return {**({"distill": distill}.get(name, {})), **config.options.get(name, {})}
 
