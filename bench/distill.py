@@ -10,8 +10,8 @@ epochs for that data size: logits only, plus the layer states, plus MiniLMv2's a
 relations, plus both; then with the layer states from freshly drawn layers instead of the teacher's
 (what starting from the teacher's layers adds), and without the perturbed copies (what the transfer
 set adds; epochs as compress chooses them for no copies), and with twice the epochs (what more
-optimizer steps add); then with half or all of the copies spliced from two texts (compress's
-default: half, of any intent) instead of perturbed. Each student is scored on the selection split
+optimizer steps add); then with half or all of the copies spliced from two texts (`--splice`, of
+the same intent or any) instead of perturbed. Each student is scored on the selection split
 and the BANKING77 test set beside the teacher. Writes bench/results/NAME.{json,md} (`--name`,
 default distill) and prints the table; a variant already in the results for this draw and teacher is
 not repeated. `--variant NAME` (repeatable) runs some of them:

@@ -72,7 +72,7 @@ def compress(
         float | None,
         typer.Option(
             help="Share of those copies that join the start of one training text to the end of "
-            "another (default: 0.5)."
+            "another, of any label (default: 0)."
         ),
     ] = None,
     threads: Annotated[
