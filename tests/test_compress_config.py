@@ -47,3 +47,14 @@ def test_the_cli_passes_on_only_the_settings_given(capsys, home, tmp_path, monke
     files = ("--data", str(tmp_path / "no.csv"), "--eval", str(tmp_path / "none.csv"))
     code, _, _ = run_cli(capsys, "compress", "b", *files, "--heads", "0.5", "--layers", "1,2")
     assert code == 2 and seen == [CompressConfig(heads=0.5, layers=(1, 2))]
+
+
+def test_the_transfer_set_settings_reach_distillation_of_text_only():
+    from frugalml.bundle import IMAGE_TASK, TEXT_TASK
+    from frugalml.compress.workflow import _extra
+
+    config = CompressConfig(splice=0.5, augment_copies=2, distill_epochs=3)
+    assert _extra(config, "distill", TEXT_TASK) == {"epochs": 3, "augment_copies": 2, "splice": 0.5}
+    assert _extra(config, "distill", IMAGE_TASK) == {"epochs": 3}  # images have no text to splice
+    assert _extra(CompressConfig(), "distill", TEXT_TASK) == {}  # left out: distill's own defaults
+    assert _extra(config, "prune", TEXT_TASK) == {}
