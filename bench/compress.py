@@ -3,8 +3,8 @@ teacher, measured side by side on this machine (2 threads per candidate, each in
 
     flock /tmp/frugalml-cpu.lock .venv/bin/python bench/compress.py     # compress's defaults
 
-`--techniques`, `--layers`, `--ffn`, `--heads`, `--distill-epochs` and `--augment` set what they
-name; compress chooses whatever is not given (from the data size and the budget), as for a user.
+`--techniques`, `--layers`, `--ffn`, `--heads`, `--distill-epochs`, `--augment` and `--splice` set
+what they name; compress chooses whatever is not given (from the data size and the budget), as for a user.
 The run with the defaults is recorded as `--name compress_defaults`, the hand-picked one under the
 default name.
 
@@ -27,8 +27,8 @@ draws `--per-class` labelled texts of each intent from the train set (seed = the
 of each, held out, to select on; the teacher is a LoRA tune on the drawn rows; `compress` runs with
 its defaults (the settings it chooses from the data size). Each run adds its row to
 bench/results/compress_small.{json,md}: the selected candidate against the fp32 teacher. A run
-narrowed with `--techniques` (to compare techniques on the same teacher) goes under its own
-`--name`, so that it does not replace a draw's defaults row:
+narrowed with `--techniques` (to compare techniques on the same teacher) or given `--splice` goes
+under its own `--name`, so that it does not replace a draw's defaults row:
 
     nice .venv/bin/python bench/compress.py --per-class 20 --techniques onnx,int8,emb4,int4 \
         --name compress_int4
@@ -157,7 +157,7 @@ def small_row(run: dict) -> list:
         run["per_class"],
         run["draw"],
         run.get("teacher_method", "lora"),
-        "defaults" if run.get("techniques") == list(DEFAULT_TECHNIQUES) else ",".join(run["techniques"]),
+        search_label(run, DEFAULT_TECHNIQUES),
         s["recipe"],
         f"{s['size_bytes'] / 1e6:.1f}",
         f"{s['size_ratio']:.1f}",
@@ -169,17 +169,25 @@ def small_row(run: dict) -> list:
     ]
 
 
+def search_label(run: dict, default_techniques: tuple[str, ...]) -> str:
+    """What the run's search was: compress's defaults, or what it was narrowed or given."""
+    given = [] if run.get("techniques") == list(default_techniques) else [",".join(run["techniques"])]
+    if run.get("splice") is not None:
+        given.append(f"splice {run['splice']}")
+    return "; ".join(given) or "defaults"
+
+
 def small_data(
     per_class: int,
     draws: list[int],
     threads: int,
-    techniques: tuple[str, ...] | None,
+    given: dict,
     teacher_method: str,
     name: str,
 ) -> None:
     """Compress a LoRA teacher tuned on `per_class` texts per intent, with compress's defaults
-    (`techniques`, when given, narrows the search; the run records it), into
-    bench/results/NAME.{json,md}."""
+    but for the settings `given` (`techniques` narrows the search, `splice` sets distillation's
+    spliced share; the run records both), into bench/results/NAME.{json,md}."""
     from frugalml.compress import CompressConfig, compress_and_register
     from frugalml.compress.report import markdown_table
     from frugalml.data import load_dataset
@@ -195,8 +203,7 @@ def small_data(
         fit_path, dev_path = small_draw(train, per_class, draw)
         teacher = small_teacher(fit_path, dev_path, settings, teacher_method)
         print(f"draw {draw}: teacher {teacher.id} ({teacher.method}, {per_class} per intent)", flush=True)
-        narrowed = {"techniques": techniques} if techniques else {}
-        config = CompressConfig(threads=threads, keep="all", **narrowed)  # defaults otherwise
+        config = CompressConfig(threads=threads, keep="all", **given)  # defaults otherwise
         result = compress_and_register(
             teacher.id, fit_path, dev_path, config, reporter=RichReporter(), settings=settings
         ).to_json()
@@ -210,6 +217,7 @@ def small_data(
             "splits": {"fit": str(fit_path), "selection": str(dev_path), "test": str(DATA / "test.csv")},
             "machine": machine(threads),
             "techniques": list(config.techniques),
+            "splice": config.splice,  # None: distill's default
             "wall_seconds": round(time.perf_counter() - started, 1),
             "goal_met": goal_met(selected)
             and selected["test_accuracy"] >= result["baseline"]["test_accuracy"] - GOAL["max_drop"] / 100,
@@ -364,6 +372,7 @@ def main() -> None:
     parser.add_argument("--ffn", help="fractions of FFN neurons kept per layer, comma-separated")
     parser.add_argument("--distill-epochs", type=int)
     parser.add_argument("--augment", type=int, help="perturbed copies per training text")
+    parser.add_argument("--splice", type=float, help="share of those copies spliced from two texts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-drop", type=float, default=GOAL["max_drop"])
     parser.add_argument(
@@ -391,9 +400,16 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        techniques = tuple(args.techniques.split(",")) if args.techniques else None
+        given = {"techniques": args.techniques and tuple(args.techniques.split(",")), "splice": args.splice}
         draws = [int(d) for d in args.draws.split(",")]
-        small_data(args.per_class, draws, args.threads, techniques, args.teacher, name)
+        small_data(
+            args.per_class,
+            draws,
+            args.threads,
+            {key: value for key, value in given.items() if value is not None},
+            args.teacher,
+            name,
+        )
         return
     import torch
 
@@ -419,6 +435,7 @@ def main() -> None:
         "ffn": args.ffn and tuple(float(f) for f in args.ffn.split(",")),
         "distill_epochs": args.distill_epochs,
         "augment_copies": args.augment,
+        "splice": args.splice,
     }
     config = CompressConfig(
         max_drop=args.max_drop,

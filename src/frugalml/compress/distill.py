@@ -70,12 +70,13 @@ def augment(
     """
     words = [text.split() for text in texts]
     vocabulary = [w for ws in words for w in ws]
-    partners = _partners(groups if groups is not None else [""] * len(texts))
+    keys = list(groups) if groups is not None else [""] * len(texts)  # one group: any partner
+    partners = _partners(keys)
     out = []
     for _ in range(copies):
         for i, ws in enumerate(words):
             if splice and ws and rng.random() < splice:
-                group = partners[groups[i] if groups is not None else ""]
+                group = partners[keys[i]]
                 other = words[group[rng.integers(len(group))]]
                 new = ws[: rng.integers(1, len(ws) + 1)] + other[rng.integers(len(other) + 1) :]
                 out.append(" ".join(new))
