@@ -11,10 +11,11 @@ relations, plus both; then with the layer states from freshly drawn layers inste
 (what starting from the teacher's layers adds), and without the perturbed copies (what the transfer
 set adds; epochs as compress chooses them for no copies), and with twice the epochs (what more
 optimizer steps add); then with half or all of the copies spliced from two texts (`--splice`, of
-the same intent or any) instead of perturbed. Each student is scored on the selection split
-and the BANKING77 test set beside the teacher. Writes bench/results/NAME.{json,md} (`--name`,
-default distill) and prints the table; a variant already in the results for this draw and teacher is
-not repeated. `--variant NAME` (repeatable) runs some of them:
+the same intent or any) instead of perturbed; then started from the teacher's bottom layers, or
+every other layer ending with the last, instead of evenly spaced ones. Each student is scored on
+the selection split and the BANKING77 test set beside the teacher. Writes
+bench/results/NAME.{json,md} (`--name`, default distill) and prints the table; a variant already
+in the results for this draw and teacher is not repeated. `--variant NAME` (repeatable) runs some of them:
 
     .venv/bin/python bench/distill.py --variant "+ layer states" \
         --variant "+ layer states, twice the epochs" --name distill_steps
@@ -52,6 +53,10 @@ VARIANTS = {  # name -> distill() options; copies spliced only where a variant s
     },
     "+ layer states, any-text splices": {"hidden": 1.0, "attention": 0.0, "splice": 0.5},
     "+ layer states, any-text splices only": {"hidden": 1.0, "attention": 0.0, "splice": 1.0},
+    # Which of the teacher's layers the student starts from (default: evenly spaced, first and last
+    # kept); the layer loss still matches them to the evenly spaced teacher layers.
+    "+ layer states, bottom layers": {"hidden": 1.0, "attention": 0.0, "splice": 0.0, "keep": "bottom"},
+    "+ layer states, every other layer": {"hidden": 1.0, "attention": 0.0, "splice": 0.0, "keep": "odd"},
 }
 FRESH = "+ layer states, fresh layers"
 COLUMNS = ("variant", "dev acc %", "Δ dev pts", "test acc %", "Δ test pts", "agree %", "distill s")
@@ -123,9 +128,21 @@ def main() -> None:
     fit, dev, test = load_dataset(fit_path), load_dataset(dev_path), load_dataset(DATA / "test.csv")
     teacher = small_teacher(fit_path, dev_path, settings)
     context = CompressContext(store=settings.bundles_dir, train=fit, teacher=teacher, reporter=RichReporter())
-    layers = student_depths(int(load_bundle_config(teacher).encoder["num_hidden_layers"]), 0.0)[0]
-    student = apply_technique("prune", teacher, context, layers=layers, ffn=0.5)
-    student = apply_technique("trim", student, context)
+    n_teacher = int(load_bundle_config(teacher).encoder["num_hidden_layers"])
+    layers = student_depths(n_teacher, 0.0)[0]
+    kept = {  # the teacher layers a student starts from, as prune takes them
+        "even": layers,
+        "bottom": list(range(layers)),
+        "odd": list(range(n_teacher - 2 * layers + 1, n_teacher, 2)),
+    }
+    students: dict[str, object] = {}
+
+    def student_from(keep: str):
+        if keep not in students:
+            pruned = apply_technique("prune", teacher, context, layers=kept[keep], ffn=0.5)
+            students[keep] = apply_technique("trim", pruned, context)
+        return students[keep]
+
     copies = augment_copies(len(fit))
     epochs = distill_epochs(len(fit), copies)
     path = RESULTS / f"{args.name}.json"
@@ -159,8 +176,10 @@ def main() -> None:
     for name in chosen:
         if name in done:
             continue
-        start = fresh_layers(student, context) if name == FRESH else student
         options = {"augment_copies": copies, **VARIANTS[name]}
+        keep = options.pop("keep", "even")
+        student = student_from(keep)
+        start = fresh_layers(student, context) if name == FRESH else student
         factor = options.pop("epochs_factor", 1)
         options["epochs"] = factor * distill_epochs(len(fit), options["augment_copies"])
         started = time.perf_counter()
@@ -169,6 +188,7 @@ def main() -> None:
         run = {
             "variant": name,
             **options,
+            **({"kept_layers": kept[keep]} if keep != "even" else {}),
             "dev_accuracy": score(distilled, dev),
             "test_accuracy": score(distilled, test),
             "teacher_agreement": distilled.metrics["teacher_agreement"],
