@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import httpx
 import pytest
 import torch
@@ -10,12 +12,14 @@ from test_tune_serve import _standard_load
 
 from frugalml.bundle import load_bundle
 from frugalml.errors import FrugalError
-from frugalml.models import load_bundle_torch
+from frugalml.models import load_bundle_torch, new_classifier
 from frugalml.models.hf_model import FrugalTextClassifierConfig
 from frugalml.runtime import load_predictor
 from frugalml.runtime.torch_predictor import TorchPredictor
 from frugalml.serve import create_app
 from frugalml.tune import TuneConfig
+from frugalml.tune.loop import make_optimizer
+from frugalml.tune.methods import get_method
 from frugalml.tune.trainer import tune
 from frugalml.tune.workflow import tune_and_register
 
@@ -87,6 +91,28 @@ def test_method_trains_only_its_weights_and_the_bundle_predicts_as_trained(
         model.config.prompt_shifts_text = True
         shifted = TorchPredictor(model, tokenizer, bundle.labels).predict_proba(TEXTS)
         assert shifted != pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(("method", "decayed"), [("prompt", False), ("prefix", True), ("adapter", True)])
+def test_weight_decay_spares_the_soft_prompt_only(tiny_base, method, decayed):
+    """At the prompt's learning rate of 0.3 decay would pull it toward zero whatever it learns;
+    the other methods' weights and every head decay as configured."""
+    config = TuneConfig(method=method, base=str(tiny_base), weight_decay=0.05)
+    chosen = get_method(method)
+    model = chosen.prepare(new_classifier(str(tiny_base), ["a", "b"]), asdict(config))
+    encoder_lr, _ = chosen.encoder_optimizer(config)
+    optimizer = make_optimizer(model, config, chosen.encoder_optimizer(config))
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    before = {name: p.detach().clone() for name, p in trained.items()}
+    for p in trained.values():
+        p.grad = torch.zeros_like(p)  # Adam then moves nothing: what changes is decay alone
+    optimizer.step()
+    for name, p in trained.items():
+        head = name.startswith("classifier")
+        rate = config.weight_decay if decayed or head else 0.0
+        lr = config.head_lr if head else encoder_lr
+        assert torch.allclose(p.detach(), before[name] * (1 - lr * rate)), name
+    assert any(name == "prompt" for name in trained) == (method == "prompt")
 
 
 def test_prediction_before_save_equals_after_reload(tiny_base, intent_files, home):

@@ -88,11 +88,26 @@ class _Position:
     history: list[dict] = field(default_factory=list)
 
 
+def make_optimizer(model: nn.Module, config: TuneConfig, encoder: tuple[float, float]) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: the encoder's at `encoder` (learning rate, weight
+    decay), the head's at `config.head_lr` and `config.weight_decay`."""
+    head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
+    encoder_lr, encoder_decay = encoder
+    return torch.optim.AdamW(
+        [
+            {"params": body, "lr": encoder_lr, "weight_decay": encoder_decay},
+            {"params": head, "lr": config.head_lr},
+        ],
+        weight_decay=config.weight_decay,
+    )
+
+
 def fine_tune(
     model: nn.Module,
     rows: Rows,
     config: TuneConfig,
-    encoder_lr: float,
+    encoder: tuple[float, float],
     score: Scorer,
     reporter: Reporter,
     kept: Kept,
@@ -100,16 +115,14 @@ def fine_tune(
     checkpointing: Checkpointing | None = None,
     on_epoch: EpochHook | None = None,
 ) -> tuple[Kept, int, list[dict]]:
-    """Train from `kept`, the frozen encoder's epoch; return the kept epoch, the epochs run and
-    each epoch's scores. The model ends with the kept epoch's weights. `on_epoch` hears each
-    epoch's validation loss (a search prunes a trial by raising there)."""
+    """Train from `kept`, the frozen encoder's epoch, with the encoder's trainable parameters at
+    `encoder` (learning rate, weight decay); return the kept epoch, the epochs run and each
+    epoch's scores. The model ends with the kept epoch's weights. `on_epoch` hears each epoch's
+    validation loss (a search prunes a trial by raising there)."""
     assert config.epochs is not None  # resolved by the trainer
-    head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
-    body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": body, "lr": encoder_lr}, {"params": head, "lr": config.head_lr}],
-        weight_decay=config.weight_decay,
-    )
+    optimizer = make_optimizer(model, config, encoder)
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    encoder_lr = encoder[0]
     lengths = [len(ids) for ids in rows.fit_ids]
     steps_per_epoch = len(length_batches(lengths, config.batch_size))
     total_steps = steps_per_epoch * config.epochs
@@ -152,7 +165,7 @@ def fine_tune(
                     steps=config.adv_steps,
                 )
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(body + head, 1.0)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()

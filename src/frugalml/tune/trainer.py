@@ -189,10 +189,18 @@ def train_worker(
         rows = Rows(fit_ids, fit_y, row_weights(fit_y, balanced), val_ids, pad)
         if config.noise_share:
             rows.epoch_ids = _epoch_noise_ids(fit_part.texts, fit_ids, config, tokenizer)
-        encoder_lr = config.lr if config.lr is not None else method.encoder_lr
         start = Kept(val_loss, val_acc, trainable_state(trained), features)  # epoch 0: frozen encoder
         kept, epochs_run, epoch_scores = fine_tune(
-            trained, rows, config, encoder_lr, score, reporter, start, device, checkpointing, on_epoch
+            trained,
+            rows,
+            config,
+            method.encoder_optimizer(config),
+            score,
+            reporter,
+            start,
+            device,
+            checkpointing,
+            on_epoch,
         )
         val_acc, val_loss, features = kept.val_accuracy, kept.val_loss, kept.features
         history += epoch_scores
