@@ -4,7 +4,8 @@ teacher, measured side by side on this machine (2 threads per candidate, each in
     flock /tmp/frugalml-cpu.lock .venv/bin/python bench/compress.py     # compress's defaults
 
 `--techniques`, `--layers`, `--ffn`, `--heads`, `--distill-epochs`, `--augment` and `--splice` set
-what they name; compress chooses whatever is not given (from the data size and the budget), as for a user.
+what they name; compress chooses whatever is not given (from the data size and the budget), as for
+a user.
 The run with the defaults is recorded as `--name compress_defaults`, the hand-picked one under the
 default name.
 
@@ -400,16 +401,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        given = {"techniques": args.techniques and tuple(args.techniques.split(",")), "splice": args.splice}
+        given: dict = {"techniques": tuple(args.techniques.split(","))} if args.techniques else {}
+        if args.splice is not None:
+            given["splice"] = args.splice
         draws = [int(d) for d in args.draws.split(",")]
-        small_data(
-            args.per_class,
-            draws,
-            args.threads,
-            {key: value for key, value in given.items() if value is not None},
-            args.teacher,
-            name,
-        )
+        small_data(args.per_class, draws, args.threads, given, args.teacher, name)
         return
     import torch
 
